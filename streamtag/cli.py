@@ -1,0 +1,196 @@
+"""The ``streamtag`` command line. Exit codes: 0 ok, 2 usage/config error, 1 runtime failure."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from streamtag import __version__
+from streamtag.errors import AudioError, CheckpointError, ConfigError, StreamtagError
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its message short
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"streamtag: error: {message}\n")
+
+
+def _err(msg: str) -> None:
+    print(f"streamtag: {msg}", file=sys.stderr)
+
+
+# -- check-config --------------------------------------------------------------------------------
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from streamtag.config import load_config
+
+    try:
+        load_config(args.file)
+    except ConfigError as e:
+        for p in e.problems:
+            _err(f"{args.file}: {p}")
+        return EXIT_USAGE
+    print(f"{args.file}: ok")
+    return EXIT_OK
+
+
+# -- analyze -------------------------------------------------------------------------------------
+def flatten_record(rec: dict, prefix: str = "") -> dict[str, object]:
+    """Nested record → flat columns (``emotion.valence``, ``instrument.probs.violin``, …)."""
+    flat: dict[str, object] = {}
+    for k, v in rec.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(flatten_record(v, key + "."))
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                flat[f"{key}.{i}"] = x
+        else:
+            flat[key] = v
+    return flat
+
+
+def write_records(records: Iterable[dict], fmt: str, out: io.TextIOBase) -> None:
+    if fmt == "jsonl":
+        for r in records:
+            out.write(json.dumps(r, allow_nan=False) + "\n")
+        return
+    rows = [flatten_record(r) for r in records]
+    if not rows:
+        return
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from streamtag.audiofile import read_audio
+    from streamtag.checkpoint import resolve_checkpoint
+    from streamtag.config import load_config
+    from streamtag.engine import Engine, StreamSpec
+
+    try:
+        cfg = load_config(args.config)
+        ck = resolve_checkpoint(args.checkpoint or cfg.model.checkpoint)
+    except (ConfigError, CheckpointError) as e:
+        _err(str(e))
+        return EXIT_USAGE
+    several = len(args.files) > 1
+    failed = 0
+    records: list[dict] = []
+    progress = _progress_factory(args.progress)
+    for name in args.files:
+        try:
+            audio, rate = read_audio(name)
+        except AudioError as e:
+            _err(str(e))
+            failed += 1
+            continue
+        engine = Engine(ck, input_rate_hz=rate, streams=[StreamSpec(cfg.analysis.stream)],
+                        silence_db=cfg.analysis.silence_db)
+        with progress(name, audio.shape[0] / rate) as bar:
+            recs = engine.analyze(audio, progress=bar)
+        if several:
+            for r in recs:
+                r["file"] = name
+        records += recs
+    try:
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="") as f:
+                write_records(records, args.format, f)
+        else:
+            write_records(records, args.format, sys.stdout)
+    except OSError as e:
+        _err(f"{args.out}: cannot write ({e.strerror or e})")
+        return EXIT_RUNTIME
+    if failed:
+        _err(f"{failed} of {len(args.files)} file(s) could not be analyzed")
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+class _NoBar:
+    def __enter__(self) -> Callable[[int, int], None]:
+        return lambda done, total: None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _TqdmBar:
+    def __init__(self, name: str, seconds: float) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=None, desc=Path(name).name, unit="hop", file=sys.stderr,
+                         leave=False)
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        def update(done: int, total: int) -> None:
+            self._bar.total = total
+            self._bar.n = done
+            self._bar.refresh()
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
+
+
+def _progress_factory(mode: str) -> Callable[[str, float], _NoBar | _TqdmBar]:
+    """Progress bars on long files, only when stderr is a terminal (or forced)."""
+    def make(name: str, seconds: float) -> _NoBar | _TqdmBar:
+        show = mode == "on" or (mode == "auto" and sys.stderr.isatty() and seconds > 30)
+        return _TqdmBar(name, seconds) if show else _NoBar()
+
+    return make
+
+
+# -- main ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="streamtag", description="Real-time audio analysis for performers.")
+    p.add_argument("--version", action="version", version=f"streamtag {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    a = sub.add_parser("analyze", help="analyze audio files offline, one estimate per hop")
+    a.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, OGG or MP3 files")
+    a.add_argument("--checkpoint", metavar="F", help="model checkpoint (.safetensors); "
+                   "default: the bundled model")
+    a.add_argument("--config", metavar="F", help="YAML config (analysis.silence_db, …)")
+    a.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
+                   help="output format (default jsonl: one JSON record per line)")
+    a.add_argument("--out", metavar="F", help="write here instead of standard output")
+    a.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bar on stderr (auto: on for files > 30 s on a terminal)")
+    a.set_defaults(func=cmd_analyze)
+
+    c = sub.add_parser("check-config", help="validate a config file (exit 0, or 2 naming "
+                       "every problem)")
+    c.add_argument("file", metavar="F")
+    c.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except StreamtagError as e:
+        _err(str(e))
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

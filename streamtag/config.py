@@ -1,0 +1,280 @@
+"""Typed, strict configuration: frozen dataclasses, one per component. Defaults live here only.
+
+``configs/default.yaml`` documents every key with these same defaults (a test pins that they
+agree). Loading rejects unknown keys, wrong types and out-of-range values, naming the key path
+(``outputs.osc.targets[1].port: expected 1..65535, got 70000``) and collecting every problem
+before raising one ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from streamtag.errors import ConfigError
+
+
+def _rng(lo: float | None = None, hi: float | None = None, default: Any = None, **kw: Any) -> Any:
+    """A field with an allowed range (inclusive); ``lo``/``hi`` None means unbounded."""
+    return field(default=default, metadata={"range": (lo, hi)}, **kw)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    device: int | str | None = None  # index or case-insensitive name substring; None: default
+    file: str | None = None  # play this audio file instead of a device
+    realtime: bool = True  # pace a file in real time (False: as fast as possible)
+    channels: list[int] | None = None  # 0-based channels mixed to mono; None: all
+    sample_rate_hz: int | None = _rng(8000, 384000)  # device rate; None: device default
+    blocksize: int = _rng(0, 8192, 256)  # PortAudio block [frames]; 0 lets PortAudio choose
+    ring_s: float = _rng(0.5, 60.0, 4.0)  # capture ring buffer length [s]
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    name: str = "main"
+    channels: list[int] | None = None  # 0-based device channels mixed into this stream
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    checkpoint: str | None = None  # path to a .safetensors checkpoint; None: the bundled model
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    silence_db: float = _rng(-160.0, 0.0, -60.0)  # hops quieter than this are `silent` [dBFS]
+    stream: str = "main"  # stream name in records when `streams` is empty
+
+
+@dataclass(frozen=True)
+class OscTarget:
+    host: str = "127.0.0.1"
+    port: int = _rng(1, 65535, 9000)
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    kind: Literal["none", "exp", "hold"] = "none"
+    time_s: float = _rng(0.0, 60.0, 1.0)  # exponential time constant [s]
+    threshold: float = _rng(0.0, None, 0.02)  # hold: send only changes larger than this
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    source: str = ""  # a record path: timbre.brightness, emotion.valence, level_db, …
+    to: str = ""  # OSC address
+    range: list[float] = field(default_factory=lambda: [0.0, 1.0])  # output range
+    curve: Literal["lin", "exp", "log"] = "lin"
+
+
+@dataclass(frozen=True)
+class FastLaneConfig:
+    enabled: bool = True
+    rate_hz: float = _rng(1.0, 200.0, 50.0)  # control rate of the fast lane [Hz]
+
+
+@dataclass(frozen=True)
+class OscConfig:
+    enabled: bool = True
+    prefix: str = "/streamtag"
+    targets: list[OscTarget] = field(default_factory=lambda: [OscTarget()])
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    mappings: list[MappingConfig] = field(default_factory=list)
+    fast: FastLaneConfig = field(default_factory=FastLaneConfig)
+
+
+@dataclass(frozen=True)
+class ZmqConfig:
+    enabled: bool = True
+    endpoint: str = "tcp://127.0.0.1:5556"
+    hwm: int = _rng(1, 1_000_000, 1000)  # messages queued per subscriber before dropping
+    status_interval_s: float = _rng(0.1, 60.0, 1.0)
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    osc: OscConfig = field(default_factory=OscConfig)
+    zmq: ZmqConfig = field(default_factory=ZmqConfig)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = _rng(1, 65535, 9001)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["human", "json"] = "human"
+
+
+@dataclass(frozen=True)
+class Config:
+    input: InputConfig = field(default_factory=InputConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    streams: list[StreamConfig] = field(default_factory=list)
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+# -- strict loading -----------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number",
+            str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
+    """Check ``value`` against type ``tp``; return the converted value or _MISSING."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            sub: list[str] = []
+            out = _convert(arg, value, path, sub)
+            if not sub:
+                return out
+        problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        return _MISSING
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        return _MISSING
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+            return _MISSING
+        (item_tp,) = typing.get_args(tp)
+        items = [_convert(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return _MISSING if any(i is _MISSING for i in items) else items
+    if dataclasses.is_dataclass(tp):
+        return _from_mapping(tp, value, path, problems)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    return _MISSING
+
+
+def _from_mapping(cls: type, data: Any, path: str, problems: list[str]) -> Any:
+    if not isinstance(data, dict):
+        problems.append(f"{path or '<top>'}: expected a mapping, got {data!r}")
+        return _MISSING
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            close = [k for k in fields if k.startswith(str(key)[:3])]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{key_path}: unknown key{hint}; known keys: {', '.join(fields)}")
+            continue
+        out = _convert(hints[key], value, key_path, problems)
+        if out is _MISSING:
+            continue
+        lo, hi = fields[key].metadata.get("range", (None, None))
+        if isinstance(out, (int, float)) and not isinstance(out, bool) and (
+            (lo is not None and out < lo) or (hi is not None and out > hi)
+        ):
+            lo_s = "-inf" if lo is None else f"{lo:g}"
+            hi_s = "inf" if hi is None else f"{hi:g}"
+            problems.append(f"{key_path}: expected {lo_s}..{hi_s}, got {out!r}")
+            continue
+        kwargs[key] = out
+    return cls(**kwargs)
+
+
+def _check_semantics(cfg: Config, problems: list[str]) -> None:
+    """Cross-field rules that types alone cannot say."""
+    if not cfg.outputs.osc.prefix.startswith("/") or cfg.outputs.osc.prefix.endswith("/"):
+        problems.append(
+            f"outputs.osc.prefix: expected an OSC address like '/streamtag', "
+            f"got {cfg.outputs.osc.prefix!r}"
+        )
+    for i, ch in enumerate(cfg.input.channels or []):
+        if ch < 0:
+            problems.append(f"input.channels[{i}]: expected >= 0, got {ch}")
+    names = [s.name for s in cfg.streams]
+    for i, s in enumerate(cfg.streams):
+        if not s.name or not s.name.replace("_", "").replace("-", "").isalnum():
+            problems.append(f"streams[{i}].name: expected letters, digits, - or _, got {s.name!r}")
+        if names.count(s.name) > 1:
+            problems.append(f"streams[{i}].name: {s.name!r} is used by more than one stream")
+        for j, ch in enumerate(s.channels or []):
+            if ch < 0:
+                problems.append(f"streams[{i}].channels[{j}]: expected >= 0, got {ch}")
+    for i, m in enumerate(cfg.outputs.osc.mappings):
+        p = f"outputs.osc.mappings[{i}]"
+        if not m.source:
+            problems.append(f"{p}.source: required (e.g. timbre.brightness)")
+        if not m.to.startswith("/"):
+            problems.append(f"{p}.to: expected an OSC address starting with '/', got {m.to!r}")
+        if len(m.range) != 2:
+            problems.append(f"{p}.range: expected [low, high], got {m.range!r}")
+        elif m.curve in ("exp", "log") and min(m.range) <= 0:
+            problems.append(f"{p}.range: curve {m.curve!r} needs both ends > 0, got {m.range!r}")
+    if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).expanduser().exists():
+        problems.append(f"model.checkpoint: file not found: {cfg.model.checkpoint}")
+
+
+def config_from_dict(data: dict[str, Any] | None) -> Config:
+    """Build a Config from parsed YAML; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    cfg = _from_mapping(Config, {} if data is None else data, "", problems)
+    if cfg is not _MISSING:
+        _check_semantics(cfg, problems)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a YAML config file (None: the defaults)."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    return config_from_dict(data)

@@ -1,0 +1,267 @@
+"""The engine: audio → frontend → window → model step → post-processing → estimate records.
+
+One engine serves the daemon (``process``: hop by hop, any block sizes) and ``analyze``
+(``analyze``: all CNN windows of a file in one batch, then the LSTM over the sequence); their
+records are equal (the cornerstone test). Several streams (channel groups of one input) each get
+their own frontend and LSTM state and go through the model in one batched forward.
+
+Latency, declared per stage: the frontend completes a frame when its last sample arrives; the
+resampler (if the input rate differs from the model's) delays by ``frontend.latency_samples``;
+the model needs nothing from the future. A record's ``t`` is the stream time [s] of the end of
+the audio its hop describes, corrected for the resampler's delay.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from streamtag.checkpoint import Checkpoint
+from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix
+from streamtag.model import HeadSpec, LstmState
+
+#: Thayer quadrants: 1 +v+a, 2 −v+a, 3 −v−a, 4 +v−a.
+QUADRANT_LABELS: dict[int, str] = {1: "happy", 2: "tense", 3: "sad", 4: "calm"}
+LEVEL_FLOOR_DB = -160.0
+
+
+def quadrant(valence: float, arousal: float) -> int:
+    """Thayer quadrant of a (valence, arousal) point; zero counts as positive."""
+    if arousal >= 0:
+        return 1 if valence >= 0 else 2
+    return 3 if valence < 0 else 4
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A named stream: the input channels (0-based) mixed into it; None means all."""
+
+    name: str = "main"
+    channels: tuple[int, ...] | None = None
+
+
+@dataclass
+class FastFrames:
+    """Fast-lane values of one stream: t [N] stream times [s], values [N, 4] (FAST_NAMES)."""
+
+    stream: str
+    t: np.ndarray
+    values: np.ndarray
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return FAST_NAMES
+
+
+@dataclass
+class EngineStep:
+    """What one ``process`` call produced."""
+
+    records: list[dict] = field(default_factory=list)
+    fast: list[FastFrames] = field(default_factory=list)
+
+
+def _round(x: float) -> float:
+    # JSON consumers get 6 significant digits; more would only show float32 noise.
+    return float(f"{x:.6g}")
+
+
+def head_section(spec: HeadSpec, values: np.ndarray) -> dict | list:
+    """One head's part of the estimate record from its activated outputs [K]."""
+    if spec.kind == "multiclass":
+        top = int(np.argmax(values))
+        return {
+            "top": spec.labels[top],
+            "confidence": _round(values[top]),
+            "probs": {label: _round(v) for label, v in zip(spec.labels, values, strict=True)},
+        }
+    if spec.kind == "embedding":
+        return [_round(v) for v in values]
+    if spec.kind == "regression" and spec.range is not None:
+        values = np.clip(values, *spec.range)
+    section: dict = {label: _round(v) for label, v in zip(spec.labels, values, strict=True)}
+    if spec.name == "emotion" and {"valence", "arousal"} <= section.keys():
+        q = quadrant(section["valence"], section["arousal"])
+        section["quadrant"] = q
+        section["label"] = QUADRANT_LABELS[q]
+    return section
+
+
+class Engine:
+    """Turns audio into estimate records, one per hop, for one or more streams.
+
+    checkpoint: the loaded model and its frontend parameters.
+    input_rate_hz: the rate of the audio fed in (resampled to the model rate if different).
+    streams: channel groups; default one stream named ``stream`` mixing all channels.
+    silence_db: hops whose level is below this [dBFS] are marked ``silent``.
+    """
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        input_rate_hz: int | None = None,
+        streams: list[StreamSpec] | None = None,
+        silence_db: float = -60.0,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model.eval()
+        self.arch = self.model.arch
+        self.fe_config = checkpoint.frontend
+        self.input_rate_hz = input_rate_hz or self.fe_config.sample_rate_hz
+        self.streams = streams or [StreamSpec()]
+        self.silence_db = silence_db
+        self._frontends = [MelFrontend(self.fe_config, self.input_rate_hz) for _ in self.streams]
+        self._silence = self._frontends[0].silence_frame()
+        fe = self.fe_config
+        self.hop_s = self.arch.hop_frames * fe.hop_length / fe.sample_rate_hz
+        self.latency_s = self._frontends[0].latency_samples / self.fe_config.sample_rate_hz
+        b, w, m = len(self.streams), self.arch.window_frames, self.arch.n_mels
+        # Sized up front: each stream's last `window_frames` mel frames and the hop's energies.
+        self._window = np.empty((b, w, m), np.float32)
+        self._energy = np.zeros((b, self.arch.hop_frames))
+        self.reset()
+
+    # -- state -------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget all audio and the LSTM state: the next sample is stream time 0."""
+        for fe in self._frontends:
+            fe.reset()
+        self._window[:] = self._silence
+        self._filled = 0  # frames of the current hop received so far
+        self._energy[:] = 0.0
+        self.state: LstmState | None = None
+        self.seq = 0
+
+    # -- streaming ---------------------------------------------------------------------------
+    def process(self, block: np.ndarray, arrival: float | None = None) -> EngineStep:
+        """Feed a block [n] or [n, channels] at ``input_rate_hz``; return completed hops.
+
+        arrival: ``time.perf_counter()`` when the block's last sample arrived (for
+        ``latency_ms``); default now.
+        """
+        arrival = time.perf_counter() if arrival is None else arrival
+        block = np.asarray(block, dtype=np.float32)
+        frames = [fe.process(self._select(block, s)) for fe, s in zip(
+            self._frontends, self.streams, strict=True)]
+        out = EngineStep(fast=self._fast(frames, self._frontends[0].frames_out - len(frames[0])))
+        n = len(frames[0])
+        i = 0
+        hop, w = self.arch.hop_frames, self.arch.window_frames
+        while i < n:
+            take = min(hop - self._filled, n - i)
+            # Slide the window left by `take` and append the new frames: a few hundred floats.
+            self._window[:, : w - take] = self._window[:, take:]
+            for b, f in enumerate(frames):
+                self._window[b, w - take:] = f.mel[i:i + take]
+                self._energy[b, self._filled:self._filled + take] = f.energy[i:i + take]
+            self._filled += take
+            i += take
+            if self._filled == hop:
+                out.records += self._emit(arrival)
+                self._filled = 0
+        return out
+
+    def _select(self, block: np.ndarray, stream: StreamSpec) -> np.ndarray:
+        ch = list(stream.channels) if stream.channels is not None else None
+        if block.ndim == 1 and ch not in (None, [0]):
+            raise ValueError(f"stream {stream.name!r} wants channels {ch} of a mono input")
+        return downmix(block, ch if block.ndim == 2 else None)
+
+    def _emit(self, arrival: float) -> list[dict]:
+        windows = torch.from_numpy(self._window.transpose(0, 2, 1).copy())  # [B, M, W]
+        with torch.inference_mode():
+            outputs, self.state = self.model.step(windows, self.state)
+        values = {k: v.numpy() for k, v in outputs.items()}
+        t = self._hop_end_time(self.seq)
+        latency_ms = (time.perf_counter() - arrival) * 1e3
+        records = [
+            self._record(self.seq, t, b, {k: v[b] for k, v in values.items()},
+                         self._level_db(self._energy[b]), latency_ms)
+            for b in range(len(self.streams))
+        ]
+        self.seq += 1
+        return records
+
+    def _fast(self, frames: list[Frames], first_index: int) -> list[FastFrames]:
+        if not len(frames[0]):
+            return []
+        idx = np.arange(first_index + 1, first_index + 1 + len(frames[0]))
+        t = idx * self.fe_config.hop_length / self.fe_config.sample_rate_hz - self.latency_s
+        return [FastFrames(s.name, t, f.fast) for s, f in zip(self.streams, frames, strict=True)]
+
+    # -- offline -----------------------------------------------------------------------------
+    def analyze(
+        self, signal: np.ndarray, progress: Callable[[int, int], None] | None = None
+    ) -> list[dict]:
+        """Records of a whole signal [n] or [n, channels], from a fresh state.
+
+        Equal to ``process`` fed the same audio in any blocks (the CNN windows are batched and
+        the LSTM runs over the whole sequence). A trailing partial hop is not reported. Leaves
+        the engine reset. progress(done_hops, total_hops) is called as the model runs.
+        """
+        self.reset()
+        start = time.perf_counter()
+        signal = np.asarray(signal, dtype=np.float32)
+        hop, w = self.arch.hop_frames, self.arch.window_frames
+        mels, energies = [], []
+        for fe, s in zip(self._frontends, self.streams, strict=True):
+            f = fe.process_offline(self._select(signal, s))
+            n_hops = len(f) // hop
+            pad = np.broadcast_to(self._silence, (w - hop, self.arch.n_mels))
+            padded = np.concatenate([pad, f.mel[: n_hops * hop]])
+            # windows[k] = padded[k*hop : k*hop + w], as the streaming window holds at hop k.
+            view = np.lib.stride_tricks.sliding_window_view(padded, w, axis=0)[::hop][:n_hops]
+            mels.append(view)  # [S, M, W]
+            energies.append(f.energy[: n_hops * hop].reshape(n_hops, hop))
+        n_hops = mels[0].shape[0]
+        if n_hops == 0:
+            return []
+        windows = torch.from_numpy(np.stack(mels).astype(np.float32))  # [B, S, M, W]
+        values: dict[str, np.ndarray] = {}
+        state = None
+        with torch.inference_mode():
+            # Chunks of hops bound memory on long files; the state carries across chunks.
+            for i in range(0, n_hops, 256):
+                out, state = self.model.forward_sequence(windows[:, i:i + 256], state)
+                for k, v in out.items():
+                    values.setdefault(k, []).append(v.numpy())  # type: ignore[arg-type]
+                if progress is not None:
+                    progress(min(i + 256, n_hops), n_hops)
+        values = {k: np.concatenate(v, axis=1) for k, v in values.items()}
+        latency_ms = (time.perf_counter() - start) * 1e3 / n_hops
+        records = []
+        for k in range(n_hops):
+            t = self._hop_end_time(k)
+            for b in range(len(self.streams)):
+                records.append(self._record(k, t, b, {h: v[b, k] for h, v in values.items()},
+                                            self._level_db(energies[b][k]), latency_ms))
+        self.reset()
+        return records
+
+    # -- records -----------------------------------------------------------------------------
+    def _hop_end_time(self, k: int) -> float:
+        return (k + 1) * self.hop_s - self.latency_s
+
+    def _level_db(self, energy: np.ndarray) -> float:
+        ms = float(np.mean(energy))
+        return max(LEVEL_FLOOR_DB, 10 * math.log10(ms)) if ms > 0 else LEVEL_FLOOR_DB
+
+    def _record(self, seq: int, t: float, b: int, values: dict[str, np.ndarray],
+                level_db: float, latency_ms: float) -> dict:
+        rec: dict = {
+            "seq": seq,
+            "t": round(t, 6),
+            "stream": self.streams[b].name,
+            "wall": time.time(),
+            "latency_ms": round(latency_ms, 3),
+            "level_db": round(level_db, 2),
+            "silent": level_db < self.silence_db,
+        }
+        for spec in self.model.heads:
+            rec[spec.name] = head_section(spec, values[spec.name])
+        return rec

@@ -1,0 +1,281 @@
+"""The one log-mel frontend: incremental (streaming) and offline, with the same frames.
+
+Framing is causal by construction. The signal is preceded by ``n_fft - hop`` zeros, so frame
+``k`` (0-based) covers signal samples ``[(k + 1) * hop - n_fft, (k + 1) * hop)`` and is complete
+the moment sample ``(k + 1) * hop - 1`` arrives: the frontend adds no latency beyond its window,
+and after ``K`` frames the stream time is exactly ``K * hop / sample_rate_hz`` seconds.
+
+Streaming keeps only the ``n_fft - hop`` samples the next frame still needs, whatever the block
+sizes it is fed; offline analysis frames the whole signal at once. Both go through
+``_frames_to_features``, so a frame's value does not depend on how the audio arrived.
+
+Besides the mel frame, each frame carries the mean square of its ``hop`` newest samples (the
+engine turns it into ``level_db``) and, for the fast lane, cheap descriptors of its power
+spectrum (spectral centroid, flatness, onset strength).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchaudio.functional as taf
+
+from streamtag.resample import Resampler
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Parameters of the log-mel frontend (stored in every checkpoint).
+
+    sample_rate_hz: the model rate; input at other rates is resampled to it.
+    n_fft [samples], win_length [samples] (<= n_fft, centred Hann), hop_length [samples].
+    n_mels bands between f_min_hz and f_max_hz (None: Nyquist), HTK mel scale as torchaudio.
+    power: 2 for a power spectrogram, 1 for magnitude. normalized: divide the STFT by the
+    window's L2 norm (torchaudio's ``normalized=True``). log: natural log of (mel + log_floor);
+    the seed preset feeds linear power to its CNN, so ``log`` is off there.
+    """
+
+    sample_rate_hz: int = 22050
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 441
+    n_mels: int = 64
+    f_min_hz: float = 30.0
+    f_max_hz: float | None = None
+    power: float = 2.0
+    normalized: bool = False
+    log: bool = True
+    log_floor: float = 1e-6
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.sample_rate_hz <= 0:
+            problems.append(f"sample_rate_hz: expected > 0, got {self.sample_rate_hz}")
+        if self.n_fft < 2:
+            problems.append(f"n_fft: expected >= 2, got {self.n_fft}")
+        if not 1 <= self.win_length <= self.n_fft:
+            problems.append(f"win_length: expected 1..n_fft ({self.n_fft}), got {self.win_length}")
+        if not 1 <= self.hop_length <= self.n_fft:
+            problems.append(f"hop_length: expected 1..n_fft ({self.n_fft}), got {self.hop_length}")
+        if self.n_mels < 1:
+            problems.append(f"n_mels: expected >= 1, got {self.n_mels}")
+        nyquist = self.sample_rate_hz / 2
+        f_max = nyquist if self.f_max_hz is None else self.f_max_hz
+        if not 0 <= self.f_min_hz < f_max <= nyquist:
+            problems.append(
+                f"f_min_hz/f_max_hz: expected 0 <= f_min < f_max <= {nyquist:g} (Nyquist), "
+                f"got {self.f_min_hz:g}/{f_max:g}"
+            )
+        if self.power not in (1.0, 2.0):
+            problems.append(f"power: expected 1 or 2, got {self.power}")
+        if self.log_floor <= 0:
+            problems.append(f"log_floor: expected > 0, got {self.log_floor}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def frame_rate_hz(self) -> float:
+        return self.sample_rate_hz / self.hop_length
+
+
+#: Seed 000 exactly: torchaudio MelSpectrogram(n_fft=254, win_length=224, hop 112, power 2,
+#: normalized=True), 128 HTK mels with no filter norm, linear power into the CNN.
+SEED_FRONTEND = FrontendConfig(
+    sample_rate_hz=44100, n_fft=254, win_length=224, hop_length=112, n_mels=128,
+    f_min_hz=0.0, f_max_hz=None, power=2.0, normalized=True, log=False,
+)
+#: What the project ships: 20 ms hop (50 frames/s, so a 0.5 s hop is exactly 25 frames and the
+#: fast lane runs at 50 Hz from the same spectra), a 46 ms window whose 21.5 Hz bins leave no
+#: mel band empty above 30 Hz, 64 log-mel bands: a quarter of the seed's CNN input per second.
+DEFAULT_FRONTEND = FrontendConfig()
+FRONTEND_PRESETS: dict[str, FrontendConfig] = {"seed": SEED_FRONTEND, "default": DEFAULT_FRONTEND}
+
+#: Fast-lane descriptor names, in the order of ``Frames.fast`` columns.
+FAST_NAMES: tuple[str, ...] = ("loudness", "centroid", "flatness", "onset")
+
+
+@dataclass
+class Frames:
+    """A run of consecutive frames.
+
+    mel: [N, n_mels] float32 (log-mel if the config says so).
+    energy: [N] float64, mean square of each frame's ``hop`` newest samples [full scale²].
+    fast: [N, 4] float32, the fast lane (``FAST_NAMES``): loudness [dBFS of the frame],
+    spectral centroid [Hz], spectral flatness [0..1], onset strength (half-wave rectified
+    log-power flux, mean over bins).
+    """
+
+    mel: np.ndarray
+    energy: np.ndarray
+    fast: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.mel.shape[0])
+
+    @staticmethod
+    def empty(n_mels: int) -> Frames:
+        return Frames(
+            np.zeros((0, n_mels), np.float32), np.zeros(0, np.float64),
+            np.zeros((0, len(FAST_NAMES)), np.float32),
+        )
+
+    @staticmethod
+    def concat(parts: list[Frames], n_mels: int) -> Frames:
+        if not parts:
+            return Frames.empty(n_mels)
+        return Frames(
+            np.concatenate([p.mel for p in parts]),
+            np.concatenate([p.energy for p in parts]),
+            np.concatenate([p.fast for p in parts]),
+        )
+
+
+def downmix(block: np.ndarray, channels: list[int] | None = None) -> np.ndarray:
+    """Mono from ``block`` [n] or [n, C]: the mean of the selected channels (all if None).
+
+    Non-finite samples become 0 so one bad sample cannot poison the model's state.
+    """
+    block = np.asarray(block, dtype=np.float64)
+    if block.ndim == 1:
+        mono = block
+    elif block.ndim == 2:
+        if channels is not None:
+            bad = [c for c in channels if not 0 <= c < block.shape[1]]
+            if bad:
+                raise ValueError(f"channels {bad} out of range: input has {block.shape[1]}")
+            block = block[:, channels]
+        mono = block.mean(axis=1)
+    else:
+        raise ValueError(f"audio block must be [n] or [n, channels], got shape {block.shape}")
+    if not np.isfinite(mono).all():
+        mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
+    return mono
+
+
+class MelFrontend:
+    """Incremental log-mel frontend with an offline twin (``process_offline``).
+
+    ``process(block)`` takes mono samples at ``input_rate_hz`` (any length, including 0 or 1)
+    and returns the frames completed by them. ``reset()`` forgets all past audio.
+    """
+
+    def __init__(self, config: FrontendConfig, input_rate_hz: int | None = None) -> None:
+        self.config = config
+        self.input_rate_hz = input_rate_hz or config.sample_rate_hz
+        self._resampler = (
+            Resampler(self.input_rate_hz, config.sample_rate_hz)
+            if self.input_rate_hz != config.sample_rate_hz
+            else None
+        )
+        n_fft, win = config.n_fft, config.win_length
+        window = np.zeros(n_fft)
+        left = (n_fft - win) // 2  # torch.stft centres a short window inside n_fft
+        window[left:left + win] = torch.hann_window(win, periodic=True, dtype=torch.float64).numpy()
+        if config.normalized:
+            window /= np.sqrt(np.sum(window**2))
+        self._window = window
+        fb = taf.melscale_fbanks(
+            config.n_freqs, config.f_min_hz,
+            config.f_max_hz if config.f_max_hz is not None else config.sample_rate_hz / 2,
+            config.n_mels, config.sample_rate_hz, norm=None, mel_scale="htk",
+        )
+        self._fbank = fb.numpy().astype(np.float64)  # [n_freqs, n_mels]
+        self._freqs = np.linspace(0, config.sample_rate_hz / 2, config.n_freqs)
+        # Sized up front: the tail a frame still needs never exceeds n_fft - hop samples.
+        self._keep = n_fft - config.hop_length
+        self.reset()
+
+    # -- state -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget all audio: the next sample is stream time 0."""
+        self._tail = np.zeros(self._keep)  # the causal zero prefix, then the newest samples
+        self._prev_logpow: np.ndarray | None = None
+        self.frames_out = 0
+        if self._resampler is not None:
+            self._resampler.reset()
+
+    @property
+    def latency_samples(self) -> float:
+        """Delay [model-rate samples] between a sound entering and its frame, beyond framing."""
+        return self._resampler.delay_out_samples if self._resampler is not None else 0.0
+
+    # -- processing ------------------------------------------------------------------------
+    def process(self, block: np.ndarray) -> Frames:
+        """Feed mono samples [n] at ``input_rate_hz``; return the frames they complete."""
+        x = downmix(block)
+        if self._resampler is not None:
+            x = self._resampler.process(x)
+        buf = np.concatenate([self._tail, x]) if x.size else self._tail
+        hop, n_fft = self.config.hop_length, self.config.n_fft
+        n_frames = (buf.size - n_fft) // hop + 1 if buf.size >= n_fft else 0
+        if n_frames <= 0:
+            self._tail = buf
+            return Frames.empty(self.config.n_mels)
+        frames = np.lib.stride_tricks.sliding_window_view(buf, n_fft)[::hop][:n_frames]
+        out = self._frames_to_features(frames)
+        self._tail = buf[n_frames * hop:].copy()
+        self.frames_out += n_frames
+        return out
+
+    def process_offline(self, signal: np.ndarray) -> Frames:
+        """Frames of a whole mono signal [n] at ``input_rate_hz``, from a fresh state.
+
+        Leaves this object reset. Equal to feeding ``signal`` to ``process`` in any blocks.
+        """
+        self.reset()
+        x = downmix(signal)
+        if self._resampler is not None:
+            x = self._resampler.process(x)
+        hop, n_fft = self.config.hop_length, self.config.n_fft
+        padded = np.concatenate([np.zeros(self._keep), x])
+        n_frames = (padded.size - n_fft) // hop + 1 if padded.size >= n_fft else 0
+        if n_frames <= 0:
+            self.reset()
+            return Frames.empty(self.config.n_mels)
+        frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
+        # Chunked so a long file does not build one huge complex matrix; the per-frame
+        # arithmetic is identical, only the onset flux needs the previous chunk's last frame.
+        parts = [self._frames_to_features(frames[i:i + 4096]) for i in range(0, n_frames, 4096)]
+        self.reset()
+        return Frames.concat(parts, self.config.n_mels)
+
+    def _frames_to_features(self, frames: np.ndarray) -> Frames:
+        """[N, n_fft] raw frames → Frames. Carries the onset-flux state across calls."""
+        cfg = self.config
+        spec = np.fft.rfft(frames * self._window, axis=1)
+        power = spec.real**2 + spec.imag**2  # [N, n_freqs]
+        mag = power if cfg.power == 2.0 else np.sqrt(power)
+        mel = mag @ self._fbank
+        if cfg.log:
+            mel = np.log(mel + cfg.log_floor)
+        energy = np.mean(frames[:, -cfg.hop_length:] ** 2, axis=1)
+        fast = self._fast_lane(power, frames)
+        return Frames(mel.astype(np.float32), energy, fast)
+
+    def _fast_lane(self, power: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        eps = 1e-12
+        total = power.sum(axis=1)
+        centroid = (power @ self._freqs) / (total + eps)
+        flatness = np.exp(np.mean(np.log(power + eps), axis=1)) / (np.mean(power, axis=1) + eps)
+        loudness = 10 * np.log10(np.mean(frames[:, -self.config.win_length:] ** 2, axis=1) + 1e-10)
+        logp = np.log(power + 1e-10)
+        first_prev = self._prev_logpow if self._prev_logpow is not None else logp[0]
+        prev = np.vstack([first_prev[None, :], logp[:-1]])
+        onset = np.maximum(logp - prev, 0.0).mean(axis=1)
+        self._prev_logpow = logp[-1].copy()
+        return np.stack([loudness, centroid, np.clip(flatness, 0, 1), onset], axis=1).astype(
+            np.float32
+        )
+
+    def silence_frame(self) -> np.ndarray:
+        """The mel frame [n_mels] of digital silence: what the engine pads its context with."""
+        z = np.zeros((1, self.config.n_mels))
+        if self.config.log:
+            z = np.log(z + self.config.log_floor)
+        return z[0].astype(np.float32)

@@ -1,0 +1,305 @@
+"""The one model class: a CNN over each window of mel frames, an LSTM stepped once per hop, heads.
+
+State is explicit (EnCodec's way): ``step(window, state) -> (outputs, state)``; the caller owns the
+``LstmState`` and passes ``None`` for a fresh start. ``forward_sequence`` runs the CNN over all
+windows of a sequence in one batch and the LSTM over the sequence; it equals stepping hop by hop
+(the cornerstone test pins this).
+
+Presets:
+- ``seed``: seed 000's ``AudioLSTMCNN2`` layer for layer (128×196 input, c=64, LSTM 256,
+  fc 256→128→64→32→16, no activations between the fc layers, as published; dropout is inactive
+  at inference). Its last layer ``fc10`` becomes the heads: with one 2-output head the parameter
+  count is the seed's 1,640,658.
+- ``default``: four conv/BN/ReLU/pool blocks on a 64-mel × 50-frame (1 s) window, an LSTM of 128,
+  one shared 128-unit layer, linear heads. About a tenth of the seed's work per hop.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+HeadKind = Literal["regression", "multiclass", "multilabel", "embedding"]
+HEAD_KINDS: tuple[str, ...] = ("regression", "multiclass", "multilabel", "embedding")
+
+TIMBRE_NAMES: tuple[str, ...] = (
+    "hardness", "depth", "brightness", "roughness", "warmth", "sharpness", "boominess",
+)
+#: Medley-solos-DB's 8 classes, in its instrument_id order.
+INSTRUMENT_CLASSES: tuple[str, ...] = (
+    "clarinet", "distorted electric guitar", "female singer", "flute", "piano",
+    "tenor saxophone", "trumpet", "violin",
+)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One output head.
+
+    kind: regression (``labels`` name each output; ``range`` [lo, hi] bounds them),
+    multiclass (softmax over ``labels``), multilabel (independent sigmoids), embedding
+    (L2-normalised vector of ``len(labels)`` dims; labels may be ``d0..dN``).
+    activation: ``range`` squashes regression outputs into ``range`` with a sigmoid;
+    ``identity`` leaves them raw (the seed) and post-processing clips them.
+    """
+
+    name: str
+    kind: HeadKind
+    labels: tuple[str, ...]
+    range: tuple[float, float] | None = None
+    activation: Literal["range", "identity"] = "range"
+
+    @property
+    def size(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["labels"] = list(self.labels)
+        d["range"] = list(self.range) if self.range is not None else None
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> HeadSpec:
+        rng = d.get("range")
+        return HeadSpec(
+            name=d["name"], kind=d["kind"], labels=tuple(d["labels"]),
+            range=(float(rng[0]), float(rng[1])) if rng is not None else None,
+            activation=d.get("activation", "range"),
+        )
+
+
+EMOTION_HEAD = HeadSpec("emotion", "regression", ("valence", "arousal"), (-1.0, 1.0))
+INSTRUMENT_HEAD = HeadSpec("instrument", "multiclass", INSTRUMENT_CLASSES)
+TIMBRE_HEAD = HeadSpec("timbre", "regression", TIMBRE_NAMES, (0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Architecture of the model (stored in every checkpoint).
+
+    n_mels: mel bands of the input. window_frames: frames the CNN sees per hop (context + hop).
+    hop_frames: new frames per hop. The other fields size the layers of the preset.
+    """
+
+    preset: Literal["seed", "default"] = "default"
+    n_mels: int = 64
+    window_frames: int = 50
+    hop_frames: int = 25
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    lstm_hidden: int = 128
+    neck: tuple[int, ...] = (128,)
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"], d["neck"] = list(self.channels), list(self.neck)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> ArchConfig:
+        d = dict(d)
+        d["channels"], d["neck"] = tuple(d["channels"]), tuple(d["neck"])
+        return ArchConfig(**d)
+
+
+SEED_ARCH = ArchConfig(
+    preset="seed", n_mels=128, window_frames=196, hop_frames=196, channels=(64,),
+    lstm_hidden=256, neck=(128, 64, 32, 16), dropout=0.5,
+)
+DEFAULT_ARCH = ArchConfig()
+ARCH_PRESETS: dict[str, ArchConfig] = {"seed": SEED_ARCH, "default": DEFAULT_ARCH}
+
+
+@dataclass
+class LstmState:
+    """Recurrent state carried between hops. h, c: [1, B, H]."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+
+    def detach(self) -> LstmState:
+        return LstmState(self.h.detach(), self.c.detach())
+
+    def select(self, index: torch.Tensor | list[int]) -> LstmState:
+        """The state of some batch rows (e.g. streams), shape [1, len(index), H]."""
+        return LstmState(self.h[:, index], self.c[:, index])
+
+
+def _seed_trunk(c: int, p_drop: float = 0.25) -> nn.Sequential:
+    """AudioLSTMCNN2's convolutional part, with its layer names, [B,1,128,196] → [B,4c,1,1]."""
+    def conv(i: int, o: int) -> nn.Conv2d:
+        return nn.Conv2d(i, o, kernel_size=3, stride=1, padding=1)
+
+    return nn.Sequential(
+        OrderedDict(
+            conv11=conv(1, c), relu11=nn.ReLU(), conv12=conv(c, c), relu12=nn.ReLU(),
+            maxpool1=nn.MaxPool2d(2, 2),
+            conv21=conv(c, c), relu21=nn.ReLU(), conv22=conv(c, c), relu22=nn.ReLU(),
+            maxpool2=nn.MaxPool2d(2, 2),
+            conv3=conv(c, 2 * c), relu3=nn.ReLU(), maxpool3=nn.MaxPool2d(3, 3),
+            dropout3=nn.Dropout(p_drop),
+            conv4=conv(2 * c, 4 * c), relu4=nn.ReLU(), maxpool4=nn.MaxPool2d(3, 3),
+            dropout4=nn.Dropout(p_drop),
+            conv5=conv(4 * c, 4 * c), relu5=nn.ReLU(), maxpool5=nn.MaxPool2d(3, 3),
+            dropout5=nn.Dropout(p_drop),
+        )
+    )
+
+
+class _DefaultTrunk(nn.Module):
+    """Conv/BN/ReLU/max-pool blocks, then mean and max over time: [B,1,M,T] → [B, 2·C·M']."""
+
+    def __init__(self, arch: ArchConfig) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        c_in, m = 1, arch.n_mels
+        for c_out in arch.channels:
+            blocks += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                nn.ReLU(), nn.MaxPool2d(2, 2),
+            ]
+            c_in, m = c_out, m // 2
+        self.blocks = nn.Sequential(*blocks)
+        self.out_features = 2 * c_in * m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.blocks(x)  # [B, C, M', T']
+        # Pooling over time keeps frequency layout (register, brightness) and drops position.
+        return torch.cat([y.mean(dim=3), y.amax(dim=3)], dim=1).flatten(1)
+
+
+class StreamTagModel(nn.Module):
+    """CNN window encoder → LSTM (one step per hop) → shared neck → heads.
+
+    Input windows are mel frames ``[B, n_mels, window_frames]`` as the frontend makes them;
+    the model standardises them with its own ``input_mean``/``input_std`` [n_mels] buffers
+    (training statistics, stored in the checkpoint).
+    """
+
+    def __init__(self, arch: ArchConfig, heads: list[HeadSpec]) -> None:
+        super().__init__()
+        if not heads:
+            raise ValueError("a model needs at least one head")
+        names = [h.name for h in heads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"head names must be unique, got {names}")
+        self.arch = arch
+        self.heads = list(heads)
+        self.register_buffer("input_mean", torch.zeros(arch.n_mels))
+        self.register_buffer("input_std", torch.ones(arch.n_mels))
+        if arch.preset == "seed":
+            c = arch.channels[0]
+            self.trunk = _seed_trunk(c)
+            features = 4 * c
+        else:
+            self.trunk = _DefaultTrunk(arch)
+            features = self.trunk.out_features
+        self.lstm = nn.LSTM(features, arch.lstm_hidden)
+        layers: list[nn.Module] = []
+        width = arch.lstm_hidden
+        for i, n in enumerate(arch.neck):
+            layers.append(nn.Linear(width, n))
+            if arch.preset == "seed":
+                # As published: dropout after fc6 and fc7, and no nonlinearity anywhere.
+                if i < 2:
+                    layers.append(nn.Dropout(arch.dropout))
+            else:
+                layers += [nn.ReLU(), nn.Dropout(arch.dropout)]
+            width = n
+        self.neck = nn.Sequential(*layers)
+        self.head_layers = nn.ModuleDict({h.name: nn.Linear(width, h.size) for h in heads})
+
+    # -- pieces ----------------------------------------------------------------------------
+    def encode(self, windows: torch.Tensor) -> torch.Tensor:
+        """[N, n_mels, T] mel windows → [N, F] CNN features (each window independently)."""
+        x = (windows - self.input_mean[:, None]) / self.input_std[:, None]
+        y = self.trunk(x.unsqueeze(1))
+        return y.flatten(1)
+
+    def decode(self, hidden: torch.Tensor, activate: bool = True) -> dict[str, torch.Tensor]:
+        """[..., H] LSTM outputs → {head: [..., K]} (activated, or raw logits for training)."""
+        z = self.neck(hidden)
+        out = {}
+        for spec in self.heads:
+            y = self.head_layers[spec.name](z)
+            out[spec.name] = activate_head(spec, y) if activate else y
+        return out
+
+    def initial_state(self, batch: int = 1) -> LstmState:
+        z = torch.zeros(1, batch, self.arch.lstm_hidden)
+        return LstmState(z, z.clone())
+
+    # -- the two ways to run it --------------------------------------------------------------
+    def step(
+        self, window: torch.Tensor, state: LstmState | None = None, activate: bool = True
+    ) -> tuple[dict[str, torch.Tensor], LstmState]:
+        """One hop. window [B, n_mels, T] (or [n_mels, T]) → ({head: [B, K]}, new state)."""
+        if window.dim() == 2:
+            window = window.unsqueeze(0)
+        feats = self.encode(window)  # [B, F]
+        state = state if state is not None else self.initial_state(window.shape[0])
+        y, (h, c) = self.lstm(feats.unsqueeze(0), (state.h, state.c))  # y [1, B, H]
+        return self.decode(y[0], activate), LstmState(h, c)
+
+    def forward_sequence(
+        self, windows: torch.Tensor, state: LstmState | None = None, activate: bool = True
+    ) -> tuple[dict[str, torch.Tensor], LstmState]:
+        """A sequence of hops. windows [B, S, n_mels, T] → ({head: [B, S, K]}, final state).
+
+        The CNN sees all B·S windows in one batch; the LSTM runs over S.
+        """
+        b, s = windows.shape[:2]
+        feats = self.encode(windows.reshape(b * s, *windows.shape[2:])).reshape(b, s, -1)
+        state = state if state is not None else self.initial_state(b)
+        y, (h, c) = self.lstm(feats.transpose(0, 1), (state.h, state.c))  # y [S, B, H]
+        return self.decode(y.transpose(0, 1), activate), LstmState(h, c)
+
+    def forward(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.forward_sequence(windows)[0]
+
+
+def activate_head(spec: HeadSpec, logits: torch.Tensor) -> torch.Tensor:
+    """Raw head outputs [..., K] → the values the head reports."""
+    if spec.kind == "regression":
+        if spec.activation == "range" and spec.range is not None:
+            lo, hi = spec.range
+            return lo + (hi - lo) * torch.sigmoid(logits)
+        return logits
+    if spec.kind == "multiclass":
+        return torch.softmax(logits, dim=-1)
+    if spec.kind == "multilabel":
+        return torch.sigmoid(logits)
+    return nn.functional.normalize(logits, dim=-1)
+
+
+def build_model(preset: str, heads: list[HeadSpec], **overrides: object) -> StreamTagModel:
+    """A fresh model of a named preset (``seed`` or ``default``)."""
+    if preset not in ARCH_PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; known: {', '.join(ARCH_PRESETS)}")
+    arch = ARCH_PRESETS[preset]
+    if overrides:
+        arch = ArchConfig.from_dict({**arch.to_dict(), **overrides})
+    if preset == "seed":
+        heads = [h if h.kind != "regression" else _identity(h) for h in heads]
+    return StreamTagModel(arch, heads)
+
+
+def _identity(h: HeadSpec) -> HeadSpec:
+    # Seed 000 ends in nn.Identity(); post-processing clips to the declared range.
+    return HeadSpec(h.name, h.kind, h.labels, h.range, "identity")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = [
+    "ARCH_PRESETS", "DEFAULT_ARCH", "EMOTION_HEAD", "HEAD_KINDS", "INSTRUMENT_CLASSES",
+    "INSTRUMENT_HEAD", "SEED_ARCH", "TIMBRE_HEAD", "TIMBRE_NAMES", "ArchConfig", "HeadSpec",
+    "LstmState", "StreamTagModel", "activate_head", "build_model", "count_parameters",
+]
