@@ -33,7 +33,9 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
                 mono_or_multi, rate = librosa.load(str(path), sr=None, mono=False)
             data = np.atleast_2d(mono_or_multi).T.astype(np.float32)
         except Exception as e:  # any decoder failure means "cannot read"
-            raise AudioError(f"{path}: cannot read audio ({sf_err}; fallback decoder: {type(e).__name__})") from e
+            raise AudioError(
+                f"{path}: cannot read audio ({sf_err}; fallback decoder: {type(e).__name__})"
+            ) from e
     if data.shape[0] == 0:
         raise AudioError(f"{path}: holds no audio samples")
     if not np.isfinite(data).all():

@@ -154,6 +154,9 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        non_null = [a for a in args if a is not type(None)]
+        if len(non_null) == 1:  # Optional[X]: X's own message is the precise one
+            return _convert(non_null[0], value, path, problems)
         for arg in (a for a in args if a is not type(None)):
             sub: list[str] = []
             out = _convert(arg, value, path, sub)

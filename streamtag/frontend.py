@@ -16,6 +16,7 @@ spectrum (spectral centroid, flatness, onset strength).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,11 +181,14 @@ class MelFrontend:
         if config.normalized:
             window /= np.sqrt(np.sum(window**2))
         self._window = window
-        fb = taf.melscale_fbanks(
-            config.n_freqs, config.f_min_hz,
-            config.f_max_hz if config.f_max_hz is not None else config.sample_rate_hz / 2,
-            config.n_mels, config.sample_rate_hz, norm=None, mel_scale="htk",
-        )
+        with warnings.catch_warnings():
+            # The seed preset has empty bands by design (n_fft 254); torchaudio warns on each.
+            warnings.simplefilter("ignore", UserWarning)
+            fb = taf.melscale_fbanks(
+                config.n_freqs, config.f_min_hz,
+                config.f_max_hz if config.f_max_hz is not None else config.sample_rate_hz / 2,
+                config.n_mels, config.sample_rate_hz, norm=None, mel_scale="htk",
+            )
         self._fbank = fb.numpy().astype(np.float64)  # [n_freqs, n_mels]
         self._freqs = np.linspace(0, config.sample_rate_hz / 2, config.n_freqs)
         # Sized up front: the tail a frame still needs never exceeds n_fft - hop samples.

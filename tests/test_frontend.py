@@ -1,0 +1,152 @@
+"""The incremental frontend yields exactly the offline frontend's frames, whatever the blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+from streamtag.frontend import (
+    DEFAULT_FRONTEND,
+    SEED_FRONTEND,
+    FrontendConfig,
+    MelFrontend,
+    downmix,
+)
+
+RTOL = 1e-5
+
+
+def stream(fe: MelFrontend, x: np.ndarray, sizes: list[int] | int) -> np.ndarray:
+    """Feed x in blocks (a fixed size or a cycling list); return the stacked mel frames."""
+    sizes = [sizes] if isinstance(sizes, int) else sizes
+    out, i, k = [], 0, 0
+    while i < x.shape[0]:
+        n = sizes[k % len(sizes)]
+        out.append(fe.process(x[i:i + n]).mel)
+        i, k = i + n, k + 1
+    return np.concatenate(out)
+
+
+def assert_frames_close(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.shape == b.shape
+    # Relative to each frame's scale: log-mel values near 0 make a pure rtol meaningless.
+    scale = np.maximum(np.abs(b).max(axis=1, keepdims=True), 1e-3)
+    assert np.max(np.abs(a - b) / scale) <= RTOL
+
+
+@pytest.mark.parametrize("config", [DEFAULT_FRONTEND, SEED_FRONTEND], ids=["default", "seed"])
+@pytest.mark.parametrize("sizes", [1, 7, [3, 1000, 1, 511], 4096, 10**9],
+                         ids=["1", "7", "odd-mix", "4096", "whole"])
+def test_streaming_equals_offline(config: FrontendConfig, sizes: list[int] | int) -> None:
+    seconds = 0.4 if sizes == 1 else 2.0
+    rng = np.random.default_rng(0)
+    x = (0.2 * rng.standard_normal(int(seconds * config.sample_rate_hz))).astype(np.float32)
+    fe = MelFrontend(config)
+    offline = fe.process_offline(x)
+    streamed = stream(fe, x, sizes)
+    assert len(offline) == (x.size // config.hop_length)
+    assert_frames_close(streamed, offline.mel)
+
+
+@pytest.mark.parametrize("rate", [44100, 48000, 16000])
+def test_streaming_equals_offline_with_resampling(rate: int) -> None:
+    x = np.random.default_rng(2).standard_normal(rate).astype(np.float32) * 0.1
+    fe = MelFrontend(DEFAULT_FRONTEND, input_rate_hz=rate)
+    offline = fe.process_offline(x)
+    assert_frames_close(stream(fe, x, [5, 999, 64]), offline.mel)
+    # One second in → one second of model-rate frames (minus the partial last one).
+    assert len(offline) == DEFAULT_FRONTEND.sample_rate_hz * x.size // rate // 441
+
+
+def test_energy_and_fast_lane_stream_like_offline() -> None:
+    x = np.random.default_rng(3).standard_normal(22050).astype(np.float32)
+    fe = MelFrontend(DEFAULT_FRONTEND)
+    off = fe.process_offline(x)
+    parts = [fe.process(x[i:i + 333]) for i in range(0, x.size, 333)]
+    np.testing.assert_allclose(np.concatenate([p.energy for p in parts]), off.energy, rtol=1e-9)
+    np.testing.assert_allclose(np.concatenate([p.fast for p in parts]), off.fast, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_rerun_after_reset_equals_first_run_and_no_reset_differs() -> None:
+    x = np.random.default_rng(4).standard_normal(11025).astype(np.float32)
+    fe = MelFrontend(DEFAULT_FRONTEND)
+    first = stream(fe, x, 500)
+    fe.reset()
+    again = stream(fe, x, 500)
+    np.testing.assert_array_equal(first, again)
+    continued = stream(fe, x, 500)  # no reset: the tail of the first run is still there
+    assert continued.shape[0] >= first.shape[0]
+    assert not np.allclose(continued[: first.shape[0]], first)
+
+
+def test_frames_are_causal() -> None:
+    """Appending future audio never changes frames already produced."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(8000)
+    fe = MelFrontend(DEFAULT_FRONTEND)
+    short = fe.process_offline(x)
+    longer = fe.process_offline(np.concatenate([x, rng.standard_normal(5000)]))
+    np.testing.assert_array_equal(longer.mel[: len(short)], short.mel)
+
+
+def test_seed_preset_matches_torchaudio_melspectrogram() -> None:
+    """Seed 000's transform (torchaudio, uncentred) over the same causal framing."""
+    cfg = SEED_FRONTEND
+    x = np.random.default_rng(6).standard_normal(44100).astype(np.float32) * 0.3
+    ours = MelFrontend(cfg).process_offline(x).mel
+    padded = np.concatenate([np.zeros(cfg.n_fft - cfg.hop_length, np.float32), x])
+    spec = torchaudio.transforms.MelSpectrogram(
+        sample_rate=44100, n_fft=254, win_length=224, hop_length=112, power=2,
+        normalized=True, n_mels=128, center=False,
+    )(torch.from_numpy(padded).reshape(1, -1))[0].T.numpy()
+    assert ours.shape == spec.shape
+    assert_frames_close(ours.astype(np.float64), spec.astype(np.float64))
+    # 196 frames of 112 samples make the seed's 0.5 s chunk.
+    assert 196 * cfg.hop_length / cfg.sample_rate_hz == pytest.approx(0.5, abs=0.003)
+
+
+def test_default_preset_leaves_no_mel_band_empty_unlike_the_seed() -> None:
+    def empty_bands(cfg: FrontendConfig) -> int:
+        return int(np.sum(MelFrontend(cfg)._fbank.sum(axis=0) == 0))
+
+    assert empty_bands(DEFAULT_FRONTEND) == 0
+    assert empty_bands(SEED_FRONTEND) > 0  # why `default` differs from the seed
+
+
+def test_downmix_and_channel_selection() -> None:
+    block = np.stack([np.ones(4), -np.ones(4), 3 * np.ones(4)], axis=1)
+    np.testing.assert_array_equal(downmix(block), np.ones(4))
+    np.testing.assert_array_equal(downmix(block, [2]), 3 * np.ones(4))
+    np.testing.assert_array_equal(downmix(block, [0, 1]), np.zeros(4))
+    with pytest.raises(ValueError, match=r"channels \[5\] out of range"):
+        downmix(block, [5])
+
+
+def test_non_finite_samples_cannot_poison_the_frames() -> None:
+    x = np.random.default_rng(7).standard_normal(4000)
+    x[100], x[2000], x[3000] = np.nan, np.inf, -np.inf
+    frames = MelFrontend(DEFAULT_FRONTEND).process_offline(x)
+    assert np.isfinite(frames.mel).all() and np.isfinite(frames.fast).all()
+
+
+def test_golden_frames(data_dir) -> None:
+    import soundfile as sf
+
+    x, sr = sf.read(data_dir / "signal.wav", dtype="float32")
+    assert sr == DEFAULT_FRONTEND.sample_rate_hz
+    assert_frames_close(MelFrontend(DEFAULT_FRONTEND).process_offline(x).mel,
+                        np.load(data_dir / "golden_mel.npy"))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"win_length": 2048}, "win_length"),
+    ({"hop_length": 0}, "hop_length"),
+    ({"f_max_hz": 20000.0}, "Nyquist"),
+    ({"power": 3.0}, "power"),
+])
+def test_bad_frontend_parameters_are_named(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        FrontendConfig(**kwargs)
