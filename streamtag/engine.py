@@ -99,6 +99,7 @@ class Engine:
     input_rate_hz: the rate of the audio fed in (resampled to the model rate if different).
     streams: channel groups; default one stream named ``stream`` mixing all channels.
     silence_db: hops whose level is below this [dBFS] are marked ``silent``.
+    fast_lane: also return the frame-rate fast-lane values (the daemon's OSC fast lane).
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class Engine:
         input_rate_hz: int | None = None,
         streams: list[StreamSpec] | None = None,
         silence_db: float = -60.0,
+        fast_lane: bool = False,
     ) -> None:
         self.checkpoint = checkpoint
         self.model = checkpoint.model.eval()
@@ -115,7 +117,9 @@ class Engine:
         self.input_rate_hz = input_rate_hz or self.fe_config.sample_rate_hz
         self.streams = streams or [StreamSpec()]
         self.silence_db = silence_db
-        self._frontends = [MelFrontend(self.fe_config, self.input_rate_hz) for _ in self.streams]
+        self._frontends = [MelFrontend(self.fe_config, self.input_rate_hz, fast_lane)
+                           for _ in self.streams]
+        self.fast_lane = fast_lane
         self._silence = self._frontends[0].silence_frame()
         fe = self.fe_config
         self.hop_s = self.arch.hop_frames * fe.hop_length / fe.sample_rate_hz
@@ -188,7 +192,7 @@ class Engine:
         return records
 
     def _fast(self, frames: list[Frames], first_index: int) -> list[FastFrames]:
-        if not len(frames[0]):
+        if not self.fast_lane or not len(frames[0]):
             return []
         idx = np.arange(first_index + 1, first_index + 1 + len(frames[0]))
         t = idx * self.fe_config.hop_length / self.fe_config.sample_rate_hz - self.latency_s
@@ -224,14 +228,18 @@ class Engine:
         windows = torch.from_numpy(np.stack(mels).astype(np.float32))  # [B, S, M, W]
         values: dict[str, np.ndarray] = {}
         state = None
+        # Chunks of hops bound memory (the first conv layer's activations dominate: ~64 MB per
+        # chunk); the LSTM state carries across chunks.
+        a = self.arch
+        chunk = max(1, min(256, 2**24 // (len(self.streams) * a.window_frames * a.n_mels
+                                          * a.channels[0])))
         with torch.inference_mode():
-            # Chunks of hops bound memory on long files; the state carries across chunks.
-            for i in range(0, n_hops, 256):
-                out, state = self.model.forward_sequence(windows[:, i:i + 256], state)
+            for i in range(0, n_hops, chunk):
+                out, state = self.model.forward_sequence(windows[:, i:i + chunk], state)
                 for k, v in out.items():
                     values.setdefault(k, []).append(v.numpy())  # type: ignore[arg-type]
                 if progress is not None:
-                    progress(min(i + 256, n_hops), n_hops)
+                    progress(min(i + chunk, n_hops), n_hops)
         values = {k: np.concatenate(v, axis=1) for k, v in values.items()}
         latency_ms = (time.perf_counter() - start) * 1e3 / n_hops
         records = []

@@ -178,11 +178,12 @@ def test_streams_get_their_own_channels_and_state(tiny_default: Checkpoint) -> N
 
 
 def test_fast_lane_comes_at_frame_rate(tiny_default: Checkpoint) -> None:
-    engine = Engine(tiny_default)
+    engine = Engine(tiny_default, fast_lane=True)
     steps = [engine.process(make_signal(1.0, 22050)[i:i + 441]) for i in range(0, 22050, 441)]
     fast = [f for s in steps for f in s.fast]
     assert len(fast) == 50 and all(f.values.shape == (1, 4) for f in fast)
     assert fast[-1].t[-1] == pytest.approx(1.0)
+    assert Engine(tiny_default).process(make_signal(1.0, 22050)).fast == []
 
 
 def test_golden_records(data_dir) -> None:
