@@ -256,6 +256,18 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         problems.append(f"model.checkpoint: file not found: {cfg.model.checkpoint}")
 
 
+def parse_dataclass(cls: type, data: Any, path: str = "") -> Any:
+    """Strictly build any config dataclass from parsed YAML (other modules' configs too).
+
+    Raises ConfigError listing every unknown key, wrong type and out-of-range value by path.
+    """
+    problems: list[str] = []
+    out = _from_mapping(cls, {} if data is None else data, path, problems)
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
 def config_from_dict(data: dict[str, Any] | None) -> Config:
     """Build a Config from parsed YAML; raise ConfigError listing every problem."""
     problems: list[str] = []

@@ -23,7 +23,7 @@ import torch
 
 from streamtag.checkpoint import Checkpoint
 from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix
-from streamtag.model import HeadSpec, LstmState
+from streamtag.model import ArchConfig, HeadSpec, LstmState
 
 #: Thayer quadrants: 1 +v+a, 2 −v+a, 3 −v−a, 4 +v−a.
 QUADRANT_LABELS: dict[int, str] = {1: "happy", 2: "tense", 3: "sad", 4: "calm"}
@@ -90,6 +90,21 @@ def head_section(spec: HeadSpec, values: np.ndarray) -> dict | list:
         section["quadrant"] = q
         section["label"] = QUADRANT_LABELS[q]
     return section
+
+
+def hop_windows(mel: np.ndarray, arch: ArchConfig, silence: np.ndarray) -> np.ndarray:
+    """The model's input windows for every complete hop of a mel sequence.
+
+    mel: [N, n_mels] frames from the start of a recording. silence: [n_mels], the frame the
+    context is padded with before the recording starts. Returns a read-only view
+    [N // hop_frames, n_mels, window_frames]: window k is what the streaming engine holds at
+    hop k. The trainer uses this too, so training windows are exactly the served ones.
+    """
+    hop, w = arch.hop_frames, arch.window_frames
+    n_hops = mel.shape[0] // hop
+    pad = np.broadcast_to(silence, (w - hop, mel.shape[1]))
+    padded = np.concatenate([pad, mel[: n_hops * hop]])
+    return np.lib.stride_tricks.sliding_window_view(padded, w, axis=0)[::hop][:n_hops]
 
 
 class Engine:
@@ -211,17 +226,13 @@ class Engine:
         self.reset()
         start = time.perf_counter()
         signal = np.asarray(signal, dtype=np.float32)
-        hop, w = self.arch.hop_frames, self.arch.window_frames
+        hop = self.arch.hop_frames
         mels, energies = [], []
         for fe, s in zip(self._frontends, self.streams, strict=True):
             f = fe.process_offline(self._select(signal, s))
-            n_hops = len(f) // hop
-            pad = np.broadcast_to(self._silence, (w - hop, self.arch.n_mels))
-            padded = np.concatenate([pad, f.mel[: n_hops * hop]])
-            # windows[k] = padded[k*hop : k*hop + w], as the streaming window holds at hop k.
-            view = np.lib.stride_tricks.sliding_window_view(padded, w, axis=0)[::hop][:n_hops]
+            view = hop_windows(f.mel, self.arch, self._silence)
             mels.append(view)  # [S, M, W]
-            energies.append(f.energy[: n_hops * hop].reshape(n_hops, hop))
+            energies.append(f.energy[: view.shape[0] * hop].reshape(view.shape[0], hop))
         n_hops = mels[0].shape[0]
         if n_hops == 0:
             return []
