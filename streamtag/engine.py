@@ -24,10 +24,7 @@ import torch
 from streamtag.checkpoint import Checkpoint
 from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix
 from streamtag.model import ArchConfig, HeadSpec, LstmState
-
-#: Thayer quadrants: 1 +v+a, 2 −v+a, 3 −v−a, 4 +v−a.
-QUADRANT_LABELS: dict[int, str] = {1: "happy", 2: "tense", 3: "sad", 4: "calm"}
-LEVEL_FLOOR_DB = -160.0
+from streamtag.publish.wire import LEVEL_FLOOR_DB, QUADRANTS
 
 
 def quadrant(valence: float, arousal: float) -> int:
@@ -88,7 +85,7 @@ def head_section(spec: HeadSpec, values: np.ndarray) -> dict | list:
     if spec.name == "emotion" and {"valence", "arousal"} <= section.keys():
         q = quadrant(section["valence"], section["arousal"])
         section["quadrant"] = q
-        section["label"] = QUADRANT_LABELS[q]
+        section["label"] = QUADRANTS[q][0]
     return section
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torchaudio.functional as taf
 
+from streamtag.publish.wire import FAST_NAMES  # the order of ``Frames.fast`` columns
 from streamtag.resample import Resampler
 
 
@@ -97,8 +98,6 @@ SEED_FRONTEND = FrontendConfig(
 DEFAULT_FRONTEND = FrontendConfig()
 FRONTEND_PRESETS: dict[str, FrontendConfig] = {"seed": SEED_FRONTEND, "default": DEFAULT_FRONTEND}
 
-#: Fast-lane descriptor names, in the order of ``Frames.fast`` columns.
-FAST_NAMES: tuple[str, ...] = ("loudness", "centroid", "flatness", "onset")
 
 
 @dataclass

@@ -23,12 +23,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from streamtag.publish.wire import TIMBRE_NAMES
+
 HeadKind = Literal["regression", "multiclass", "multilabel", "embedding"]
 HEAD_KINDS: tuple[str, ...] = ("regression", "multiclass", "multilabel", "embedding")
 
-TIMBRE_NAMES: tuple[str, ...] = (
-    "hardness", "depth", "brightness", "roughness", "warmth", "sharpness", "boominess",
-)
 #: Medley-solos-DB's 8 classes, in its instrument_id order.
 INSTRUMENT_CLASSES: tuple[str, ...] = (
     "clarinet", "distorted electric guitar", "female singer", "flute", "piano",

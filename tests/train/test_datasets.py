@@ -682,9 +682,9 @@ def test_generic_names_out_of_range_and_malformed_rows(tmp_path: Path) -> None:
         GenericLoader().load(make_generic(tmp_path, csv_text))
     text = str(caught.value)
     assert "labels.csv:2: valence 1.5 is outside -1..1" in text
-    assert "labels.csv:3: brightness 1.2 is outside 0..1" in text
-    assert ("labels.csv:4: timbre needs all seven values; empty: depth, brightness, roughness, "
-            "warmth, sharpness, boominess") in text
+    assert "labels.csv:3: roughness 1.2 is outside 0..1" in text
+    assert ("labels.csv:4: timbre needs all seven values; empty: warmth, roughness, sharpness, "
+            "boominess, depth, hardness") in text
     assert "labels.csv:5: file a.wav repeats line 2" in text
     assert "labels.csv:6: file '/abs/d.wav' must be relative" in text
     assert "labels.csv:7: row has no label" in text

@@ -29,20 +29,11 @@ from typing import Protocol, runtime_checkable
 import soundfile as sf
 
 from streamtag.errors import DatasetError
+from streamtag.publish.wire import TIMBRE_NAMES
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 """The split names a ``Clip`` may carry."""
 
-TIMBRE_NAMES: tuple[str, ...] = (
-    "hardness",
-    "depth",
-    "brightness",
-    "roughness",
-    "warmth",
-    "sharpness",
-    "boominess",
-)
-"""The seven AudioCommons timbral descriptors (seed 004), in the seed's order."""
 
 DYNAMIC_HOP_S = 0.5
 """Spacing [s] of dynamic (per-frame) emotion labels: one (valence, arousal) pair per 0.5 s."""

@@ -1,0 +1,243 @@
+"""User mappings (Wekinator-style): any record value to any OSC address, scaled with a curve,
+optionally smoothed.
+
+A :class:`Mapping` is a frozen spec, validated on construction; a :class:`Smoother` holds the
+per-output state; a :class:`Mapper` pairs them and turns each record into ``(address, value)``
+pairs for :meth:`streamtag.publish.osc.OscPublisher.send_raw`.
+
+Curves map the input, first clipped to ``in_range`` and normalised to x in [0, 1], onto
+``range = (lo, hi)``:
+
+- ``lin``: y = lo + x (hi − lo)
+- ``exp``: y = lo (hi / lo)^x — equal input steps give equal output *ratios* (pitch, cutoff);
+  the midpoint is the geometric mean √(lo·hi).
+- ``log``: y = lo + (hi − lo) · ln(1 + x (hi/lo − 1)) / ln(hi/lo) — the inverse shape of
+  ``exp``: rises fast, then flattens.
+
+``exp`` and ``log`` need both range ends > 0. ``lo > hi`` is allowed and inverts the mapping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping as MappingABC
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamtag.publish import wire
+
+CURVES = ("lin", "exp", "log")
+
+
+def _pair(value: Any, what: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what}: expected two numbers [lo, hi], got {value!r}") from e
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{what}: ends must be finite, got [{lo:g}, {hi:g}]")
+    if lo == hi:
+        raise ValueError(f"{what}: ends must differ, got [{lo:g}, {hi:g}]")
+    return lo, hi
+
+
+def resolve(record: MappingABC[str, Any], source: str) -> Any:
+    """The value at dotted ``source`` in ``record``, or None if absent.
+
+    A key may itself hold dots or spaces (``instrument.probs.tenor sax``): at each level the
+    whole remaining path is tried as a key before splitting further.
+    """
+    node: Any = record
+    rest = source
+    while rest:
+        if not isinstance(node, MappingABC):
+            return None
+        if rest in node:
+            return node[rest]
+        head, _, rest = rest.partition(".")
+        if head not in node:
+            return None
+        node = node[head]
+    return node
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Scale one record value to an OSC address.
+
+    Args:
+        source: dotted path into the record: ``timbre.brightness``, ``emotion.valence``,
+            ``instrument.probs.violin``, ``instrument.confidence``, ``level_db``, ``silent``…
+        to: OSC address to send to, e.g. ``/synth/cutoff``.
+        range: output (lo, hi), in the receiver's unit (e.g. Hz).
+        curve: ``lin``, ``exp`` or ``log`` (see the module docstring).
+        in_range: input (lo, hi) that maps onto ``range``; values outside are clipped. Default:
+            the source's nominal range from :func:`wire.value_range` (timbre 0…1, valence
+            −1…1, level −160…0 dBFS); required for sources without one.
+        stream: only records of this stream drive the output; None: every stream.
+
+    Raises:
+        ValueError: naming the field (``source``, ``to``, ``range``, ``curve``, ``in_range``).
+    """
+
+    source: str
+    to: str
+    range: tuple[float, float]
+    curve: str
+    in_range: tuple[float, float] | None = None
+    stream: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"mapping {self.source!r} → {self.to!r}"
+        if not isinstance(self.source, str) or not self.source or self.source.startswith("."):
+            raise ValueError(f"{where}: source: expected a dotted record path like "
+                             "'timbre.brightness'")
+        try:
+            wire.check_address(self.to)
+        except (ValueError, AttributeError, TypeError) as e:
+            raise ValueError(f"{where}: to: {e}") from e
+        if self.curve not in CURVES:
+            raise ValueError(f"{where}: curve: expected one of {', '.join(CURVES)}, "
+                             f"got {self.curve!r}")
+        lo, hi = _pair(self.range, f"{where}: range")
+        if self.curve != "lin" and (lo <= 0 or hi <= 0):
+            raise ValueError(f"{where}: range: curve {self.curve} needs both ends > 0, "
+                             f"got [{lo:g}, {hi:g}]")
+        object.__setattr__(self, "range", (lo, hi))
+        if self.in_range is None:
+            default = wire.value_range(self.source)
+            if default is None:
+                raise ValueError(f"{where}: in_range: required, source {self.source!r} has no "
+                                 "known range")
+            object.__setattr__(self, "in_range", default)
+        else:
+            object.__setattr__(self, "in_range", _pair(self.in_range, f"{where}: in_range"))
+
+    def scale(self, value: float) -> float:
+        """Map one input value to the output range: clip to ``in_range``, normalise, apply
+        the curve. ``value`` must be finite."""
+        assert self.in_range is not None  # set by __post_init__
+        ilo, ihi = self.in_range
+        x = min(1.0, max(0.0, (value - ilo) / (ihi - ilo)))
+        lo, hi = self.range
+        if self.curve == "lin":
+            y = lo + x * (hi - lo)
+        elif self.curve == "exp":
+            y = lo * (hi / lo) ** x
+        else:
+            r = hi / lo
+            y = lo + (hi - lo) * math.log1p(x * (r - 1.0)) / math.log(r)
+        # Pin the ends exactly: receivers compare against them (e.g. a gate at 0).
+        if x == 0.0:
+            return lo
+        if x == 1.0:
+            return hi
+        return y
+
+    def apply(self, record: MappingABC[str, Any]) -> list[tuple[str, float]]:
+        """``[(to, scaled value)]`` for this record, or ``[]`` when the source is absent,
+        not a number, non-finite, or the record is of another stream."""
+        if self.stream is not None and record.get(wire.KEY_STREAM) != self.stream:
+            return []
+        value = resolve(record, self.source)
+        if isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return []
+        return [(self.to, self.scale(float(value)))]
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """This mapping as a manifest address entry (see :func:`wire.build_manifest`)."""
+        assert self.in_range is not None
+        return {
+            "address": self.to,
+            "types": "f",
+            "args": [{"name": "value", "type": "f", "unit": "", "range": list(self.range)}],
+            "description": f"user mapping of {self.source} ({self.curve})",
+            "from": self.source,
+            "in_range": list(self.in_range),
+            "curve": self.curve,
+            "stream": self.stream,
+        }
+
+
+@dataclass
+class Smoother:
+    """Per-output smoothing of mapped values, with state; build with :meth:`exponential` or
+    :meth:`hold`.
+
+    - exponential: one-pole low-pass, y += α (x − y) with α = 1 − exp(−hop_s / time_constant_s):
+      after one time constant the output has covered 63 % of a step, whatever the hop length.
+    - hold: the output keeps its value until the input moves by at least ``threshold`` (in
+      output units) from it, then jumps there — stops a synth parameter jittering.
+
+    The first value after construction or :meth:`reset` passes through unchanged.
+    """
+
+    kind: str
+    alpha: float = 1.0
+    threshold: float = 0.0
+    _y: float | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def exponential(cls, time_constant_s: float, hop_s: float) -> Smoother:
+        """Exponential smoothing with ``time_constant_s`` [s] for updates every ``hop_s`` [s];
+        a time constant of 0 disables smoothing."""
+        if not (math.isfinite(time_constant_s) and time_constant_s >= 0):
+            raise ValueError(f"time_constant_s: expected ≥ 0, got {time_constant_s!r}")
+        if not (math.isfinite(hop_s) and hop_s > 0):
+            raise ValueError(f"hop_s: expected > 0, got {hop_s!r}")
+        alpha = 1.0 if time_constant_s == 0 else 1.0 - math.exp(-hop_s / time_constant_s)
+        return cls("exponential", alpha=alpha)
+
+    @classmethod
+    def hold(cls, threshold: float) -> Smoother:
+        """Hold until the input differs from the output by ≥ ``threshold`` (output units)."""
+        if not (math.isfinite(threshold) and threshold >= 0):
+            raise ValueError(f"threshold: expected ≥ 0, got {threshold!r}")
+        return cls("hold", threshold=threshold)
+
+    def process(self, x: float) -> float:
+        """Smooth one finite value; returns the output for this hop."""
+        y = self._y
+        if y is None:
+            y = x
+        elif self.kind == "exponential":
+            y = y + self.alpha * (x - y)
+        elif abs(x - y) >= self.threshold:
+            y = x
+        self._y = y
+        return y
+
+    def reset(self) -> None:
+        """Forget the state: the next value passes through."""
+        self._y = None
+
+
+@dataclass
+class Mapper:
+    """The daemon's set of mappings with their smoothers (None: unsmoothed)."""
+
+    mappings: Sequence[Mapping]
+    smoothers: Sequence[Smoother | None] = ()
+
+    def __post_init__(self) -> None:
+        if self.smoothers and len(self.smoothers) != len(self.mappings):
+            raise ValueError("smoothers: expected one (or None) per mapping")
+        if not self.smoothers:
+            self.smoothers = [None] * len(self.mappings)
+
+    def process(self, record: MappingABC[str, Any]) -> list[tuple[str, float]]:
+        """All ``(address, value)`` pairs this record drives, smoothed, in mapping order."""
+        out: list[tuple[str, float]] = []
+        for m, s in zip(self.mappings, self.smoothers, strict=True):
+            for addr, value in m.apply(record):
+                out.append((addr, s.process(value) if s is not None else value))
+        return out
+
+    def reset(self) -> None:
+        """Reset every smoother (``/control/reset``)."""
+        for s in self.smoothers:
+            if s is not None:
+                s.reset()

@@ -1,0 +1,609 @@
+"""Every wire format streamtag speaks, in one place: OSC addresses and type tags, ZeroMQ topics,
+estimate-record keys, value ranges, and the manifest that describes them at run time.
+
+The README's OSC/ZeroMQ reference is rendered from this module by :func:`reference_markdown`,
+so a change here is a change of contract (see DESIGN.md, "Contracts").
+
+OSC addresses are written here as *suffixes* relative to ``<prefix>`` (single stream) or
+``<prefix>/<stream>`` (several streams); :func:`address` joins them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+# --------------------------------------------------------------------------------------------
+# Estimate record (DESIGN.md, "The estimate record")
+
+KEY_SEQ = "seq"
+KEY_T = "t"  # stream time [s] of the end of the audio the hop describes
+KEY_STREAM = "stream"
+KEY_WALL = "wall"  # wall-clock time [s since the Unix epoch]; the OSC bundle timetag
+KEY_LATENCY_MS = "latency_ms"
+KEY_LEVEL_DB = "level_db"
+KEY_SILENT = "silent"
+KEY_FILE = "file"  # only from `analyze` with several files
+
+HEAD_EMOTION = "emotion"
+HEAD_INSTRUMENT = "instrument"
+HEAD_TIMBRE = "timbre"
+#: Heads with their own OSC addresses and ZeroMQ topic, in publishing order.
+HEADS = (HEAD_EMOTION, HEAD_INSTRUMENT, HEAD_TIMBRE)
+
+EMOTION_VALENCE = "valence"
+EMOTION_AROUSAL = "arousal"
+EMOTION_QUADRANT = "quadrant"
+EMOTION_LABEL = "label"
+INSTRUMENT_TOP = "top"
+INSTRUMENT_CONFIDENCE = "confidence"
+INSTRUMENT_PROBS = "probs"
+
+RECORD_KEYS = (
+    KEY_SEQ, KEY_T, KEY_STREAM, KEY_WALL, KEY_LATENCY_MS, KEY_LEVEL_DB, KEY_SILENT, *HEADS,
+)
+
+#: Thayer quadrants: number → (label, sign of valence, sign of arousal). Quadrant 2 is
+#: "angry/tense" in DESIGN.md; the one-word label in the record is "tense".
+QUADRANTS: dict[int, tuple[str, int, int]] = {
+    1: ("happy", +1, +1),
+    2: ("tense", -1, +1),
+    3: ("sad", -1, -1),
+    4: ("calm", +1, -1),
+}
+
+#: The seven AudioCommons timbral descriptors (seed 004), each in [0, 1].
+TIMBRE_NAMES: tuple[str, ...] = (
+    "brightness", "warmth", "roughness", "sharpness", "boominess", "depth", "hardness",
+)
+
+#: Floor of ``level_db`` [dBFS]: the engine floors digital silence here, and publishers clamp
+#: -inf to it rather than drop the value (a held stale level would lie).
+LEVEL_FLOOR_DB = -160.0
+
+# --------------------------------------------------------------------------------------------
+# Value ranges, by dotted record path. One table serves the manifest, the default input range
+# of user mappings, and the publishers' clamping of ±inf.
+
+_EXACT_RANGES: dict[str, tuple[float, float]] = {
+    f"{HEAD_EMOTION}.{EMOTION_VALENCE}": (-1.0, 1.0),
+    f"{HEAD_EMOTION}.{EMOTION_AROUSAL}": (-1.0, 1.0),
+    f"{HEAD_EMOTION}.{EMOTION_QUADRANT}": (1.0, 4.0),
+    f"{HEAD_INSTRUMENT}.{INSTRUMENT_CONFIDENCE}": (0.0, 1.0),
+    KEY_LEVEL_DB: (LEVEL_FLOOR_DB, 0.0),
+    KEY_SILENT: (0.0, 1.0),
+}
+_PREFIX_RANGES: dict[str, tuple[float, float]] = {
+    f"{HEAD_INSTRUMENT}.{INSTRUMENT_PROBS}.": (0.0, 1.0),
+    f"{HEAD_TIMBRE}.": (0.0, 1.0),
+}
+
+
+def value_range(path: str) -> tuple[float, float] | None:
+    """Nominal (lo, hi) range of the record value at dotted ``path``, or None if unbounded
+    or unknown. ``"timbre.brightness"`` → (0, 1); ``"level_db"`` → (-160, 0) [dBFS]."""
+    if path in _EXACT_RANGES:
+        return _EXACT_RANGES[path]
+    for prefix, rng in _PREFIX_RANGES.items():
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return rng
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# OSC
+
+
+@dataclass(frozen=True)
+class OscArg:
+    """One argument of an OSC message: its name, OSC type tag, unit and nominal range."""
+
+    name: str
+    type: str  # "f" float32, "i" int32, "s" string
+    unit: str = ""
+    range: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class OscSpec:
+    """One OSC address pattern. ``suffix`` may hold ``{label}`` (a class, descriptor or
+    command name, made address-safe by :func:`osc_name`)."""
+
+    suffix: str
+    args: tuple[OscArg, ...]
+    description: str
+
+    @property
+    def types(self) -> str:
+        """The OSC type tag string without the leading comma, e.g. ``"ff"``."""
+        return "".join(a.type for a in self.args)
+
+
+_UNIT = (-1.0, 1.0)
+_PROB = (0.0, 1.0)
+
+OSC_EMOTION = OscSpec(
+    "emotion",
+    (OscArg(EMOTION_VALENCE, "f", "", _UNIT), OscArg(EMOTION_AROUSAL, "f", "", _UNIT)),
+    "valence and arousal together",
+)
+OSC_EMOTION_VALENCE = OscSpec(
+    "emotion/valence",
+    (OscArg(EMOTION_VALENCE, "f", "", _UNIT),),
+    "valence (−1 negative … +1 positive)",
+)
+OSC_EMOTION_AROUSAL = OscSpec(
+    "emotion/arousal",
+    (OscArg(EMOTION_AROUSAL, "f", "", _UNIT),),
+    "arousal (−1 calm … +1 excited)",
+)
+OSC_EMOTION_QUADRANT = OscSpec(
+    "emotion/quadrant",
+    (OscArg(EMOTION_QUADRANT, "i", "Thayer quadrant", (1.0, 4.0)),),
+    "1 happy (+v +a), 2 angry/tense (−v +a), 3 sad (−v −a), 4 calm (+v −a)",
+)
+OSC_INSTRUMENT = OscSpec(
+    "instrument",
+    (
+        OscArg(INSTRUMENT_TOP, "s", "class name"),
+        OscArg(INSTRUMENT_CONFIDENCE, "f", "probability", _PROB),
+    ),
+    "most likely instrument and its probability",
+)
+OSC_INSTRUMENT_CLASS = OscSpec(
+    "instrument/{label}",
+    (OscArg("probability", "f", "probability", _PROB),),
+    "probability of one instrument class (every class of the loaded checkpoint)",
+)
+OSC_TIMBRE = OscSpec(
+    "timbre/{label}",
+    (OscArg("value", "f", "", _PROB),),
+    "one timbral descriptor: " + ", ".join(TIMBRE_NAMES),
+)
+OSC_LEVEL = OscSpec(
+    "level", (OscArg(KEY_LEVEL_DB, "f", "dBFS", (LEVEL_FLOOR_DB, 0.0)),), "input level of the hop"
+)
+OSC_SILENT = OscSpec(
+    "silent", (OscArg(KEY_SILENT, "i", "0/1", (0.0, 1.0)),), "1 while the silence gate is closed"
+)
+OSC_FAST = OscSpec(
+    "fast/{label}",
+    (OscArg("value", "f"),),
+    "fast lane: one frame-rate descriptor (names below)",
+)
+OSC_CONTROL = OscSpec("control/{label}", (), "control input (no arguments): " + ", ".join(
+    ("reset", "pause", "resume", "reload", "describe")))
+OSC_MANIFEST = OscSpec(
+    "manifest",
+    (OscArg("json", "s", "JSON text"),),
+    "reply to control/describe, sent to the sender's address and port: the manifest as JSON",
+)
+
+#: Per-hop addresses in the order they appear inside the hop bundle.
+OSC_HOP_SPECS = (
+    OSC_EMOTION, OSC_EMOTION_VALENCE, OSC_EMOTION_AROUSAL, OSC_EMOTION_QUADRANT,
+    OSC_INSTRUMENT, OSC_INSTRUMENT_CLASS, OSC_TIMBRE, OSC_LEVEL, OSC_SILENT,
+)
+
+CONTROL_RESET = "reset"
+CONTROL_PAUSE = "pause"
+CONTROL_RESUME = "resume"
+CONTROL_RELOAD = "reload"
+CONTROL_DESCRIBE = "describe"
+CONTROL_COMMANDS = (CONTROL_RESET, CONTROL_PAUSE, CONTROL_RESUME, CONTROL_RELOAD, CONTROL_DESCRIBE)
+_CONTROL_DESCRIPTIONS = {
+    CONTROL_RESET: "clear the model state (LSTM) and smoothers",
+    CONTROL_PAUSE: "stop analysing and publishing",
+    CONTROL_RESUME: "resume after pause",
+    CONTROL_RELOAD: "re-read config and checkpoint; a bad one is refused, the running model kept",
+    CONTROL_DESCRIBE: "reply with the manifest (see manifest)",
+}
+
+
+@dataclass(frozen=True)
+class FastDescriptor:
+    """A fast-lane descriptor computed from the frontend's spectra at the control rate."""
+
+    name: str
+    unit: str
+    range: tuple[float, float] | None  # None: bounded only by the signal (see description)
+    description: str
+
+
+FAST_DESCRIPTORS: dict[str, FastDescriptor] = {
+    d.name: d
+    for d in (
+        FastDescriptor("loudness", "dBFS", (LEVEL_FLOOR_DB, 0.0), "frame energy"),
+        FastDescriptor("centroid", "Hz", None, "spectral centroid, 0 … Nyquist"),
+        FastDescriptor("flatness", "", (0.0, 1.0), "spectral flatness (0 tonal … 1 noise)"),
+        FastDescriptor("onset", "", None, "onset strength (spectral flux), ≥ 0"),
+    )
+}
+FAST_NAMES = tuple(FAST_DESCRIPTORS)
+
+# OSC 1.0: an address part may hold any printable ASCII except these.
+_OSC_FORBIDDEN = set(" #*,/?[]{}")
+
+
+def osc_name(label: str) -> str:
+    """Make a class/descriptor/stream label usable as one OSC address part.
+
+    Characters OSC forbids in addresses (space, ``#*,/?[]{}``), control and non-ASCII
+    characters become ``_``: ``"tenor saxophone"`` → ``"tenor_saxophone"``. The manifest
+    lists the original label beside each address.
+    """
+    out = "".join(c if 32 < ord(c) < 127 and c not in _OSC_FORBIDDEN else "_" for c in label)
+    return out or "_"
+
+
+_PART = re.compile(r"^[!-~]+$")
+
+
+def _check_path(path: str, what: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or path.endswith("/"):
+        raise ValueError(f"{what} {path!r} must start with '/' and not end with '/'")
+    for part in path[1:].split("/"):
+        if not part or not _PART.match(part) or set(part) & _OSC_FORBIDDEN:
+            raise ValueError(
+                f"{what} {path!r}: part {part!r} is empty or holds a character OSC "
+                "forbids (space # * , ? [ ] { } or non-ASCII)"
+            )
+    return path
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is a valid OSC address prefix (``/a`` or ``/a/b``), else raise
+    ValueError saying what is wrong."""
+    return _check_path(prefix, "OSC prefix")
+
+
+def check_address(addr: str) -> str:
+    """Return ``addr`` if it is a valid OSC address (no patterns), else raise ValueError."""
+    return _check_path(addr, "OSC address")
+
+
+def check_labels(labels: Sequence[str], what: str) -> None:
+    """Raise ValueError if two labels collide once made address-safe by :func:`osc_name`."""
+    seen: dict[str, str] = {}
+    for label in labels:
+        name = osc_name(label)
+        if name in seen:
+            raise ValueError(
+                f"{what}: labels {seen[name]!r} and {label!r} both become OSC address part "
+                f"{name!r}"
+            )
+        seen[name] = label
+
+
+def stream_part(streams: Sequence[str], stream: str) -> str | None:
+    """The stream part of OSC addresses: None with one stream (or none declared), else the
+    address-safe stream name."""
+    return osc_name(stream) if len(streams) > 1 else None
+
+
+def address(prefix: str, stream: str | None, suffix: str) -> str:
+    """Join an OSC address: ``address("/streamtag", None, "emotion")`` → ``/streamtag/emotion``
+    (single stream); ``address("/streamtag", "left", "emotion")`` →
+    ``/streamtag/left/emotion`` (several streams). ``stream`` must already be address-safe."""
+    if stream:
+        return f"{prefix}/{stream}/{suffix}"
+    return f"{prefix}/{suffix}"
+
+
+def control_address(prefix: str, command: str) -> str:
+    """``/<prefix>/control/<command>``; control addresses never carry a stream."""
+    return address(prefix, None, OSC_CONTROL.suffix.format(label=command))
+
+
+def manifest_address(prefix: str) -> str:
+    """``/<prefix>/manifest``: the address of the reply to ``control/describe``."""
+    return address(prefix, None, OSC_MANIFEST.suffix)
+
+
+# --------------------------------------------------------------------------------------------
+# ZeroMQ: multipart [topic, JSON]; subscribing to TOPIC_PREFIX gets every topic.
+
+TOPIC_PREFIX = "streamtag."
+TOPIC_ESTIMATE = "streamtag.estimate"
+TOPIC_EMOTION = "streamtag.emotion"
+TOPIC_INSTRUMENT = "streamtag.instrument"
+TOPIC_TIMBRE = "streamtag.timbre"
+TOPIC_STATUS = "streamtag.status"
+TOPIC_FAST = "streamtag.fast"
+TOPIC_META = "streamtag.meta"
+HEAD_TOPICS = {
+    HEAD_EMOTION: TOPIC_EMOTION, HEAD_INSTRUMENT: TOPIC_INSTRUMENT, HEAD_TIMBRE: TOPIC_TIMBRE,
+}
+#: Keys copied from the record into every per-head payload, beside the head itself.
+HEAD_PAYLOAD_KEYS = (KEY_SEQ, KEY_T, KEY_STREAM)
+#: Keys of a fast-lane payload: {"stream", "t" (optional), "wall", "values": {name: value}}.
+FAST_PAYLOAD_KEYS = (KEY_STREAM, KEY_T, KEY_WALL, "values")
+
+ZMQ_TOPICS: dict[str, str] = {
+    TOPIC_ESTIMATE: "the whole estimate record, one per hop",
+    TOPIC_EMOTION: '{"seq", "t", "stream", "emotion": {...}} per hop',
+    TOPIC_INSTRUMENT: '{"seq", "t", "stream", "instrument": {...}} per hop',
+    TOPIC_TIMBRE: '{"seq", "t", "stream", "timbre": {...}} per hop',
+    TOPIC_STATUS: "heartbeat each second: uptime, hops, overflows, dropped, latency p50/p99, "
+    "checkpoint id",
+    TOPIC_FAST: '{"stream", "t", "wall", "values": {name: value}} at the fast-lane rate',
+    TOPIC_META: "the manifest: at start, on change, and to each new subscriber",
+}
+
+# --------------------------------------------------------------------------------------------
+# Manifest
+
+MANIFEST_FORMAT = "streamtag.manifest"
+MANIFEST_VERSION = 1
+
+
+def _arg_json(arg: OscArg, rng: tuple[float, float] | None = None) -> dict[str, Any]:
+    r = rng if rng is not None else arg.range
+    return {"name": arg.name, "type": arg.type, "unit": arg.unit,
+            "range": None if r is None else [float(r[0]), float(r[1])]}
+
+
+def _entry(
+    prefix: str, stream: str | None, spec: OscSpec, *, head: str | None, label: str | None = None,
+    rng: tuple[float, float] | None = None, unit: str | None = None,
+) -> dict[str, Any]:
+    suffix = spec.suffix.format(label=osc_name(label)) if label is not None else spec.suffix
+    args = [_arg_json(a, rng) for a in spec.args]
+    if unit is not None:
+        for a in args:
+            a["unit"] = unit
+    entry: dict[str, Any] = {"address": address(prefix, stream, suffix), "types": spec.types,
+                             "args": args, "description": spec.description}
+    if head is not None:
+        entry["head"] = head
+    if label is not None:
+        entry["label"] = label
+    return entry
+
+
+def _head_range(head: Mapping[str, Any], default: tuple[float, float]) -> tuple[float, float]:
+    rng = head.get("range")
+    if isinstance(rng, Sequence) and len(rng) == 2:
+        return (float(rng[0]), float(rng[1]))
+    return default
+
+
+def _stream_entries(
+    heads: Sequence[Mapping[str, Any]], prefix: str, stream: str | None,
+    fast_names: Sequence[str], sample_rate_hz: float | None,
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    by_name = {str(h.get("name")): h for h in heads}
+    emo = by_name.get(HEAD_EMOTION)
+    if emo is not None:
+        rng = _head_range(emo, _UNIT)
+        out.append(_entry(prefix, stream, OSC_EMOTION, head=HEAD_EMOTION, rng=rng))
+        out.append(_entry(prefix, stream, OSC_EMOTION_VALENCE, head=HEAD_EMOTION, rng=rng))
+        out.append(_entry(prefix, stream, OSC_EMOTION_AROUSAL, head=HEAD_EMOTION, rng=rng))
+        out.append(_entry(prefix, stream, OSC_EMOTION_QUADRANT, head=HEAD_EMOTION))
+    inst = by_name.get(HEAD_INSTRUMENT)
+    if inst is not None:
+        labels = [str(x) for x in inst.get("labels") or ()]
+        check_labels(labels, "instrument head")
+        top = _entry(prefix, stream, OSC_INSTRUMENT, head=HEAD_INSTRUMENT)
+        top["classes"] = labels
+        out.append(top)
+        out.extend(_entry(prefix, stream, OSC_INSTRUMENT_CLASS, head=HEAD_INSTRUMENT, label=c)
+                   for c in labels)
+    tim = by_name.get(HEAD_TIMBRE)
+    if tim is not None:
+        labels = [str(x) for x in tim.get("labels") or TIMBRE_NAMES]
+        check_labels(labels, "timbre head")
+        rng = _head_range(tim, _PROB)
+        out.extend(_entry(prefix, stream, OSC_TIMBRE, head=HEAD_TIMBRE, label=n, rng=rng)
+                   for n in labels)
+    out.append(_entry(prefix, stream, OSC_LEVEL, head=None))
+    out.append(_entry(prefix, stream, OSC_SILENT, head=None))
+    for name in fast_names:
+        desc = FAST_DESCRIPTORS.get(name)
+        rng = desc.range if desc else None
+        if name == "centroid" and sample_rate_hz:
+            rng = (0.0, sample_rate_hz / 2.0)
+        entry = _entry(prefix, stream, OSC_FAST, head=None, label=name, rng=rng,
+                       unit=desc.unit if desc else "")
+        if desc:
+            entry["description"] = f"fast lane: {desc.description}"
+        out.append(entry)
+    return out
+
+
+def build_manifest(
+    heads: Sequence[Mapping[str, Any]],
+    prefix: str,
+    streams: Sequence[str],
+    fast_names: Sequence[str],
+    fast_rate_hz: float,
+    *,
+    sample_rate_hz: float | None = None,
+    mappings: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """Describe everything a running daemon publishes, as a JSON-ready dict.
+
+    Args:
+        heads: the loaded checkpoint's heads, e.g. ``{"name": "instrument", "kind":
+            "multiclass", "labels": [...]}``; ``"range"`` optional. Heads other than emotion,
+            instrument and timbre (any kind: multilabel, embedding, …) are listed under
+            ``"heads"`` with ``"osc": false``: they travel only in ``streamtag.estimate``.
+        prefix: OSC prefix, e.g. ``/streamtag``.
+        streams: stream names; with more than one, OSC addresses carry the stream.
+        fast_names: fast-lane descriptors enabled (see :data:`FAST_DESCRIPTORS`).
+        fast_rate_hz: fast-lane control rate [Hz].
+        sample_rate_hz: input rate [Hz], to state the centroid's range (0 … Nyquist).
+        mappings: manifest entries of user mappings (``Mapping.manifest_entry()``).
+
+    Returns:
+        ``{"format", "version", "osc": {"prefix", "streams", "addresses", "control",
+        "manifest", "fast_rate_hz"}, "zmq": {"topics"}, "heads", "fast", "mappings"}``; each
+        address entry has ``address``, ``types``, ``args`` (name, type, unit, range),
+        ``description``, and where it applies ``head``, ``label`` (original class name) and
+        ``classes``.
+
+    Raises:
+        ValueError: two labels of one head share an OSC address part.
+    """
+    check_prefix(prefix)
+    parts: list[str | None] = (
+        [osc_name(s) for s in streams] if len(streams) > 1 else [None]
+    )
+    addresses: list[dict[str, Any]] = []
+    for part in parts:
+        addresses.extend(_stream_entries(heads, prefix, part, fast_names, sample_rate_hz))
+    head_list = []
+    for h in heads:
+        name = str(h.get("name"))
+        item = {k: v for k, v in h.items() if k in ("name", "kind", "labels", "range", "size")}
+        item["osc"] = name in HEADS
+        item["zmq_topic"] = HEAD_TOPICS.get(name, TOPIC_ESTIMATE)
+        head_list.append(item)
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "osc": {
+            "prefix": prefix,
+            "streams": list(streams),
+            "addresses": addresses,
+            "control": [
+                {"address": control_address(prefix, c), "types": "",
+                 "description": _CONTROL_DESCRIPTIONS[c]}
+                for c in CONTROL_COMMANDS
+            ],
+            "manifest": {"address": manifest_address(prefix), "types": OSC_MANIFEST.types,
+                         "description": OSC_MANIFEST.description},
+            "fast_rate_hz": float(fast_rate_hz),
+        },
+        "zmq": {"topics": [{"topic": t, "payload": d} for t, d in ZMQ_TOPICS.items()]},
+        "heads": head_list,
+        "fast": {"rate_hz": float(fast_rate_hz), "names": list(fast_names)},
+        "mappings": [dict(m) for m in mappings],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# README reference
+
+
+def _fmt_range(rng: tuple[float, float] | None) -> str:
+    if rng is None:
+        return ""
+    return f"{rng[0]:g} … {rng[1]:g}"
+
+
+def reference_markdown(prefix: str = "/<prefix>") -> str:
+    """Render the OSC and ZeroMQ reference tables for the README from the constants above.
+
+    ``prefix`` is shown as given (the caller passes the configured default); several streams
+    insert ``/<stream>`` after it.
+    """
+    lines = [
+        "### OSC",
+        "",
+        f"One bundle per hop, timetagged with the record's `wall` time. With several streams the "
+        f"stream name follows the prefix (`{prefix}/<stream>/emotion`). Class and descriptor "
+        "names are made address-safe: characters OSC forbids (space `#*,/?[]{}`, non-ASCII) "
+        "become `_`.",
+        "",
+        "| address | types | arguments | range | unit | meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for spec in (*OSC_HOP_SPECS, OSC_FAST):
+        suffix = spec.suffix.replace("{label}", "<name>" if spec is not OSC_INSTRUMENT_CLASS
+                                     else "<class>")
+        lines.append(
+            f"| `{address(prefix, None, suffix)}` | `{spec.types}` | "
+            f"{', '.join(a.name for a in spec.args)} | "
+            f"{'; '.join(_fmt_range(a.range) for a in spec.args if a.range)} | "
+            f"{', '.join(a.unit for a in spec.args if a.unit)} | {spec.description} |"
+        )
+    lines += [
+        "",
+        "Fast lane (`<name>`), one timetagged bundle per frame at the control rate:",
+        "",
+        "| name | unit | range | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for d in FAST_DESCRIPTORS.values():
+        lines.append(f"| `{d.name}` | {d.unit} | {_fmt_range(d.range)} | {d.description} |")
+    lines += [
+        "",
+        "Control input (UDP, no arguments; unknown or malformed messages are counted and "
+        "ignored):",
+        "",
+        "| address | does |",
+        "| --- | --- |",
+    ]
+    for c in CONTROL_COMMANDS:
+        lines.append(f"| `{control_address(prefix, c)}` | {_CONTROL_DESCRIPTIONS[c]} |")
+    lines.append(
+        f"| `{manifest_address(prefix)} s` (reply) | {OSC_MANIFEST.description} |"
+    )
+    lines += [
+        "",
+        "### ZeroMQ",
+        "",
+        f"Multipart `[topic, JSON]`; subscribe to `{TOPIC_PREFIX}` to get every topic.",
+        "",
+        "| topic | payload |",
+        "| --- | --- |",
+    ]
+    for topic, desc in ZMQ_TOPICS.items():
+        lines.append(f"| `{topic}` | {desc} |")
+    return "\n".join(lines) + "\n"
+
+
+def finite_or_none(value: Any, rng: tuple[float, float] | None) -> float | None:
+    """Make a number safe for the wire: finite values pass unchanged; ±inf is clamped to
+    ``rng`` when the value has a nominal range; NaN (and ±inf without a range) give None."""
+    x = float(value)
+    if math.isfinite(x):
+        return x
+    if math.isinf(x) and rng is not None:
+        return rng[1] if x > 0 else rng[0]
+    return None
+
+
+def sanitize(obj: Any, path: str = "") -> tuple[Any, int]:
+    """Copy a JSON-ready value so that strict JSON (``allow_nan=False``) accepts it.
+
+    Non-finite numbers go through :func:`finite_or_none` with the nominal range of their
+    dotted ``path`` (so ``level_db = -inf`` becomes the floor, NaN becomes null); numpy-like
+    scalars become plain ``int``/``float``; tuples become lists.
+
+    Returns:
+        (clean copy, number of non-finite values replaced).
+    """
+    if obj is None or isinstance(obj, (str, bool)):
+        return obj, 0
+    if isinstance(obj, Integral):
+        return int(obj), 0
+    if isinstance(obj, Real):
+        x = float(obj)
+        if math.isfinite(x):
+            return x, 0
+        return finite_or_none(x, value_range(path)), 1
+    if isinstance(obj, Mapping):
+        out: dict[str, Any] = {}
+        bad = 0
+        for k, v in obj.items():
+            out[str(k)], n = sanitize(v, f"{path}.{k}" if path else str(k))
+            bad += n
+        return out, bad
+    if isinstance(obj, (list, tuple)):
+        items = []
+        bad = 0
+        for v in obj:
+            clean, n = sanitize(v, path)
+            items.append(clean)
+            bad += n
+        return items, bad
+    # Anything else (e.g. a numpy array) is not part of the record contract: stringify so the
+    # publisher keeps going, and the subscriber sees what arrived.
+    return str(obj), 0

@@ -1,0 +1,250 @@
+"""ZeroMQ publishing: multipart ``[topic, JSON]`` on an XPUB socket that never blocks the caller.
+
+Topics and payloads are in :mod:`streamtag.publish.wire` (``streamtag.estimate`` carries the
+whole record; ``streamtag.emotion`` / ``.instrument`` / ``.timbre`` carry ``{"seq", "t",
+"stream", <head>}``; ``.fast``, ``.status``, ``.meta``). JSON is strict: NaN never goes out
+(see :func:`wire.sanitize`: ±inf is clamped to a known range, otherwise null; counted).
+
+Why XPUB: it reports each subscription to us, so a new subscriber to ``streamtag.meta`` (or to
+``streamtag.`` / everything) gets the latest manifest at once. With ``XPUB_VERBOSE`` every
+subscriber's subscription is reported, not only the first one per topic. The manifest goes out
+on the topic, so subscribers that already had it receive it again.
+
+Slow subscribers: each has a send queue of ``hwm`` messages. A plain PUB socket drops silently
+when one is full, so nothing could be counted; with ``XPUB_NODROP`` a send fails with
+``zmq.Again`` instead — but then *no* subscriber gets that message, and one stalled subscriber
+would starve every other. So we send with NODROP to detect the overflow, count it in
+``stats["dropped"]``, and resend the same message lossily, which reaches every subscriber with
+room and skips the full ones. libzmq then skips a full subscriber silently until it has drained
+its queue, so ``dropped`` counts overflow *events* (at least one per episode of a subscriber
+falling behind): a lower bound of the messages missed, and zero exactly when no subscriber
+ever fell behind. Every send is ``NOBLOCK``: the caller never waits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import zmq
+
+from streamtag.errors import ConfigError
+from streamtag.publish import wire
+from streamtag.publish.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+LOG_INTERVAL_S = 10.0
+_META = wire.TOPIC_META.encode()
+
+
+class ZmqPublisher:
+    """Publish estimate records, fast-lane frames, status and the manifest over ZeroMQ.
+
+    Thread-safe (one lock around the socket). No publish method raises on a send problem.
+
+    Args:
+        endpoint: where to bind, e.g. ``tcp://127.0.0.1:5556`` (``tcp://127.0.0.1:*`` picks a
+            free port; see :attr:`endpoint`).
+        hwm: send high-water mark [messages queued per subscriber] before drops start.
+        manifest: the manifest to publish at once and to every new subscriber (optional; see
+            :meth:`publish_meta`).
+        context: a ZeroMQ context to use; by default the publisher creates and terminates its
+            own.
+        log_interval_s: minimum delay [s] between two log lines about the same failure.
+
+    Raises:
+        ConfigError: the endpoint cannot be bound (malformed, unknown transport, address in use,
+            not a local interface), naming the endpoint.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        hwm: int,
+        *,
+        manifest: Mapping[str, Any] | None = None,
+        context: zmq.Context | None = None,
+        log_interval_s: float = LOG_INTERVAL_S,
+    ) -> None:
+        if hwm < 1:
+            raise ValueError(f"hwm: expected ≥ 1 message, got {hwm}")
+        self._own_ctx = context is None
+        self._ctx = zmq.Context() if context is None else context
+        self._sock = self._ctx.socket(zmq.XPUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, hwm)
+        self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+        try:
+            self._sock.bind(endpoint)
+        except zmq.ZMQError as e:
+            self._sock.close(linger=0)
+            if self._own_ctx:
+                self._ctx.term()
+            raise ConfigError(
+                f"ZeroMQ endpoint {endpoint!r}: cannot bind: {e.strerror} "
+                "(expected e.g. tcp://127.0.0.1:5556 on a free port of a local interface)"
+            ) from e
+        self._endpoint = self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._lock = threading.Lock()
+        self._rlog = RateLimitedLog(log, log_interval_s)
+        self._closed = False
+        self._manifest: bytes | None = None
+        self._counts = {"sent": 0, "dropped": 0, "errors": 0, "nonfinite": 0,
+                        "subscriptions": 0}
+        log.info("ZeroMQ publishing on %s", self._endpoint)
+        if manifest is not None:
+            self.publish_meta(manifest)
+
+    @property
+    def endpoint(self) -> str:
+        """The bound endpoint, with the real port when ``*`` was asked for."""
+        return self._endpoint
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: ``sent`` messages, ``dropped`` (times a subscriber's queue was found full;
+        a lower bound of messages missed, see the module docstring), ``errors``, ``nonfinite``
+        values replaced, ``subscriptions`` seen."""
+        with self._lock:
+            return dict(self._counts)
+
+    # -- low level ------------------------------------------------------------------------
+
+    def _encode(self, payload: Mapping[str, Any]) -> bytes:
+        clean, bad = wire.sanitize(payload)
+        self._counts["nonfinite"] += bad
+        return json.dumps(clean, allow_nan=False, ensure_ascii=False,
+                          separators=(",", ":")).encode()
+
+    def _send_locked(self, topic: bytes, data: bytes) -> None:
+        try:
+            self._sock.send_multipart([topic, data], flags=zmq.NOBLOCK)
+            self._counts["sent"] += 1
+            return
+        except zmq.Again:
+            self._counts["dropped"] += 1
+        except zmq.ZMQError as e:
+            self._counts["errors"] += 1
+            self._rlog.log("send", logging.WARNING, "ZeroMQ %s: send failed: %s",
+                           self._endpoint, e)
+            return
+        # A full subscriber made the send fail for everyone; let the others have it.
+        self._sock.setsockopt(zmq.XPUB_NODROP, 0)
+        try:
+            self._sock.send_multipart([topic, data], flags=zmq.NOBLOCK)
+        except zmq.ZMQError as e:
+            self._counts["errors"] += 1
+            self._rlog.log("resend", logging.WARNING, "ZeroMQ %s: send failed: %s",
+                           self._endpoint, e)
+        finally:
+            self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self._rlog.log("dropped", logging.WARNING,
+                       "ZeroMQ %s: a subscriber is not keeping up, its messages are dropped "
+                       "(%d so far)", self._endpoint, self._counts["dropped"])
+
+    def _poll_locked(self, send_meta: bool = True) -> None:
+        meta_wanted = False
+        while self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                msg = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            # Subscription messages: b"\x01" + topic prefix; b"\x00" + topic = unsubscribe.
+            if msg[:1] == b"\x01":
+                self._counts["subscriptions"] += 1
+                meta_wanted |= _META.startswith(msg[1:])
+        if send_meta and meta_wanted and self._manifest is not None:
+            self._send_locked(_META, self._manifest)
+
+    def _publish(self, items: list[tuple[str, Mapping[str, Any]]]) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._poll_locked()
+                for topic, payload in items:
+                    self._send_locked(topic.encode(), self._encode(payload))
+            except (TypeError, ValueError, zmq.ZMQError) as e:
+                self._counts["errors"] += 1
+                self._rlog.log("encode", logging.ERROR, "ZeroMQ %s: cannot publish: %s",
+                               self._endpoint, e)
+
+    # -- public ---------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Handle pending subscriptions now (sending the manifest to new subscribers). Every
+        publish call does this too; call it when nothing has been published for a while."""
+        self._publish([])
+
+    def publish_record(self, record: Mapping[str, Any]) -> None:
+        """Publish one estimate record on ``streamtag.estimate`` and each head present on its
+        own topic (``{"seq", "t", "stream", <head>}``)."""
+        if not isinstance(record, Mapping):
+            with self._lock:
+                self._counts["errors"] += 1
+            self._rlog.log("record", logging.ERROR, "ZeroMQ: not a record: %r", type(record))
+            return
+        items: list[tuple[str, Mapping[str, Any]]] = [(wire.TOPIC_ESTIMATE, record)]
+        for head, topic in wire.HEAD_TOPICS.items():
+            if head in record:
+                payload = {k: record[k] for k in wire.HEAD_PAYLOAD_KEYS if k in record}
+                payload[head] = record[head]
+                items.append((topic, payload))
+        self._publish(items)
+
+    def publish_fast(
+        self, stream: str, wall: float, values: Mapping[str, float], t: float | None = None
+    ) -> None:
+        """Publish one fast-lane frame on ``streamtag.fast``: ``{"stream", "t" (if given),
+        "wall", "values": {name: value}}``; ``t`` is stream time [s], ``wall`` Unix time [s]."""
+        payload: dict[str, Any] = {wire.KEY_STREAM: stream}
+        if t is not None:
+            payload[wire.KEY_T] = t
+        payload[wire.KEY_WALL] = wall
+        payload["values"] = dict(values)
+        self._publish([(wire.TOPIC_FAST, payload)])
+
+    def publish_status(self, status: Mapping[str, Any]) -> None:
+        """Publish a heartbeat on ``streamtag.status`` (the daemon composes it)."""
+        self._publish([(wire.TOPIC_STATUS, status)])
+
+    def publish_meta(self, manifest: Mapping[str, Any]) -> None:
+        """Remember ``manifest`` for new subscribers and publish it on ``streamtag.meta`` now."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._manifest = self._encode(manifest)
+            except (TypeError, ValueError) as e:
+                self._counts["errors"] += 1
+                self._rlog.log("meta", logging.ERROR, "ZeroMQ: manifest not JSON-able: %s", e)
+                return
+            self._poll_locked(send_meta=False)  # sent just below, once for everyone
+            self._send_locked(_META, self._manifest)
+
+    def close(self) -> None:
+        """Close the socket without lingering (pending messages are discarded). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._sock.close(linger=0)
+            if self._own_ctx:
+                self._ctx.term()
+
+    def __enter__(self) -> ZmqPublisher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,150 @@
+"""User mappings: curves at the ends and the middle, clipping, validation that names the field,
+record paths, and the smoothers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from streamtag.publish.mapping import Mapper, Mapping, Smoother, resolve
+
+from .helpers import SAMPLE_RECORD
+
+
+def _m(curve: str, rng: tuple[float, float] = (200.0, 8000.0), **kw: Any) -> Mapping:
+    return Mapping("timbre.brightness", "/synth/cutoff", rng, curve, **kw)
+
+
+@pytest.mark.parametrize(
+    ("curve", "middle"),
+    [
+        ("lin", 4100.0),
+        ("exp", math.sqrt(200.0 * 8000.0)),  # geometric mean: equal ratios per step
+        ("log", 200.0 + 7800.0 * math.log(20.5) / math.log(40.0)),
+    ],
+)
+def test_curve_ends_are_exact_and_middle_follows_the_shape(curve: str, middle: float) -> None:
+    m = _m(curve)
+    assert m.scale(0.0) == 200.0
+    assert m.scale(1.0) == 8000.0
+    assert m.scale(0.5) == pytest.approx(middle, rel=1e-12)
+
+
+def test_log_is_the_inverse_shape_of_exp() -> None:
+    exp, log = _m("exp"), _m("log")
+    for x in (0.1, 0.3, 0.7, 0.9):
+        y = exp.scale(x)
+        assert log.scale((y - 200.0) / 7800.0) == pytest.approx(200.0 + 7800.0 * x, rel=1e-9)
+
+
+def test_out_of_range_input_is_clipped() -> None:
+    m = _m("exp")
+    assert m.scale(1.7) == 8000.0
+    assert m.scale(-3.0) == 200.0
+
+
+def test_inverted_output_range_inverts_the_mapping() -> None:
+    m = _m("lin", (1.0, 0.0))
+    assert (m.scale(0.0), m.scale(0.25), m.scale(1.0)) == (1.0, 0.75, 0.0)
+
+
+def test_default_input_range_comes_from_the_source() -> None:
+    valence = Mapping("emotion.valence", "/fx/mix", (0.0, 1.0), "lin")
+    assert valence.in_range == (-1.0, 1.0)
+    assert valence.scale(0.0) == 0.5
+    level = Mapping("level_db", "/vis/size", (0.0, 10.0), "lin")
+    assert level.scale(-80.0) == 5.0  # -160 … 0 dBFS
+    custom = Mapping("emotion.arousal", "/x", (0.0, 1.0), "lin", in_range=(0.0, 0.5))
+    assert custom.scale(0.25) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"curve": "exp", "range": (0.0, 8000.0)}, "range"),
+        ({"curve": "log", "range": (-1.0, 1.0)}, "range"),
+        ({"range": (5.0, 5.0)}, "range"),
+        ({"range": (0.0, math.inf)}, "range"),
+        ({"range": "wide"}, "range"),
+        ({"curve": "cubic"}, "curve"),
+        ({"to": "synth/cutoff"}, "to"),
+        ({"to": "/synth/cut off"}, "to"),
+        ({"source": ""}, "source"),
+        ({"source": "genre.jazz"}, "in_range"),
+        ({"in_range": (1.0, 1.0)}, "in_range"),
+    ],
+)
+def test_invalid_specs_raise_naming_the_field(kwargs: dict[str, Any], field: str) -> None:
+    spec: dict[str, Any] = {"source": "timbre.brightness", "to": "/synth/cutoff",
+                            "range": (200.0, 8000.0), "curve": "lin", **kwargs}
+    with pytest.raises(ValueError, match=rf": {field}: "):
+        Mapping(**spec)
+
+
+def test_apply_reads_nested_paths_including_keys_with_spaces() -> None:
+    m = Mapping("instrument.probs.tenor saxophone", "/sax", (0.0, 100.0), "lin")
+    assert m.apply(SAMPLE_RECORD) == [("/sax", pytest.approx(16.0))]
+    assert resolve(SAMPLE_RECORD, "emotion.quadrant") == 4
+    assert resolve(SAMPLE_RECORD, "instrument.probs.oboe") is None
+
+
+def test_apply_gives_nothing_for_absent_or_non_finite_sources() -> None:
+    m = _m("lin")
+    assert m.apply({k: v for k, v in SAMPLE_RECORD.items() if k != "timbre"}) == []
+    assert m.apply({**SAMPLE_RECORD, "timbre": {"brightness": math.nan}}) == []
+    assert m.apply({**SAMPLE_RECORD, "timbre": {"brightness": "bright"}}) == []
+
+
+def test_stream_filter() -> None:
+    m = _m("lin", stream="left")
+    assert m.apply(SAMPLE_RECORD) == []
+    assert len(m.apply({**SAMPLE_RECORD, "stream": "left"})) == 1
+
+
+def test_silent_bool_maps_to_the_range_ends() -> None:
+    m = Mapping("silent", "/gate", (1.0, 0.0), "lin")
+    assert m.apply({"silent": True}) == [("/gate", 0.0)]
+    assert m.apply({"silent": False}) == [("/gate", 1.0)]
+
+
+def test_exponential_smoother_covers_63_percent_of_a_step_in_one_time_constant() -> None:
+    s = Smoother.exponential(time_constant_s=1.0, hop_s=0.5)
+    assert s.process(0.0) == 0.0  # the first value passes through
+    s.process(1.0)
+    assert s.process(1.0) == pytest.approx(1.0 - math.exp(-1.0))
+    s.reset()
+    assert s.process(5.0) == 5.0
+
+
+def test_exponential_smoother_with_zero_time_constant_is_transparent() -> None:
+    s = Smoother.exponential(0.0, 0.5)
+    assert [s.process(x) for x in (1.0, 3.0, -2.0)] == [1.0, 3.0, -2.0]
+
+
+def test_hold_smoother_moves_only_when_the_change_reaches_the_threshold() -> None:
+    s = Smoother.hold(0.1)
+    assert [s.process(x) for x in (0.0, 0.05, -0.09, 0.2, 0.25, 0.1)] == [
+        0.0, 0.0, 0.0, 0.2, 0.2, 0.1]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: Smoother.exponential(-1.0, 0.5), lambda: Smoother.exponential(1.0, 0.0),
+     lambda: Smoother.hold(-0.1), lambda: Smoother.hold(math.nan)],
+)
+def test_invalid_smoother_parameters_raise(make: Any) -> None:
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_mapper_applies_each_mapping_with_its_smoother_and_resets() -> None:
+    mapper = Mapper([_m("lin", (0.0, 1.0)), Mapping("emotion.valence", "/v", (0.0, 1.0), "lin")],
+                    [Smoother.hold(0.5), None])
+    assert mapper.process(SAMPLE_RECORD) == [("/synth/cutoff", pytest.approx(0.62)),
+                                              ("/v", pytest.approx(0.705))]
+    brighter = {**SAMPLE_RECORD, "timbre": {"brightness": 0.9}}
+    assert mapper.process(brighter)[0][1] == pytest.approx(0.62)  # held
+    mapper.reset()
+    assert mapper.process(brighter)[0][1] == pytest.approx(0.9)
