@@ -1,0 +1,36 @@
+"""The README says the truth: the reference is generated from wire.py; its commands exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from streamtag.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_reference_is_generated_from_the_wire_module() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_readme",
+                                                  ROOT / "scripts" / "update_readme.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    text = (ROOT / "README.md").read_text()
+    assert mod.render(text) == text, "run: python scripts/update_readme.py"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = "bash scripts/setup --dev && python3 -m pytest -q"
+    assert command in readme and command in ci
+
+
+def test_every_command_in_the_readme_table_exists() -> None:
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `streamtag ([a-z-]+)", readme, flags=re.M))
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert documented and documented <= set(sub.choices)
