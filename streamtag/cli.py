@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from streamtag import __version__
+from streamtag.config import Config
 from streamtag.errors import AudioError, CheckpointError, ConfigError, StreamtagError
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -152,6 +153,98 @@ def _progress_factory(mode: str) -> Callable[[str, float], _NoBar | _TqdmBar]:
     return make
 
 
+# -- run / devices / monitor ---------------------------------------------------------------------
+def _parse_osc_target(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"--osc {text!r}: expected HOST:PORT with PORT in 1..65535")
+    return host, int(port)
+
+
+def config_with_flags(args: argparse.Namespace) -> Config:
+    """The config file (or defaults) with the command-line flags applied on top."""
+    from dataclasses import replace
+    from pathlib import Path as _Path
+
+    from streamtag.config import OscTarget, config_from_dict, load_config
+
+    cfg = load_config(args.config)
+    inp = cfg.input
+    if args.input is not None:
+        if _Path(args.input).exists() and _Path(args.input).is_file():
+            inp = replace(inp, file=args.input, device=None)
+        else:
+            dev: int | str = int(args.input) if args.input.isdigit() else args.input
+            inp = replace(inp, device=dev, file=None)
+    if args.no_realtime:
+        inp = replace(inp, realtime=False)
+    osc = cfg.outputs.osc
+    if args.osc:
+        osc = replace(osc, targets=[OscTarget(*_parse_osc_target(t)) for t in args.osc])
+    zmq_cfg = cfg.outputs.zmq
+    if args.zmq:
+        zmq_cfg = replace(zmq_cfg, endpoint=args.zmq)
+    logging_cfg = cfg.logging
+    if args.log_format:
+        logging_cfg = replace(logging_cfg, format=args.log_format)
+    cfg = replace(cfg, input=inp, outputs=replace(cfg.outputs, osc=osc, zmq=zmq_cfg),
+                  logging=logging_cfg)
+    # Flags go through the same validation as the file.
+    from dataclasses import asdict
+
+    return config_from_dict(asdict(cfg))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from streamtag.daemon import Daemon, install_signal_handlers, setup_logging
+    from streamtag.errors import DeviceError
+
+    try:
+        cfg = config_with_flags(args)
+    except ConfigError as e:
+        for p in e.problems:
+            _err(p)
+        return EXIT_USAGE
+    setup_logging(cfg.logging.level, cfg.logging.format)
+    try:
+        daemon = Daemon(cfg, config_path=args.config, checkpoint_override=args.checkpoint)
+    except (ConfigError, CheckpointError, AudioError) as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except DeviceError as e:
+        _err(str(e))
+        return EXIT_RUNTIME
+    install_signal_handlers(daemon)
+    return daemon.run()
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from streamtag.audio.devices import list_devices
+    from streamtag.errors import DeviceError
+
+    try:
+        devices = list_devices()
+    except DeviceError as e:
+        _err(str(e))
+        return EXIT_RUNTIME
+    inputs = [d for d in devices if d.max_input_channels > 0]
+    if not inputs:
+        _err("no input devices found. Use `--input FILE`, or start a JACK server "
+             "(`jackd -d dummy` on a machine without a sound card) and run this again.")
+        return EXIT_RUNTIME
+    print(f"{'index':>5}  {'channels':>8}  {'rate [Hz]':>9}  name (host API)")
+    for d in inputs:
+        print(f"{d.index:>5}  {d.max_input_channels:>8}  {d.default_sample_rate_hz:>9.0f}  "
+              f"{d.name} ({d.hostapi})")
+    return EXIT_OK
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from streamtag.monitor import monitor
+
+    return monitor(args.zmq)
+
+
 # -- main ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="streamtag", description="Real-time audio analysis for performers.")
@@ -169,6 +262,29 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar on stderr (auto: on for files > 30 s on a terminal)")
     a.set_defaults(func=cmd_analyze)
+
+    r = sub.add_parser("run", help="the live daemon: capture, analyse, publish over OSC/ZeroMQ")
+    r.add_argument("--config", metavar="F", help="YAML config (default: built-in defaults, "
+                   "documented in configs/default.yaml)")
+    r.add_argument("--input", metavar="DEV|FILE", help="input device (index or name "
+                   "substring), an audio file, or synthetic:sine|noise|click|silence")
+    r.add_argument("--checkpoint", metavar="F", help="model checkpoint (default: bundled)")
+    r.add_argument("--osc", metavar="HOST:PORT", action="append",
+                   help="OSC target (repeat for several; replaces the config's targets)")
+    r.add_argument("--zmq", metavar="ENDPOINT", help="ZeroMQ endpoint to bind, e.g. "
+                   "tcp://127.0.0.1:5556")
+    r.add_argument("--no-realtime", action="store_true",
+                   help="with a file input: analyse as fast as possible instead of in real time")
+    r.add_argument("--log-format", choices=("human", "json"), help="log lines (default human)")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("devices", help="list audio input devices")
+    d.set_defaults(func=cmd_devices)
+
+    m = sub.add_parser("monitor", help="live terminal view of a running daemon")
+    m.add_argument("--zmq", metavar="ENDPOINT", default="tcp://127.0.0.1:5556",
+                   help="the daemon's ZeroMQ endpoint (default tcp://127.0.0.1:5556)")
+    m.set_defaults(func=cmd_monitor)
 
     c = sub.add_parser("check-config", help="validate a config file (exit 0, or 2 naming "
                        "every problem)")

@@ -1,0 +1,421 @@
+"""The live daemon: source → engine → OSC / ZeroMQ, with control, heartbeat and reload.
+
+One analysis loop (the thread that calls ``run``) reads the source, runs the engine and
+publishes. Everything else talks to it through a command queue: the OSC control port, signals
+(SIGINT/SIGTERM stop, SIGHUP reloads) and tests. Nothing a user sends can kill the loop:
+control messages and reloads that fail are counted, logged and refused, and the running model
+is kept.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamtag.audio.sources import DeviceSource, FileSource, Source, SyntheticSource
+from streamtag.checkpoint import Checkpoint, resolve_checkpoint
+from streamtag.config import Config, InputConfig, load_config
+from streamtag.engine import Engine, FastFrames, StreamSpec, head_section
+from streamtag.errors import CheckpointError, ConfigError, StreamtagError
+from streamtag.publish import wire
+from streamtag.publish.control import ControlServer
+from streamtag.publish.mapping import Mapper, Mapping, Smoother
+from streamtag.publish.osc import OscPublisher
+from streamtag.publish.zmq import ZmqPublisher
+
+log = logging.getLogger("streamtag.daemon")
+
+SYNTHETIC_PREFIX = "synthetic:"
+#: With a file read as fast as possible, how long to wait for a first ZeroMQ subscriber [s].
+SUBSCRIBER_WAIT_S = 1.0
+
+
+# -- logging -------------------------------------------------------------------------------------
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": round(record.created, 3), "level": record.levelname.lower(),
+                           "logger": record.name, "message": record.getMessage()})
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("streamtag")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+# -- building the parts from config ----------------------------------------------------------
+def make_source(cfg: InputConfig) -> Source:
+    """The source the config asks for: a file, a synthetic signal, or a device."""
+    if cfg.file is not None:
+        return FileSource(cfg.file, realtime=cfg.realtime)
+    if isinstance(cfg.device, str) and cfg.device.startswith(SYNTHETIC_PREFIX):
+        kind = cfg.device[len(SYNTHETIC_PREFIX):] or "sine"
+        return SyntheticSource(kind, sample_rate_hz=cfg.sample_rate_hz or 48000,  # type: ignore[arg-type]
+                               realtime=cfg.realtime)
+    # Streams pick their channels from the delivered block, so capture them all.
+    return DeviceSource(cfg.device, None, cfg.sample_rate_hz, cfg.blocksize, cfg.ring_s,
+                        client_name="streamtag")
+
+
+def stream_specs(cfg: Config) -> list[StreamSpec]:
+    if cfg.streams:
+        return [StreamSpec(s.name, tuple(s.channels) if s.channels is not None else None)
+                for s in cfg.streams]
+    ch = cfg.input.channels
+    return [StreamSpec(cfg.analysis.stream, tuple(ch) if ch is not None else None)]
+
+
+def make_mapper(cfg: Config, hop_s: float) -> Mapper:
+    """User mappings with their smoothers; ValueError names the mapping and field."""
+    mappings = [Mapping(m.source, m.to, (m.range[0], m.range[1]), m.curve)
+                for m in cfg.outputs.osc.mappings]
+    return Mapper(mappings, [make_smoother(cfg, hop_s) for _ in mappings])
+
+
+def make_smoother(cfg: Config, hop_s: float) -> Smoother | None:
+    s = cfg.outputs.osc.smoothing
+    if s.kind == "exp":
+        return Smoother.exponential(s.time_s, hop_s)
+    if s.kind == "hold":
+        return Smoother.hold(s.threshold)
+    return None
+
+
+class RecordSmoother:
+    """Per-output smoothing of the heads sent over OSC (ZeroMQ gets the raw record).
+
+    Every numeric head value of every stream has its own smoother; derived values (quadrant,
+    top class) are recomputed from the smoothed ones so they never contradict them.
+    """
+
+    def __init__(self, cfg: Config, hop_s: float, heads: list) -> None:
+        self._cfg, self._hop_s = cfg, hop_s
+        self._heads = {h.name: h for h in heads}
+        self._smoothers: dict[tuple[str, str, str], Smoother] = {}
+        self.enabled = cfg.outputs.osc.smoothing.kind != "none"
+
+    def reset(self) -> None:
+        self._smoothers.clear()
+
+    def __call__(self, record: dict) -> dict:
+        if not self.enabled:
+            return record
+        out = dict(record)
+        for name, spec in self._heads.items():
+            section = record.get(name)
+            if spec.kind not in ("regression", "multiclass", "multilabel") or section is None:
+                continue
+            source = section["probs"] if spec.kind == "multiclass" else section
+            values = np.array([self._smooth(record["stream"], name, label, source[label])
+                               for label in spec.labels])
+            out[name] = head_section(spec, values)
+        return out
+
+    def _smooth(self, stream: str, head: str, label: str, x: float) -> float:
+        key = (stream, head, label)
+        s = self._smoothers.get(key)
+        if s is None:
+            s = self._smoothers[key] = make_smoother(self._cfg, self._hop_s)  # type: ignore[assignment]
+        return s.process(float(x))
+
+
+# -- status ------------------------------------------------------------------------------------
+@dataclass
+class Counters:
+    hops: int = 0
+    records: int = 0
+    reloads: int = 0
+    reloads_refused: int = 0
+    commands: int = 0
+    loop_errors: int = 0
+    latencies_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=600))
+
+    def latency(self) -> dict[str, float | None]:
+        if not self.latencies_ms:
+            return {"p50": None, "p99": None}
+        a = np.asarray(self.latencies_ms)
+        return {"p50": round(float(np.percentile(a, 50)), 3),
+                "p99": round(float(np.percentile(a, 99)), 3)}
+
+
+class Daemon:
+    """The running service. ``run()`` blocks until ``stop()`` (or the end of a file input).
+
+    config_path: the file to re-read on reload (None: keep the given config).
+    checkpoint_override: a checkpoint path that wins over ``model.checkpoint`` (CLI flag).
+    """
+
+    def __init__(self, cfg: Config, *, config_path: str | Path | None = None,
+                 checkpoint_override: str | None = None) -> None:
+        self.cfg = cfg
+        self.config_path = Path(config_path) if config_path else None
+        self.checkpoint_override = checkpoint_override
+        self.checkpoint: Checkpoint = resolve_checkpoint(
+            checkpoint_override or cfg.model.checkpoint)
+        self.counters = Counters()
+        self.paused = False
+        self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._last_source_status = ""
+        torch.set_num_threads(1)  # one analysis thread; leave the other core to the audio
+        self.source = make_source(cfg.input)
+        self._build_analysis(cfg, self.checkpoint)
+        self.osc = self.zmq = self.control = None
+        try:
+            o = cfg.outputs
+            if o.osc.enabled:
+                self.osc = OscPublisher([(t.host, t.port) for t in o.osc.targets], o.osc.prefix,
+                                        self._stream_names())
+            if o.zmq.enabled:
+                self.zmq = ZmqPublisher(o.zmq.endpoint, o.zmq.hwm, manifest=self.manifest)
+            if cfg.control.enabled:
+                handlers = {c: (lambda c=c: self._commands.put(c))
+                            for c in ("reset", "pause", "resume", "reload")}
+                handlers["describe"] = lambda: self.manifest
+                self.control = ControlServer(cfg.control.host, cfg.control.port, o.osc.prefix,
+                                             handlers)
+        except Exception:
+            self.close()
+            raise
+
+    # -- the parts that a reload replaces --------------------------------------------------------
+    def _build_analysis(self, cfg: Config, ck: Checkpoint) -> None:
+        try:
+            engine = Engine(ck, input_rate_hz=self.source.sample_rate_hz,
+                            streams=stream_specs(cfg), silence_db=cfg.analysis.silence_db,
+                            fast_lane=cfg.outputs.osc.enabled and cfg.outputs.osc.fast.enabled)
+            probe = np.zeros((1, self.source.channels), np.float32)
+            engine.process(probe)  # channel selections that do not exist fail here, not live
+            engine.reset()
+            mapper = make_mapper(cfg, engine.hop_s)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        self.engine, self.mapper = engine, mapper
+        self.smoother = RecordSmoother(cfg, engine.hop_s, ck.heads)
+        frame_rate = ck.frontend.frame_rate_hz
+        self._fast_every = max(1, round(frame_rate / cfg.outputs.osc.fast.rate_hz))
+        self._fast_count = 0
+        self.manifest = wire.build_manifest(
+            [h.to_dict() for h in ck.heads], cfg.outputs.osc.prefix, self._stream_names(cfg),
+            wire.FAST_NAMES if engine.fast_lane else (),
+            frame_rate / self._fast_every, sample_rate_hz=ck.frontend.sample_rate_hz,
+            mappings=[m.manifest_entry() for m in mapper.mappings])
+        self.manifest["checkpoint"] = ck.id
+        self.manifest["hop_s"] = engine.hop_s
+
+    def _stream_names(self, cfg: Config | None = None) -> list[str]:
+        return [s.name for s in stream_specs(cfg or self.cfg)]
+
+    # -- commands ------------------------------------------------------------------------------
+    def command(self, name: str) -> None:
+        """Queue a command for the analysis loop (thread-safe): reset, pause, resume, reload."""
+        self._commands.put(name)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _handle_commands(self) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            self.counters.commands += 1
+            if cmd == "reset":
+                self.engine.reset()
+                self.mapper.reset()
+                self.smoother.reset()
+                log.info("reset: model state cleared")
+            elif cmd == "pause":
+                self.paused = True
+                log.info("paused")
+            elif cmd == "resume":
+                self.paused = False
+                log.info("resumed")
+            elif cmd == "reload":
+                self.reload()
+
+    def reload(self) -> bool:
+        """Re-read config and checkpoint; a bad one is refused and the running model kept."""
+        try:
+            cfg = load_config(self.config_path) if self.config_path else self.cfg
+            ck = resolve_checkpoint(self.checkpoint_override or cfg.model.checkpoint)
+            kept = keep_restart_only(self.cfg, cfg)
+            if kept != cfg:
+                log.warning("reload: changes to input, streams, OSC targets/prefix, ZeroMQ and "
+                            "control take effect on restart; applying the rest")
+            cfg = kept
+            old = (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every)
+            try:
+                self._build_analysis(cfg, ck)
+            except Exception:
+                self.engine, self.mapper, self.smoother, self.manifest, self._fast_every = old
+                raise
+        except (ConfigError, CheckpointError, StreamtagError, ValueError) as e:
+            self.counters.reloads_refused += 1
+            log.error("reload refused, keeping the running model %s: %s", self.checkpoint.id, e)
+            return False
+        self.cfg, self.checkpoint = cfg, ck
+        self.counters.reloads += 1
+        if self.zmq is not None:
+            self.zmq.publish_meta(self.manifest)
+        log.info("reloaded: checkpoint %s", ck.id)
+        return True
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Analyse until stopped; returns the process exit code."""
+        self.source.start()
+        next_status = time.monotonic()
+        # Small reads keep the fast lane close to the audio; a file read as fast as possible
+        # takes bigger bites.
+        max_frames = max(64, self.source.sample_rate_hz // 100)
+        if isinstance(self.source, FileSource) and not self.cfg.input.realtime:
+            max_frames = 16384
+            self._wait_for_subscriber(SUBSCRIBER_WAIT_S)
+        log.info("running: input %s at %d Hz, %d channel(s); checkpoint %s; hop %.3f s",
+                 self.source.status, self.source.sample_rate_hz, self.source.channels,
+                 self.checkpoint.id, self.engine.hop_s)
+        try:
+            while not self._stop.is_set():
+                self._handle_commands()
+                block = self.source.read(max_frames, 0.05)
+                arrival = time.perf_counter()
+                if block.shape[0] and not self.paused:
+                    try:
+                        self._analyse(block, arrival)
+                    except Exception as e:  # one bad block must not stop the show
+                        self.counters.loop_errors += 1
+                        log.exception("analysis failed on a block (%s); continuing", e)
+                elif self.zmq is not None:
+                    self.zmq.poll()  # new subscribers get the manifest even when idle
+                now = time.monotonic()
+                if now >= next_status:
+                    self._status()
+                    next_status = now + self.cfg.outputs.zmq.status_interval_s
+                if self.source.finished and block.shape[0] == 0:
+                    log.info("input finished after %.1f s of audio", self.source.stream_time_s)
+                    break
+        finally:
+            self._status()
+            self.close()
+        return 0
+
+    def _wait_for_subscriber(self, timeout_s: float) -> None:
+        """A file analysed as fast as possible can end before a ZeroMQ subscriber has joined
+        (PUB/SUB's slow joiner); wait briefly for the first subscription."""
+        if self.zmq is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self._stop.is_set():
+            self.zmq.poll()
+            if self.zmq.stats.get("subscriptions", 0):
+                return
+            time.sleep(0.01)
+
+    def _analyse(self, block: np.ndarray, arrival: float) -> None:
+        step = self.engine.process(block, arrival)
+        for rec in step.records:
+            self._publish(rec)
+        if step.fast:
+            self._publish_fast(step.fast)
+
+    def _publish(self, rec: dict) -> None:
+        c = self.counters
+        c.records += 1
+        if rec["stream"] == self.engine.streams[0].name:
+            c.hops += 1
+            c.latencies_ms.append(rec["latency_ms"])
+        if self.zmq is not None:
+            self.zmq.publish_record(rec)
+        if self.osc is not None:
+            self.osc.publish(self.smoother(rec))
+            for address, value in self.mapper.process(rec):
+                self.osc.send_raw(address, value)
+
+    def _publish_fast(self, fast: list[FastFrames]) -> None:
+        n = len(fast[0].t)
+        wall = time.time()
+        for i in range(n):
+            self._fast_count += 1
+            if self._fast_count % self._fast_every:
+                continue
+            for f in fast:
+                values = dict(zip(f.names, (float(v) for v in f.values[i]), strict=True))
+                if self.osc is not None:
+                    self.osc.send_fast(f.stream, wall, values)
+                if self.zmq is not None:
+                    self.zmq.publish_fast(f.stream, wall, values, t=float(f.t[i]))
+
+    def status(self) -> dict[str, Any]:
+        src = self.source.counters()
+        c = self.counters
+        zmq_stats = self.zmq.stats if self.zmq is not None else {}
+        return {
+            "uptime_s": round(time.monotonic() - self._started, 3),
+            "hops": c.hops,
+            "overflows": src.get("overflows", 0),
+            "dropped": src.get("dropped_frames", 0) + int(zmq_stats.get("dropped", 0)),
+            "latency_ms": c.latency(),
+            "checkpoint": self.checkpoint.id,
+            "paused": self.paused,
+            "input": {"status": self.source.status, **src,
+                      "stream_time_s": round(self.source.stream_time_s, 3)},
+            "reloads": c.reloads, "reloads_refused": c.reloads_refused,
+            "loop_errors": c.loop_errors,
+            "osc": self.osc.stats if self.osc is not None else None,
+            "zmq": zmq_stats or None,
+            "control": self.control.stats if self.control is not None else None,
+        }
+
+    def _status(self) -> None:
+        st = self.status()
+        if st["input"]["status"] != self._last_source_status:
+            self._last_source_status = st["input"]["status"]
+            log.info("input: %s", self._last_source_status)
+        if self.zmq is not None:
+            self.zmq.publish_status(st)
+
+    def close(self) -> None:
+        for part in (self.source, self.control, self.osc, self.zmq):
+            if part is None:
+                continue
+            try:
+                part.stop() if part is self.source else part.close()  # type: ignore[union-attr]
+            except Exception as e:  # closing must close everything it can
+                log.warning("closing %s: %s", type(part).__name__, e)
+
+
+def keep_restart_only(old: Config, new: Config) -> Config:
+    """``new`` with the parts that only a restart can change (sockets, input) taken from ``old``."""
+    osc = replace(new.outputs.osc, targets=old.outputs.osc.targets, prefix=old.outputs.osc.prefix)
+    return replace(new, input=old.input, streams=old.streams, control=old.control,
+                   outputs=replace(new.outputs, zmq=old.outputs.zmq, osc=osc))
+
+
+def install_signal_handlers(daemon: Daemon) -> None:
+    """SIGINT/SIGTERM stop the loop (it exits within its 50 ms read timeout); SIGHUP reloads."""
+    def stop(signum: int, frame: object) -> None:
+        daemon.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda s, f: daemon.command("reload"))
