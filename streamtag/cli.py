@@ -215,7 +215,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(str(e))
         return EXIT_RUNTIME
     install_signal_handlers(daemon)
-    return daemon.run()
+    code = daemon.run()
+    # Every socket and the audio are closed by now. Tearing down torch's interpreter state can
+    # take most of a second, and a service manager expects SIGTERM to end the process fast.
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -290,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "every problem)")
     c.add_argument("file", metavar="F")
     c.set_defaults(func=cmd_check_config)
+
+    from streamtag.train.cli import add_commands  # train, evaluate, corpus build
+
+    add_commands(sub)
     return p
 
 

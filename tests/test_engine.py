@@ -1,8 +1,7 @@
 """The cornerstone: hop-by-hop streaming records equal offline (batched) records.
 
-Tolerance: model outputs within 1e-4 absolute (float32 CNN batched vs one window at a time,
-then rounding to 6 significant digits); level_db within 0.01 dB; everything else exact.
-Measurement fields (``wall``, ``latency_ms``) are excluded.
+Tolerance (see records.py): model outputs within 1e-4 absolute, level_db within 0.01 dB,
+everything else exact; measurement fields (``wall``, ``latency_ms``) excluded.
 """
 
 from __future__ import annotations
@@ -12,42 +11,12 @@ import math
 
 import numpy as np
 import pytest
+from records import assert_records_equal
 
 from streamtag.checkpoint import Checkpoint, load_checkpoint
 from streamtag.engine import Engine, StreamSpec, quadrant
 from streamtag.model import EMOTION_HEAD
 from streamtag.testing import make_checkpoint, make_signal
-
-ATOL = 1e-4
-
-
-def numbers(rec: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for k, v in rec.items():
-        if k in ("wall", "latency_ms"):
-            continue
-        if isinstance(v, dict):
-            out.update(numbers(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def assert_records_equal(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b) and a
-    for ra, rb in zip(a, b, strict=True):
-        na, nb = numbers(ra), numbers(rb)
-        assert na.keys() == nb.keys()
-        for k, va in na.items():
-            vb = nb[k]
-            if k == "level_db":
-                assert va == pytest.approx(vb, abs=0.011), k
-            elif isinstance(va, float) and not isinstance(va, bool):
-                assert va == pytest.approx(vb, abs=ATOL), k
-            elif k in ("emotion.quadrant", "emotion.label", "instrument.top"):
-                continue  # derived from values compared above; may flip at a tie
-            else:
-                assert va == vb, k
 
 
 def stream_records(engine: Engine, x: np.ndarray, sizes: list[int]) -> list[dict]:
