@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import socket
@@ -14,71 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import yaml
 import zmq
-from records import assert_records_equal
+from support import (
+    Subscriber,
+    assert_records_equal,
+    base_config,
+    free_port,
+    start_daemon,
+    wait_and_collect,
+)
 
 from streamtag.checkpoint import load_checkpoint
 from streamtag.engine import Engine
 from streamtag.testing import make_signal
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Subscriber:
-    """A ZeroMQ SUB socket collecting every message on ``streamtag.``."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.sock = zmq.Context.instance().socket(zmq.SUB)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"streamtag.")
-        self.messages: list[tuple[str, dict]] = []
-
-    def drain(self, timeout_ms: int = 100) -> None:
-        while self.sock.poll(timeout_ms):
-            topic, payload = self.sock.recv_multipart()
-            # Strict JSON: NaN or Infinity anywhere fails here.
-            self.messages.append((topic.decode(), json.loads(
-                payload, parse_constant=lambda c: pytest.fail(f"non-finite {c} on the wire"))))
-
-    def topic(self, name: str) -> list[dict]:
-        return [m for t, m in self.messages if t == name]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def start_daemon(args: list[str], config: dict | None, tmp_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "streamtag.cli", "run", *args]
-    if config is not None:
-        path = tmp_path / "daemon.yaml"
-        path.write_text(yaml.safe_dump(config))
-        cmd += ["--config", str(path)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def base_config(tmp_path: Path, **outputs: object) -> tuple[dict, str]:
-    zmq_port = free_port(socket.SOCK_STREAM)
-    endpoint = f"tcp://127.0.0.1:{zmq_port}"
-    cfg = {"outputs": {"zmq": {"endpoint": endpoint}, "osc": {"targets": [
-        {"host": "127.0.0.1", "port": free_port()}]}},
-        "control": {"port": free_port()}}
-    cfg["outputs"]["osc"].update(outputs)
-    return cfg, endpoint
-
-
-def wait_and_collect(proc: subprocess.Popen, sub: Subscriber, timeout_s: float = 60) -> str:
-    deadline = time.monotonic() + timeout_s
-    while proc.poll() is None and time.monotonic() < deadline:
-        sub.drain(50)
-    sub.drain(200)
-    assert proc.poll() is not None, "daemon did not finish"
-    return proc.stderr.read()
 
 
 def test_file_as_fast_as_possible_publishes_what_analyze_computes(

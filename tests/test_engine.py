@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from records import assert_records_equal
+from support import assert_records_equal
 
 from streamtag.checkpoint import Checkpoint, load_checkpoint
 from streamtag.engine import Engine, StreamSpec, quadrant
