@@ -244,7 +244,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     print(f"{'index':>5}  {'channels':>8}  {'rate [Hz]':>9}  name (host API)")
     for d in inputs:
         print(f"{d.index:>5}  {d.max_input_channels:>8}  {d.default_sample_rate_hz:>9.0f}  "
-              f"{d.name} ({d.hostapi})")
+              f"{d.name} ({d.host_api})")
     return EXIT_OK
 
 
