@@ -1,0 +1,230 @@
+"""``streamtag train``, ``streamtag evaluate`` and ``streamtag corpus build``.
+
+``add_commands(subparsers)`` adds the three to the main ``streamtag`` parser; ``python -m
+streamtag.train.cli`` runs them on their own (what ``torchrun`` starts)::
+
+    torchrun --nproc_per_node 2 -m streamtag.train.cli train --config configs/train/default.yaml \\
+        --corpus corpus/full --out runs/default
+
+Exit codes: 0 ok, 2 usage or config error (the message names the key or flag), 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from streamtag.errors import CheckpointError, ConfigError, StreamtagError
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("streamtag.train")
+
+
+def _err(msg: str) -> None:
+    print(f"streamtag: {msg}", file=sys.stderr)
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger("streamtag")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+def _progress(mode: str) -> bool | None:
+    return {"on": True, "off": False}.get(mode)
+
+
+# -- train ----------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from streamtag.train.config import load_train_config
+    from streamtag.train.trainer import train
+
+    sets = list(args.set or [])
+    if args.epochs is not None:
+        sets.append(f"train.epochs={args.epochs}")
+    if args.threads is not None:
+        sets.append(f"train.threads={args.threads}")
+    if args.corpus is not None:
+        sets.append(f"data.corpus={args.corpus}")
+    if args.cache_dir is not None:
+        sets.append(f"data.cache_dir={args.cache_dir}")
+    _setup_logging()
+    try:
+        cfg = load_train_config(args.config, sets)
+        result = train(cfg, args.out, resume=args.resume, progress=_progress(args.progress))
+    except ConfigError as e:
+        for p in e.problems:
+            _err(p)
+        return EXIT_USAGE
+    except StreamtagError as e:
+        _err(str(e))
+        return EXIT_RUNTIME
+    if result.best_checkpoint is not None:
+        score = "–" if result.best_score is None else f"{result.best_score:.4f}"
+        print(f"best epoch {result.best_epoch} (score {score}): {result.best_checkpoint}")
+    return EXIT_OK
+
+
+# -- evaluate -------------------------------------------------------------------------------------
+def _dataset_arg(text: str) -> tuple[str, str]:
+    kind, sep, root = text.partition(":")
+    if not sep or not kind or not root:
+        raise argparse.ArgumentTypeError(f"expected KIND:ROOT (e.g. medley:/data/medley), "
+                                         f"got {text!r}")
+    return kind, root
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from streamtag.checkpoint import load_checkpoint
+    from streamtag.train.config import DatasetSource
+    from streamtag.train.evaluate import evaluate
+    from streamtag.train.features import FeatureCache, limit_clips, source_clips
+
+    if args.corpus is None and not args.dataset:
+        _err("evaluate: give --corpus DIR or --dataset KIND:ROOT")
+        return EXIT_USAGE
+    if args.corpus is not None and not (Path(args.corpus) / "manifest.jsonl").is_file():
+        _err(f"--corpus: no manifest.jsonl in {args.corpus}")
+        return EXIT_USAGE
+    from streamtag.train.datasets import LOADERS
+
+    for kind, root in args.dataset or []:
+        if kind not in LOADERS:
+            _err(f"--dataset {kind}:{root}: unknown kind {kind!r} (known: {', '.join(LOADERS)})")
+            return EXIT_USAGE
+        if not Path(root).expanduser().exists():
+            _err(f"--dataset {kind}:{root}: not found: {root}")
+            return EXIT_USAGE
+    _setup_logging()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        ck = load_checkpoint(args.checkpoint)
+    except CheckpointError as e:
+        _err(f"--checkpoint: {e}")
+        return EXIT_USAGE
+    try:
+        sources = [DatasetSource(kind=k, root=r) for k, r in args.dataset or []]  # type: ignore[arg-type]
+        clips, _ = source_clips(args.corpus, sources, args.validation_fraction)
+        clips = limit_clips([c for c in clips if c.split == args.split], args.max_clips, 0)
+        if not clips:
+            _err(f"no clip of split {args.split!r} in the given data")
+            return EXIT_RUNTIME
+        show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+
+        def bar(items):  # type: ignore[no-untyped-def]
+            from tqdm import tqdm
+
+            return tqdm(list(items), desc="evaluate", unit="clip", disable=not show,
+                        file=sys.stderr, leave=False)
+
+        report = evaluate(ck, clips, method=args.method, split=args.split, out_dir=args.out,
+                          cache=FeatureCache(args.cache_dir, ck.frontend),
+                          plots=not args.no_plots, progress=bar)
+    except ConfigError as e:
+        for p in e.problems:
+            _err(p)
+        return EXIT_USAGE
+    except StreamtagError as e:
+        _err(str(e))
+        return EXIT_RUNTIME
+    print(f"{report.clips} clips evaluated; report: {Path(args.out) / 'report.md'}")
+    return EXIT_OK
+
+
+# -- corpus ---------------------------------------------------------------------------------------
+def cmd_corpus_build(args: argparse.Namespace) -> int:
+    from streamtag.train.corpus import main as corpus_main
+
+    rest = [a for a in args.corpus_args if a != "--"] if args.corpus_args[:1] == ["--"] \
+        else list(args.corpus_args)
+    return int(corpus_main(rest))
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``evaluate`` and ``corpus`` to a ``streamtag`` subcommand set."""
+    t = subparsers.add_parser("train", help="train a model from a corpus or datasets")
+    t.add_argument("--config", metavar="F",
+                   help="training config YAML (configs/train/*.yaml); default: built-in defaults")
+    t.add_argument("--out", metavar="RUN_DIR", required=True,
+                   help="run folder: best.safetensors, last.train.pt, metrics.json, plots/")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN_DIR from its last.train.pt")
+    t.add_argument("--epochs", type=int, metavar="N", help="override train.epochs (total)")
+    t.add_argument("--threads", type=int, metavar="N",
+                   help="override train.threads (torch threads per process)")
+    t.add_argument("--corpus", metavar="DIR", help="override data.corpus (corpus folder)")
+    t.add_argument("--cache-dir", metavar="DIR", help="override data.cache_dir (feature cache)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set optimizer.lr=3e-4 "
+                        "(value read as YAML; list items by index: heads.0.loss=ccc)")
+    t.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bars on stderr (auto: when it is a terminal)")
+    t.set_defaults(func=cmd_train)
+
+    e = subparsers.add_parser("evaluate", help="evaluate a checkpoint: markdown report + PNGs")
+    e.add_argument("--checkpoint", metavar="F", required=True, help="model checkpoint")
+    e.add_argument("--corpus", metavar="DIR", help="built-in corpus folder")
+    e.add_argument("--dataset", metavar="KIND:ROOT", action="append", type=_dataset_arg,
+                   help="dataset to evaluate on (medley, pmemo, deam, freesound_oneshot, "
+                        "generic); repeatable")
+    e.add_argument("--split", choices=("train", "validation", "test"), default="validation",
+                   help="which split to evaluate (default validation)")
+    e.add_argument("--out", metavar="DIR", required=True, help="report folder")
+    e.add_argument("--method", choices=("engine", "windows"), default="engine",
+                   help="engine: audio through Engine.analyze (what users get; default); "
+                        "windows: cached windows through forward_sequence (faster)")
+    e.add_argument("--max-clips", type=int, metavar="N", help="evaluate at most N clips")
+    e.add_argument("--validation-fraction", type=float, default=0.1, metavar="X",
+                   help="for data without a validation split: share of groups moved there, as "
+                        "in training (default 0.1)")
+    e.add_argument("--threads", type=int, metavar="N", help="torch threads")
+    e.add_argument("--cache-dir", metavar="DIR", help="feature cache (method windows)")
+    e.add_argument("--no-plots", action="store_true", help="no PNG figures")
+    e.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bar on stderr")
+    e.set_defaults(func=cmd_evaluate)
+
+    c = subparsers.add_parser("corpus", help="the synthetic training corpus")
+    csub = c.add_subparsers(dest="corpus_command", metavar="COMMAND")
+    # Every argument goes to the corpus builder's own parser (``build --help`` shows its flags);
+    # a prefix character no one types makes argparse pass flags through untouched.
+    b = csub.add_parser("build", help="render the corpus with FluidSynth (see build --help)",
+                        add_help=False, prefix_chars="\x00")
+    b.add_argument("corpus_args", nargs=argparse.REMAINDER)
+    b.set_defaults(func=cmd_corpus_build)
+    c.set_defaults(func=lambda args: (c.print_help(sys.stderr), EXIT_USAGE)[1])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with only the training commands (for ``python -m streamtag.train.cli``)."""
+    p = argparse.ArgumentParser(prog="streamtag", description="streamtag trainer")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except StreamtagError as e:
+        _err(str(e))
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

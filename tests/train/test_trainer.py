@@ -1,0 +1,510 @@
+"""The trainer: losses, masks, state carry, features, learning, resume, checkpoints, torchrun."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from streamtag.checkpoint import load_checkpoint
+from streamtag.config import parse_dataclass
+from streamtag.engine import Engine, hop_windows
+from streamtag.errors import ConfigError
+from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend
+from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD, HeadSpec, build_model
+from streamtag.testing import TINY_OVERRIDES
+from streamtag.train.cli import main as train_main
+from streamtag.train.config import TrainConfig, load_train_config, train_config_from_dict
+from streamtag.train.datasets import Clip
+from streamtag.train.features import FeatureCache, HeadTarget, corpus_clips, encode_labels
+from streamtag.train.trainer import (
+    SequenceStep,
+    TrainHead,
+    band_statistics,
+    batch_hard_pairs,
+    batch_hard_triplet_loss,
+    class_balance_weights,
+    collate,
+    masked_bce,
+    masked_cross_entropy,
+    masked_regression_loss,
+    multitask_loss,
+    spec_augment,
+    train,
+    train_batch,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_CONFIG = REPO / "configs" / "train" / "tiny.yaml"
+
+HEADS = [EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD]
+TARGETS = {"emotion": "emotion", "instrument": "instrument", "timbre": "timbre"}
+
+
+def tiny_model(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model("default", HEADS, **TINY_OVERRIDES["default"])
+
+
+def train_heads(model, losses=None) -> list[TrainHead]:
+    losses = losses or {"emotion": "mse", "instrument": "ce", "timbre": "l1"}
+    return [TrainHead(HeadTarget(s, TARGETS[s.name]), losses[s.name]) for s in model.heads]
+
+
+# -- losses ---------------------------------------------------------------------------------------
+
+def test_a_head_without_labels_in_the_batch_contributes_zero_and_gets_zero_gradient() -> None:
+    model = tiny_model()
+    heads = train_heads(model)
+    b, s = 2, 3
+    windows = torch.randn(b, s, 64, 50)
+    out, _ = model.forward_sequence(windows, activate=False)
+    targets = {"emotion": torch.rand(b, s, 2) * 2 - 1,
+               "instrument": torch.zeros(b, s, dtype=torch.long), "timbre": torch.rand(b, s, 7)}
+    masks = {"emotion": torch.ones(b, s, 2), "instrument": torch.zeros(b, s),
+             "timbre": torch.zeros(b, s, 7)}
+    total, parts = multitask_loss(out, targets, masks, heads)
+    assert parts["instrument"].item() == 0.0 and parts["timbre"].item() == 0.0
+    assert parts["emotion"].item() > 0
+    total.backward()
+    for name in ("instrument", "timbre"):
+        layer = model.head_layers[name]
+        assert layer.weight.grad is not None and torch.count_nonzero(layer.weight.grad) == 0
+    assert torch.count_nonzero(model.head_layers["emotion"].weight.grad) > 0
+
+
+def test_mse_and_l1_average_over_labelled_entries_only() -> None:
+    pred = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    target = torch.tensor([[1.0, 100.0], [0.0, 3.0]])
+    mask = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert masked_regression_loss(pred, target, mask, "mse").item() == pytest.approx((1 + 4) / 3)
+    assert masked_regression_loss(pred, target, mask, "l1").item() == pytest.approx((1 + 2) / 3)
+
+
+def test_ccc_loss_is_zero_for_identical_sequences_and_two_for_mirrored_ones() -> None:
+    x = torch.linspace(-0.9, 0.9, 20)[:, None].repeat(1, 2)
+    ones = torch.ones_like(x)
+    assert masked_regression_loss(x, x.clone(), ones, "ccc").item() == pytest.approx(0, abs=1e-6)
+    assert masked_regression_loss(-x, x, ones, "ccc").item() == pytest.approx(2, abs=1e-6)
+    # A shifted copy correlates perfectly but does not agree: CCC < 1, loss > 0.
+    assert masked_regression_loss(x + 0.5, x, ones, "ccc").item() > 0.1
+
+
+def test_class_balance_weights_equalise_the_classes_total_weight() -> None:
+    counts = np.array([10, 30, 0, 60])
+    w = class_balance_weights(counts)
+    assert w[2] == 0
+    totals = (w * counts)[counts > 0]
+    assert np.allclose(totals, totals[0]) and (w * counts).sum() == pytest.approx(counts.sum())
+    assert np.allclose(class_balance_weights([5, 5, 5]), 1.0)
+
+
+def test_weighted_cross_entropy_is_the_weighted_mean_over_labelled_hops() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    target = torch.tensor([0, 1, 0])
+    mask = torch.tensor([1.0, 1.0, 0.0])
+    w = torch.tensor([1.0, 3.0])
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    expected = (ce[0] * 1 + ce[1] * 3) / 4
+    assert masked_cross_entropy(logits, target, mask, w).item() == pytest.approx(expected.item())
+    assert masked_cross_entropy(logits, target, torch.zeros(3), w).item() == 0.0
+
+
+def test_bce_ignores_unlabelled_hops() -> None:
+    logits = torch.tensor([[5.0, -5.0], [0.0, 0.0]])
+    target = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert masked_bce(logits, target, torch.tensor([1.0, 0.0])).item() < 0.01
+    assert masked_bce(logits, target, torch.tensor([0.0, 1.0])).item() == pytest.approx(
+        np.log(2), rel=1e-5)
+
+
+def _unit(v: list[float]) -> list[float]:
+    a = np.asarray(v, float)
+    return (a / np.linalg.norm(a)).tolist()
+
+
+def test_triplet_loss_is_zero_when_classes_are_well_separated_and_positive_otherwise() -> None:
+    sep = torch.tensor([_unit([1, 0.01]), _unit([1, -0.01]), _unit([-1, 0.01]),
+                        _unit([-1, -0.01])])
+    labels = torch.tensor([0, 0, 1, 1])
+    ones = torch.ones(4)
+    assert batch_hard_triplet_loss(sep, labels, ones, margin=0.2).item() == 0.0
+    mixed = torch.tensor([_unit([1, 0]), _unit([-1, 0]), _unit([1, 0.1]), _unit([-1, 0.1])])
+    assert batch_hard_triplet_loss(mixed, labels, ones, margin=0.2).item() > 0.5
+    # Masked-out hops take no part: with only one labelled hop there is no triplet.
+    assert batch_hard_triplet_loss(mixed, labels, torch.tensor([1.0, 0, 0, 0]), 0.2).item() == 0
+
+
+def test_batch_hard_mining_picks_the_farthest_positive_and_the_nearest_negative() -> None:
+    # 1-D points: class 0 at 0, 1, 5; class 1 at 2, 9.
+    x = torch.tensor([[0.0], [1.0], [5.0], [2.0], [9.0]])
+    labels = torch.tensor([0, 0, 0, 1, 1])
+    d = torch.cdist(x, x)
+    pos, neg, valid = batch_hard_pairs(d, labels)
+    assert valid.all()
+    assert pos.tolist() == [2, 2, 0, 4, 3]  # farthest same-class point
+    assert neg.tolist() == [3, 3, 3, 1, 2]  # nearest other-class point
+
+
+# -- truncated BPTT -------------------------------------------------------------------------------
+
+class Recorder(torch.nn.Module):
+    """Wraps SequenceStep and records the state each segment starts from."""
+
+    def __init__(self, step: SequenceStep) -> None:
+        super().__init__()
+        self.step = step
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.outputs: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, windows, h, c):
+        out, h2, c2 = self.step(windows, h, c)
+        self.calls.append((h, c, h2, c2))
+        self.outputs.append({k: v.detach() for k, v in out.items()})
+        return out, h2, c2
+
+
+def _batch(model, n_clips: int, hops: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    feats = []
+    from streamtag.train.features import ClipFeatures
+
+    heads = train_heads(model)
+    for i in range(n_clips):
+        windows = rng.standard_normal((hops, 64, 50)).astype(np.float32)
+        clip = Clip(Path(f"x{i}.wav"), "t", "train", f"g{i}", instrument="violin",
+                    valence=0.1, arousal=-0.2)
+        f = ClipFeatures(clip, windows.reshape(-1, 64), windows)
+        for h in heads:
+            f.targets[h.name], f.masks[h.name] = encode_labels(clip, h.target, hops, 0.5)
+        feats.append(f)
+    return collate(feats, heads, np.zeros(64, np.float32)), heads
+
+
+def test_state_is_carried_detached_between_segments_and_reset_between_recordings() -> None:
+    model = tiny_model()
+    model.eval()  # no dropout, so outputs can be compared with one whole-sequence pass
+    rec = Recorder(SequenceStep(model))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # steps happen but change nothing
+    batch, heads = _batch(model, n_clips=2, hops=7)
+    results = train_batch(rec, model, opt, batch, heads, segment_hops=3)
+    assert [r.stepped for r in results] == [True, True, True]  # 3 + 3 + 1 hops
+    first_h, first_c = rec.calls[0][0], rec.calls[0][1]
+    assert torch.count_nonzero(first_h) == 0 and torch.count_nonzero(first_c) == 0
+    for prev, cur in zip(rec.calls, rec.calls[1:], strict=False):
+        assert torch.equal(cur[0], prev[2].detach()) and torch.equal(cur[1], prev[3].detach())
+        assert cur[0].grad_fn is None and not cur[0].requires_grad  # detached: BPTT truncated
+        assert prev[2].grad_fn is not None
+    carried = {k: torch.cat([o[k] for o in rec.outputs], dim=1) for k in rec.outputs[0]}
+    with torch.no_grad():
+        whole, _ = model.forward_sequence(batch.windows, activate=False)
+    for k in whole:
+        torch.testing.assert_close(carried[k], whole[k], rtol=1e-5, atol=1e-6)
+    # The next batch (other recordings) starts again from zeros.
+    batch2, _ = _batch(model, n_clips=2, hops=4, seed=1)
+    rec.calls.clear()
+    train_batch(rec, model, opt, batch2, heads, segment_hops=3)
+    assert torch.count_nonzero(rec.calls[0][0]) == 0
+
+
+def test_a_segment_with_no_label_anywhere_only_advances_the_state() -> None:
+    model = tiny_model()
+    batch, heads = _batch(model, n_clips=1, hops=4)
+    for m in batch.masks.values():
+        m[:, :2] = 0  # first segment unlabelled
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    rec = Recorder(SequenceStep(model))
+    results = train_batch(rec, model, opt, batch, heads, segment_hops=2)
+    assert [r.stepped for r in results] == [False, True]
+    assert len(rec.calls) == 1 and torch.count_nonzero(rec.calls[0][0]) > 0  # state advanced
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# -- labels and features --------------------------------------------------------------------------
+
+def test_static_labels_repeat_on_every_hop_and_missing_heads_are_masked() -> None:
+    clip = Clip(Path("a.wav"), "t", "train", "g", instrument="flute")
+    t, m = encode_labels(clip, HeadTarget(INSTRUMENT_HEAD, "instrument"), 3, 0.5)
+    assert t.tolist() == [3, 3, 3] and m.tolist() == [1, 1, 1]
+    t, m = encode_labels(clip, HeadTarget(EMOTION_HEAD, "emotion"), 3, 0.5)
+    assert not m.any()
+    unknown = Clip(Path("a.wav"), "t", "train", "g", instrument="banjo")
+    assert not encode_labels(unknown, HeadTarget(INSTRUMENT_HEAD, "instrument"), 3, 0.5)[1].any()
+
+
+def test_dynamic_emotion_labels_go_to_the_hop_ending_at_their_time() -> None:
+    clip = Clip(Path("a.wav"), "t", "train", "g", valence=0.9, arousal=0.9,
+                dynamic=((0.5, 0.1, -0.1), (1.0, 0.2, -0.2), (2.0, 0.4, -0.4), (9.0, 1, 1)))
+    t, m = encode_labels(clip, HeadTarget(EMOTION_HEAD, "emotion"), 5, 0.5)
+    assert m[:, 0].tolist() == [1, 1, 0, 1, 0]  # hop 2 (ends 1.5 s) and hop 4 have no label
+    assert t[[0, 1, 3], 0].tolist() == pytest.approx([0.1, 0.2, 0.4])
+    assert t[[0, 1, 3], 1].tolist() == pytest.approx([-0.1, -0.2, -0.4])
+    assert t[2].tolist() == [0, 0]  # masked hops carry zeros, not the static label
+
+
+def test_cached_windows_are_exactly_the_engines_windows(tmp_path: Path) -> None:
+    audio = np.random.default_rng(0).standard_normal(44100).astype(np.float32) * 0.1
+    wav = tmp_path / "a.wav"
+    sf.write(wav, audio, 44100, subtype="FLOAT")
+    cache = FeatureCache(tmp_path / "cache", DEFAULT_FRONTEND)
+    mel = cache.mel(wav)
+    assert cache.has(wav) and np.array_equal(np.load(cache.path_for(wav)), mel)
+    fe = MelFrontend(DEFAULT_FRONTEND, 44100, fast_lane=False)
+    expected = fe.process_offline(audio).mel
+    assert np.array_equal(mel, expected)
+    arch = build_model("default", HEADS).arch
+    assert hop_windows(mel, arch, fe.silence_frame()).shape == (2, 64, 50)
+
+
+def test_feature_cache_is_reused_until_the_file_changes(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(22050, np.float32), 22050)
+    cache = FeatureCache(tmp_path / "cache", DEFAULT_FRONTEND)
+    calls = []
+    real = cache.compute
+    monkeypatch.setattr(cache, "compute", lambda p: calls.append(p) or real(p))
+    cache.mel(wav)
+    cache.mel(wav)
+    assert len(calls) == 1
+    st = wav.stat()
+    os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    cache.mel(wav)
+    assert len(calls) == 2
+    assert not list(cache.dir.glob("*.tmp"))
+
+
+def test_input_statistics_are_per_band_over_the_training_windows() -> None:
+    from streamtag.train.features import ClipFeatures
+
+    w = np.zeros((2, 3, 4), np.float32)
+    w[:, 0] = 5.0
+    w[:, 1] = np.array([1.0, -1.0, 1.0, -1.0])
+    clip = Clip(Path("a.wav"), "t", "train", "g", instrument="flute")
+    mean, std = band_statistics([ClipFeatures(clip, w.reshape(-1, 3), w)])
+    assert mean.tolist() == pytest.approx([5.0, 0.0, 0.0])
+    assert std.tolist() == pytest.approx([1.0, 1.0, 1.0])  # a constant band gets std 1
+
+
+def test_spec_augment_masks_with_the_band_mean_and_is_reproducible() -> None:
+    class Cfg:
+        time_masks, time_mask_frames, freq_masks, freq_mask_bands = 1, 5, 1, 4
+
+    x = torch.randn(2, 3, 16, 20)
+    fill = torch.full((16,), 7.0)
+    a = spec_augment(x, fill, Cfg, torch.Generator().manual_seed(1))
+    b = spec_augment(x, fill, Cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    changed = a != x
+    assert torch.all(a[changed] == 7.0) and changed.any()
+    assert changed.float().mean() < 0.6
+
+
+def test_corpus_manifest_lines_become_clips(tone_corpus: Path) -> None:
+    clips, skipped = corpus_clips(tone_corpus)
+    assert not skipped and len(clips) == 12
+    c = clips[0]
+    assert c.dataset == "corpus" and c.path.is_file() and c.instrument in ("clarinet", "flute")
+    assert c.timbre is not None and c.valence is not None
+
+
+# -- training runs --------------------------------------------------------------------------------
+
+def test_training_learns_the_toy_and_writes_a_checkpoint_the_engine_runs(trained_run: Path,
+                                                                         tone_corpus: Path
+                                                                         ) -> None:
+    history = json.loads((trained_run / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, 9))
+    first, last = history[0], history[-1]
+    assert last["train"]["loss"] < 0.7 * first["train"]["loss"]
+    assert last["validation"]["loss"] < first["validation"]["loss"]
+    best = [h for h in history if h["best"]][-1]
+    assert best["validation"]["metrics"]["instrument"]["per_clip"]["accuracy"] == 1.0
+    ck = load_checkpoint(trained_run / "best.safetensors")
+    prov = ck.provenance
+    assert prov["kind"] == "trained" and prov["epochs"] == best["epoch"]
+    assert len(prov["data"]["corpus_manifest_sha256"]) == 64
+    assert prov["config"]["train"]["epochs"] == 8 and prov["seconds"] > 0
+    assert "commit" in (prov["git"] or {"commit": None})
+    assert ck.metrics["validation"]["score"] == pytest.approx(best["validation"]["score"])
+    assert torch.count_nonzero(ck.model.input_mean) > 0  # statistics were set and stored
+    wav = tone_corpus / "audio" / "validation" / "val-flute-0.wav"
+    audio, rate = sf.read(wav, dtype="float32")
+    records = Engine(ck, input_rate_hz=rate).analyze(audio)
+    assert len(records) == 4 and records[-1]["instrument"]["top"] == "flute"
+    assert (trained_run / "plots" / "loss.png").is_file()
+    assert (trained_run / "plots" / "instrument_confusion.png").is_file()
+
+
+def test_resume_continues_exactly(make_config, tmp_path: Path) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(make_config(), straight)
+    train(make_config("train.epochs=1"), split)
+    train(make_config(), split, resume=True)
+    a = torch.load(straight / "last.train.pt", weights_only=True)
+    b = torch.load(split / "last.train.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
+    assert load_checkpoint(straight / "best.safetensors").id == \
+        load_checkpoint(split / "best.safetensors").id
+    hist = json.loads((split / "metrics.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2]
+
+
+def test_resume_refuses_a_changed_model(make_config, tmp_path: Path) -> None:
+    train(make_config("train.epochs=1"), tmp_path)
+    with pytest.raises(ConfigError, match=r"model.overrides.lstm_hidden"):
+        train(make_config("model.overrides.lstm_hidden=8"), tmp_path,
+              resume=True)
+
+
+def test_torchrun_two_processes_train_and_write_a_loadable_checkpoint(
+        tone_corpus: Path, feature_cache: Path, tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not installed")
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "streamtag.train.cli",
+         "train", "--config", str(TINY_CONFIG), "--corpus", str(tone_corpus),
+         "--cache-dir", str(feature_cache), "--out", str(run), "--epochs", "2"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ck = load_checkpoint(run / "best.safetensors")
+    assert ck.provenance["world_size"] == 2
+    assert len(json.loads((run / "metrics.json").read_text())) == 2
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+def test_config_errors_name_the_key_path(tone_corpus: Path) -> None:
+    bad = {
+        "data": {"corpus": str(tone_corpus), "cache_dri": "x"},
+        "train": {"epochs": 0, "batch_clips": "many"},
+        "heads": [{"name": "emotion", "loss": "ce"}, {"name": "instrument", "kind": "regression"},
+                  {"name": "mood"}],
+    }
+    with pytest.raises(ConfigError) as e:
+        train_config_from_dict(bad)
+    text = "\n".join(e.value.problems)
+    assert "data.cache_dri: unknown key" in text
+    assert "train.epochs: expected 1..100000, got 0" in text
+    assert "train.batch_clips: expected an integer" in text
+    bad2 = {"data": {"corpus": str(tone_corpus)},
+            "heads": [{"name": "emotion", "loss": "ce"}, {"name": "instrument",
+                                                          "kind": "regression"},
+                      {"name": "mood"}, {"name": "timbre", "labels": ["sparkle"]}]}
+    with pytest.raises(ConfigError) as e:
+        train_config_from_dict(bad2)
+    text = "\n".join(e.value.problems)
+    assert "heads[0].loss: a regression head takes mse, ccc, l1, not 'ce'" in text
+    assert "heads[1].kind" in text and "heads[2].target" in text and "heads[3].labels" in text
+    with pytest.raises(ConfigError, match=r"data.corpus: no manifest.jsonl"):
+        train_config_from_dict({"data": {"corpus": "/nonexistent"}})
+
+
+def test_shipped_configs_are_valid(tone_corpus: Path) -> None:
+    for name in ("default", "seed", "tiny"):
+        cfg = load_train_config(REPO / "configs" / "train" / f"{name}.yaml",
+                                [f"data.corpus={tone_corpus}"])
+        assert cfg.heads
+    seed = load_train_config(REPO / "configs" / "train" / "seed.yaml",
+                             [f"data.corpus={tone_corpus}"])
+    assert seed.model.preset == "seed" and seed.optimizer.lr == 1e-4
+    assert (seed.scheduler.factor, seed.scheduler.patience) == (0.5, 3)
+    assert [h.loss for h in seed.heads] == ["mse"]
+
+
+def test_cli_exit_codes(tone_corpus: Path, tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    assert train_main(["train", "--config", str(bad), "--corpus", str(tone_corpus),
+                       "--out", str(tmp_path / "r")]) == 2
+    assert "train.epochz: unknown key" in capsys.readouterr().err
+    assert train_main(["train", "--config", str(TINY_CONFIG), "--out",
+                       str(tmp_path / "r")]) == 2
+    assert "data: no training source" in capsys.readouterr().err
+    assert train_main(["train", "--config", str(TINY_CONFIG), "--corpus", str(tone_corpus),
+                       "--set", "train.lr", "--out", str(tmp_path / "r")]) == 2
+    assert train_main(["train", "--config", str(TINY_CONFIG), "--corpus", str(tone_corpus),
+                       "--out", str(tmp_path / "nothing"), "--resume"]) == 2
+    assert "--resume: no last.train.pt" in capsys.readouterr().err
+
+
+def test_the_streamtag_command_has_the_training_commands() -> None:
+    from streamtag.cli import build_parser
+
+    p = build_parser()
+    args = p.parse_args(["train", "--out", "x", "--epochs", "3"])
+    assert args.epochs == 3 and args.func.__name__ == "cmd_train"
+    args = p.parse_args(["corpus", "build", "--out", "y", "--size", "tiny"])
+    assert args.corpus_args == ["--out", "y", "--size", "tiny"]
+    proc = subprocess.run([sys.executable, "-m", "streamtag.train.cli", "corpus", "build",
+                           "--size", "nope", "--out", "z"], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert proc.returncode == 2
+
+
+def test_seed_preset_trains_too(tone_corpus: Path, feature_cache: Path, tmp_path: Path) -> None:
+    cfg = load_train_config(REPO / "configs" / "train" / "seed.yaml", [
+        f"data.corpus={tone_corpus}", f"data.cache_dir={feature_cache}", "train.epochs=1",
+        "model.overrides.channels=[4]", "model.overrides.lstm_hidden=16", "data.max_clips=2",
+        "output.plots=false", "output.final_report=false", "output.progress=false"])
+    result = train(cfg, tmp_path)
+    ck = load_checkpoint(result.best_checkpoint)
+    assert ck.model.arch.preset == "seed" and ck.frontend.sample_rate_hz == 44100
+    assert [h.name for h in ck.heads] == ["emotion"]
+
+
+def test_head_specs_follow_the_config() -> None:
+    from streamtag.train.config import HeadConfig, head_spec
+
+    spec = head_spec(HeadConfig(name="inst_embedding", target="instrument", kind="embedding",
+                                dims=8))
+    assert spec == HeadSpec("inst_embedding", "embedding", tuple(f"d{i}" for i in range(8)))
+    assert head_spec(HeadConfig(name="timbre", labels=["brightness"])).labels == ("brightness",)
+
+
+def test_dataset_loaders_are_a_training_source_too(tone_corpus: Path, feature_cache: Path,
+                                                    tmp_path: Path) -> None:
+    # A generic dataset (labels.csv) without a split column: whole groups go to validation.
+    rows = ["file,instrument,valence,arousal,group"]
+    for wav in sorted((tone_corpus / "audio" / "train").glob("*.wav")):
+        shutil.copy(wav, tmp_path / wav.name)
+        name = "flute" if "flute" in wav.name else "clarinet"
+        rows.append(f"{wav.name},{name},0.5,0.5,{wav.stem}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    cfg = load_train_config(TINY_CONFIG, [
+        "data.corpus=null", f"data.datasets=[{{kind: generic, root: '{tmp_path}'}}]",
+        "data.validation_fraction=0.5", f"data.cache_dir={feature_cache}", "train.epochs=1"])
+    result = train(cfg, tmp_path / "run")
+    ck = load_checkpoint(result.best_checkpoint)
+    assert ck.provenance["clips"]["train"] + ck.provenance["clips"]["validation"] == 8
+    assert ck.provenance["clips"]["validation"] > 0
+    assert f"generic:{tmp_path}" in ck.provenance["data"]
+
+
+def test_default_yaml_shows_every_key_with_the_built_in_defaults() -> None:
+    shown = yaml.safe_load((REPO / "configs" / "train" / "default.yaml").read_text())
+    assert parse_dataclass(TrainConfig, shown) == TrainConfig()
+    defaults = dataclasses.asdict(TrainConfig())
+    # Every key is written out, except each head's optional fields (documented in a comment).
+    shown.pop("heads"), defaults.pop("heads")
+    assert shown == defaults
