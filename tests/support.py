@@ -67,8 +67,11 @@ class Subscriber:
         self.sock.setsockopt(zmq.SUBSCRIBE, b"streamtag.")
         self.messages: list[tuple[str, dict]] = []
 
-    def drain(self, timeout_ms: int = 100) -> None:
-        while self.sock.poll(timeout_ms):
+    def drain(self, timeout_ms: int = 100, max_s: float = 1.0) -> None:
+        """Receive until nothing arrives for ``timeout_ms`` or ``max_s`` has passed (a live
+        daemon publishes the fast lane every 20 ms, so "until quiet" alone may never end)."""
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline and self.sock.poll(timeout_ms):
             topic, payload = self.sock.recv_multipart()
             # Strict JSON: NaN or Infinity anywhere fails here.
             self.messages.append((topic.decode(), json.loads(
