@@ -129,13 +129,14 @@ class Engine:
         self.input_rate_hz = input_rate_hz or self.fe_config.sample_rate_hz
         self.streams = streams or [StreamSpec()]
         self.silence_db = silence_db
-        self._frontends = [MelFrontend(self.fe_config, self.input_rate_hz, fast_lane)
-                           for _ in self.streams]
+        # One frontend frames every stream: one FFT batch per block, whatever the stream count.
+        self._frontend = MelFrontend(self.fe_config, self.input_rate_hz, fast_lane,
+                                     channels=len(self.streams))
         self.fast_lane = fast_lane
-        self._silence = self._frontends[0].silence_frame()
+        self._silence = self._frontend.silence_frame()
         fe = self.fe_config
         self.hop_s = self.arch.hop_frames * fe.hop_length / fe.sample_rate_hz
-        self.latency_s = self._frontends[0].latency_samples / self.fe_config.sample_rate_hz
+        self.latency_s = self._frontend.latency_samples / self.fe_config.sample_rate_hz
         b, w, m = len(self.streams), self.arch.window_frames, self.arch.n_mels
         # Sized up front: each stream's last `window_frames` mel frames and the hop's energies.
         self._window = np.empty((b, w, m), np.float32)
@@ -145,8 +146,7 @@ class Engine:
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget all audio and the LSTM state: the next sample is stream time 0."""
-        for fe in self._frontends:
-            fe.reset()
+        self._frontend.reset()
         self._window[:] = self._silence
         self._filled = 0  # frames of the current hop received so far
         self._energy[:] = 0.0
@@ -161,10 +161,8 @@ class Engine:
         ``latency_ms``); default now.
         """
         arrival = time.perf_counter() if arrival is None else arrival
-        block = np.asarray(block, dtype=np.float32)
-        frames = [fe.process(self._select(block, s)) for fe, s in zip(
-            self._frontends, self.streams, strict=True)]
-        out = EngineStep(fast=self._fast(frames, self._frontends[0].frames_out - len(frames[0])))
+        frames = self._frontend.process_channels(self._stream_block(block))
+        out = EngineStep(fast=self._fast(frames, self._frontend.frames_out - len(frames[0])))
         n = len(frames[0])
         i = 0
         hop, w = self.arch.hop_frames, self.arch.window_frames
@@ -181,6 +179,13 @@ class Engine:
                 out.records += self._emit(arrival)
                 self._filled = 0
         return out
+
+    def _stream_block(self, block: np.ndarray) -> np.ndarray:
+        """Input block [n] or [n, channels] → [n, streams], each column one stream's mono mix."""
+        block = np.asarray(block, dtype=np.float32)
+        if len(self.streams) == 1 and self.streams[0].channels is None:
+            return downmix(block)[:, None]
+        return np.stack([self._select(block, s) for s in self.streams], axis=1)
 
     def _select(self, block: np.ndarray, stream: StreamSpec) -> np.ndarray:
         ch = list(stream.channels) if stream.channels is not None else None
@@ -222,11 +227,9 @@ class Engine:
         """
         self.reset()
         start = time.perf_counter()
-        signal = np.asarray(signal, dtype=np.float32)
         hop = self.arch.hop_frames
         mels, energies = [], []
-        for fe, s in zip(self._frontends, self.streams, strict=True):
-            f = fe.process_offline(self._select(signal, s))
+        for f in self._frontend.process_offline_channels(self._stream_block(signal)):
             view = hop_windows(f.mel, self.arch, self._silence)
             mels.append(view)  # [S, M, W]
             energies.append(f.energy[: view.shape[0] * hop].reshape(view.shape[0], hop))

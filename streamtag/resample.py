@@ -47,25 +47,32 @@ class Resampler:
         return (self.h.size - 1) / (2 * self.down)
 
     def reset(self) -> None:
-        self._hist = np.zeros(self._taps - 1)  # the last taps-1 inputs (zeros before the start)
-        self._n_in = 0  # inputs consumed so far
+        self._hist: np.ndarray | None = None  # [C, taps-1] last inputs, zeros before the start
+        self._n_in = 0  # inputs consumed so far (per channel)
         self._m_out = 0  # outputs produced so far
 
     def process(self, x: np.ndarray) -> np.ndarray:
-        """Feed input samples [n]; return every output sample they complete [m]."""
+        """Feed input samples [n] (or [C, n]: independent channels); return every output sample
+        they complete, [m] (or [C, m])."""
         x = np.asarray(x, dtype=np.float64)
-        buf = np.concatenate([self._hist, x])
-        base = self._n_in - (self._taps - 1)  # stream index of buf[0]
-        self._n_in += x.size
+        mono = x.ndim == 1
+        x2 = x[None, :] if mono else x
+        if self._hist is None or self._hist.shape[0] != x2.shape[0]:
+            self._hist = np.zeros((x2.shape[0], self._taps - 1))
+        buf = np.concatenate([self._hist, x2], axis=1)
+        base = self._n_in - (self._taps - 1)  # stream index of buf[:, 0]
+        self._n_in += x2.shape[1]
         # Output m needs inputs up to floor(m*down/up) < n_in.
         m_end = -(-self._n_in * self.up // self.down)  # first m with m*down >= n_in*up
         ms = np.arange(self._m_out, m_end, dtype=np.int64)
-        self._hist = buf[buf.size - (self._taps - 1):] if self._taps > 1 else buf[:0]
+        self._hist = buf[:, buf.shape[1] - (self._taps - 1):]
         if ms.size == 0:
-            return np.zeros(0)
+            out = np.zeros((x2.shape[0], 0))
+            return out[0] if mono else out
         self._m_out = int(m_end)
         p = ms * self.down
         nmax = p // self.up
         phase = p - nmax * self.up
         idx = (nmax - base)[:, None] - np.arange(self._taps)[None, :]
-        return np.einsum("mt,mt->m", self._phases[phase], buf[idx])
+        out = np.einsum("mt,cmt->cm", self._phases[phase], buf[:, idx])
+        return out[0] if mono else out

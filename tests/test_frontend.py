@@ -150,3 +150,19 @@ def test_golden_frames(data_dir) -> None:
 def test_bad_frontend_parameters_are_named(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         FrontendConfig(**kwargs)
+
+
+@pytest.mark.parametrize("rate", [22050, 48000])
+def test_channels_are_independent_signals_framed_together(rate: int) -> None:
+    """One multi-channel frontend equals one mono frontend per channel, streamed or offline."""
+    x = np.random.default_rng(8).standard_normal((rate, 3)).astype(np.float32) * 0.1
+    multi = MelFrontend(DEFAULT_FRONTEND, input_rate_hz=rate, channels=3)
+    streamed = [multi.process_channels(x[i:i + 777]) for i in range(0, rate, 777)]
+    offline = multi.process_offline_channels(x)
+    for c in range(3):
+        mono = MelFrontend(DEFAULT_FRONTEND, input_rate_hz=rate).process_offline(x[:, c])
+        assert_frames_close(np.concatenate([s[c].mel for s in streamed]), mono.mel)
+        assert_frames_close(offline[c].mel, mono.mel)
+        np.testing.assert_allclose(offline[c].fast, mono.fast, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"expected a block \[n, 3\]"):
+        multi.process_channels(x[:, :2])
