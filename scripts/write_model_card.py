@@ -1,0 +1,155 @@
+"""Write the model card of a training run (markdown on stdout) and copy its figures.
+
+Run: python scripts/write_model_card.py RUN_DIR > streamtag/assets/MODEL_CARD.md
+The numbers come from the run's own files: metrics.json (per epoch), report/report.json and
+report.md (the final evaluation through the engine on the held-out SoundFont), the corpus's
+corpus.json and the checkpoint's metadata. Figures are copied to streamtag/assets/card/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from streamtag.checkpoint import load_checkpoint
+from streamtag.model import count_parameters
+
+ASSETS = Path(__file__).resolve().parent.parent / "streamtag" / "assets"
+
+TARGETS = [
+    ("instrument accuracy per hop after the first second", ">= 0.90"),
+    ("emotion quadrant accuracy", ">= 0.85"),
+    ("valence / arousal Pearson r", ">= 0.8"),
+    ("timbre MAE per descriptor", "<= 0.05"),
+    ("per-hop cost (model.step) p99", "<= 10 ms"),
+]
+
+
+def main(run_dir: Path) -> str:
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    report_md = (run_dir / "report" / "report.md").read_text()
+    epochs = json.loads((run_dir / "metrics.json").read_text())
+    epochs = epochs["epochs"] if isinstance(epochs, dict) else epochs
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    corpus_dir = Path(cfg["data"]["corpus"])
+    corpus = json.loads((corpus_dir / "corpus.json").read_text())
+    ck = load_checkpoint(run_dir / "best.safetensors")
+    best = max(epochs, key=lambda e: e["validation"]["score"])
+
+    card_dir = ASSETS / "card"
+    card_dir.mkdir(parents=True, exist_ok=True)
+    for png in (run_dir / "report").glob("*.png"):
+        shutil.copy(png, card_dir / png.name)
+    for png in (run_dir / "plots").glob("*loss*.png"):
+        shutil.copy(png, card_dir / png.name)
+    body = report_md.split("\n", 1)[1].replace("](", "](card/")
+
+    train_fonts = [k for k, v in corpus["soundfonts"].items() if v["split"] == "train"]
+    val_fonts = [k for k, v in corpus["soundfonts"].items() if v["split"] == "validation"]
+    kits = corpus.get("drumkits", {})
+    lines = [
+        "# streamtag default model — model card",
+        "",
+        f"- checkpoint: `default.safetensors`, id `{ck.id}`, preset `{ck.model.arch.preset}`, "
+        f"{count_parameters(ck.model):,} parameters",
+        f"- heads: {', '.join(f'{h.name} ({h.kind}, {h.size})' for h in ck.heads)}",
+        f"- frontend: {ck.frontend.sample_rate_hz} Hz, n_fft {ck.frontend.n_fft}, hop "
+        f"{ck.frontend.hop_length}, {ck.frontend.n_mels} log-mels; window "
+        f"{ck.model.arch.window_frames} frames, hop {ck.model.arch.hop_frames} frames (0.5 s)",
+        f"- rebuilt by: `bash scripts/train_default_model.sh` (corpus seed {corpus['seed']}, "
+        f"training seed {cfg['train']['seed']})",
+        "",
+        "## Data",
+        "",
+        f"The built-in corpus (`streamtag corpus build --size default`): "
+        f"{corpus['n_per_class']} training and {corpus['val_per_class']} validation clips per "
+        f"class, {corpus['clip_s']:g} s each at {corpus['sample_rate_hz']} Hz, rendered with "
+        f"FluidSynth. Training SoundFonts: {', '.join(train_fonts)}; validation (never seen in "
+        f"training): {', '.join(val_fonts)}. Drums: Hydrogen kits "
+        f"({sum(v['split'] == 'train' for v in kits.values())} for training, "
+        f"{', '.join(k for k, v in kits.items() if v['split'] == 'validation')} held out). "
+        "The Debian freepats set and the Hydrogen kits Millo-Drums_v.1, The Black Pearl 1.0 and "
+        "circAfrique v4 are reserved for independent evaluation and were not used in any way.",
+        "",
+        "- **instrument**: the 8 Medley-solos-DB classes played by General MIDI programs "
+        "across each instrument's range (scales, arpeggios, phrases); the `female singer` "
+        "class is GM choir/voice patches, not a real singer.",
+        "- **emotion**: melodies rendered with controlled cues (mode, tempo, register, "
+        "dynamics, articulation, timbre), labelled by the cue model in "
+        "`streamtag/train/corpus/emotion_cues.py` (directions after Eerola, Friberg & Bresin "
+        "2013). **These labels are a proxy, not listener ratings**: the model learns the cue "
+        "model, and its valence/arousal on real recordings are untested.",
+        "- **timbre**: labels from the project's reference descriptors "
+        "(`streamtag/train/descriptors.py`) computed on each whole clip, so one label spans "
+        "all of a clip's hops.",
+        "",
+        "## Recipe",
+        "",
+        f"Adam (lr {cfg['optimizer']['lr']}), ReduceLROnPlateau (factor "
+        f"{cfg['scheduler']['factor']}, patience {cfg['scheduler']['patience']}), "
+        f"{len(epochs)} epochs ({cfg['train']['batch_clips']} recordings × "
+        f"{cfg['train']['segment_hops']} hops per step, LSTM state carried within a recording), "
+        "SpecAugment, losses: "
+        + ", ".join(f"{h['name']} {h['loss']}" for h in cfg["heads"])
+        + f". Two processes (torchrun, gloo). Best epoch by validation score: {best['epoch']}.",
+        "",
+        "## Targets and where the model lands",
+        "",
+        "| target | wanted | measured |",
+        "| --- | --- | --- |",
+    ]
+    heads = {h: v for h, v in _report_heads(run_dir).items()}
+    inst = heads.get("instrument", {})
+    emo = heads.get("emotion", {})
+    tim = heads.get("timbre", {})
+    measured = [
+        _fmt(inst.get("after_1s_accuracy")),
+        _fmt(emo.get("quadrant_accuracy")),
+        f"{_fmt(emo.get('valence_r'))} / {_fmt(emo.get('arousal_r'))}",
+        f"worst {_fmt(tim.get('max_mae'))}, mean {_fmt(tim.get('mean_mae'))}",
+        f"{report['cost']['p99_ms']:.2f} ms (mean {report['cost']['mean_ms']:.2f} ms)",
+    ]
+    for (name, wanted), got in zip(TARGETS, measured, strict=True):
+        lines.append(f"| {name} | {wanted} | {got} |")
+    lines += [
+        "",
+        "Not done yet: the same corpus through the `seed` preset and seed 002's "
+        "MFCC-LSTM baseline for a side-by-side comparison; real-recording evaluation "
+        "(Medley-solos-DB, DEAM/PMEmo: loaders exist, the data is not shipped).",
+        "",
+        "## Validation report (held-out SoundFont, through `Engine.analyze`)",
+        "",
+        body.strip(),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _report_heads(run_dir: Path) -> dict[str, dict]:
+    """Headline numbers from the report's JSON (the same run's final evaluation)."""
+    r = json.loads((run_dir / "report" / "report.json").read_text())
+    out: dict[str, dict] = {}
+    for name, m in r["heads"].items():
+        if m.get("kind") == "multiclass":
+            out[name] = {"after_1s_accuracy": m["per_hop_after_1s"]["accuracy"]}
+        elif name == "emotion":
+            o = m["per_hop"]["outputs"]
+            out[name] = {"quadrant_accuracy": m["per_hop"].get("quadrant_accuracy"),
+                         "valence_r": o["valence"]["pearson_r"],
+                         "arousal_r": o["arousal"]["pearson_r"]}
+        elif m.get("kind") == "regression":
+            maes = [v["mae"] for v in m["per_hop"]["outputs"].values()]
+            out[name] = {"max_mae": max(maes), "mean_mae": sum(maes) / len(maes)}
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+if __name__ == "__main__":
+    print(main(Path(sys.argv[1])))
