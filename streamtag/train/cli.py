@@ -203,27 +203,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=lambda args: (c.print_help(sys.stderr), EXIT_USAGE)[1])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with only the training commands (for ``python -m streamtag.train.cli``)."""
-    p = argparse.ArgumentParser(prog="streamtag", description="streamtag trainer")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    add_commands(sub)
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return int(args.func(args))
-    except StreamtagError as e:
-        _err(str(e))
-        return EXIT_RUNTIME
-    except KeyboardInterrupt:
-        return 130
+    """``python -m streamtag.train.cli`` (what torchrun starts): the ``streamtag`` command line,
+    which holds these commands."""
+    from streamtag.cli import main as streamtag_main
+
+    return streamtag_main(argv)
 
 
 if __name__ == "__main__":
