@@ -304,25 +304,26 @@ class MelFrontend:
         """
         cfg = self.config
         c, n = frames.shape[:2]
-        energy = np.mean(frames[..., -cfg.hop_length:] ** 2, axis=2)  # [C, N]
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)) * self._window
-            spec = torch.fft.rfft(x, dim=2)
+            raw = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+            sq = raw.square()
+            # Mean square of each frame's hop newest samples: the engine's level_db.
+            energy = sq[..., -cfg.hop_length:].mean(dim=2).double().numpy()  # [C, N]
+            spec = torch.fft.rfft(raw * self._window, dim=2)
             power = spec.real.square() + spec.imag.square()  # [C, N, n_freqs]
             mag = power if cfg.power == 2.0 else power.sqrt()
             mel = mag @ self._fbank  # [C, N, n_mels]
             if cfg.log:
                 mel = torch.log(mel + cfg.log_floor)
             if self.fast_lane:
-                loudness = 10 * np.log10(
-                    np.mean(frames[..., -cfg.win_length:] ** 2, axis=2) + 1e-10)
+                loudness = 10 * torch.log10(sq[..., -cfg.win_length:].mean(dim=2) + 1e-10)
                 fast = self._fast_lane(power, loudness).numpy()
             else:
                 fast = np.zeros((c, n, 0), np.float32)
         mel_np = mel.numpy()
         return [Frames(mel_np[i], energy[i], fast[i]) for i in range(c)]
 
-    def _fast_lane(self, power: torch.Tensor, loudness: np.ndarray) -> torch.Tensor:
+    def _fast_lane(self, power: torch.Tensor, loudness: torch.Tensor) -> torch.Tensor:
         """[C, N, n_freqs] power spectra → [C, N, 4] fast-lane values (one log serves two)."""
         logp = torch.log(power + 1e-10)
         centroid = (power @ self._freqs) / (power.sum(dim=2) + 1e-10)
@@ -331,8 +332,7 @@ class MelFrontend:
         prev = torch.cat([first_prev[:, None, :], logp[:, :-1]], dim=1)
         onset = (logp - prev).clamp_min(0.0).mean(dim=2)
         self._prev_logpow = logp[:, -1].clone()
-        return torch.stack([torch.from_numpy(loudness).float(), centroid,
-                            flatness.clamp(0.0, 1.0), onset], dim=2)
+        return torch.stack([loudness, centroid, flatness.clamp(0.0, 1.0), onset], dim=2)
 
     def silence_frame(self) -> np.ndarray:
         """The mel frame [n_mels] of digital silence: what the engine pads its context with."""
