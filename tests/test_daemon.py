@@ -216,3 +216,16 @@ def test_no_model_and_bad_flags_are_usage_errors(tmp_path: Path) -> None:
         proc = subprocess.run([sys.executable, "-m", "streamtag.cli", "run", "--input",
                                "synthetic:sine"], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and "no trained model is bundled" in proc.stderr
+
+
+def test_no_input_device_names_the_ways_out(tmp_path: Path, tiny_default_path: Path) -> None:
+    from streamtag.audio.devices import list_devices
+
+    if list_devices():
+        pytest.skip("this machine has an input device")
+    cfg, _ = base_config(tmp_path)
+    proc = start_daemon(["--checkpoint", str(tiny_default_path)], cfg, tmp_path)
+    assert proc.wait(60) == 1
+    err = proc.stderr.read()
+    for hint in ("streamtag devices", "--input FILE", "jackd -d dummy"):
+        assert hint in err, err
