@@ -26,7 +26,7 @@ import torch
 
 from streamtag.audio.sources import DeviceSource, FileSource, Source, SyntheticSource
 from streamtag.checkpoint import Checkpoint, resolve_checkpoint
-from streamtag.config import Config, InputConfig, load_config
+from streamtag.config import Config, load_config
 from streamtag.engine import Engine, FastFrames, StreamSpec, head_section
 from streamtag.errors import CheckpointError, ConfigError, StreamtagError
 from streamtag.publish import wire
@@ -60,14 +60,17 @@ def setup_logging(level: str, fmt: str) -> None:
 
 
 # -- building the parts from config ----------------------------------------------------------
-def make_source(cfg: InputConfig) -> Source:
+def make_source(full: Config) -> Source:
     """The source the config asks for: a file, a synthetic signal, or a device."""
+    cfg = full.input
     if cfg.file is not None:
         return FileSource(cfg.file, realtime=cfg.realtime)
     if isinstance(cfg.device, str) and cfg.device.startswith(SYNTHETIC_PREFIX):
         kind = cfg.device[len(SYNTHETIC_PREFIX):] or "sine"
+        # As many channels as the streams and channel selections refer to.
+        used = [c for s in stream_specs(full) for c in (s.channels or ())]
         return SyntheticSource(kind, sample_rate_hz=cfg.sample_rate_hz or 48000,  # type: ignore[arg-type]
-                               realtime=cfg.realtime)
+                               channels=max(used, default=0) + 1, realtime=cfg.realtime)
     # Streams pick their channels from the delivered block, so capture them all.
     return DeviceSource(cfg.device, None, cfg.sample_rate_hz, cfg.blocksize, cfg.ring_s,
                         client_name="streamtag")
@@ -175,7 +178,7 @@ class Daemon:
         self._started = time.monotonic()
         self._last_source_status = ""
         torch.set_num_threads(1)  # one analysis thread; leave the other core to the audio
-        self.source = make_source(cfg.input)
+        self.source = make_source(cfg)
         self._build_analysis(cfg, self.checkpoint)
         self.osc = self.zmq = self.control = None
         try:

@@ -22,6 +22,7 @@ Wire choices (see :mod:`streamtag.publish.wire` for the addresses):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import socket
@@ -190,12 +191,16 @@ def encode_fast(
     """Encode one fast-lane frame: a bundle of ``<prefix>[/<stream>]/fast/<name> f``,
     timetagged with ``wall`` [s since the Unix epoch]. Non-finite values are skipped."""
     p = _Packer()
-    spec = wire.OSC_FAST
     for name, value in values.items():
         x = p.number(value, f"fast.{name}")
-        p.add(wire.address(prefix, stream, spec.suffix.format(label=wire.osc_name(name))),
-              spec.types, x)
+        p.add(_fast_address(prefix, stream, name), wire.OSC_FAST.types, x)
     return p.bundle(wall)
+
+
+@functools.lru_cache(maxsize=256)
+def _fast_address(prefix: str, stream: str | None, name: str) -> str:
+    # 50 bundles a second per stream: build each address string once.
+    return wire.address(prefix, stream, wire.OSC_FAST.suffix.format(label=wire.osc_name(name)))
 
 
 def encode_message(addr: str, value: float | int | str | bool) -> EncodedPacket:
