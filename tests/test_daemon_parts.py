@@ -1,0 +1,57 @@
+"""The daemon's pieces that need no process: smoothing of records, reload's restart-only keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamtag.config import config_from_dict
+from streamtag.daemon import RecordSmoother, keep_restart_only, make_mapper
+from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD
+
+
+def record(valence: float, arousal: float, violin: float) -> dict:
+    probs = {c: (1 - violin) / 7 for c in INSTRUMENT_HEAD.labels}
+    probs["violin"] = violin
+    top = max(probs, key=probs.get)
+    return {"seq": 0, "t": 0.5, "stream": "main",
+            "emotion": {"valence": valence, "arousal": arousal, "quadrant": 0, "label": ""},
+            "instrument": {"top": top, "confidence": probs[top], "probs": probs}}
+
+
+def test_exponential_smoothing_moves_a_time_constant_per_step_and_keeps_labels_consistent() -> None:
+    cfg = config_from_dict({"outputs": {"osc": {"smoothing": {"kind": "exp", "time_s": 0.5}}}})
+    smooth = RecordSmoother(cfg, hop_s=0.5, heads=[EMOTION_HEAD, INSTRUMENT_HEAD])
+    first = smooth(record(0.8, 0.8, 0.9))
+    assert first["emotion"]["valence"] == pytest.approx(0.8)  # the first value passes
+    second = smooth(record(-0.8, -0.8, 0.0))
+    # One time constant per hop: 63 % of the step.
+    assert second["emotion"]["valence"] == pytest.approx(0.8 - 1.6 * 0.632, abs=1e-3)
+    assert second["emotion"]["quadrant"] == 3 and second["emotion"]["label"] == "sad"
+    assert second["instrument"]["top"] == max(second["instrument"]["probs"],
+                                              key=second["instrument"]["probs"].get)
+    smooth.reset()
+    assert smooth(record(-0.8, -0.8, 0.0))["emotion"]["valence"] == pytest.approx(-0.8)
+
+
+def test_no_smoothing_passes_the_record_through() -> None:
+    smooth = RecordSmoother(config_from_dict({}), 0.5, [EMOTION_HEAD])
+    rec = record(0.1, 0.2, 0.3)
+    assert smooth(rec) is rec
+
+
+def test_reload_keeps_what_only_a_restart_can_change() -> None:
+    old = config_from_dict({"outputs": {"zmq": {"endpoint": "tcp://127.0.0.1:6000"}}})
+    new = config_from_dict({"outputs": {"zmq": {"endpoint": "tcp://127.0.0.1:7000"}},
+                            "analysis": {"silence_db": -40}})
+    kept = keep_restart_only(old, new)
+    assert kept.outputs.zmq.endpoint == "tcp://127.0.0.1:6000"
+    assert kept.analysis.silence_db == -40
+
+
+def test_mappings_are_built_from_the_config() -> None:
+    cfg = config_from_dict({"outputs": {"osc": {"mappings": [
+        {"source": "timbre.brightness", "to": "/synth/cutoff", "range": [200, 8000],
+         "curve": "exp"}]}}})
+    mapper = make_mapper(cfg, 0.5)
+    out = mapper.process({"stream": "main", "timbre": {"brightness": 1.0}})
+    assert out == [("/synth/cutoff", pytest.approx(8000))]
