@@ -55,3 +55,25 @@ def test_mappings_are_built_from_the_config() -> None:
     mapper = make_mapper(cfg, 0.5)
     out = mapper.process({"stream": "main", "timbre": {"brightness": 1.0}})
     assert out == [("/synth/cutoff", pytest.approx(8000))]
+
+
+def test_monitor_shows_a_running_daemon(tmp_path, data_dir) -> None:
+    import io
+
+    from support import base_config, start_daemon
+
+    from streamtag.monitor import monitor
+
+    cfg, endpoint = base_config(tmp_path)
+    cfg["input"] = {"device": "synthetic:sine", "sample_rate_hz": 22050, "realtime": True}
+    proc = start_daemon(["--checkpoint", str(data_dir / "tiny-default.safetensors")], cfg,
+                        tmp_path)
+    out = io.StringIO()
+    try:
+        assert monitor(endpoint, out=out, max_updates=3, timeout_s=60) == 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    screen = out.getvalue()
+    assert "valence" in screen and "arousal" in screen and "instrument" in screen
+    assert "brightness" in screen and "█" in screen
