@@ -97,6 +97,8 @@ def main(run_dir: Path) -> str:
         + ", ".join(f"{h['name']} {h['loss']}" for h in cfg["heads"])
         + f". Two processes (torchrun, gloo). Best epoch by validation score: {best['epoch']}.",
         "",
+        "![training curves](card/loss.png)",
+        "",
         "## Targets and where the model lands",
         "",
         "| target | wanted | measured |",
@@ -116,6 +118,12 @@ def main(run_dir: Path) -> str:
     for (name, wanted), got in zip(TARGETS, measured, strict=True):
         lines.append(f"| {name} | {wanted} | {got} |")
     lines += [
+        "",
+        "What limits it: valence on this corpus is carried mostly by mode (major/minor), "
+        "which 64 log-mel bands over a 1 s window resolve poorly; arousal (tempo, dynamics, "
+        "register) is learned. Timbre labels are whole-clip descriptors applied to every "
+        "0.5 s hop, and `hardness` depends on the clip's first attack, so per-hop MAE has a "
+        "floor the model cannot beat with these labels.",
         "",
         "Not done yet: the same corpus through the `seed` preset and seed 002's "
         "MFCC-LSTM baseline for a side-by-side comparison; real-recording evaluation "
