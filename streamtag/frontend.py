@@ -7,7 +7,7 @@ and after ``K`` frames the stream time is exactly ``K * hop / sample_rate_hz`` s
 
 Streaming keeps only the ``n_fft - hop`` samples the next frame still needs, whatever the block
 sizes it is fed; offline analysis frames the whole signal at once. Both go through
-``_frames_to_features``, so a frame's value does not depend on how the audio arrived.
+``_features``, so a frame's value does not depend on how the audio arrived.
 
 Besides the mel frame, each frame carries the mean square of its ``hop`` newest samples (the
 engine turns it into ``level_db``) and, for the fast lane, cheap descriptors of its power
@@ -264,7 +264,7 @@ class MelFrontend:
         if n_frames <= 0:
             self._tail = buf
             return [Frames.empty(self.config.n_mels, self._n_fast) for _ in range(self.channels)]
-        out = self._frames_to_features(self._frame(buf, n_frames))
+        out = self._features(buf, n_frames)
         self._tail = buf[:, n_frames * self.config.hop_length:].copy()
         self.frames_out += n_frames
         return out
@@ -278,10 +278,10 @@ class MelFrontend:
         if n_frames <= 0:
             self.reset()
             return [Frames.empty(self.config.n_mels, self._n_fast) for _ in range(x.shape[0])]
-        frames = self._frame(padded, n_frames)
+        hop = self.config.hop_length
         # Chunked so a long file does not build one huge complex matrix; the per-frame
         # arithmetic is identical, only the onset flux needs the previous chunk's last frame.
-        parts = [self._frames_to_features(frames[:, i:i + 4096])
+        parts = [self._features(padded[:, i * hop:], min(4096, n_frames - i))
                  for i in range(0, n_frames, 4096)]
         self.reset()
         return [Frames.concat([p[c] for p in parts], self.config.n_mels)
@@ -291,38 +291,36 @@ class MelFrontend:
         n_fft, hop = self.config.n_fft, self.config.hop_length
         return (n_samples - n_fft) // hop + 1 if n_samples >= n_fft else 0
 
-    def _frame(self, buf: np.ndarray, n_frames: int) -> np.ndarray:
-        """[C, n] samples → [C, N, n_fft] frames (a strided view)."""
-        view = np.lib.stride_tricks.sliding_window_view(buf, self.config.n_fft, axis=1)
-        return view[:, :: self.config.hop_length][:, :n_frames]
+    def _features(self, buf: np.ndarray, n_frames: int) -> list[Frames]:
+        """The first ``n_frames`` frames of ``buf`` [C, L] (frame k = samples
+        ``[k*hop, k*hop + n_fft)``) → per channel Frames. Carries the onset-flux state.
 
-    def _frames_to_features(self, frames: np.ndarray) -> list[Frames]:
-        """[C, N, n_fft] raw frames → per channel Frames. Carries the onset-flux state.
-
-        float32 torch kernels: the same per-frame arithmetic whatever N and C are, and about
-        twice as fast as numpy's float64 FFT on these sizes.
+        One ``torch.stft`` over the buffer (float32): the same per-frame arithmetic whatever
+        the number of frames or channels, with no copy of overlapping frames.
         """
         cfg = self.config
-        c, n = frames.shape[:2]
-        # No autograd context needed (nothing here requires grad), and entering one costs a
-        # noticeable share of a one-frame live block.
-        raw = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
-        sq = raw.square()
-        # Mean square of each frame's hop newest samples: the engine's level_db.
-        energy = sq[..., -cfg.hop_length:].mean(dim=2).double().numpy()  # [C, N]
-        spec = torch.fft.rfft(raw * self._window, dim=2)
-        power = spec.real.square() + spec.imag.square()  # [C, N, n_freqs]
+        c, hop = buf.shape[0], cfg.hop_length
+        used = self._keep + n_frames * hop  # = (n_frames - 1) * hop + n_fft
+        x = torch.from_numpy(np.ascontiguousarray(buf[:, :used], dtype=np.float32))
+        spec = torch.stft(x, cfg.n_fft, hop, cfg.n_fft, self._window, center=False,
+                          return_complex=True)  # [C, n_freqs, N]
+        power = (spec.real.square() + spec.imag.square()).transpose(1, 2)  # [C, N, n_freqs]
         mag = power if cfg.power == 2.0 else power.sqrt()
         mel = mag @ self._fbank  # [C, N, n_mels]
         if cfg.log:
             mel = torch.log(mel + cfg.log_floor)
+        # Mean square of each frame's hop newest samples (the engine's level_db): frame k's
+        # newest samples are buf[keep + k*hop : keep + (k+1)*hop].
+        energy = x[:, self._keep:].reshape(c, n_frames, hop).square().mean(dim=2)
         if self.fast_lane:
-            loudness = 10 * torch.log10(sq[..., -cfg.win_length:].mean(dim=2) + 1e-10)
+            frames = x.unfold(1, cfg.n_fft, hop)  # [C, N, n_fft], a view
+            loudness = 10 * torch.log10(
+                frames[..., -cfg.win_length:].square().mean(dim=2) + 1e-10)
             fast = self._fast_lane(power, loudness).numpy()
         else:
-            fast = np.zeros((c, n, 0), np.float32)
-        mel_np = mel.numpy()
-        return [Frames(mel_np[i], energy[i], fast[i]) for i in range(c)]
+            fast = np.zeros((c, n_frames, 0), np.float32)
+        mel_np, energy_np = mel.numpy(), energy.double().numpy()
+        return [Frames(mel_np[i], energy_np[i], fast[i]) for i in range(c)]
 
     def _fast_lane(self, power: torch.Tensor, loudness: torch.Tensor) -> torch.Tensor:
         """[C, N, n_freqs] power spectra → [C, N, 4] fast-lane values (one log serves two)."""
