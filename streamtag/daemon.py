@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import math
 import queue
 import signal
 import sys
@@ -296,40 +295,24 @@ class Daemon:
         log.info("running: input %s at %d Hz, %d channel(s); checkpoint %s; hop %.3f s",
                  self.source.status, self.source.sample_rate_hz, self.source.channels,
                  self.checkpoint.id, self.engine.hop_s)
-        # No frame can complete before a frame's worth of new input has arrived, so small
-        # capture blocks (a 256-frame JACK period is 5 ms) wait here until there is one:
-        # the same frames at the same moments, a quarter of the calls.
-        fe = self.checkpoint.frontend
-        frame_in = math.ceil(fe.hop_length * self.source.sample_rate_hz / fe.sample_rate_hz)
-        pending: list[np.ndarray] = []
-        pending_n = 0
         try:
             while not self._stop.is_set():
                 self._handle_commands()
                 block = self.source.read(max_frames, 0.05)
                 arrival = time.perf_counter()
                 if block.shape[0] and not self.paused:
-                    pending.append(block)
-                    pending_n += block.shape[0]
-                elif self.paused:
-                    pending.clear()
-                    pending_n = 0
-                if pending_n >= frame_in or (pending and self.source.finished):
-                    data = pending[0] if len(pending) == 1 else np.concatenate(pending)
-                    pending.clear()
-                    pending_n = 0
                     try:
-                        self._analyse(data, arrival)
+                        self._analyse(block, arrival)
                     except Exception as e:  # one bad block must not stop the show
                         self.counters.loop_errors += 1
                         log.exception("analysis failed on a block (%s); continuing", e)
-                elif not block.shape[0] and self.zmq is not None:
+                elif self.zmq is not None:
                     self.zmq.poll()  # new subscribers get the manifest even when idle
                 now = time.monotonic()
                 if now >= next_status:
                     self._status()
                     next_status = now + self.cfg.outputs.zmq.status_interval_s
-                if self.source.finished and block.shape[0] == 0 and not pending:
+                if self.source.finished and block.shape[0] == 0:
                     log.info("input finished after %.1f s of audio", self.source.stream_time_s)
                     break
         finally:
