@@ -137,20 +137,21 @@ class Frames:
 
 
 def downmix(block: np.ndarray, channels: list[int] | None = None) -> np.ndarray:
-    """Mono from ``block`` [n] or [n, C]: the mean of the selected channels (all if None).
+    """Mono float32 [n] from ``block`` [n] or [n, C]: the mean of the selected channels (all if
+    None), averaged in float64.
 
     Non-finite samples become 0 so one bad sample cannot poison the model's state.
     """
-    block = np.asarray(block, dtype=np.float64)
+    block = np.asarray(block)
     if block.ndim == 1:
-        mono = block
+        mono = block.astype(np.float32, copy=False)
     elif block.ndim == 2:
         if channels is not None:
             bad = [c for c in channels if not 0 <= c < block.shape[1]]
             if bad:
                 raise ValueError(f"channels {bad} out of range: input has {block.shape[1]}")
             block = block[:, channels]
-        mono = block.mean(axis=1)
+        mono = block.mean(axis=1, dtype=np.float64).astype(np.float32)
     else:
         raise ValueError(f"audio block must be [n] or [n, channels], got shape {block.shape}")
     if not np.isfinite(mono).all():
@@ -212,7 +213,8 @@ class MelFrontend:
     def reset(self) -> None:
         """Forget all audio: the next sample is stream time 0."""
         # Per channel: the causal zero prefix, then the newest samples.
-        self._tail = np.zeros((self.channels, self._keep))
+        # float32 throughout: the FFT runs in float32 anyway, so casting early changes nothing.
+        self._tail = np.zeros((self.channels, self._keep), np.float32)
         self._prev_logpow: torch.Tensor | None = None  # [C, n_freqs], for the onset flux
         self.frames_out = 0
         if self._resampler is not None:
@@ -246,7 +248,7 @@ class MelFrontend:
         return self._offline(self._columns(signal).T)
 
     def _columns(self, block: np.ndarray) -> np.ndarray:
-        block = np.asarray(block, dtype=np.float64)
+        block = np.asarray(block, dtype=np.float32)
         if block.ndim != 2 or block.shape[1] != self.channels:
             raise ValueError(f"expected a block [n, {self.channels}], got shape {block.shape}")
         if not np.isfinite(block).all():
@@ -258,7 +260,7 @@ class MelFrontend:
         if x.shape[0] != self.channels:
             raise ValueError(f"this frontend has {self.channels} channel(s), got {x.shape[0]}")
         if self._resampler is not None:
-            x = self._resampler.process(x)
+            x = self._resampler.process(x).astype(np.float32)
         buf = np.concatenate([self._tail, x], axis=1) if x.shape[1] else self._tail
         n_frames = self._n_frames(buf.shape[1])
         if n_frames <= 0:
@@ -272,8 +274,8 @@ class MelFrontend:
     def _offline(self, x: np.ndarray) -> list[Frames]:
         self.reset()
         if self._resampler is not None:
-            x = self._resampler.process(x)
-        padded = np.concatenate([np.zeros((x.shape[0], self._keep)), x], axis=1)
+            x = self._resampler.process(x).astype(np.float32)
+        padded = np.concatenate([np.zeros((x.shape[0], self._keep), np.float32), x], axis=1)
         n_frames = self._n_frames(padded.shape[1])
         if n_frames <= 0:
             self.reset()
