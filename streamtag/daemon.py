@@ -70,7 +70,8 @@ def make_source(full: Config) -> Source:
         # As many channels as the streams and channel selections refer to.
         used = [c for s in stream_specs(full) for c in (s.channels or ())]
         return SyntheticSource(kind, sample_rate_hz=cfg.sample_rate_hz or 48000,  # type: ignore[arg-type]
-                               channels=max(used, default=0) + 1, realtime=cfg.realtime)
+                               channels=max(used, default=0) + 1, realtime=cfg.realtime,
+                               blocksize_frames=cfg.blocksize or 1024)
     # Streams pick their channels from the delivered block, so capture them all.
     return DeviceSource(cfg.device, None, cfg.sample_rate_hz, cfg.blocksize, cfg.ring_s,
                         client_name="streamtag")

@@ -215,6 +215,9 @@ class MelFrontend:
         # Per channel: the causal zero prefix, then the newest samples.
         # float32 throughout: the FFT runs in float32 anyway, so casting early changes nothing.
         self._tail = np.zeros((self.channels, self._keep), np.float32)
+        # Input held back until it completes a frame (see _push).
+        self._pending: list[np.ndarray] = []
+        self._pending_n = 0
         self._prev_logpow: torch.Tensor | None = None  # [C, n_freqs], for the onset flux
         self.frames_out = 0
         if self._resampler is not None:
@@ -255,10 +258,32 @@ class MelFrontend:
             block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
         return block
 
+    def input_needed(self) -> int:
+        """Input samples [at input_rate_hz] still to come before the next frame completes."""
+        need_out = self.config.n_fft - self._tail.shape[1]  # model-rate samples
+        if self._resampler is None:
+            return need_out - self._pending_n
+        r = self._resampler
+        # Output m exists once input floor(m * down / up) has arrived.
+        last = r.outputs_produced + need_out - 1
+        return last * r.down // r.up + 1 - r.inputs_consumed - self._pending_n
+
     def _push(self, x: np.ndarray) -> list[Frames]:
-        """x [C, n] → per channel, the frames completed by x."""
+        """x [C, n] → per channel, the frames completed by x.
+
+        Input that completes no frame is only held (a live 5 ms capture block usually does
+        not): frames come out at exactly the same samples, with a fraction of the calls.
+        """
         if x.shape[0] != self.channels:
             raise ValueError(f"this frontend has {self.channels} channel(s), got {x.shape[0]}")
+        if x.shape[1] < self.input_needed():
+            self._pending.append(x)
+            self._pending_n += x.shape[1]
+            return [Frames.empty(self.config.n_mels, self._n_fast) for _ in range(self.channels)]
+        if self._pending:
+            x = np.concatenate([*self._pending, x], axis=1)
+            self._pending.clear()
+            self._pending_n = 0
         if self._resampler is not None:
             x = self._resampler.process(x).astype(np.float32)
         buf = np.concatenate([self._tail, x], axis=1) if x.shape[1] else self._tail

@@ -46,6 +46,16 @@ class Resampler:
         """Group delay of the filter [output samples]."""
         return (self.h.size - 1) / (2 * self.down)
 
+    @property
+    def inputs_consumed(self) -> int:
+        """Input samples fed so far (per channel)."""
+        return self._n_in
+
+    @property
+    def outputs_produced(self) -> int:
+        """Output samples returned so far (per channel)."""
+        return self._m_out
+
     def reset(self) -> None:
         self._hist: np.ndarray | None = None  # [C, taps-1] last inputs, zeros before the start
         self._n_in = 0  # inputs consumed so far (per channel)

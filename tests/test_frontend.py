@@ -166,3 +166,20 @@ def test_channels_are_independent_signals_framed_together(rate: int) -> None:
         np.testing.assert_allclose(offline[c].fast, mono.fast, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"expected a block \[n, 3\]"):
         multi.process_channels(x[:, :2])
+
+
+@pytest.mark.parametrize("rate", [22050, 48000, 44100])
+def test_each_frame_comes_out_at_the_sample_that_completes_it(rate: int) -> None:
+    """Held-back input costs no latency: fed one sample at a time, frame k appears exactly
+    when the input sample that completes it arrives."""
+    cfg = DEFAULT_FRONTEND
+    fe = MelFrontend(cfg, input_rate_hz=rate)
+    x = np.random.default_rng(9).standard_normal(int(0.2 * rate)).astype(np.float32)
+    keep = cfg.n_fft - cfg.hop_length
+    up, down = (fe._resampler.up, fe._resampler.down) if fe._resampler else (1, 1)
+    total = 0
+    for n_in in range(1, x.size + 1):
+        total += len(fe.process(x[n_in - 1:n_in]))
+        model_samples = -(-n_in * up // down)  # outputs the resampler can give by now
+        expected = max(0, (model_samples + keep - cfg.n_fft) // cfg.hop_length + 1)
+        assert total == expected, n_in
