@@ -279,17 +279,19 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
     return cfg
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Read a YAML config file (None: the defaults)."""
-    if path is None:
-        return Config()
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file (safe loader); ConfigError names the file and what is wrong."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from e
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    return config_from_dict(data)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a YAML config file (None: the defaults)."""
+    return Config() if path is None else config_from_dict(read_yaml(path))

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from streamtag.config import _rng, parse_dataclass
+from streamtag.config import _rng, parse_dataclass, read_yaml
 from streamtag.errors import ConfigError
 from streamtag.model import (
     EMOTION_HEAD,
@@ -320,18 +320,6 @@ def apply_overrides(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
             else:
                 raise ConfigError(f"--set {key}: {where}: not a mapping")
     return data
-
-
-def read_yaml(path: str | Path) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from e
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
 
 
 def load_train_config(
