@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"streamtag: error: {message}\n")
 
 
-def _err(msg: str) -> None:
+def error(msg: str) -> None:
+    """One line on stderr, prefixed with the program name."""
     print(f"streamtag: {msg}", file=sys.stderr)
 
 
@@ -35,7 +36,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         load_config(args.file)
     except ConfigError as e:
         for p in e.problems:
-            _err(f"{args.file}: {p}")
+            error(f"{args.file}: {p}")
         return EXIT_USAGE
     print(f"{args.file}: ok")
     return EXIT_OK
@@ -77,11 +78,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from streamtag.config import load_config
     from streamtag.engine import Engine, StreamSpec
 
+    cfg = load_config(args.config)
     try:
-        cfg = load_config(args.config)
         ck = resolve_checkpoint(args.checkpoint or cfg.model.checkpoint)
-    except (ConfigError, CheckpointError) as e:
-        _err(str(e))
+    except CheckpointError as e:
+        error(str(e))
         return EXIT_USAGE
     several = len(args.files) > 1
     failed = 0
@@ -91,7 +92,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         try:
             audio, rate = read_audio(name)
         except AudioError as e:
-            _err(str(e))
+            error(str(e))
             failed += 1
             continue
         engine = Engine(ck, input_rate_hz=rate, streams=[StreamSpec(cfg.analysis.stream)],
@@ -109,10 +110,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         else:
             write_records(records, args.format, sys.stdout)
     except OSError as e:
-        _err(f"{args.out}: cannot write ({e.strerror or e})")
+        error(f"{args.out}: cannot write ({e.strerror or e})")
         return EXIT_RUNTIME
     if failed:
-        _err(f"{failed} of {len(args.files)} file(s) could not be analyzed")
+        error(f"{failed} of {len(args.files)} file(s) could not be analyzed")
         return EXIT_RUNTIME
     return EXIT_OK
 
@@ -199,20 +200,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streamtag.daemon import Daemon, install_signal_handlers, setup_logging
     from streamtag.errors import DeviceError
 
-    try:
-        cfg = config_with_flags(args)
-    except ConfigError as e:
-        for p in e.problems:
-            _err(p)
-        return EXIT_USAGE
+    cfg = config_with_flags(args)
     setup_logging(cfg.logging.level, cfg.logging.format)
     try:
         daemon = Daemon(cfg, config_path=args.config, checkpoint_override=args.checkpoint)
-    except (ConfigError, CheckpointError, AudioError) as e:
-        _err(str(e))
+    except (CheckpointError, AudioError) as e:
+        error(str(e))
         return EXIT_USAGE
     except DeviceError as e:
-        _err(str(e))
+        error(str(e))
         return EXIT_RUNTIME
     install_signal_handlers(daemon)
     code = daemon.run()
@@ -234,11 +230,11 @@ def cmd_devices(args: argparse.Namespace) -> int:
     try:
         devices = list_devices()
     except DeviceError as e:
-        _err(str(e))
+        error(str(e))
         return EXIT_RUNTIME
     inputs = [d for d in devices if d.max_input_channels > 0]
     if not inputs:
-        _err("no input devices found. Use `--input FILE`, or start a JACK server "
+        error("no input devices found. Use `--input FILE`, or start a JACK server "
              "(`jackd -d dummy` on a machine without a sound card) and run this again.")
         return EXIT_RUNTIME
     print(f"{'index':>5}  {'channels':>8}  {'rate [Hz]':>9}  name (host API)")
@@ -314,8 +310,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args))
+    except ConfigError as e:  # a config key or flag is wrong: name each problem, exit 2
+        for p in e.problems:
+            error(p)
+        return EXIT_USAGE
     except StreamtagError as e:
-        _err(str(e))
+        error(str(e))
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return 130

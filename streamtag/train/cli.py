@@ -16,14 +16,10 @@ import logging
 import sys
 from pathlib import Path
 
-from streamtag.errors import CheckpointError, ConfigError, StreamtagError
+from streamtag.cli import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, error
+from streamtag.errors import CheckpointError
 
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("streamtag.train")
-
-
-def _err(msg: str) -> None:
-    print(f"streamtag: {msg}", file=sys.stderr)
 
 
 def _setup_logging() -> None:
@@ -54,16 +50,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.cache_dir is not None:
         sets.append(f"data.cache_dir={args.cache_dir}")
     _setup_logging()
-    try:
-        cfg = load_train_config(args.config, sets)
-        result = train(cfg, args.out, resume=args.resume, progress=_progress(args.progress))
-    except ConfigError as e:
-        for p in e.problems:
-            _err(p)
-        return EXIT_USAGE
-    except StreamtagError as e:
-        _err(str(e))
-        return EXIT_RUNTIME
+    # ConfigError (exit 2) and other StreamtagErrors (exit 1) are reported by streamtag.cli.main.
+    cfg = load_train_config(args.config, sets)
+    result = train(cfg, args.out, resume=args.resume, progress=_progress(args.progress))
     if result.best_checkpoint is not None:
         score = "–" if result.best_score is None else f"{result.best_score:.4f}"
         print(f"best epoch {result.best_epoch} (score {score}): {result.best_checkpoint}")
@@ -88,19 +77,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from streamtag.train.features import FeatureCache, limit_clips, source_clips
 
     if args.corpus is None and not args.dataset:
-        _err("evaluate: give --corpus DIR or --dataset KIND:ROOT")
+        error("evaluate: give --corpus DIR or --dataset KIND:ROOT")
         return EXIT_USAGE
     if args.corpus is not None and not (Path(args.corpus) / "manifest.jsonl").is_file():
-        _err(f"--corpus: no manifest.jsonl in {args.corpus}")
+        error(f"--corpus: no manifest.jsonl in {args.corpus}")
         return EXIT_USAGE
     from streamtag.train.datasets import LOADERS
 
     for kind, root in args.dataset or []:
         if kind not in LOADERS:
-            _err(f"--dataset {kind}:{root}: unknown kind {kind!r} (known: {', '.join(LOADERS)})")
+            error(f"--dataset {kind}:{root}: unknown kind {kind!r} (known: {', '.join(LOADERS)})")
             return EXIT_USAGE
         if not Path(root).expanduser().exists():
-            _err(f"--dataset {kind}:{root}: not found: {root}")
+            error(f"--dataset {kind}:{root}: not found: {root}")
             return EXIT_USAGE
     _setup_logging()
     if args.threads is not None:
@@ -108,33 +97,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         ck = load_checkpoint(args.checkpoint)
     except CheckpointError as e:
-        _err(f"--checkpoint: {e}")
+        error(f"--checkpoint: {e}")
         return EXIT_USAGE
-    try:
-        sources = [DatasetSource(kind=k, root=r) for k, r in args.dataset or []]  # type: ignore[arg-type]
-        clips, _ = source_clips(args.corpus, sources, args.validation_fraction)
-        clips = limit_clips([c for c in clips if c.split == args.split], args.max_clips, 0)
-        if not clips:
-            _err(f"no clip of split {args.split!r} in the given data")
-            return EXIT_RUNTIME
-        show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
-
-        def bar(items):  # type: ignore[no-untyped-def]
-            from tqdm import tqdm
-
-            return tqdm(list(items), desc="evaluate", unit="clip", disable=not show,
-                        file=sys.stderr, leave=False)
-
-        report = evaluate(ck, clips, method=args.method, split=args.split, out_dir=args.out,
-                          cache=FeatureCache(args.cache_dir, ck.frontend),
-                          plots=not args.no_plots, progress=bar)
-    except ConfigError as e:
-        for p in e.problems:
-            _err(p)
-        return EXIT_USAGE
-    except StreamtagError as e:
-        _err(str(e))
+    sources = [DatasetSource(kind=k, root=r) for k, r in args.dataset or []]  # type: ignore[arg-type]
+    clips, _ = source_clips(args.corpus, sources, args.validation_fraction)
+    clips = limit_clips([c for c in clips if c.split == args.split], args.max_clips, 0)
+    if not clips:
+        error(f"no clip of split {args.split!r} in the given data")
         return EXIT_RUNTIME
+    show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+
+    def bar(items):  # type: ignore[no-untyped-def]
+        from tqdm import tqdm
+
+        return tqdm(list(items), desc="evaluate", unit="clip", disable=not show,
+                    file=sys.stderr, leave=False)
+
+    report = evaluate(ck, clips, method=args.method, split=args.split, out_dir=args.out,
+                      cache=FeatureCache(args.cache_dir, ck.frontend),
+                      plots=not args.no_plots, progress=bar)
     print(f"{report.clips} clips evaluated; report: {Path(args.out) / 'report.md'}")
     return EXIT_OK
 
