@@ -110,3 +110,15 @@ def wait_and_collect(proc: subprocess.Popen, sub: Subscriber, timeout_s: float =
     sub.drain(200)
     assert proc.poll() is not None, "daemon did not finish"
     return proc.stderr.read()
+
+
+def wait_status(sub: Subscriber, pred, proc: subprocess.Popen, timeout_s: float = 15.0) -> dict:  # type: ignore[no-untyped-def]
+    """The latest ``streamtag.status`` message matching ``pred``; the daemon must stay up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sub.drain(50)
+        hits = [m for m in sub.topic("streamtag.status") if pred(m)]
+        if hits:
+            return hits[-1]
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+    raise AssertionError("no status matched")

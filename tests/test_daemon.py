@@ -21,6 +21,7 @@ from support import (
     free_port,
     start_daemon,
     wait_and_collect,
+    wait_status,
 )
 
 from streamtag.checkpoint import load_checkpoint
@@ -155,15 +156,8 @@ def test_control_messages_sighup_with_a_bad_checkpoint_and_sigterm(
     sub = Subscriber(endpoint)
     proc = start_daemon([], cfg, tmp_path)
     try:
-        def wait_for(pred, timeout_s: float = 15.0) -> dict:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                sub.drain(50)
-                hits = [m for m in sub.topic("streamtag.status") if pred(m)]
-                if hits:
-                    return hits[-1]
-            raise AssertionError(f"no matching status; stderr: {proc.stderr.read()[-2000:]}"
-                                 if proc.poll() is not None else "no matching status")
+        def wait_for(pred) -> dict:  # type: ignore[no-untyped-def]
+            return wait_status(sub, pred, proc)
 
         first = wait_for(lambda s: s["hops"] >= 2)
         original = first["checkpoint"]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audio.jack_harness import PERIOD_FRAMES, SAMPLE_RATE_HZ, JackServer, jack_server, play_into
-from support import Subscriber, assert_records_equal, base_config, start_daemon
+from support import Subscriber, assert_records_equal, base_config, start_daemon, wait_status
 
 from streamtag.checkpoint import load_checkpoint
 from streamtag.engine import Engine
@@ -33,17 +33,6 @@ def daemon_config(tmp_path: Path) -> tuple[dict, str]:
     cfg["input"] = {"device": "system", "sample_rate_hz": SAMPLE_RATE_HZ, "blocksize": 256,
                     "ring_s": 10.0}
     return cfg, endpoint
-
-
-def wait_status(sub: Subscriber, pred, timeout_s: float, proc) -> dict:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        sub.drain(50)
-        hits = [m for m in sub.topic("streamtag.status") if pred(m)]
-        if hits:
-            return hits[-1]
-        assert proc.poll() is None, proc.stderr.read()
-    raise AssertionError("status never matched")
 
 
 def best_offset(published: list[dict], engine: Engine, signal: np.ndarray, first_loud_s: float,
@@ -77,7 +66,7 @@ def test_captured_estimates_equal_analyze_and_survive_a_jack_restart(
     sub = Subscriber(endpoint)
     proc = start_daemon(["--checkpoint", str(tiny_default_path)], cfg, tmp_path)
     try:
-        wait_status(sub, lambda s: s["input"]["status"].startswith("running"), 30, proc)
+        wait_status(sub, lambda s: s["input"]["status"].startswith("running"), proc, 30)
         play_into(PORTS, wav, server=jack_server.name)
         time.sleep(1.5)  # a few more hops of silence after the file
         sub.drain(100)
@@ -91,14 +80,14 @@ def test_captured_estimates_equal_analyze_and_survive_a_jack_restart(
         assert sum(not r["silent"] for r in published) >= 7  # the 4 s file, hop by hop
 
         # Kill the JACK server under the running daemon, then bring it back.
-        before = wait_status(sub, lambda s: True, 5, proc)
+        before = wait_status(sub, lambda s: True, proc, 5)
         jack_server.kill()
-        lost = wait_status(sub, lambda s: s["input"]["errors"] >= 1, 15, proc)
+        lost = wait_status(sub, lambda s: s["input"]["errors"] >= 1, proc, 15)
         assert lost["input"]["status"].startswith("error")
         jack_server.start()
         back = wait_status(sub, lambda s: s["input"]["restarts"] >= 1
-                           and s["input"]["status"].startswith("running"), 30, proc)
-        wait_status(sub, lambda s: s["hops"] >= back["hops"] + 2, 15, proc)
+                           and s["input"]["status"].startswith("running"), proc, 30)
+        wait_status(sub, lambda s: s["hops"] >= back["hops"] + 2, proc, 15)
         assert back["uptime_s"] > before["uptime_s"]
         assert proc.poll() is None  # it never stopped
     finally:
