@@ -154,9 +154,12 @@ def downmix(block: np.ndarray, channels: list[int] | None = None) -> np.ndarray:
         mono = block.mean(axis=1, dtype=np.float64).astype(np.float32)
     else:
         raise ValueError(f"audio block must be [n] or [n, channels], got shape {block.shape}")
-    if not np.isfinite(mono).all():
-        mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
-    return mono
+    return finite(mono)
+
+
+def finite(a: np.ndarray) -> np.ndarray:
+    """``a`` with NaN and ±Inf replaced by 0 (a copy only when there are any)."""
+    return a if np.isfinite(a).all() else np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 class MelFrontend:
@@ -254,9 +257,7 @@ class MelFrontend:
         block = np.asarray(block, dtype=np.float32)
         if block.ndim != 2 or block.shape[1] != self.channels:
             raise ValueError(f"expected a block [n, {self.channels}], got shape {block.shape}")
-        if not np.isfinite(block).all():
-            block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
-        return block
+        return finite(block)
 
     def input_needed(self) -> int:
         """Input samples [at input_rate_hz] still to come before the next frame completes."""
@@ -279,7 +280,7 @@ class MelFrontend:
         if x.shape[1] < self.input_needed():
             self._pending.append(x)
             self._pending_n += x.shape[1]
-            return [Frames.empty(self.config.n_mels, self._n_fast) for _ in range(self.channels)]
+            return self._no_frames(self.channels)
         if self._pending:
             x = np.concatenate([*self._pending, x], axis=1)
             self._pending.clear()
@@ -290,7 +291,7 @@ class MelFrontend:
         n_frames = self._n_frames(buf.shape[1])
         if n_frames <= 0:
             self._tail = buf
-            return [Frames.empty(self.config.n_mels, self._n_fast) for _ in range(self.channels)]
+            return self._no_frames(self.channels)
         out = self._features(buf, n_frames)
         self._tail = buf[:, n_frames * self.config.hop_length:].copy()
         self.frames_out += n_frames
@@ -304,7 +305,7 @@ class MelFrontend:
         n_frames = self._n_frames(padded.shape[1])
         if n_frames <= 0:
             self.reset()
-            return [Frames.empty(self.config.n_mels, self._n_fast) for _ in range(x.shape[0])]
+            return self._no_frames(x.shape[0])
         hop = self.config.hop_length
         # Chunked so a long file does not build one huge complex matrix; the per-frame
         # arithmetic is identical, only the onset flux needs the previous chunk's last frame.
@@ -313,6 +314,9 @@ class MelFrontend:
         self.reset()
         return [Frames.concat([p[c] for p in parts], self.config.n_mels)
                 for c in range(x.shape[0])]
+
+    def _no_frames(self, channels: int) -> list[Frames]:
+        return [Frames.empty(self.config.n_mels, self._n_fast) for _ in range(channels)]
 
     def _n_frames(self, n_samples: int) -> int:
         n_fft, hop = self.config.n_fft, self.config.hop_length
