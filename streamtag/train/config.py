@@ -29,14 +29,16 @@ from streamtag.model import (
     HeadSpec,
     build_model,
 )
+from streamtag.train.corpus.tags import CORPUS_TAGS
 
-Target = Literal["emotion", "instrument", "timbre", "tags"]
+Target = Literal["emotion", "instrument", "timbre", "tags", "piece"]
 #: Which clip label trains a head (``HeadConfig.target``) and what kind of head it makes.
 TARGET_KINDS: dict[str, tuple[str, ...]] = {
     "emotion": ("regression",),
     "instrument": ("multiclass", "embedding"),
     "timbre": ("regression",),
     "tags": ("multilabel",),
+    "piece": ("embedding",),  # identity = the clip's piece (dataset + group): seed 003's triplets
 }
 #: Losses each head kind accepts; the first is what ``loss: auto`` picks (emotion: mse).
 KIND_LOSSES: dict[str, tuple[str, ...]] = {
@@ -45,6 +47,7 @@ KIND_LOSSES: dict[str, tuple[str, ...]] = {
     "multilabel": ("bce",),
     "embedding": ("triplet",),
 }
+EMBEDDING_DIMS = 32  # the default model's embedding size
 DATASET_KINDS = Literal["medley", "pmemo", "deam", "freesound_oneshot", "generic"]
 
 
@@ -65,6 +68,9 @@ class DataConfig:
     validation_fraction: float = _rng(0.0, 0.9, 0.1)
     cache_dir: str | None = None  # mel-frame cache; None: $XDG_CACHE_HOME/streamtag/features
     max_clips: int | None = _rng(1, None)  # per split, for quick experiments; None: all
+    # Corpus clips get one timbre label per hop (the descriptors of that hop's 1 s window)
+    # instead of the whole clip's; False: the clip's label on every hop.
+    per_hop_timbre: bool = True
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,10 @@ class TrainConfig:
     heads: list[HeadConfig] = field(
         default_factory=lambda: [HeadConfig("emotion", loss="ccc"),
                                  HeadConfig("instrument", loss="ce"),
-                                 HeadConfig("timbre", loss="l1")])
+                                 HeadConfig("timbre", loss="l1"),
+                                 HeadConfig("tags", loss="bce", labels=list(CORPUS_TAGS)),
+                                 HeadConfig("embedding", target="piece", dims=EMBEDDING_DIMS,
+                                            loss="triplet")])
     train: TrainSection = field(default_factory=TrainSection)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

@@ -16,8 +16,9 @@ Metrics (``head_metrics``):
 - regression: RMSE, MAE, Pearson r and CCC per output, per hop and per clip (clip = mean over
   its labelled hops); emotion heads add Thayer quadrant accuracy; timbre heads report MAE per
   descriptor first;
-- multilabel: element-wise accuracy at 0.5; embedding: nearest-class-centroid accuracy of clip
-  embeddings, leave-one-out.
+- multilabel: per tag average precision, F1 at 0.5 and positives (over the hops or clips
+  that label the tag), their means, and element-wise accuracy at 0.5;
+- embedding: nearest-class-centroid accuracy of clip embeddings, leave-one-out.
 
 The report also measures the per-hop cost: the mean and 99th percentile [ms] of ``model.step``
 on one window, state carried, in this process's thread setting.
@@ -167,6 +168,50 @@ def _classes(head: HeadTarget, pred: np.ndarray, true: np.ndarray) -> dict[str, 
     }
 
 
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Average precision of a ranking (area under the precision-recall steps).
+
+    scores [N] (higher: more likely positive), positive [N] bool. None without a positive.
+    """
+    positive = np.asarray(positive, bool)
+    n_pos = int(positive.sum())
+    if n_pos == 0:
+        return None
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    hits = positive[order]
+    precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision_at[hits].sum() / n_pos)
+
+
+def f1_score(pred: np.ndarray, positive: np.ndarray) -> float | None:
+    """F1 of boolean predictions [N] against truth [N]; None when both are all negative."""
+    pred, positive = np.asarray(pred, bool), np.asarray(positive, bool)
+    tp = int((pred & positive).sum())
+    denom = int(pred.sum()) + int(positive.sum())
+    return 2 * tp / denom if denom else None
+
+
+def _tags(head: HeadTarget, pred: np.ndarray, true: np.ndarray,
+          mask: np.ndarray) -> dict[str, Any]:
+    """Per-tag AP, F1 at 0.5 and positives over the items [N] that label the tag."""
+    out: dict[str, Any] = {"n": len(pred), "tags": {}}
+    for j, tag in enumerate(head.spec.labels):
+        sel = mask[:, j] > 0 if mask.ndim == 2 else np.ones(len(pred), bool)
+        pos = true[sel, j] >= 0.5
+        out["tags"][tag] = {"n": int(sel.sum()), "positives": int(pos.sum()),
+                            "ap": average_precision(pred[sel, j], pos),
+                            "f1": f1_score(pred[sel, j] >= 0.5, pos)}
+    aps = [t["ap"] for t in out["tags"].values() if t["ap"] is not None]
+    f1s = [t["f1"] for t in out["tags"].values() if t["f1"] is not None]
+    out["mean_ap"] = float(np.mean(aps)) if aps else None
+    out["mean_f1"] = float(np.mean(f1s)) if f1s else None
+    hit = [(pred[:, j] >= 0.5) == (true[:, j] >= 0.5) for j in range(pred.shape[1])]
+    m = mask if mask.ndim == 2 else np.ones_like(pred)
+    out["accuracy"] = (float((np.stack(hit, axis=1) * m).sum() / m.sum())
+                       if len(pred) and m.sum() > 0 else None)
+    return out
+
+
 def _regression(head: HeadTarget, pred: np.ndarray, true: np.ndarray,
                 mask: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {"outputs": {}}
@@ -248,9 +293,8 @@ def head_metrics(data: HeadData, hop_s: float) -> dict[str, Any]:
         out["per_hop"] = _regression(data.head, pred_h, true_h, mask_h)
         out["per_clip"] = _regression(data.head, pred_c, true_c, mask_c)
     elif spec.kind == "multilabel":
-        for scope, (p, t) in (("per_hop", (pred_h, true_h)), ("per_clip", (pred_c, true_c))):
-            out[scope] = {"n": len(p), "accuracy": float(np.mean((p >= 0.5) == (t >= 0.5)))
-                          if len(p) else None}
+        out["per_hop"] = _tags(data.head, pred_h, true_h, mask_h)
+        out["per_clip"] = _tags(data.head, pred_c, true_c, mask_c)
     else:
         out["per_clip"] = {"n": len(pred_c), "centroid_accuracy":
                            _embedding_accuracy(pred_c, true_c.astype(np.int64))}
@@ -261,8 +305,8 @@ def head_score(metrics: dict[str, Any], loss: str | None = None) -> float | None
     """One number per head, higher is better, for choosing the best epoch.
 
     multiclass: per-hop balanced accuracy. regression: mean CCC (emotion, or a CCC/MSE loss)
-    or 1 − mean MAE (timbre, or an L1 loss). multilabel: per-hop accuracy. embedding: centroid
-    accuracy.
+    or 1 − mean MAE (timbre, or an L1 loss). multilabel: per-hop mean average precision.
+    embedding: centroid accuracy.
     """
     kind = metrics["kind"]
     if kind == "multiclass":
@@ -273,7 +317,7 @@ def head_score(metrics: dict[str, Any], loss: str | None = None) -> float | None
             return None if hop["mean_mae"] is None else 1.0 - hop["mean_mae"]
         return hop["mean_ccc"]
     if kind == "multilabel":
-        return metrics["per_hop"]["accuracy"]
+        return metrics["per_hop"]["mean_ap"]
     return metrics["per_clip"]["centroid_accuracy"]
 
 
@@ -444,8 +488,16 @@ def render_markdown(r: Report) -> str:
                 lines += ["", f"Quadrant accuracy: {_f(m['per_hop']['quadrant_accuracy'])} per "
                               f"hop, {_f(m['per_clip']['quadrant_accuracy'])} per clip."]
         elif m["kind"] == "multilabel":
-            lines.append(f"Element-wise accuracy at 0.5: {_f(m['per_hop']['accuracy'])} per hop, "
-                         f"{_f(m['per_clip']['accuracy'])} per clip.")
+            lines += ["| tag | AP hop | AP clip | F1 hop | F1 clip | positives / hops |",
+                      "| --- " * 6 + "|"]
+            for tag in m["labels"]:
+                h, c = m["per_hop"]["tags"][tag], m["per_clip"]["tags"][tag]
+                lines.append(f"| {tag} | {_f(h['ap'])} | {_f(c['ap'])} | {_f(h['f1'])} | "
+                             f"{_f(c['f1'])} | {h['positives']} / {h['n']} |")
+            lines += ["", f"Mean AP: {_f(m['per_hop']['mean_ap'])} per hop, "
+                          f"{_f(m['per_clip']['mean_ap'])} per clip; mean F1 at 0.5: "
+                          f"{_f(m['per_hop']['mean_f1'])} per hop. Element-wise accuracy at "
+                          f"0.5 over known tags: {_f(m['per_hop']['accuracy'])} per hop."]
         else:
             lines.append("Leave-one-out nearest-centroid accuracy of clip embeddings: "
                          f"{_f(m['per_clip']['centroid_accuracy'])}.")

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,12 +34,17 @@ from streamtag.audiofile import read_audio
 from streamtag.engine import hop_windows
 from streamtag.frontend import FrontendConfig, MelFrontend
 from streamtag.model import ArchConfig, HeadSpec
+from streamtag.publish.wire import TIMBRE_NAMES
 from streamtag.train.datasets import Clip, assign_splits_by_group, load_dataset
 
 log = logging.getLogger("streamtag.train")
 
 CACHE_VERSION = 1
+TIMBRE_CACHE_VERSION = 1  # bump when the descriptors change
 CORPUS_DATASET = "corpus"
+DESCRIPTORS_SOURCE = "streamtag.train.descriptors"
+#: Audio each per-hop timbre label describes: the model's 1 s window ending at the hop [s].
+TIMBRE_WINDOW_S = 1.0
 
 
 # -- sources --------------------------------------------------------------------------------------
@@ -56,21 +61,26 @@ def corpus_clips(corpus_dir: str | Path) -> tuple[list[Clip], list[str]]:
     """Clips of a built-in corpus, and the lines that could not become clips (with why).
 
     A manifest line becomes a ``Clip`` with dataset ``corpus``, the line's split and group, and
-    the labels it carries (instrument, valence/arousal, timbre); the quadrant and cue details
-    are derived data, not labels.
+    the labels it carries (instrument, valence/arousal, timbre) and the tags its recipe
+    determines (``corpus.tags``); the quadrant and cue details are derived data, not labels.
     """
     from streamtag.train.corpus import read_manifest  # the corpus package owns its format
+    from streamtag.train.corpus.tags import corpus_tags
 
     root = Path(corpus_dir).expanduser()
     clips, skipped = [], []
     for row in read_manifest(root / "manifest.jsonl"):
         labels = row.get("labels") or {}
         try:
+            # A line without a rendering recipe (a hand-made manifest) carries no tags.
+            tags, known = corpus_tags(row) if row.get("render") else (None, None)
             clips.append(Clip(
                 path=root / row["path"], dataset=CORPUS_DATASET, split=row["split"],
                 group=row["group"], instrument=labels.get("instrument"),
                 valence=labels.get("valence"), arousal=labels.get("arousal"),
-                timbre=labels.get("timbre"),
+                timbre=labels.get("timbre"), tags=tags, tags_known=known,
+                timbre_per_hop=(labels.get("timbre") is not None
+                                and row.get("timbre_source") == DESCRIPTORS_SOURCE),
             ))
         except (ValueError, TypeError) as e:
             skipped.append(f"{row.get('id', row.get('path'))}: {e}")
@@ -143,13 +153,23 @@ class HeadTarget:
         return self.spec.kind == "regression"
 
 
+def identity_class(text: str) -> int:
+    """A stable int64 class id for an identity (a piece, an instrument name) [0, 2**62)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 2
+
+
 def encode_labels(
-    clip: Clip, head: HeadTarget, n_hops: int, hop_s: float
+    clip: Clip, head: HeadTarget, n_hops: int, hop_s: float,
+    hop_timbre: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(target, mask) of one head for every hop of a clip.
 
-    regression: target [N, K] float32, mask [N, K]. multiclass / embedding (class identity):
-    target [N] int64 class index, mask [N]. multilabel: target [N, K] multi-hot, mask [N].
+    regression: target [N, K] float32, mask [N, K]. multiclass: target [N] int64 class index,
+    mask [N]. embedding: target [N] int64 identity (``identity_class`` of the piece, i.e. the
+    clip's dataset and group, or of the instrument name), mask [N]. multilabel: target [N, K]
+    multi-hot, mask [N, K] (a tag the clip's ``tags_known`` leaves out is masked).
+    hop_timbre: per-hop timbre labels [N, 7] in ``TIMBRE_NAMES`` order, used instead of the
+    clip's static ones when given (``FeatureCache.hop_timbre``).
     Masked hops carry 0 in the target, so no NaN or bad index reaches a loss.
     """
     spec, k = head.spec, head.spec.size
@@ -158,7 +178,10 @@ def encode_labels(
         mask = np.zeros((n_hops, k), np.float32)
         if head.target == "timbre" and clip.timbre is not None:
             for j, name in enumerate(spec.labels):
-                target[:, j] = clip.timbre[name]
+                if hop_timbre is not None and name in TIMBRE_NAMES:
+                    target[:, j] = hop_timbre[:n_hops, TIMBRE_NAMES.index(name)]
+                else:
+                    target[:, j] = clip.timbre[name]
                 mask[:, j] = 1.0
         elif head.target == "emotion":
             values = {"valence": clip.valence, "arousal": clip.arousal}
@@ -175,22 +198,58 @@ def encode_labels(
                         target[:, j] = values[name]
                         mask[:, j] = 1.0
         return target, mask
-    if spec.kind in ("multiclass", "embedding"):
+    if spec.kind == "multiclass":
         target = np.zeros(n_hops, np.int64)
         mask = np.zeros(n_hops, np.float32)
         if head.target == "instrument" and clip.instrument in spec.labels:
             target[:] = spec.labels.index(clip.instrument)
             mask[:] = 1.0
         return target, mask
-    target = np.zeros((n_hops, k), np.float32)
-    mask = np.zeros(n_hops, np.float32)
-    if head.target == "tags" and clip.tags is not None:
-        known = [t for t in clip.tags if t in spec.labels]
-        if known:
-            for t in known:
-                target[:, spec.labels.index(t)] = 1.0
+    if spec.kind == "embedding":
+        target = np.zeros(n_hops, np.int64)
+        mask = np.zeros(n_hops, np.float32)
+        if head.target == "piece":
+            target[:] = identity_class(f"{clip.dataset}\n{clip.group}")
             mask[:] = 1.0
+        elif head.target == "instrument" and clip.instrument is not None:
+            target[:] = identity_class(clip.instrument)
+            mask[:] = 1.0
+        return target, mask
+    target = np.zeros((n_hops, k), np.float32)
+    mask = np.zeros((n_hops, k), np.float32)
+    if head.target == "tags" and clip.tags is not None:
+        known = spec.labels if clip.tags_known is None else clip.tags_known
+        for j, tag in enumerate(spec.labels):
+            if tag in known:
+                mask[:, j] = 1.0
+                target[:, j] = float(tag in clip.tags)
     return target, mask
+
+
+def hop_timbre(audio: np.ndarray, sample_rate_hz: int, n_hops: int, hop_s: float,
+               fallback: Mapping[str, float]) -> np.ndarray:
+    """Timbre descriptors [n_hops, 7] (``TIMBRE_NAMES`` order) of each hop's window.
+
+    Hop k describes the ``TIMBRE_WINDOW_S`` of audio ending at (k + 1)·hop_s (less at the start),
+    the audio the model's window at that hop covers. A window the descriptors cannot describe
+    (silence, too short) gets the clip's ``fallback`` values.
+    """
+    from streamtag.train.descriptors import describe
+
+    mono = audio if audio.ndim == 1 else audio.mean(axis=1)
+    out = np.empty((n_hops, len(TIMBRE_NAMES)), np.float32)
+    for k in range(n_hops):
+        end = round((k + 1) * hop_s * sample_rate_hz)
+        start = max(0, end - round(TIMBRE_WINDOW_S * sample_rate_hz))
+        try:
+            d = describe(mono[start:end], sample_rate_hz)
+            row = [float(d[name]) for name in TIMBRE_NAMES]
+            if not all(np.isfinite(row)):
+                raise ValueError("non-finite descriptor")
+        except Exception:  # a window the descriptors reject keeps the clip's label
+            row = [float(fallback[name]) for name in TIMBRE_NAMES]
+        out[k] = np.clip(row, 0.0, 1.0)
+    return out
 
 
 # -- the feature cache ----------------------------------------------------------------------------
@@ -244,12 +303,40 @@ class FeatureCache:
             except (OSError, ValueError) as e:  # a damaged entry is recomputed, not fatal
                 log.warning("feature cache: recomputing damaged %s (%s)", target, e)
         mel = self.compute(audio)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, mel, allow_pickle=False)
-        os.replace(tmp, target)
+        _save_npy(target, mel)
         return mel
+
+    def _timbre_path(self, audio: Path, hop_s: float) -> Path:
+        key = self.path_for(audio)
+        return key.parent / f"timbre-v{TIMBRE_CACHE_VERSION}-{hop_s:g}" / key.name
+
+    def has_hop_timbre(self, audio: Path, hop_s: float) -> bool:
+        return self._timbre_path(audio, hop_s).is_file()
+
+    def hop_timbre(self, audio: Path, n_hops: int, hop_s: float,
+                   fallback: Mapping[str, float]) -> np.ndarray:
+        """Per-hop timbre labels [n_hops, 7] of ``audio`` (``hop_timbre``), cached."""
+        target = self._timbre_path(audio, hop_s)
+        if target.is_file():
+            try:
+                got = np.load(target, allow_pickle=False)
+                if got.shape == (n_hops, len(TIMBRE_NAMES)):
+                    return got
+            except (OSError, ValueError) as e:
+                log.warning("feature cache: recomputing damaged %s (%s)", target, e)
+        signal, rate = read_audio(audio)
+        out = hop_timbre(signal, rate, n_hops, hop_s, fallback)
+        _save_npy(target, out)
+        return out
+
+
+def _save_npy(target: Path, array: np.ndarray) -> None:
+    """Atomic write (temporary file, then rename): concurrent ranks never see half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+    os.replace(tmp, target)
 
 
 # -- clips with features --------------------------------------------------------------------------
@@ -281,12 +368,14 @@ def silence_frame(frontend: FrontendConfig) -> np.ndarray:
 
 def make_features(
     clip: Clip, mel: np.ndarray, arch: ArchConfig, silence: np.ndarray,
-    heads: Sequence[HeadTarget], hop_s: float,
+    heads: Sequence[HeadTarget], hop_s: float, timbre: np.ndarray | None = None,
 ) -> ClipFeatures:
+    """A clip's windows and per-head labels; ``timbre``: per-hop timbre labels [S, 7] or None."""
     windows = hop_windows(mel, arch, silence)  # [S, M, W], exactly as the engine serves
     feats = ClipFeatures(clip, mel, windows)
     for h in heads:
-        feats.targets[h.name], feats.masks[h.name] = encode_labels(clip, h, feats.n_hops, hop_s)
+        feats.targets[h.name], feats.masks[h.name] = encode_labels(
+            clip, h, feats.n_hops, hop_s, timbre)
     return feats
 
 
@@ -299,8 +388,12 @@ def load_features(
     clips: Sequence[Clip], cache: FeatureCache, arch: ArchConfig,
     heads: Sequence[HeadTarget], hop_s: float,
     progress: Callable[[Iterable[Clip]], Iterable[Clip]] | None = None,
+    per_hop_timbre: bool = True,
 ) -> tuple[list[ClipFeatures], list[str]]:
     """Features of every clip (computing and caching what is missing), and what was skipped.
+
+    per_hop_timbre: clips whose timbre label the descriptors computed (``timbre_per_hop``)
+    get one label per hop, the descriptors of that hop's window, instead of one per clip.
 
     Clips shorter than one hop, unreadable, or with no label any head uses are skipped, each
     named in the second return value.
@@ -313,7 +406,16 @@ def load_features(
         except Exception as e:  # an unreadable file costs that clip, not the run
             skipped.append(f"{clip.path}: {e}")
             continue
-        feats = make_features(clip, mel, arch, silence, heads, hop_s)
+        timbre = None
+        n_hops = mel.shape[0] // arch.hop_frames
+        if per_hop_timbre and clip.timbre_per_hop and n_hops and any(
+                h.target == "timbre" for h in heads):
+            try:
+                timbre = cache.hop_timbre(Path(clip.path), n_hops, hop_s, clip.timbre)
+            except Exception as e:  # fall back to the clip's label, and say so
+                log.warning("per-hop timbre of %s failed (%s); using the clip label",
+                            clip.path, e)
+        feats = make_features(clip, mel, arch, silence, heads, hop_s, timbre)
         if feats.n_hops == 0:
             skipped.append(f"{clip.path}: shorter than one hop ({hop_s:g} s)")
         elif not labelled(feats):
@@ -340,7 +442,19 @@ def limit_clips(clips: list[Clip], max_clips: int | None, seed: int) -> list[Cli
 
 
 __all__ = [
-    "CORPUS_DATASET", "ClipFeatures", "FeatureCache", "HeadTarget", "clips_digest",
-    "corpus_clips", "encode_labels", "file_sha256", "limit_clips", "load_features",
-    "make_features", "silence_frame", "source_clips",
+    "CORPUS_DATASET",
+    "ClipFeatures",
+    "FeatureCache",
+    "HeadTarget",
+    "clips_digest",
+    "corpus_clips",
+    "encode_labels",
+    "file_sha256",
+    "hop_timbre",
+    "identity_class",
+    "limit_clips",
+    "load_features",
+    "make_features",
+    "silence_frame",
+    "source_clips",
 ]

@@ -151,9 +151,11 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch
 
 
 def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean BCE over labelled hops. logits, target [N, K]; mask [N]."""
-    b = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=-1)
-    return (b * mask).sum() / mask.sum().clamp_min(1.0)
+    """Mean BCE over labelled (hop, tag) pairs. logits, target [N, K]; mask [N, K] (or [N]:
+    every tag of a labelled hop)."""
+    b = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    m = mask if mask.dim() == 2 else mask[:, None].expand_as(b)
+    return (b * m).sum() / m.sum().clamp_min(1.0)
 
 
 def pairwise_distances(emb: torch.Tensor) -> torch.Tensor:
@@ -228,7 +230,7 @@ def head_loss_value(head: TrainHead, logits: torch.Tensor, target: torch.Tensor,
         return masked_cross_entropy(flat, target.reshape(-1), mask.reshape(-1),
                                     head.class_weights)
     if spec.kind == "multilabel":
-        return masked_bce(flat, target.reshape(-1, k), mask.reshape(-1))
+        return masked_bce(flat, target.reshape(-1, k), mask.reshape(-1, k))
     return batch_hard_triplet_loss(activate_head(spec, flat), target.reshape(-1),
                                    mask.reshape(-1), head.margin)
 
@@ -286,15 +288,24 @@ def collate(feats: Sequence[ClipFeatures], heads: Sequence[TrainHead], silence: 
                  {k: torch.from_numpy(v) for k, v in masks.items()})
 
 
-def epoch_batches(lengths: Sequence[int], batch_clips: int, seed: int, epoch: int
-                  ) -> list[list[int]]:
+def epoch_batches(lengths: Sequence[int], batch_clips: int, seed: int, epoch: int,
+                  groups: Sequence[str] | None = None) -> list[list[int]]:
     """Recordings grouped into batches of ``batch_clips``, by length with random ties.
 
+    groups: each recording's piece; recordings of one piece (and equal length) are kept next
+    to each other, so a batch holds several renders of a piece: the triplet loss then finds
+    its positives across renders, not only across hops of one recording.
     The same on every process (it depends on seed and epoch only); the sampler deals them.
     """
     rng = np.random.default_rng([seed, epoch, 17])
     keys = rng.random(len(lengths))
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], keys[i]))
+    if groups is not None:
+        names = sorted(set(groups))
+        group_key = dict(zip(names, rng.random(len(names)), strict=True))
+        order = sorted(range(len(lengths)),
+                       key=lambda i: (lengths[i], group_key[groups[i]], keys[i]))
+    else:
+        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], keys[i]))
     return [order[i:i + batch_clips] for i in range(0, len(order), batch_clips)]
 
 
@@ -593,10 +604,14 @@ class Trainer:
         self.cache = FeatureCache(cfg.data.cache_dir, self.frontend)
         self._warm_cache([c for c in clips if c.split in ("train", "validation")])
         targets = [h.target for h in self.heads]
+        per_hop = cfg.data.per_hop_timbre
         self.train_set, skipped = load_features(
-            [c for c in clips if c.split == "train"], self.cache, arch, targets, self.hop_s)
+            [c for c in clips if c.split == "train"], self.cache, arch, targets, self.hop_s,
+            progress=lambda xs: self._bar(xs, desc="labels", unit="clip"),
+            per_hop_timbre=per_hop)
         self.val_set, skipped_val = load_features(
-            [c for c in clips if c.split == "validation"], self.cache, arch, targets, self.hop_s)
+            [c for c in clips if c.split == "validation"], self.cache, arch, targets, self.hop_s,
+            per_hop_timbre=per_hop)
         for s in (skipped + skipped_val)[:10]:
             log.warning("skipped %s", s)
         if len(skipped) + len(skipped_val) > 10:
@@ -634,14 +649,28 @@ class Trainer:
                  sum(f.n_hops for f in self.val_set), self.data_hashes)
 
     def _warm_cache(self, clips: Sequence[Any]) -> None:
-        """Compute missing features, each process a share, before anyone reads them."""
+        """Compute missing features (and per-hop timbre labels), each process a share, before
+        anyone reads them."""
+        timbre = self.cfg.data.per_hop_timbre and any(
+            h.target.target == "timbre" for h in self.heads)
+        hop_frames = self.model.arch.hop_frames
+
+        def missing(c: Any) -> bool:
+            if not self.cache.has(Path(c.path)):
+                return True
+            return timbre and c.timbre_per_hop and not self.cache.has_hop_timbre(
+                Path(c.path), self.hop_s)
+
         mine = [c for i, c in enumerate(clips) if i % self.dist.world == self.dist.rank
-                and not self.cache.has(Path(c.path))]
+                and missing(c)]
         if mine:
             log.info("computing features of %d clips into %s", len(mine), self.cache.dir)
         for clip in self._bar(mine, desc="features", unit="clip"):
             try:
-                self.cache.mel(Path(clip.path))
+                mel = self.cache.mel(Path(clip.path))
+                if timbre and clip.timbre_per_hop and mel.shape[0] >= hop_frames:
+                    self.cache.hop_timbre(Path(clip.path), mel.shape[0] // hop_frames,
+                                          self.hop_s, clip.timbre)
             except Exception as e:  # reported (and skipped) when the features are loaded
                 log.debug("features of %s failed: %s", clip.path, e)
         self._barrier()
@@ -705,7 +734,8 @@ class Trainer:
         seed_everything(cfg.train.seed, epoch + 1, self.dist.rank)
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
         batches = epoch_batches([f.n_hops for f in self.train_set], cfg.train.batch_clips,
-                                cfg.train.seed, epoch)
+                                cfg.train.seed, epoch,
+                                [f"{f.clip.dataset}\n{f.clip.group}" for f in self.train_set])
         sampler = DistributedSampler(range(len(batches)), num_replicas=self.dist.world,
                                      rank=self.dist.rank, shuffle=True, seed=cfg.train.seed)
         sampler.set_epoch(epoch)

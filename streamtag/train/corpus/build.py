@@ -37,7 +37,10 @@ the final (augmented) audio when that module can be imported; otherwise ``timbre
 
 Groups: all renders of one piece share a ``group`` and a split; different SoundFonts render
 the same notes so a model cannot tell classes apart by sample set. The validation split has
-pieces of its own, rendered only through validation sets.
+pieces of its own, rendered only through validation sets; with ``val_renders_per_piece`` > 1
+each validation piece is rendered several times with the same notes and window but its own
+augmentation (ids of repeated renders through one set end ``-1``, ``-2``, …), which is what
+piece retrieval and known/unknown detection are evaluated on.
 
 Determinism: every random choice comes from a generator seeded by ``seed`` and the clip's
 place in the plan, never from worker scheduling, so a rebuild with the same seed, sets and
@@ -127,12 +130,15 @@ class CorpusSize:
             1 drum class).
         val_per_class: validation clips per class.
         renders_per_piece: training SoundFonts / kits each training piece is rendered through.
+        val_renders_per_piece: renders of each validation piece (same notes and window, each
+            with its own room, noise, EQ and gain): what piece retrieval is evaluated on.
         workers: worker processes.
     """
 
     n_per_class: int
     val_per_class: int
     renders_per_piece: int = 2
+    val_renders_per_piece: int = 2
     workers: int = 2
 
     @property
@@ -142,7 +148,8 @@ class CorpusSize:
 
 
 SIZE_PRESETS: dict[str, CorpusSize] = {
-    "tiny": CorpusSize(n_per_class=1, val_per_class=1, renders_per_piece=1, workers=1),
+    "tiny": CorpusSize(n_per_class=1, val_per_class=1, renders_per_piece=1,
+                       val_renders_per_piece=1, workers=1),
     "small": CorpusSize(n_per_class=80, val_per_class=16),
     "default": CorpusSize(n_per_class=320, val_per_class=40),
     "full": CorpusSize(n_per_class=800, val_per_class=160),
@@ -233,8 +240,43 @@ def _empty_labels() -> dict[str, Any]:
     return {key: None for key in LABEL_KEYS}
 
 
-def _renders(split: str, sources: Sequence[Source], renders_per_piece: int) -> int:
-    return 1 if split == VALIDATION else max(1, min(renders_per_piece, len(sources)))
+def _renders(split: str, sources: Sequence[Source], renders_per_piece: int,
+             val_renders_per_piece: int = 1) -> int:
+    # Validation renders may reuse the one validation set (they differ in augmentation);
+    # training renders each go through a different set.
+    if split == VALIDATION:
+        return max(1, val_renders_per_piece)
+    return max(1, min(renders_per_piece, len(sources)))
+
+
+class _Renderer:
+    """Makes the jobs of one piece's renders.
+
+    Training renders each get their own pitch/tempo shift and window (as many views of a piece
+    as possible). Validation renders share the notes and the window and differ only in
+    augmentation, so piece retrieval is tested on the same music heard in another room.
+    """
+
+    def __init__(self, rng: np.random.Generator, split: str, clip_s: float) -> None:
+        self.rng, self.split, self.clip_s = rng, split, clip_s
+        self._shared: tuple[music.Piece, float] | None = None
+        self._used: dict[str, int] = {}
+
+    def job(self, *, group: str, family: str, source: Source, piece: music.Piece,
+            low: int, high: int, labeller: Callable[[music.Piece], dict[str, Any]]) -> ClipJob:
+        if self.split != VALIDATION:
+            shifted = _shift(self.rng, piece, low, high)
+            offset = None
+        else:
+            if self._shared is None:
+                shifted = _shift(self.rng, piece, low, high)
+                self._shared = (shifted, choose_window(self.rng, shifted.duration_s, self.clip_s))
+            shifted, offset = self._shared
+        repeat = self._used.get(source.name, 0)
+        self._used[source.name] = repeat + 1
+        return _make_job(self.rng, group=group, family=family, split=self.split, source=source,
+                         piece=shifted, clip_s=self.clip_s, labeller=labeller, offset=offset,
+                         suffix=f"-{repeat}" if repeat else "")
 
 
 def _plan_instrument(
@@ -251,6 +293,7 @@ def _plan_instrument(
                 rng, spec, material=material, min_duration_s=_min_piece_s(clip_s)
             )
             group = f"ins-{_split_code(split)}-{_slug(spec.name)}-{k:05d}"
+            renderer = _Renderer(rng, split, clip_s)
             for r in range(renders):
                 if made >= n:
                     break
@@ -258,14 +301,13 @@ def _plan_instrument(
                 labels = _empty_labels()
                 labels["instrument"] = spec.name
                 jobs.append(
-                    _make_job(
-                        rng,
+                    renderer.job(
                         group=group,
                         family="instrument",
-                        split=split,
                         source=source,
-                        piece=_shift(rng, piece, spec.low_midi, spec.high_midi),
-                        clip_s=clip_s,
+                        piece=piece,
+                        low=spec.low_midi,
+                        high=spec.high_midi,
                         labeller=lambda _window, labels=labels: labels,
                     )
                 )
@@ -289,15 +331,18 @@ def _make_job(
     piece: music.Piece,
     clip_s: float,
     labeller: Callable[[music.Piece], dict[str, Any]],
+    offset: float | None = None,
+    suffix: str = "",
 ) -> ClipJob:
-    offset = choose_window(rng, piece.duration_s, clip_s)
+    if offset is None:
+        offset = choose_window(rng, piece.duration_s, clip_s)
     pre = min(offset, PRE_ROLL_S)
     labels = labeller(music.crop_piece(piece, offset, offset + clip_s))
     level_offset_db = 0.0
     if family == "emotion":
         level_offset_db = EMOTION_DYNAMICS_DB * labels["cues"]["codes"]["dynamics"]
     return ClipJob(
-        id=f"{group}-{_slug(source.name)}",
+        id=f"{group}-{_slug(source.name)}{suffix}",
         group=group,
         family=family,
         split=split,
@@ -359,21 +404,14 @@ def _plan_emotion(
                 min_duration_s=_min_piece_s(clip_s),
             )
             group = f"emo-{_split_code(split)}-q{q}-{k:05d}"
+            renderer = _Renderer(rng, split, clip_s)
             for r in range(renders):
                 if made >= n:
                     break
                 source = sources[(k * renders + r) % len(sources)]
                 jobs.append(
-                    _make_job(
-                        rng,
-                        group=group,
-                        family="emotion",
-                        split=split,
-                        source=source,
-                        piece=_shift(rng, piece, 0, 127),
-                        clip_s=clip_s,
-                        labeller=emotion_labels,
-                    )
+                    renderer.job(group=group, family="emotion", source=source, piece=piece,
+                                 low=0, high=127, labeller=emotion_labels)
                 )
                 made += 1
     return jobs
@@ -400,6 +438,7 @@ def _plan_drums(
         piece = music.compose_groove(rng, min_duration_s=_min_piece_s(clip_s))
         group = f"drm-{_split_code(split)}-{k:05d}"
         used: set[str] = set()
+        renderer = _Renderer(rng, split, clip_s)
         for r in range(renders):
             if made >= n:
                 break
@@ -407,20 +446,12 @@ def _plan_drums(
             pool = pools[p]
             source = pool[counters[p] % len(pool)]
             counters[p] += 1
-            if source.name in used:
+            if source.name in used and split != VALIDATION:
                 continue
             used.add(source.name)
             jobs.append(
-                _make_job(
-                    rng,
-                    group=group,
-                    family="drums",
-                    split=split,
-                    source=source,
-                    piece=_shift(rng, piece, 0, 127),
-                    clip_s=clip_s,
-                    labeller=lambda _window: _empty_labels(),
-                )
+                renderer.job(group=group, family="drums", source=source, piece=piece,
+                             low=0, high=127, labeller=lambda _window: _empty_labels())
             )
             made += 1
     return jobs
@@ -436,6 +467,7 @@ def plan_corpus(
     drumkits: Sequence[DrumKit],
     families: Sequence[str] = FAMILIES,
     renders_per_piece: int = 2,
+    val_renders_per_piece: int = 1,
 ) -> list[ClipJob]:
     """Every clip of the corpus, composed and labelled but not rendered.
 
@@ -448,6 +480,7 @@ def plan_corpus(
         drumkits: Hydrogen kits for the drum family (each feeds its own split).
         families: which of ``FAMILIES`` to build.
         renders_per_piece: training sets each training piece is rendered through.
+        val_renders_per_piece: renders of each validation piece (``CorpusSize``).
     """
     jobs: list[ClipJob] = []
     for split, n in ((TRAIN, n_per_class), (VALIDATION, val_per_class)):
@@ -464,13 +497,13 @@ def plan_corpus(
         if n <= 0:
             continue
         if fonts and "instrument" in families:
-            r = _renders(split, fonts, renders_per_piece)
+            r = _renders(split, fonts, renders_per_piece, val_renders_per_piece)
             jobs += _plan_instrument(split, fonts, n, r, seed, clip_s)
         if fonts and "emotion" in families:
-            r = _renders(split, fonts, renders_per_piece)
+            r = _renders(split, fonts, renders_per_piece, val_renders_per_piece)
             jobs += _plan_emotion(split, fonts, n, r, seed, clip_s)
         if "drums" in families and (fonts or kits):
-            r = _renders(split, [*fonts, *kits], renders_per_piece)
+            r = _renders(split, [*fonts, *kits], renders_per_piece, val_renders_per_piece)
             jobs += _plan_drums(split, fonts, kits, n, r, seed, clip_s)
     return jobs
 
@@ -747,6 +780,7 @@ def build_corpus(
     drumkits: Sequence[str | Path | DrumKit] | None = None,
     families: Sequence[str] = FAMILIES,
     renders_per_piece: int = 2,
+    val_renders_per_piece: int = 1,
     workers: int = 2,
     audio_format: str = "pcm16",
     augment_config: aug.AugmentConfig | None = None,
@@ -770,6 +804,8 @@ def build_corpus(
             installed, ``[]`` none.
         families: which of ``FAMILIES`` to build.
         renders_per_piece: training sets each training piece is rendered through.
+        val_renders_per_piece: renders of each validation piece: same notes and window,
+            each with its own augmentation (piece retrieval is evaluated on them).
         workers: worker processes (1 renders in this process).
         audio_format: ``"pcm16"`` or ``"float32"`` WAV.
         augment_config: augmentation ranges; None: ``augment.AugmentConfig()``
@@ -804,6 +840,7 @@ def build_corpus(
         drumkits=kits,
         families=families,
         renders_per_piece=renders_per_piece,
+        val_renders_per_piece=val_renders_per_piece,
     )
     if not jobs:
         raise CorpusError(
@@ -852,6 +889,7 @@ def build_corpus(
         "n_per_class": n_per_class,
         "val_per_class": val_per_class,
         "renders_per_piece": renders_per_piece,
+        "val_renders_per_piece": val_renders_per_piece,
         "families": list(families),
         "soundfonts": {f.name: {"path": str(f.path), "split": f.split} for f in fonts},
         "missing_soundfonts": [{"name": m.name, "install": m.install} for m in missing],
@@ -906,6 +944,7 @@ def build_preset(
         "n_per_class": preset.n_per_class,
         "val_per_class": preset.val_per_class,
         "renders_per_piece": preset.renders_per_piece,
+        "val_renders_per_piece": preset.val_renders_per_piece,
         "workers": preset.workers,
     }
     kwargs.update(overrides)

@@ -68,7 +68,12 @@ class Clip:
         dynamic: per-0.5 s emotion, a tuple of ``(time [s], valence [-1, 1], arousal [-1, 1])``
             with strictly increasing times measured from the start of the audio file, or None.
         timbre: the seven ``TIMBRE_NAMES`` → value [0, 1] (read-only mapping), or None.
-        tags: free-form tags, or None.
+        tags: free-form tags that hold, or None.
+        tags_known: the tags whose truth is known for this clip (a superset of ``tags``): one
+            known but absent is a negative, one not known is masked. None: every tag of the
+            model's vocabulary is known (a user's tag list names all that holds).
+        timbre_per_hop: the ``timbre`` label was computed by ``streamtag.train.descriptors``
+            from this very audio, so the trainer may recompute it for each hop's window.
     """
 
     path: Path
@@ -81,6 +86,8 @@ class Clip:
     dynamic: tuple[Frame, ...] | None = None
     timbre: Mapping[str, float] | None = field(default=None, hash=False)
     tags: tuple[str, ...] | None = None
+    tags_known: tuple[str, ...] | None = None
+    timbre_per_hop: bool = False
 
     def __post_init__(self) -> None:
         # Loaders validate with messages naming the file and row; these checks are the safety net
@@ -119,6 +126,11 @@ class Clip:
             if not tags or any(not isinstance(t, str) or not t.strip() for t in tags):
                 raise ValueError("tags must be a non-empty tuple of non-empty strings or None")
             object.__setattr__(self, "tags", tags)
+        if self.tags_known is not None:
+            known = tuple(self.tags_known)
+            if self.tags is None or not set(self.tags) <= set(known):
+                raise ValueError("tags_known must hold every tag in tags")
+            object.__setattr__(self, "tags_known", known)
         if not self.labels:
             raise ValueError(f"clip {self.path} carries no label")
 
