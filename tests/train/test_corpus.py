@@ -620,3 +620,50 @@ def test_keep_last_drops_the_pre_roll_after_reverb():
     x = _tone(3.0)
     y, _ = aug.augment(x, aug.AugmentParams(rt60_s=0.5, seed=3), 22050, keep_last=22050)
     assert y.shape == (22050,)
+
+
+def test_validation_renders_share_notes_and_window_but_not_the_room():
+    jobs = build.plan_corpus(
+        n_per_class=2, val_per_class=4, seed=2, clip_s=CLIP_S, soundfonts=_fake_fonts(),
+        drumkits=[], val_renders_per_piece=2,
+    )  # fmt: skip
+    val = [j for j in jobs if j.split == "validation"]
+    by_group: dict[str, list[build.ClipJob]] = {}
+    for job in val:
+        by_group.setdefault(job.group, []).append(job)
+    assert len(by_group) == len(val) // 2 and all(len(m) == 2 for m in by_group.values())
+    assert len({j.id for j in val}) == len(val)  # the second render through one set gets -1
+    for a, b in by_group.values():
+        assert b.id == a.id + "-1"
+        assert a.offset_s == b.offset_s and a.piece == b.piece
+        assert a.seed != b.seed  # its own augmentation
+    # Training renders still each take their own shift and window through another set.
+    train = [j for j in jobs if j.split == "train" and j.family == "instrument"]
+    pairs = {}
+    for j in train:
+        pairs.setdefault(j.group, []).append(j)
+    assert any(a.piece != b.piece for a, b in pairs.values())
+
+
+def _row(family: str, programs: list[int], bpm: float, mode: str | None = None) -> dict:
+    return {"family": family, "render": {"programs": programs, "bpm": bpm,
+                                         "meta": {"mode": mode} if mode else {}}}
+
+
+def test_corpus_tags_follow_the_recipe():
+    from streamtag.train.corpus.tags import CORPUS_TAGS, TAG_DEFINITIONS, corpus_tags
+
+    assert set(TAG_DEFINITIONS) == set(CORPUS_TAGS)
+    on, known = corpus_tags(_row("instrument", [71], 80.0, "minor"))  # clarinet, slow, minor
+    assert set(on) == {"woodwind", "minor", "slow"}
+    assert {"major", "accompanied", "percussive", "keyboard"} <= set(known) - set(on)
+    on, known = corpus_tags(_row("emotion", [0, 48], 150.0, "major"))  # piano + strings
+    assert set(on) == {"keyboard", "strings", "accompanied", "percussive", "major", "fast"}
+    on, known = corpus_tags(_row("drums", [-1], 120.0))
+    assert set(on) == {"drums", "percussive", "medium"}
+    # A groove has no mode and no texture to speak of: unknown, not negative.
+    assert not {"major", "minor", "accompanied"} & set(known)
+    on, _ = corpus_tags(_row("instrument", [30], 100.0))  # distortion guitar sustains
+    assert "percussive" not in on and "guitar" in on
+    with pytest.raises(ValueError, match="render.programs"):
+        corpus_tags({"family": "instrument", "render": {}})

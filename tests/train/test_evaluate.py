@@ -191,3 +191,15 @@ def test_evaluate_command(trained_run: Path, tone_corpus: Path, tmp_path: Path,
                        "--corpus", str(tone_corpus), "--out", str(out)]) == 2
     assert train_main(["evaluate", "--checkpoint", ck, "--corpus", str(tone_corpus),
                        "--split", "test", "--out", str(out)]) == 1
+
+
+def test_average_precision_and_f1_on_known_rankings():
+    from streamtag.train.evaluate import average_precision, f1_score
+
+    assert average_precision(np.array([0.9, 0.8, 0.1]), np.array([1, 1, 0])) == 1.0
+    # Positives ranked 1st and 3rd: (1/1 + 2/3) / 2.
+    assert average_precision(np.array([0.9, 0.8, 0.1]), np.array([1, 0, 1])) == \
+        pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision(np.array([0.5, 0.4]), np.array([0, 0])) is None
+    assert f1_score(np.array([1, 1, 0]), np.array([1, 0, 0])) == pytest.approx(2 / 3)
+    assert f1_score(np.array([0, 0]), np.array([0, 0])) is None

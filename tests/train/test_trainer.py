@@ -508,3 +508,86 @@ def test_default_yaml_shows_every_key_with_the_built_in_defaults() -> None:
     # Every key is written out, except each head's optional fields (documented in a comment).
     shown.pop("heads"), defaults.pop("heads")
     assert shown == defaults
+
+
+def _clip(tmp_path: Path, **labels) -> Clip:
+    return Clip(path=tmp_path / "x.wav", dataset="corpus", split="train", group="g1", **labels)
+
+
+def test_tags_are_masked_where_the_clip_does_not_know_them(tmp_path: Path):
+    spec = HeadSpec("tags", "multilabel", ("major", "minor", "fast"))
+    clip = _clip(tmp_path, tags=("fast",), tags_known=("fast",))
+    target, mask = encode_labels(clip, HeadTarget(spec, "tags"), 3, 0.5)
+    assert target.tolist() == [[0, 0, 1]] * 3 and mask.tolist() == [[0, 0, 1]] * 3
+    # A user's tag list (no tags_known) states every tag: absent ones are negatives.
+    target, mask = encode_labels(_clip(tmp_path, tags=("minor",)), HeadTarget(spec, "tags"),
+                                 2, 0.5)
+    assert target.tolist() == [[0, 1, 0]] * 2 and mask.tolist() == [[1, 1, 1]] * 2
+    with pytest.raises(ValueError, match="tags_known"):
+        _clip(tmp_path, tags=("fast",), tags_known=("major",))
+
+
+def test_masked_bce_ignores_masked_tags():
+    logits = torch.tensor([[8.0, -8.0], [8.0, -8.0]])
+    target = torch.tensor([[1.0, 1.0], [1.0, 1.0]])  # the second tag would be badly wrong
+    assert masked_bce(logits, target, torch.tensor([[1.0, 0.0], [1.0, 0.0]])).item() < 0.01
+    assert masked_bce(logits, target, torch.tensor([[1.0, 1.0], [1.0, 1.0]])).item() > 3.0
+
+
+def test_piece_embedding_targets_name_the_piece_not_the_render(tmp_path: Path):
+    spec = HeadSpec("embedding", "embedding", tuple(f"d{i}" for i in range(4)))
+    head = HeadTarget(spec, "piece")
+    a = Clip(path=tmp_path / "a.wav", dataset="corpus", split="train", group="p1",
+             instrument="violin")
+    b = Clip(path=tmp_path / "b.wav", dataset="corpus", split="train", group="p1",
+             instrument="flute")
+    c = Clip(path=tmp_path / "c.wav", dataset="corpus", split="train", group="p2",
+             instrument="violin")
+    ta, ma = encode_labels(a, head, 3, 0.5)
+    tb, _ = encode_labels(b, head, 3, 0.5)
+    tc, _ = encode_labels(c, head, 3, 0.5)
+    assert ma.tolist() == [1, 1, 1] and len(set(ta.tolist())) == 1
+    assert ta[0] == tb[0] and ta[0] != tc[0]
+
+
+def test_epoch_batches_keep_a_pieces_renders_together():
+    from streamtag.train.trainer import epoch_batches
+
+    groups = [f"p{i // 2}" for i in range(32)]  # 16 pieces, 2 renders each
+    for epoch in range(3):
+        batches = epoch_batches([12] * 32, 8, seed=0, epoch=epoch, groups=groups)
+        assert sorted(i for b in batches for i in b) == list(range(32))
+        for b in batches:
+            pieces = [groups[i] for i in b]
+            assert all(pieces.count(p) == 2 for p in pieces)
+    plain = epoch_batches([12] * 32, 8, seed=0, epoch=0)
+    assert any(len({groups[i] for i in b}) > 4 for b in plain)  # without groups: mixed
+
+
+def test_per_hop_timbre_labels_follow_the_audio_and_are_cached(tmp_path: Path):
+    from streamtag.train.features import hop_timbre
+
+    sr = 22050
+    t = np.arange(sr * 2) / sr
+    dull = 0.3 * np.sin(2 * np.pi * 110 * t)
+    rng = np.random.default_rng(0)
+    bright = 0.3 * rng.standard_normal(sr * 2)  # white noise: energy far above 2 kHz
+    audio = np.concatenate([dull, bright]).astype(np.float32)
+    fallback = dict.fromkeys(TIMBRE_HEAD.labels, 0.5)
+    labels = hop_timbre(audio, sr, 8, 0.5, fallback)
+    b = TIMBRE_HEAD.labels.index("brightness")
+    assert labels.shape == (8, 7) and np.all((labels >= 0) & (labels <= 1))
+    assert labels[:4, b].max() < labels[6:, b].min()  # hops 7-8 hear only the noise
+    path = tmp_path / "splice.wav"
+    sf.write(path, audio, sr, subtype="FLOAT")  # the exact samples, so the labels match
+    cache = FeatureCache(tmp_path / "cache", DEFAULT_FRONTEND)
+    assert not cache.has_hop_timbre(path, 0.5)
+    first = cache.hop_timbre(path, 8, 0.5, fallback)
+    assert cache.has_hop_timbre(path, 0.5)
+    np.testing.assert_array_equal(first, labels)
+    np.testing.assert_array_equal(cache.hop_timbre(path, 8, 0.5, fallback), labels)
+    spec = HeadTarget(TIMBRE_HEAD, "timbre")
+    clip = _clip(tmp_path, timbre=fallback, timbre_per_hop=True)
+    target, mask = encode_labels(clip, spec, 8, 0.5, labels)
+    np.testing.assert_allclose(target, labels)
+    assert mask.all()
