@@ -665,5 +665,5 @@ def test_corpus_tags_follow_the_recipe():
     assert not {"major", "minor", "accompanied"} & set(known)
     on, _ = corpus_tags(_row("instrument", [30], 100.0))  # distortion guitar sustains
     assert "percussive" not in on and "guitar" in on
-    with pytest.raises(ValueError, match="render.programs"):
+    with pytest.raises(ValueError, match=r"render\.programs"):
         corpus_tags({"family": "instrument", "render": {}})
