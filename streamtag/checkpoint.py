@@ -7,7 +7,12 @@ A checkpoint is one ``.safetensors`` file. Its header's ``__metadata__`` holds o
      "arch": {...ArchConfig...}, "frontend": {...FrontendConfig...},
      "heads": [{"name", "kind", "labels", "range", "activation"}, ...],
      "normalization": {"kind": "per_band", "n_mels": 64},
-     "weights_sha256": "…", "provenance": {...}, "metrics": {...}}
+     "weights_sha256": "…", "provenance": {...}, "metrics": {...},
+     "embedding": {"projection": {"center": [D], "axes": [[D], [D]], "scale": [2]} | null,
+                   "known_distance": float | null}}
+
+``embedding`` is optional and only allowed beside a head named ``embedding`` of kind
+``embedding`` (D = its size); see :mod:`streamtag.embedding`.
 
 Loading parses the header with safetensors (which never executes code), validates every field
 and names what is wrong, rebuilds the model from the metadata, checks the weights' hash and
@@ -28,9 +33,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from streamtag.embedding import EmbeddingMeta, validate_embedding_meta
 from streamtag.errors import CheckpointError
 from streamtag.frontend import FrontendConfig
 from streamtag.model import HEAD_KINDS, ArchConfig, HeadSpec, StreamTagModel
+from streamtag.publish.wire import HEAD_EMBEDDING, HEAD_TAGS, check_labels
 
 FORMAT = "streamtag-checkpoint"
 VERSION = 1
@@ -48,6 +55,8 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str = ""
     path: Path | None = None
+    #: Projection and known/unknown threshold of the ``embedding`` head (None: not stored).
+    embedding: EmbeddingMeta | None = None
 
     @property
     def id(self) -> str:
@@ -57,6 +66,19 @@ class Checkpoint:
     @property
     def heads(self) -> list[HeadSpec]:
         return self.model.heads
+
+    @property
+    def embedding_head(self) -> HeadSpec | None:
+        """The head named ``embedding`` (of kind embedding), or None."""
+        return embedding_head(self.model.heads)
+
+
+def embedding_head(heads: list[HeadSpec]) -> HeadSpec | None:
+    """The head named ``embedding`` of kind ``embedding`` among ``heads``, or None."""
+    for h in heads:
+        if h.name == HEAD_EMBEDDING and h.kind == "embedding":
+            return h
+    return None
 
 
 def weights_hash(state: dict[str, torch.Tensor]) -> str:
@@ -75,13 +97,18 @@ def save_checkpoint(
     frontend: FrontendConfig,
     provenance: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    embedding: EmbeddingMeta | None = None,
 ) -> Path:
     """Write ``model`` with its metadata to ``path``. Returns the path written.
 
     A ``{hash}`` placeholder in the file name is replaced by the weights' 12-digit hash.
+    embedding: projection and known-distance threshold of the model's ``embedding`` head
+    (the trainer fits them; see :mod:`streamtag.embedding`). Raises ValueError if they do not
+    fit the model (no ``embedding`` head, wrong dims, non-finite numbers).
     """
     if frontend.n_mels != model.arch.n_mels:
         raise ValueError(f"frontend n_mels {frontend.n_mels} != model n_mels {model.arch.n_mels}")
+    emb_meta = _embedding_dict(model.heads, embedding)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     digest = weights_hash(state)
     meta = {
@@ -95,9 +122,43 @@ def save_checkpoint(
         "provenance": provenance or {},
         "metrics": metrics or {},
     }
+    if emb_meta is not None:
+        meta["embedding"] = emb_meta
     path = Path(str(path).replace("{hash}", digest[:12]))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata={_META_KEY: json.dumps(meta, allow_nan=False)})
+    return path
+
+
+def _embedding_dict(heads: list[HeadSpec], embedding: EmbeddingMeta | None) -> dict | None:
+    if embedding is None:
+        return None
+    d = embedding.to_dict()
+    head = embedding_head(heads)
+    problems = validate_embedding_meta(d, None if head is None else head.size)
+    if problems:
+        raise ValueError("embedding metadata does not fit the model: " + "; ".join(problems))
+    return d
+
+
+def update_embedding_meta(path: str | Path, embedding: EmbeddingMeta | None) -> Path:
+    """Rewrite a checkpoint's ``embedding`` metadata (projection, known_distance) in place.
+
+    The weights (and so the hash and the checkpoint id) are unchanged; the file is replaced
+    atomically. For the trainer, which fits the projection and calibrates the threshold on
+    embeddings computed through the engine from the saved checkpoint. None removes the block.
+    Raises CheckpointError (unreadable file) or ValueError (metadata does not fit the model).
+    """
+    path = Path(path)
+    meta, state = _read(path, load_tensors=True)
+    heads = [HeadSpec.from_dict(h) for h in meta["heads"]]
+    emb_meta = _embedding_dict(heads, embedding)
+    meta.pop("embedding", None)
+    if emb_meta is not None:
+        meta["embedding"] = emb_meta
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, allow_nan=False)})
+    tmp.replace(path)
     return path
 
 
@@ -134,8 +195,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: weights do not fit the architecture in its metadata: "
                               f"{_first_line(e)}") from e
     model.eval()
+    emb = meta.get("embedding")
     return Checkpoint(model, frontend, meta.get("provenance", {}), meta.get("metrics", {}),
-                      digest, path)
+                      digest, path, None if emb is None else EmbeddingMeta.from_dict(emb))
 
 
 def _first_line(e: Exception) -> str:
@@ -232,6 +294,23 @@ def validate_metadata(meta: Any) -> list[str]:
             problems.append(f"{p}.activation: expected 'range' or 'identity'")
     if len(set(names)) != len(names):
         problems.append(f"heads: names must be unique, got {names}")
+    emb_dims = None
+    for i, h in enumerate(heads):
+        if not isinstance(h, dict) or not isinstance(h.get("labels"), list):
+            continue
+        if h.get("name") == HEAD_EMBEDDING and h.get("kind") != "embedding":
+            problems.append(f"heads[{i}]: a head named 'embedding' must be of kind 'embedding'")
+        elif h.get("name") == HEAD_EMBEDDING:
+            emb_dims = len(h["labels"])
+        if h.get("name") == HEAD_TAGS:
+            if h.get("kind") != "multilabel":
+                problems.append(f"heads[{i}]: a head named 'tags' must be of kind 'multilabel'")
+            try:
+                check_labels([str(x) for x in h["labels"]], f"heads[{i}] (tags)")
+            except ValueError as e:
+                problems.append(str(e))
+    if meta.get("embedding") is not None:
+        problems += validate_embedding_meta(meta["embedding"], emb_dims)
     if not isinstance(meta["weights_sha256"], str) or len(meta["weights_sha256"]) != 64:
         problems.append("weights_sha256: expected 64 hex digits")
     return problems

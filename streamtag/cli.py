@@ -10,9 +10,17 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
+
 from streamtag import __version__
 from streamtag.config import Config
-from streamtag.errors import AudioError, CheckpointError, ConfigError, StreamtagError
+from streamtag.errors import (
+    AudioError,
+    CheckpointError,
+    ConfigError,
+    LibraryError,
+    StreamtagError,
+)
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -77,11 +85,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from streamtag.checkpoint import resolve_checkpoint
     from streamtag.config import load_config
     from streamtag.engine import Engine, StreamSpec
+    from streamtag.publish.wire import compact_record
+    from streamtag.references import load_library
 
     cfg = load_config(args.config)
     try:
         ck = resolve_checkpoint(args.checkpoint or cfg.model.checkpoint)
-    except CheckpointError as e:
+        library = load_library(cfg.reference.library) if cfg.reference.library else None
+        # Checks the library against the checkpoint (and the threshold) before any audio.
+        Engine(ck, novelty=cfg.novelty, reference=cfg.reference, library=library)
+    except (CheckpointError, LibraryError) as e:
         error(str(e))
         return EXIT_USAGE
     several = len(args.files) > 1
@@ -96,9 +109,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             failed += 1
             continue
         engine = Engine(ck, input_rate_hz=rate, streams=[StreamSpec(cfg.analysis.stream)],
-                        silence_db=cfg.analysis.silence_db)
+                        silence_db=cfg.analysis.silence_db, novelty=cfg.novelty,
+                        reference=cfg.reference, library=library)
         with progress(name, audio.shape[0] / rate) as bar:
             recs = engine.analyze(audio, progress=bar)
+        if not args.vectors:
+            recs = [dict(compact_record(r)) for r in recs]
         if several:
             for r in recs:
                 r["file"] = name
@@ -115,6 +131,103 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if failed:
         error(f"{failed} of {len(args.files)} file(s) could not be analyzed")
         return EXIT_RUNTIME
+    return EXIT_OK
+
+
+# -- reference -----------------------------------------------------------------------------------
+def _library_path(args: argparse.Namespace) -> Path:
+    from streamtag.references import default_library_path
+
+    return Path(args.library).expanduser() if args.library else default_library_path()
+
+
+def cmd_reference_add(args: argparse.Namespace) -> int:
+    """Embed FILE… through the engine and store them under NAME (appending to an existing one)."""
+    from streamtag.audiofile import read_audio
+    from streamtag.checkpoint import resolve_checkpoint
+    from streamtag.config import load_config
+    from streamtag.engine import Engine
+    from streamtag.references import ReferenceLibrary, check_name, load_library
+
+    cfg = load_config(args.config)
+    path = _library_path(args)
+    try:
+        check_name(args.name)
+        ck = resolve_checkpoint(args.checkpoint or cfg.model.checkpoint)
+        head = ck.embedding_head
+        if head is None:
+            raise LibraryError(f"checkpoint {ck.id} has no embedding head: reference "
+                               "recognition needs a model with one (--checkpoint F)")
+        if path.exists():
+            library = load_library(path)
+            library.check_checkpoint(ck.weights_sha256)
+        else:
+            library = ReferenceLibrary(ck.weights_sha256, head.size, 0.0)
+    except (CheckpointError, LibraryError) as e:
+        error(str(e))
+        return EXIT_USAGE
+    segments, files = [], []
+    for name in args.files:
+        try:
+            audio, rate = read_audio(name)
+        except AudioError as e:
+            error(str(e))
+            return EXIT_RUNTIME
+        engine = Engine(ck, input_rate_hz=rate, silence_db=cfg.analysis.silence_db)
+        library.hop_s = engine.hop_s
+        recs = engine.analyze(audio)
+        segments.append([r[head.name]["vector"] for r in recs if not r["silent"]])
+        files.append(name)
+    try:
+        ref = library.add(args.name, [np.asarray(s, np.float32).reshape(-1, head.size)
+                                      for s in segments], files)
+        library.save(path)
+    except LibraryError as e:
+        error(str(e))
+        return EXIT_RUNTIME
+    except OSError as e:
+        error(f"{path}: cannot write ({e.strerror or e})")
+        return EXIT_RUNTIME
+    print(f"{args.name}: {ref.hops} hops ({ref.hops * library.hop_s:.1f} s of sound) from "
+          f"{len(ref.files)} file(s); library {path} ({len(library.names)} reference(s), "
+          f"checkpoint {library.checkpoint_id})")
+    return EXIT_OK
+
+
+def cmd_reference_list(args: argparse.Namespace) -> int:
+    from streamtag.references import load_library
+
+    path = _library_path(args)
+    if not path.exists():
+        print(f"no references: {path} does not exist (add one with `streamtag reference add`)")
+        return EXIT_OK
+    try:
+        library = load_library(path)
+    except LibraryError as e:
+        error(str(e))
+        return EXIT_USAGE
+    print(f"{path}: {len(library.names)} reference(s), checkpoint {library.checkpoint_id}, "
+          f"{library.dims}-dim embeddings")
+    for ref in library.references.values():
+        print(f"  {ref.name}\t{ref.hops * library.hop_s:.1f} s\t{', '.join(ref.files)}")
+    return EXIT_OK
+
+
+def cmd_reference_remove(args: argparse.Namespace) -> int:
+    from streamtag.references import load_library
+
+    path = _library_path(args)
+    try:
+        library = load_library(path)
+        library.remove(args.name)
+        library.save(path)
+    except LibraryError as e:
+        error(str(e))
+        return EXIT_USAGE
+    except OSError as e:
+        error(f"{path}: cannot write ({e.strerror or e})")
+        return EXIT_RUNTIME
+    print(f"removed {args.name!r}; {len(library.names)} reference(s) left in {path}")
     return EXIT_OK
 
 
@@ -204,7 +317,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(cfg.logging.level, cfg.logging.format)
     try:
         daemon = Daemon(cfg, config_path=args.config, checkpoint_override=args.checkpoint)
-    except (CheckpointError, AudioError) as e:
+    except (CheckpointError, AudioError, LibraryError) as e:
         error(str(e))
         return EXIT_USAGE
     except DeviceError as e:
@@ -266,7 +379,32 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", metavar="F", help="write here instead of standard output")
     a.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar on stderr (auto: on for files > 30 s on a terminal)")
+    a.add_argument("--vectors", action="store_true",
+                   help="keep the whole embedding vector in each record (embedding.vector)")
     a.set_defaults(func=cmd_analyze)
+
+    ref = sub.add_parser("reference", help="the reference library: recordings to recognise "
+                         "(add, list, remove)")
+    ref_sub = ref.add_subparsers(dest="reference_command", metavar="ACTION",
+                                 parser_class=_Parser, required=True)
+    lib_help = ("library file (default: $XDG_DATA_HOME/streamtag/references.safetensors, i.e. "
+                "~/.local/share/streamtag/references.safetensors)")
+    ra = ref_sub.add_parser("add", help="embed recordings and store them under a name")
+    ra.add_argument("name", metavar="NAME", help="reference name, e.g. intro")
+    ra.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, OGG or MP3 files")
+    ra.add_argument("--library", metavar="F", help=lib_help)
+    ra.add_argument("--checkpoint", metavar="F", help="model checkpoint with an embedding head "
+                    "(default: model.checkpoint of --config, else the bundled model)")
+    ra.add_argument("--config", metavar="F", help="YAML config (analysis.silence_db, "
+                    "model.checkpoint)")
+    ra.set_defaults(func=cmd_reference_add)
+    rl = ref_sub.add_parser("list", help="list the references in a library")
+    rl.add_argument("--library", metavar="F", help=lib_help)
+    rl.set_defaults(func=cmd_reference_list)
+    rr = ref_sub.add_parser("remove", help="remove a reference by name")
+    rr.add_argument("name", metavar="NAME")
+    rr.add_argument("--library", metavar="F", help=lib_help)
+    rr.set_defaults(func=cmd_reference_remove)
 
     r = sub.add_parser("run", help="the live daemon: capture, analyse, publish over OSC/ZeroMQ")
     r.add_argument("--config", metavar="F", help="YAML config (default: built-in defaults, "

@@ -54,6 +54,23 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class NoveltyConfig:
+    """Novelty (with an embedding head): the last ``recent_s`` against the ``memory_s`` before."""
+
+    memory_s: float = _rng(1.0, 600.0, 30.0)  # the past the current sound is compared with [s]
+    recent_s: float = _rng(0.5, 30.0, 1.0)  # the current sound: mean embedding over this [s]
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """Matching against a reference library (``streamtag reference add``)."""
+
+    library: str | None = None  # library file; None: no reference matching
+    window_s: float = _rng(0.5, 30.0, 2.0)  # query: mean embedding of this much sound [s]
+    known_distance: float | None = _rng(0.0, 2.0)  # threshold; None: the checkpoint's
+
+
+@dataclass(frozen=True)
 class OscTarget:
     host: str = "127.0.0.1"
     port: int = _rng(1, 65535, 9000)
@@ -122,6 +139,8 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     streams: list[StreamConfig] = field(default_factory=list)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
@@ -254,6 +273,13 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
             problems.append(f"{p}.range: curve {m.curve!r} needs both ends > 0, got {m.range!r}")
     if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).expanduser().exists():
         problems.append(f"model.checkpoint: file not found: {cfg.model.checkpoint}")
+    lib = cfg.reference.library
+    if lib is not None and not Path(lib).expanduser().is_file():
+        problems.append(f"reference.library: file not found: {lib} (create it with "
+                        "`streamtag reference add NAME FILE… --library FILE`)")
+    if cfg.reference.known_distance is not None and cfg.reference.known_distance <= 0:
+        problems.append(f"reference.known_distance: expected 0 < value <= 2, got "
+                        f"{cfg.reference.known_distance}")
 
 
 def parse_dataclass(cls: type, data: Any, path: str = "") -> Any:

@@ -34,6 +34,7 @@ from streamtag.publish.control import ControlServer
 from streamtag.publish.mapping import Mapper, Mapping, Smoother
 from streamtag.publish.osc import OscPublisher
 from streamtag.publish.zmq import ZmqPublisher
+from streamtag.references import ReferenceLibrary, load_library
 
 log = logging.getLogger("streamtag.daemon")
 
@@ -75,6 +76,11 @@ def make_source(full: Config) -> Source:
     # Streams pick their channels from the delivered block, so capture them all.
     return DeviceSource(cfg.device, None, cfg.sample_rate_hz, cfg.blocksize, cfg.ring_s,
                         client_name="streamtag")
+
+
+def reference_library(cfg: Config) -> ReferenceLibrary | None:
+    """The library ``reference.library`` names, read now (LibraryError if unusable)."""
+    return load_library(cfg.reference.library) if cfg.reference.library else None
 
 
 def stream_specs(cfg: Config) -> list[StreamSpec]:
@@ -201,10 +207,12 @@ class Daemon:
 
     # -- the parts that a reload replaces --------------------------------------------------------
     def _build_analysis(self, cfg: Config, ck: Checkpoint) -> None:
+        library = reference_library(cfg)  # re-read on every reload; LibraryError if unusable
         try:
             engine = Engine(ck, input_rate_hz=self.source.sample_rate_hz,
                             streams=stream_specs(cfg), silence_db=cfg.analysis.silence_db,
-                            fast_lane=cfg.outputs.osc.enabled and cfg.outputs.osc.fast.enabled)
+                            fast_lane=cfg.outputs.osc.enabled and cfg.outputs.osc.fast.enabled,
+                            novelty=cfg.novelty, reference=cfg.reference, library=library)
             probe = np.zeros((1, self.source.channels), np.float32)
             engine.process(probe)  # channel selections that do not exist fail here, not live
             engine.reset()
@@ -220,9 +228,16 @@ class Daemon:
             [h.to_dict() for h in ck.heads], cfg.outputs.osc.prefix, self._stream_names(cfg),
             wire.FAST_NAMES if engine.fast_lane else (),
             frame_rate / self._fast_every, sample_rate_hz=ck.frontend.sample_rate_hz,
-            mappings=[m.manifest_entry() for m in mapper.mappings])
+            mappings=[m.manifest_entry() for m in mapper.mappings],
+            projection=engine.projection is not None,
+            references=engine.matcher.names if engine.matcher is not None else None)
         self.manifest["checkpoint"] = ck.id
         self.manifest["hop_s"] = engine.hop_s
+        if ck.embedding_head is not None and engine.projection is None:
+            log.warning("checkpoint %s has an embedding head but no stored projection: "
+                        "embedding.xy is not published", ck.id)
+        if library is not None:
+            log.info("reference library %s: %d reference(s)", library.path, len(library.names))
 
     def _stream_names(self, cfg: Config | None = None) -> list[str]:
         return [s.name for s in stream_specs(cfg or self.cfg)]
@@ -382,6 +397,8 @@ class Daemon:
             "input": {"status": self.source.status, **src,
                       "stream_time_s": round(self.source.stream_time_s, 3)},
             "reloads": c.reloads, "reloads_refused": c.reloads_refused,
+            "references": (len(self.engine.matcher.names) if self.engine.matcher is not None
+                           else None),
             "loop_errors": c.loop_errors,
             "osc": self.osc.stats if self.osc is not None else None,
             "zmq": zmq_stats or None,

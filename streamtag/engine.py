@@ -9,6 +9,11 @@ Latency, declared per stage: the frontend completes a frame when its last sample
 resampler (if the input rate differs from the model's) delays by ``frontend.latency_samples``;
 the model needs nothing from the future. A record's ``t`` is the stream time [s] of the end of
 the audio its hop describes, corrected for the resampler's delay.
+
+With an ``embedding`` head, each stream also keeps a history of its non-silent hops' embeddings
+(:class:`streamtag.embedding.EmbeddingHistory`) from which every record gets ``novelty`` and,
+with a reference library, ``reference``. Both are computed when records are built, in hop
+order, by the same code for ``process`` and ``analyze``, so they are equal too.
 """
 
 from __future__ import annotations
@@ -22,9 +27,20 @@ import numpy as np
 import torch
 
 from streamtag.checkpoint import Checkpoint
+from streamtag.config import NoveltyConfig, ReferenceConfig
+from streamtag.embedding import EmbeddingHistory, hops_for
+from streamtag.errors import LibraryError
 from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix
 from streamtag.model import ArchConfig, HeadSpec, LstmState
-from streamtag.publish.wire import LEVEL_FLOOR_DB, QUADRANTS
+from streamtag.publish.wire import (
+    EMBEDDING_VECTOR,
+    EMBEDDING_XY,
+    KEY_NOVELTY,
+    KEY_REFERENCE,
+    LEVEL_FLOOR_DB,
+    QUADRANTS,
+)
+from streamtag.references import ReferenceLibrary, ReferenceMatcher
 
 
 def quadrant(valence: float, arousal: float) -> int:
@@ -78,7 +94,8 @@ def head_section(spec: HeadSpec, values: np.ndarray) -> dict | list:
             "probs": {label: _round(v) for label, v in zip(spec.labels, values, strict=True)},
         }
     if spec.kind == "embedding":
-        return [_round(v) for v in values]
+        # The engine adds "xy" for the head named embedding (it needs the checkpoint's projection).
+        return {EMBEDDING_VECTOR: [_round(v) for v in values]}
     if spec.kind == "regression" and spec.range is not None:
         values = np.clip(values, *spec.range)
     section: dict = {label: _round(v) for label, v in zip(spec.labels, values, strict=True)}
@@ -112,6 +129,11 @@ class Engine:
     streams: channel groups; default one stream named ``stream`` mixing all channels.
     silence_db: hops whose level is below this [dBFS] are marked ``silent``.
     fast_lane: also return the frame-rate fast-lane values (the daemon's OSC fast lane).
+    novelty: novelty windows (default: the config defaults); used with an embedding head.
+    reference: query window and known_distance override for ``library``.
+    library: reference library to match every hop against (needs an embedding head and the
+        checkpoint it was made with, else LibraryError; also if no known_distance is set in
+        ``reference`` nor calibrated in the checkpoint).
     """
 
     def __init__(
@@ -121,6 +143,9 @@ class Engine:
         streams: list[StreamSpec] | None = None,
         silence_db: float = -60.0,
         fast_lane: bool = False,
+        novelty: NoveltyConfig | None = None,
+        reference: ReferenceConfig | None = None,
+        library: ReferenceLibrary | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.model = checkpoint.model.eval()
@@ -141,7 +166,39 @@ class Engine:
         # Sized up front: each stream's last `window_frames` mel frames and the hop's energies.
         self._window = np.empty((b, w, m), np.float32)
         self._energy = np.zeros((b, self.arch.hop_frames))
+        self._init_embedding(novelty or NoveltyConfig(), reference or ReferenceConfig(), library)
         self.reset()
+
+    def _init_embedding(self, novelty: NoveltyConfig, reference: ReferenceConfig,
+                        library: ReferenceLibrary | None) -> None:
+        ck = self.checkpoint
+        self._emb_head = ck.embedding_head
+        self.projection = ck.embedding.projection if (
+            self._emb_head is not None and ck.embedding is not None) else None
+        self.matcher: ReferenceMatcher | None = None
+        self._histories: list[EmbeddingHistory] = []
+        if self._emb_head is None:
+            if library is not None:
+                raise LibraryError(f"checkpoint {ck.id} has no embedding head: a reference "
+                                   "library needs a model with one")
+            return
+        window = hops_for(reference.window_s, self.hop_s)
+        self._histories = [
+            EmbeddingHistory(self._emb_head.size, hops_for(novelty.recent_s, self.hop_s),
+                             hops_for(novelty.memory_s, self.hop_s), window)
+            for _ in self.streams
+        ]
+        if library is None:
+            return
+        library.check_checkpoint(ck.weights_sha256)
+        known = reference.known_distance
+        if known is None and ck.embedding is not None:
+            known = ck.embedding.known_distance
+        if known is None:
+            raise LibraryError(
+                f"checkpoint {ck.id} has no calibrated known_distance: set "
+                "reference.known_distance in the config (an embedding distance, 0..2)")
+        self.matcher = ReferenceMatcher(library, window, known)
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -152,6 +209,8 @@ class Engine:
         self._energy[:] = 0.0
         self.state: LstmState | None = None
         self.seq = 0
+        for h in self._histories:
+            h.reset()
 
     # -- streaming ---------------------------------------------------------------------------
     def process(self, block: np.ndarray, arrival: float | None = None) -> EngineStep:
@@ -199,12 +258,14 @@ class Engine:
             outputs, self.state = self.model.step(windows, self.state)
         values = {k: v.numpy() for k, v in outputs.items()}
         t = self._hop_end_time(self.seq)
-        latency_ms = (time.perf_counter() - arrival) * 1e3
         records = [
             self._record(self.seq, t, b, {k: v[b] for k, v in values.items()},
-                         self._level_db(self._energy[b]), latency_ms)
+                         self._level_db(self._energy[b]), 0.0)
             for b in range(len(self.streams))
         ]
+        latency_ms = round((time.perf_counter() - arrival) * 1e3, 3)
+        for r in records:
+            r["latency_ms"] = latency_ms
         self.seq += 1
         return records
 
@@ -283,4 +344,21 @@ class Engine:
         }
         for spec in self.model.heads:
             rec[spec.name] = head_section(spec, values[spec.name])
+        if self._emb_head is not None:
+            self._embedding_fields(rec, b, values[self._emb_head.name])
         return rec
+
+    def _embedding_fields(self, rec: dict, b: int, emb: np.ndarray) -> None:
+        """Add embedding.xy, novelty and reference to a record; feed the stream's history."""
+        name = self._emb_head.name  # type: ignore[union-attr]
+        if self.projection is not None:
+            x, y = self.projection.project(emb)
+            rec[name] = {EMBEDDING_XY: [_round(x), _round(y)], **rec[name]}
+        history = self._histories[b]
+        if rec["silent"]:
+            rec[KEY_NOVELTY] = 0.0
+        else:
+            history.push(emb)
+            rec[KEY_NOVELTY] = _round(history.novelty())
+        if self.matcher is not None:
+            rec[KEY_REFERENCE] = self.matcher.match(history.query())

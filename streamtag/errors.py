@@ -32,3 +32,7 @@ class DeviceError(StreamtagError):
 
 class DatasetError(StreamtagError):
     """A dataset on disk is missing files or holds malformed entries."""
+
+
+class LibraryError(StreamtagError):
+    """A reference library file is missing, corrupt, or was made with another checkpoint."""

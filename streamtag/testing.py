@@ -11,9 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamtag.checkpoint import save_checkpoint
+from streamtag.checkpoint import save_checkpoint, update_embedding_meta
+from streamtag.embedding import EmbeddingMeta, fit_projection
 from streamtag.frontend import FRONTEND_PRESETS
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD, HeadSpec, build_model
+
+#: A small tag vocabulary; "Hip Hop" shows the OSC address rule (→ Hip_Hop).
+TAGS_HEAD = HeadSpec("tags", "multilabel", ("calm", "energetic", "Hip Hop", "sad"))
+#: An 8-dimensional embedding head.
+EMBEDDING_HEAD = HeadSpec("embedding", "embedding", tuple(f"d{i}" for i in range(8)))
 
 #: Small enough to run in a test in milliseconds, same code path as the shipped preset.
 TINY_OVERRIDES: dict[str, dict] = {
@@ -28,11 +34,17 @@ def make_checkpoint(
     heads: list[HeadSpec] | None = None,
     seed: int = 0,
     tiny: bool = True,
+    projection: bool = False,
+    known_distance: float | None = None,
 ) -> Path:
     """Write a checkpoint with deterministic random weights (for tests; not a trained model).
 
     The input normalisation is set from the silence frame so that random weights still react
     to the signal instead of saturating on the log floor.
+
+    projection / known_distance (with an ``embedding`` head): store embedding metadata the way
+    the trainer does: save, run the engine over a signal (``make_signal(6 s)``), fit the
+    projection on those embeddings, and rewrite the metadata (:func:`update_embedding_meta`).
     """
     heads = heads if heads is not None else [EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD]
     torch.manual_seed(seed)
@@ -42,9 +54,20 @@ def make_checkpoint(
         model.input_mean.fill_(-4.0)
         model.input_std.fill_(4.0)
     model.eval()
-    return save_checkpoint(
+    out = save_checkpoint(
         path, model, fe, provenance={"kind": "test", "seed": seed, "trained": False}
     )
+    if projection or known_distance is not None:
+        proj = None
+        if projection:
+            from streamtag.checkpoint import load_checkpoint
+            from streamtag.engine import Engine
+
+            records = Engine(load_checkpoint(out)).analyze(
+                make_signal(6.0, fe.sample_rate_hz, seed=seed))
+            proj = fit_projection(np.array([r["embedding"]["vector"] for r in records]))
+        update_embedding_meta(out, EmbeddingMeta(proj, known_distance))
+    return out
 
 
 def make_signal(seconds: float = 3.0, sample_rate_hz: int = 22050, seed: int = 0) -> np.ndarray:

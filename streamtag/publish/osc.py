@@ -7,10 +7,11 @@ socket per target and sends those bytes, counting what fails.
 Wire choices (see :mod:`streamtag.publish.wire` for the addresses):
 
 - Hop: one bundle per record, timetag = the record's ``wall`` time [s since the Unix epoch],
-  messages in the order emotion, instrument, timbre, level, silent. Only heads present in the
-  record are sent. The timetag is in the past by the time it arrives, so receivers that
-  schedule bundles (SuperCollider, liblo) dispatch at once — provided sender and receiver clocks
-  agree; a receiver whose clock runs behind holds bundles by the difference.
+  messages in the order emotion, instrument, timbre, tags, embedding/xy, novelty, reference,
+  level, silent. Only heads and fields present in the record are sent. The timetag is in the
+  past by the time it arrives, so receivers that schedule bundles (SuperCollider, liblo)
+  dispatch at once — provided sender and receiver clocks agree; a receiver whose clock runs
+  behind holds bundles by the difference.
 - Fast lane (:meth:`OscPublisher.send_fast`): one bundle per frame as well, timetag = the
   frame's wall time, so the four descriptors of a frame arrive together in one datagram.
 - Mappings (:meth:`OscPublisher.send_raw`): plain messages, no bundle, because their targets
@@ -176,6 +177,33 @@ def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) ->
         for name, value in tim.items():
             x = p.number(value, f"timbre.{name}")
             p.add(a(spec.suffix.format(label=wire.osc_name(str(name)))), spec.types, x)
+    tags = record.get(wire.HEAD_TAGS)
+    if isinstance(tags, Mapping):
+        spec = wire.OSC_TAG
+        for name, value in tags.items():
+            x = p.number(value, f"{wire.HEAD_TAGS}.{name}")
+            p.add(a(spec.suffix.format(label=wire.osc_name(str(name)))), spec.types, x)
+    emb = record.get(wire.HEAD_EMBEDDING)
+    xy = emb.get(wire.EMBEDDING_XY) if isinstance(emb, Mapping) else None
+    if xy is not None:
+        path = f"{wire.HEAD_EMBEDDING}.{wire.EMBEDDING_XY}"
+        x, y = xy  # exactly two values, or the record is malformed (ValueError)
+        p.add(a(wire.OSC_EMBEDDING_XY.suffix), wire.OSC_EMBEDDING_XY.types,
+              p.number(x, path), p.number(y, path))
+    if wire.KEY_NOVELTY in record:
+        p.add(a(wire.OSC_NOVELTY.suffix), wire.OSC_NOVELTY.types,
+              p.number(record[wire.KEY_NOVELTY], wire.KEY_NOVELTY))
+    ref = record.get(wire.KEY_REFERENCE)
+    if isinstance(ref, Mapping):
+        name = ref.get(wire.REFERENCE_NAME)
+        dist = p.number(ref.get(wire.REFERENCE_DISTANCE),
+                        f"{wire.KEY_REFERENCE}.{wire.REFERENCE_DISTANCE}")
+        # No sound yet (distance null): nothing to say; an unknown sound sends "".
+        p.add(a(wire.OSC_REFERENCE.suffix), wire.OSC_REFERENCE.types,
+              "" if name is None else str(name), dist)
+        known = ref.get(wire.REFERENCE_KNOWN)
+        p.add(a(wire.OSC_REFERENCE_KNOWN.suffix), wire.OSC_REFERENCE_KNOWN.types,
+              None if known is None else int(bool(known)))
     level = p.number(record.get(wire.KEY_LEVEL_DB), wire.KEY_LEVEL_DB)
     p.add(a(wire.OSC_LEVEL.suffix), wire.OSC_LEVEL.types, level)
     silent = record.get(wire.KEY_SILENT)

@@ -32,8 +32,18 @@ KEY_FILE = "file"  # only from `analyze` with several files
 HEAD_EMOTION = "emotion"
 HEAD_INSTRUMENT = "instrument"
 HEAD_TIMBRE = "timbre"
+#: Multilabel head: the tag vocabulary is its labels; the record holds {tag: probability}.
+HEAD_TAGS = "tags"
+#: Embedding head: the record holds {"xy": [x, y]} (and "vector" where stated, see below).
+HEAD_EMBEDDING = "embedding"
 #: Heads with their own OSC addresses and ZeroMQ topic, in publishing order.
-HEADS = (HEAD_EMOTION, HEAD_INSTRUMENT, HEAD_TIMBRE)
+HEADS = (HEAD_EMOTION, HEAD_INSTRUMENT, HEAD_TIMBRE, HEAD_TAGS, HEAD_EMBEDDING)
+
+#: Novelty of the current sound against the recent past, in [0, 1] (streamtag.embedding);
+#: present when the checkpoint has an embedding head.
+KEY_NOVELTY = "novelty"
+#: Nearest reference of the loaded reference library; present when a library is loaded.
+KEY_REFERENCE = "reference"
 
 EMOTION_VALENCE = "valence"
 EMOTION_AROUSAL = "arousal"
@@ -42,9 +52,24 @@ EMOTION_LABEL = "label"
 INSTRUMENT_TOP = "top"
 INSTRUMENT_CONFIDENCE = "confidence"
 INSTRUMENT_PROBS = "probs"
+#: embedding.xy: [x, y], the fixed 2-D projection, each in [-1, 1].
+EMBEDDING_XY = "xy"
+#: embedding.vector: the whole L2-normalised embedding [D]. Only in the ``streamtag.embedding``
+#: payload, ``analyze --vectors`` and ``Engine`` records; :func:`compact_record` drops it from
+#: ``streamtag.estimate`` and ``analyze`` lines so that the per-hop record stays small.
+EMBEDDING_VECTOR = "vector"
+#: reference.name: the nearest reference when known, else null. reference.nearest: the nearest
+#: reference whatever its distance (null: empty library or no sound yet). reference.distance:
+#: Euclidean distance between unit embeddings, 0 … 2 (null: no sound yet). reference.known:
+#: distance ≤ the known_distance threshold.
+REFERENCE_NAME = "name"
+REFERENCE_NEAREST = "nearest"
+REFERENCE_DISTANCE = "distance"
+REFERENCE_KNOWN = "known"
 
 RECORD_KEYS = (
     KEY_SEQ, KEY_T, KEY_STREAM, KEY_WALL, KEY_LATENCY_MS, KEY_LEVEL_DB, KEY_SILENT, *HEADS,
+    KEY_NOVELTY, KEY_REFERENCE,
 )
 
 #: Thayer quadrants: number → (label, sign of valence, sign of arousal). Quadrant 2 is
@@ -76,10 +101,16 @@ _EXACT_RANGES: dict[str, tuple[float, float]] = {
     f"{HEAD_INSTRUMENT}.{INSTRUMENT_CONFIDENCE}": (0.0, 1.0),
     KEY_LEVEL_DB: (LEVEL_FLOOR_DB, 0.0),
     KEY_SILENT: (0.0, 1.0),
+    f"{HEAD_EMBEDDING}.{EMBEDDING_XY}": (-1.0, 1.0),
+    f"{HEAD_EMBEDDING}.{EMBEDDING_VECTOR}": (-1.0, 1.0),
+    KEY_NOVELTY: (0.0, 1.0),
+    f"{KEY_REFERENCE}.{REFERENCE_DISTANCE}": (0.0, 2.0),
+    f"{KEY_REFERENCE}.{REFERENCE_KNOWN}": (0.0, 1.0),
 }
 _PREFIX_RANGES: dict[str, tuple[float, float]] = {
     f"{HEAD_INSTRUMENT}.{INSTRUMENT_PROBS}.": (0.0, 1.0),
     f"{HEAD_TIMBRE}.": (0.0, 1.0),
+    f"{HEAD_TAGS}.": (0.0, 1.0),
 }
 
 
@@ -164,6 +195,36 @@ OSC_TIMBRE = OscSpec(
     (OscArg("value", "f", "", _PROB),),
     "one timbral descriptor: " + ", ".join(TIMBRE_NAMES),
 )
+OSC_TAG = OscSpec(
+    "tags/{label}",
+    (OscArg("probability", "f", "probability", _PROB),),
+    "probability of one tag (every tag of the loaded checkpoint; several may be high at once)",
+)
+OSC_EMBEDDING_XY = OscSpec(
+    "embedding/xy",
+    (OscArg("x", "f", "", _UNIT), OscArg("y", "f", "", _UNIT)),
+    "where the sound sits on the model's fixed 2-D map of its embedding (similar sounds, "
+    "nearby points); only with a checkpoint that stores the projection",
+)
+OSC_NOVELTY = OscSpec(
+    "novelty",
+    (OscArg(KEY_NOVELTY, "f", "", _PROB),),
+    "how different the last second is from the 30 s before it (0 same … 1 opposite); rises "
+    "when the piece or section changes",
+)
+_DISTANCE = (0.0, 2.0)
+OSC_REFERENCE = OscSpec(
+    "reference",
+    (OscArg(REFERENCE_NAME, "s", "reference name, \"\" if unknown"),
+     OscArg(REFERENCE_DISTANCE, "f", "embedding distance", _DISTANCE)),
+    "the reference-library recording the sound matches, or \"\" when none is near enough; "
+    "distance to the nearest one (only with a reference library)",
+)
+OSC_REFERENCE_KNOWN = OscSpec(
+    "reference/known",
+    (OscArg(REFERENCE_KNOWN, "i", "0/1", (0.0, 1.0)),),
+    "1 while the sound matches a reference, 0 for new material (only with a reference library)",
+)
 OSC_LEVEL = OscSpec(
     "level", (OscArg(KEY_LEVEL_DB, "f", "dBFS", (LEVEL_FLOOR_DB, 0.0)),), "input level of the hop"
 )
@@ -186,7 +247,8 @@ OSC_MANIFEST = OscSpec(
 #: Per-hop addresses in the order they appear inside the hop bundle.
 OSC_HOP_SPECS = (
     OSC_EMOTION, OSC_EMOTION_VALENCE, OSC_EMOTION_AROUSAL, OSC_EMOTION_QUADRANT,
-    OSC_INSTRUMENT, OSC_INSTRUMENT_CLASS, OSC_TIMBRE, OSC_LEVEL, OSC_SILENT,
+    OSC_INSTRUMENT, OSC_INSTRUMENT_CLASS, OSC_TIMBRE, OSC_TAG, OSC_EMBEDDING_XY, OSC_NOVELTY,
+    OSC_REFERENCE, OSC_REFERENCE_KNOWN, OSC_LEVEL, OSC_SILENT,
 )
 
 CONTROL_RESET = "reset"
@@ -230,11 +292,13 @@ _OSC_FORBIDDEN = set(" #*,/?[]{}")
 
 
 def osc_name(label: str) -> str:
-    """Make a class/descriptor/stream label usable as one OSC address part.
+    """Make a class/tag/descriptor/stream label usable as one OSC address part.
 
     Characters OSC forbids in addresses (space, ``#*,/?[]{}``), control and non-ASCII
-    characters become ``_``: ``"tenor saxophone"`` → ``"tenor_saxophone"``. The manifest
-    lists the original label beside each address.
+    characters become ``_``; case is kept: ``"tenor saxophone"`` → ``"tenor_saxophone"``,
+    ``"Hip Hop"`` → ``"Hip_Hop"``. The manifest lists the original label beside each address.
+    Labels of one head that would share an address part are refused (:func:`check_labels`;
+    checkpoints with such a ``tags`` head do not load).
     """
     out = "".join(c if 32 < ord(c) < 127 and c not in _OSC_FORBIDDEN else "_" for c in label)
     return out or "_"
@@ -312,22 +376,46 @@ TOPIC_ESTIMATE = "streamtag.estimate"
 TOPIC_EMOTION = "streamtag.emotion"
 TOPIC_INSTRUMENT = "streamtag.instrument"
 TOPIC_TIMBRE = "streamtag.timbre"
+TOPIC_TAGS = "streamtag.tags"
+TOPIC_EMBEDDING = "streamtag.embedding"
 TOPIC_STATUS = "streamtag.status"
 TOPIC_FAST = "streamtag.fast"
 TOPIC_META = "streamtag.meta"
 HEAD_TOPICS = {
     HEAD_EMOTION: TOPIC_EMOTION, HEAD_INSTRUMENT: TOPIC_INSTRUMENT, HEAD_TIMBRE: TOPIC_TIMBRE,
+    HEAD_TAGS: TOPIC_TAGS, HEAD_EMBEDDING: TOPIC_EMBEDDING,
 }
 #: Keys copied from the record into every per-head payload, beside the head itself.
 HEAD_PAYLOAD_KEYS = (KEY_SEQ, KEY_T, KEY_STREAM)
+
+
+def compact_record(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The record as ``streamtag.estimate`` and ``analyze`` carry it: without
+    ``embedding.vector`` (D floats per hop that only a few consumers want; they subscribe to
+    ``streamtag.embedding``). An embedding section left empty (no projection) is dropped.
+    Returns ``record`` itself when there is nothing to drop."""
+    emb = record.get(HEAD_EMBEDDING)
+    if not isinstance(emb, Mapping) or EMBEDDING_VECTOR not in emb:
+        return record
+    out = dict(record)
+    rest = {k: v for k, v in emb.items() if k != EMBEDDING_VECTOR}
+    if rest:
+        out[HEAD_EMBEDDING] = rest
+    else:
+        del out[HEAD_EMBEDDING]
+    return out
 #: Keys of a fast-lane payload: {"stream", "t" (optional), "wall", "values": {name: value}}.
 FAST_PAYLOAD_KEYS = (KEY_STREAM, KEY_T, KEY_WALL, "values")
 
 ZMQ_TOPICS: dict[str, str] = {
-    TOPIC_ESTIMATE: "the whole estimate record, one per hop",
+    TOPIC_ESTIMATE: "the whole estimate record, one per hop (the embedding without its "
+    "vector)",
     TOPIC_EMOTION: '{"seq", "t", "stream", "emotion": {...}} per hop',
     TOPIC_INSTRUMENT: '{"seq", "t", "stream", "instrument": {...}} per hop',
     TOPIC_TIMBRE: '{"seq", "t", "stream", "timbre": {...}} per hop',
+    TOPIC_TAGS: '{"seq", "t", "stream", "tags": {tag: probability}} per hop',
+    TOPIC_EMBEDDING: '{"seq", "t", "stream", "embedding": {"xy": [x, y], "vector": [D '
+    'floats, unit length]}} per hop',
     TOPIC_STATUS: "heartbeat each second: uptime, hops, overflows, dropped, latency p50/p99, "
     "checkpoint id",
     TOPIC_FAST: '{"stream", "t", "wall", "values": {name: value}} at the fast-lane rate',
@@ -374,7 +462,8 @@ def _head_range(head: Mapping[str, Any], default: tuple[float, float]) -> tuple[
 
 def _stream_entries(
     heads: Sequence[Mapping[str, Any]], prefix: str, stream: str | None,
-    fast_names: Sequence[str], sample_rate_hz: float | None,
+    fast_names: Sequence[str], sample_rate_hz: float | None, projection: bool,
+    references: Sequence[str] | None,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     by_name = {str(h.get("name")): h for h in heads}
@@ -401,6 +490,21 @@ def _stream_entries(
         rng = _head_range(tim, _PROB)
         out.extend(_entry(prefix, stream, OSC_TIMBRE, head=HEAD_TIMBRE, label=n, rng=rng)
                    for n in labels)
+    tags = by_name.get(HEAD_TAGS)
+    if tags is not None:
+        labels = [str(x) for x in tags.get("labels") or ()]
+        check_labels(labels, "tags head")
+        out.extend(_entry(prefix, stream, OSC_TAG, head=HEAD_TAGS, label=n) for n in labels)
+    emb = by_name.get(HEAD_EMBEDDING)
+    if emb is not None and emb.get("kind", "embedding") == "embedding":
+        if projection:
+            out.append(_entry(prefix, stream, OSC_EMBEDDING_XY, head=HEAD_EMBEDDING))
+        out.append(_entry(prefix, stream, OSC_NOVELTY, head=None))
+        if references is not None:
+            ref = _entry(prefix, stream, OSC_REFERENCE, head=None)
+            ref["references"] = list(references)
+            out.append(ref)
+            out.append(_entry(prefix, stream, OSC_REFERENCE_KNOWN, head=None))
     out.append(_entry(prefix, stream, OSC_LEVEL, head=None))
     out.append(_entry(prefix, stream, OSC_SILENT, head=None))
     for name in fast_names:
@@ -425,20 +529,25 @@ def build_manifest(
     *,
     sample_rate_hz: float | None = None,
     mappings: Sequence[Mapping[str, Any]] = (),
+    projection: bool = False,
+    references: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Describe everything a running daemon publishes, as a JSON-ready dict.
 
     Args:
         heads: the loaded checkpoint's heads, e.g. ``{"name": "instrument", "kind":
             "multiclass", "labels": [...]}``; ``"range"`` optional. Heads other than emotion,
-            instrument and timbre (any kind: multilabel, embedding, …) are listed under
-            ``"heads"`` with ``"osc": false``: they travel only in ``streamtag.estimate``.
+            instrument, timbre, tags and embedding are listed under ``"heads"`` with
+            ``"osc": false``: they travel only in ``streamtag.estimate``.
         prefix: OSC prefix, e.g. ``/streamtag``.
         streams: stream names; with more than one, OSC addresses carry the stream.
         fast_names: fast-lane descriptors enabled (see :data:`FAST_DESCRIPTORS`).
         fast_rate_hz: fast-lane control rate [Hz].
         sample_rate_hz: input rate [Hz], to state the centroid's range (0 … Nyquist).
         mappings: manifest entries of user mappings (``Mapping.manifest_entry()``).
+        projection: the checkpoint stores the embedding projection (``embedding/xy`` is sent).
+        references: names in the loaded reference library (None: no library; the reference
+            addresses are then not sent). Novelty is listed whenever there is an embedding head.
 
     Returns:
         ``{"format", "version", "osc": {"prefix", "streams", "addresses", "control",
@@ -456,7 +565,8 @@ def build_manifest(
     )
     addresses: list[dict[str, Any]] = []
     for part in parts:
-        addresses.extend(_stream_entries(heads, prefix, part, fast_names, sample_rate_hz))
+        addresses.extend(_stream_entries(heads, prefix, part, fast_names, sample_rate_hz,
+                                         projection, references))
     head_list = []
     for h in heads:
         name = str(h.get("name"))
@@ -484,6 +594,7 @@ def build_manifest(
         "heads": head_list,
         "fast": {"rate_hz": float(fast_rate_hz), "names": list(fast_names)},
         "mappings": [dict(m) for m in mappings],
+        "references": None if references is None else list(references),
     }
 
 
@@ -507,16 +618,19 @@ def reference_markdown(prefix: str = "/<prefix>") -> str:
         "### OSC",
         "",
         f"One bundle per hop, timetagged with the record's `wall` time. With several streams the "
-        f"stream name follows the prefix (`{prefix}/<stream>/emotion`). Class and descriptor "
-        "names are made address-safe: characters OSC forbids (space `#*,/?[]{}`, non-ASCII) "
-        "become `_`.",
+        f"stream name follows the prefix (`{prefix}/<stream>/emotion`). Class, tag and "
+        "descriptor names are made address-safe, case kept: characters OSC forbids (space "
+        "`#*,/?[]{}`, non-ASCII) become `_` (`Hip Hop` → `Hip_Hop`); a checkpoint whose tags "
+        "would collide this way is refused. Only what the loaded checkpoint has is sent: "
+        "`tags` with a tags head, `embedding/xy` with an embedding head and its stored "
+        "projection, `novelty` with an embedding head, `reference` with a reference library.",
         "",
         "| address | types | arguments | range | unit | meaning |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    placeholder = {OSC_INSTRUMENT_CLASS: "<class>", OSC_TAG: "<tag>"}
     for spec in (*OSC_HOP_SPECS, OSC_FAST):
-        suffix = spec.suffix.replace("{label}", "<name>" if spec is not OSC_INSTRUMENT_CLASS
-                                     else "<class>")
+        suffix = spec.suffix.replace("{label}", placeholder.get(spec, "<name>"))
         lines.append(
             f"| `{address(prefix, None, suffix)}` | `{spec.types}` | "
             f"{', '.join(a.name for a in spec.args)} | "

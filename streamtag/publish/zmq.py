@@ -1,9 +1,11 @@
 """ZeroMQ publishing: multipart ``[topic, JSON]`` on an XPUB socket that never blocks the caller.
 
 Topics and payloads are in :mod:`streamtag.publish.wire` (``streamtag.estimate`` carries the
-whole record; ``streamtag.emotion`` / ``.instrument`` / ``.timbre`` carry ``{"seq", "t",
-"stream", <head>}``; ``.fast``, ``.status``, ``.meta``). JSON is strict: NaN never goes out
-(see :func:`wire.sanitize`: ±inf is clamped to a known range, otherwise null; counted).
+whole record but the embedding vector (:func:`wire.compact_record`); ``streamtag.emotion`` /
+``.instrument`` / ``.timbre`` / ``.tags`` / ``.embedding`` carry ``{"seq", "t", "stream",
+<head>}``, the embedding with its vector; ``.fast``, ``.status``, ``.meta``). JSON is strict:
+NaN never goes out (see :func:`wire.sanitize`: ±inf is clamped to a known range, otherwise
+null; counted).
 
 Why XPUB: it reports each subscription to us, so a new subscriber to ``streamtag.meta`` (or to
 ``streamtag.`` / everything) gets the latest manifest at once. With ``XPUB_VERBOSE`` every
@@ -183,14 +185,16 @@ class ZmqPublisher:
         self._publish([])
 
     def publish_record(self, record: Mapping[str, Any]) -> None:
-        """Publish one estimate record on ``streamtag.estimate`` and each head present on its
-        own topic (``{"seq", "t", "stream", <head>}``)."""
+        """Publish one estimate record on ``streamtag.estimate`` (without the embedding vector)
+        and each head present on its own topic (``{"seq", "t", "stream", <head>}``; the
+        embedding topic with its vector)."""
         if not isinstance(record, Mapping):
             with self._lock:
                 self._counts["errors"] += 1
             self._rlog.log("record", logging.ERROR, "ZeroMQ: not a record: %r", type(record))
             return
-        items: list[tuple[str, Mapping[str, Any]]] = [(wire.TOPIC_ESTIMATE, record)]
+        items: list[tuple[str, Mapping[str, Any]]] = [(wire.TOPIC_ESTIMATE,
+                                                       wire.compact_record(record))]
         for head, topic in wire.HEAD_TOPICS.items():
             if head in record:
                 payload = {k: record[k] for k in wire.HEAD_PAYLOAD_KEYS if k in record}

@@ -1,0 +1,246 @@
+"""Embeddings at run time: the fixed 2-D projection, the checkpoint's embedding metadata, and the
+per-stream history that turns per-hop embeddings into novelty and reference queries.
+
+The embedding head (``HeadSpec(kind="embedding")``) outputs an L2-normalised vector per hop
+(``activate_head``). Distances between embeddings are Euclidean between unit vectors, so they lie
+in [0, 2] (0 identical, √2 orthogonal, 2 opposite); the trainer's triplet loss uses the same
+distance (seed 003), so its margin and the calibrated ``known_distance`` are in these units.
+
+Projection (``embedding.xy``): PCA fitted once by the trainer and stored in the checkpoint, never
+refitted live, so a position means the same thing all evening. ``xy = clip((e − center) ·
+axesᵀ / scale, −1, 1)`` where ``scale`` is twice the standard deviation of each principal
+component over the fitting set: about 95 % of typical hops land inside [−1, 1] unclipped.
+
+History (:class:`EmbeddingHistory`): the non-silent hops' embeddings of one stream, newest last,
+in a ring buffer sized up front. Silent hops are skipped (they are not music, and a pause must
+not make the music that resumes look new or unknown).
+
+- Novelty = (1 − cos(r, m)) / 2 ∈ [0, 1], with r the mean embedding of the last ``recent_hops``
+  non-silent hops and m the mean of up to ``memory_hops`` non-silent hops before those. 0: the
+  music goes on as before; 0.5: orthogonal to the recent past; 1: opposite. It is 0 until the
+  memory holds at least ``recent_hops`` hops (start of a stream, after ``reset``), and 0 on a
+  silent hop (silence is not news).
+- Reference query = the normalised mean of the last ``window_hops`` non-silent hops (None before
+  the first one); see :mod:`streamtag.references`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Largest Euclidean distance between two unit vectors.
+MAX_DISTANCE = 2.0
+# Components with less spread than this at fit time are not scaled up (they carry no signal).
+_MIN_STD = 1e-6
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A fixed linear map from D-dim embeddings to a 2-D position in about [−1, 1]².
+
+    center: [D] mean of the fitting set. axes: [2, D] orthonormal principal directions.
+    scale: [2] divisor of each coordinate (2 × its standard deviation at fit time).
+    """
+
+    center: np.ndarray
+    axes: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def dims(self) -> int:
+        return int(self.center.shape[0])
+
+    def project(self, emb: np.ndarray) -> np.ndarray:
+        """Embeddings [..., D] → positions [..., 2], each coordinate clipped to [−1, 1]."""
+        xy = (np.asarray(emb, np.float64) - self.center) @ self.axes.T / self.scale
+        return np.clip(xy, -1.0, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"center": [float(x) for x in self.center],
+                "axes": [[float(x) for x in row] for row in self.axes],
+                "scale": [float(x) for x in self.scale]}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Projection:
+        """Build from a validated dict (see :func:`validate_embedding_meta`)."""
+        return Projection(np.asarray(d["center"], np.float64), np.asarray(d["axes"], np.float64),
+                          np.asarray(d["scale"], np.float64))
+
+
+def fit_projection(emb: np.ndarray) -> Projection:
+    """PCA of embeddings [N, D] (N ≥ 2, D ≥ 2) onto their two main axes.
+
+    Deterministic: each axis is flipped so that its largest-magnitude component is positive
+    (the first such component on a tie), so refitting the same data gives the same map.
+    Raises ValueError on too few rows/dims or non-finite values.
+    """
+    x = np.asarray(emb, np.float64)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
+        raise ValueError(f"fit_projection: expected embeddings [N >= 2, D >= 2], got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("fit_projection: embeddings hold NaN or infinite values")
+    center = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - center, full_matrices=False)
+    axes = vt[:2].copy()
+    for row in axes:
+        if row[np.argmax(np.abs(row))] < 0:
+            row *= -1.0
+    std = ((x - center) @ axes.T).std(axis=0)
+    scale = np.where(std > _MIN_STD, 2.0 * std, 1.0)
+    return Projection(center, axes, scale)
+
+
+@dataclass(frozen=True)
+class EmbeddingMeta:
+    """What a checkpoint stores about its ``embedding`` head beyond the weights.
+
+    projection: the fixed 2-D map for ``embedding.xy`` (None: xy is not published).
+    known_distance: calibrated threshold [Euclidean distance between unit vectors, 0 … 2] below
+        which a reference-library match counts as known (None: not calibrated).
+    """
+
+    projection: Projection | None = None
+    known_distance: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"projection": None if self.projection is None else self.projection.to_dict(),
+                "known_distance": None if self.known_distance is None
+                else float(self.known_distance)}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> EmbeddingMeta:
+        """Build from a validated dict (see :func:`validate_embedding_meta`)."""
+        p = d.get("projection")
+        kd = d.get("known_distance")
+        return EmbeddingMeta(None if p is None else Projection.from_dict(p),
+                             None if kd is None else float(kd))
+
+
+def _finite_list(x: Any, shape: tuple[int, ...]) -> bool:
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    if isinstance(x, (str, bytes)) or a.shape != shape:
+        return False
+    if any(isinstance(v, bool) for v in np.asarray(x, dtype=object).reshape(-1)):
+        return False
+    return bool(np.isfinite(a).all())
+
+
+def validate_embedding_meta(meta: Any, dims: int | None) -> list[str]:
+    """Every problem with a checkpoint's ``embedding`` metadata block (empty: valid).
+
+    dims: the size of the checkpoint's ``embedding`` head, or None if it has none (then the
+    block itself is a problem).
+    """
+    p = "embedding"
+    if not isinstance(meta, dict):
+        return [f"{p}: expected an object, got {type(meta).__name__}"]
+    if dims is None:
+        return [f"{p}: metadata present but the checkpoint has no head named 'embedding' of kind "
+                "'embedding'"]
+    problems = [f"{p}.{k}: unknown key" for k in meta if k not in ("projection",
+                                                                   "known_distance")]
+    proj = meta.get("projection")
+    if proj is not None:
+        if not isinstance(proj, dict):
+            problems.append(f"{p}.projection: expected an object or null")
+        else:
+            for key, shape in (("center", (dims,)), ("axes", (2, dims)), ("scale", (2,))):
+                if key not in proj:
+                    problems.append(f"{p}.projection.{key}: missing")
+                elif not _finite_list(proj[key], shape):
+                    problems.append(f"{p}.projection.{key}: expected finite numbers of shape "
+                                    f"{list(shape)} (embedding head has {dims} dims)")
+            if "scale" in proj and _finite_list(proj["scale"], (2,)) and min(proj["scale"]) <= 0:
+                problems.append(f"{p}.projection.scale: expected two numbers > 0, got "
+                                f"{proj['scale']}")
+            problems += [f"{p}.projection.{k}: unknown key" for k in proj
+                         if k not in ("center", "axes", "scale")]
+    kd = meta.get("known_distance")
+    if kd is not None and (isinstance(kd, bool) or not isinstance(kd, (int, float))
+                           or not math.isfinite(kd) or not 0 < kd <= MAX_DISTANCE):
+        problems.append(f"{p}.known_distance: expected a number in (0, 2] or null, got {kd!r}")
+    return problems
+
+
+def novelty_of(recent: np.ndarray, memory: np.ndarray) -> float:
+    """(1 − cos) / 2 between the means of ``recent`` [R, D] and ``memory`` [M, D] ∈ [0, 1].
+
+    0 when either is empty or a mean is the zero vector (nothing to compare).
+    """
+    if not len(recent) or not len(memory):
+        return 0.0
+    r, m = recent.mean(axis=0), memory.mean(axis=0)
+    nr, nm = float(np.linalg.norm(r)), float(np.linalg.norm(m))
+    if nr < 1e-12 or nm < 1e-12:
+        return 0.0
+    cos = float(r @ m) / (nr * nm)
+    return min(1.0, max(0.0, (1.0 - cos) / 2.0))
+
+
+def hops_for(seconds: float, hop_s: float) -> int:
+    """Whole hops covering ``seconds`` (at least one)."""
+    return max(1, round(seconds / hop_s))
+
+
+class EmbeddingHistory:
+    """The recent non-silent embeddings of one stream, for novelty and reference queries.
+
+    dims: embedding size D. recent_hops / memory_hops: novelty's two windows [hops].
+    window_hops: hops averaged into a reference query. Storage [capacity, D] is allocated
+    here, once.
+    """
+
+    def __init__(self, dims: int, recent_hops: int, memory_hops: int, window_hops: int) -> None:
+        self.recent_hops, self.memory_hops, self.window_hops = recent_hops, memory_hops, window_hops
+        self._cap = max(recent_hops + memory_hops, window_hops)
+        self._buf = np.zeros((self._cap, dims))
+        self.reset()
+
+    def reset(self) -> None:
+        self._n = 0  # hops stored (≤ capacity)
+        self._head = 0  # next write position
+
+    def push(self, emb: np.ndarray) -> None:
+        """Append one non-silent hop's embedding [D]."""
+        self._buf[self._head] = emb
+        self._head = (self._head + 1) % self._cap
+        self._n = min(self._n + 1, self._cap)
+
+    def last(self, n: int) -> np.ndarray:
+        """The newest ``min(n, stored)`` embeddings [n, D], oldest first."""
+        n = min(n, self._n)
+        idx = (self._head - n + np.arange(n)) % self._cap
+        return self._buf[idx]
+
+    def novelty(self) -> float:
+        """Novelty of the newest hops against the memory before them (module docstring)."""
+        if self._n < 2 * self.recent_hops:
+            return 0.0
+        both = self.last(self.recent_hops + self.memory_hops)
+        return novelty_of(both[-self.recent_hops:], both[:-self.recent_hops])
+
+    def query(self) -> np.ndarray | None:
+        """Unit-length mean of the last ``window_hops`` embeddings [D], or None if empty."""
+        if self._n == 0:
+            return None
+        return unit_mean(self.last(self.window_hops))
+
+
+def unit_mean(emb: np.ndarray) -> np.ndarray:
+    """The mean of embeddings [N, D] scaled to unit length [D] (the zero vector stays zero)."""
+    m = np.asarray(emb, np.float64).mean(axis=0)
+    n = float(np.linalg.norm(m))
+    return m / n if n > 1e-12 else m
+
+
+__all__ = [
+    "MAX_DISTANCE", "EmbeddingHistory", "EmbeddingMeta", "Projection", "fit_projection",
+    "hops_for", "novelty_of", "unit_mean", "validate_embedding_meta",
+]

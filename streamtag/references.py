@@ -1,0 +1,334 @@
+"""The reference library: named recordings (seed 003's anchors) that the running sound is matched
+against, so a performer hears "the intro is back" and new material is reported as new.
+
+File format: one ``.safetensors`` file (never pickle; loading executes no code). One float32
+tensor per reference, ``r0``, ``r1``, … of shape [hops, D]: the per-hop embeddings of the
+reference's non-silent hops, in playing order, computed through the engine with the checkpoint
+named in the metadata. The header's ``__metadata__["streamtag"]`` is JSON::
+
+    {"format": "streamtag-references", "version": 1,
+     "checkpoint_sha256": "<64 hex>", "dims": D, "hop_s": 0.5,
+     "references": [{"name": "intro", "tensor": "r0", "hops": N,
+                     "segments": [n1, n2, …], "files": ["intro.wav", …]}, …]}
+
+``segments`` are the hop counts contributed by each file (they sum to ``hops``); query windows
+never span two files. A library is tied to the weights it was made with: loading it for another
+checkpoint is refused, naming both ids. Writes go to a temporary file that replaces the old one
+(atomic on POSIX), so a crash mid-write never leaves a half library.
+
+Matching (:class:`ReferenceMatcher`): the query is the unit-length mean of the last
+``window_s`` of non-silent hops (see :class:`streamtag.embedding.EmbeddingHistory`). Each
+reference is represented by the same kind of vector at every position of its recordings (the
+unit mean of each run of ``window_hops`` consecutive hops; a recording shorter than the window
+gives one vector, its whole mean), at most :data:`MAX_ANCHORS_PER_REFERENCE` of them, evenly
+subsampled beyond. The distance of the sound to a reference is the smallest Euclidean distance
+between the query and that reference's vectors (0 … 2); the nearest reference is reported, and
+counted as known when its distance is ≤ ``known_distance``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
+
+from streamtag.embedding import MAX_DISTANCE, unit_mean
+from streamtag.errors import LibraryError
+from streamtag.publish import wire
+
+FORMAT = "streamtag-references"
+VERSION = 1
+_META_KEY = "streamtag"
+#: Vectors kept per reference for matching: 20 min of music at 0.5 s hops. Bounds the per-hop
+#: cost whatever the recordings' length (20 references × 2400 × 16 dims ≈ 0.8 M multiply-adds).
+MAX_ANCHORS_PER_REFERENCE = 2400
+NAME_MAX_CHARS = 64
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def default_library_path() -> Path:
+    """``$XDG_DATA_HOME/streamtag/references.safetensors`` (``~/.local/share/…`` by default):
+    where ``streamtag reference`` reads and writes when no ``--library`` is given."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "streamtag" / "references.safetensors"
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if usable as a reference name, else raise LibraryError saying why."""
+    if (not isinstance(name, str) or not name or len(name) > NAME_MAX_CHARS
+            or not name.isprintable() or name != name.strip()):
+        raise LibraryError(
+            f"reference name {name!r}: expected 1..{NAME_MAX_CHARS} printable characters "
+            "without leading or trailing spaces"
+        )
+    return name
+
+
+@dataclass
+class Reference:
+    """One named reference. embeddings: [hops, D] float32 unit vectors of its non-silent hops;
+    segments: hops per file (sum = hops); files: the files as given when added."""
+
+    name: str
+    embeddings: np.ndarray
+    segments: list[int]
+    files: list[str]
+
+    @property
+    def hops(self) -> int:
+        return int(self.embeddings.shape[0])
+
+
+@dataclass
+class ReferenceLibrary:
+    """References made with one checkpoint (identified by its full weights hash)."""
+
+    checkpoint_sha256: str
+    dims: int
+    hop_s: float
+    references: dict[str, Reference] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def checkpoint_id(self) -> str:
+        return self.checkpoint_sha256[:12]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.references)
+
+    def check_checkpoint(self, sha256: str) -> None:
+        """Raise LibraryError unless this library was made with the weights hashing to
+        ``sha256``; the message names both checkpoint ids."""
+        if sha256 != self.checkpoint_sha256:
+            where = f"{self.path}: " if self.path else ""
+            raise LibraryError(
+                f"{where}reference library made with checkpoint {self.checkpoint_id}, but the "
+                f"loaded checkpoint is {sha256[:12]}; embeddings of different models cannot be "
+                "compared: rebuild the library with `streamtag reference add` and this "
+                "checkpoint, or load the checkpoint it was made with"
+            )
+
+    def add(self, name: str, segments: list[np.ndarray], files: list[str]) -> Reference:
+        """Add per-file embeddings [n_i, D] under ``name`` (appended if the name exists)."""
+        check_name(name)
+        if len(segments) != len(files):
+            raise ValueError("one embedding array per file")
+        arrays = [np.asarray(s, np.float32).reshape(-1, self.dims) for s in segments]
+        kept = [(a, f) for a, f in zip(arrays, files, strict=True) if len(a)]
+        if not kept:
+            raise LibraryError(f"reference {name!r}: no non-silent audio in {', '.join(files)}")
+        if not all(np.isfinite(a).all() for a, _ in kept):
+            raise LibraryError(f"reference {name!r}: embeddings are not finite")
+        old = self.references.get(name)
+        embs = [old.embeddings] if old else []
+        ref = Reference(
+            name,
+            np.concatenate(embs + [a for a, _ in kept]).astype(np.float32),
+            (old.segments if old else []) + [len(a) for a, _ in kept],
+            (old.files if old else []) + [f for _, f in kept],
+        )
+        self.references[name] = ref
+        return ref
+
+    def remove(self, name: str) -> None:
+        if name not in self.references:
+            known = ", ".join(self.references) or "none"
+            raise LibraryError(f"no reference named {name!r} (references: {known})")
+        del self.references[name]
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write atomically (temporary file, then rename) to ``path`` (default: where it was
+        loaded from)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("save: no path")
+        tensors: dict[str, np.ndarray] = {}
+        entries = []
+        for i, ref in enumerate(self.references.values()):
+            key = f"r{i}"
+            tensors[key] = np.ascontiguousarray(ref.embeddings, np.float32)
+            entries.append({"name": ref.name, "tensor": key, "hops": ref.hops,
+                            "segments": list(ref.segments), "files": list(ref.files)})
+        meta = {"format": FORMAT, "version": VERSION, "checkpoint_sha256": self.checkpoint_sha256,
+                "dims": self.dims, "hop_s": self.hop_s, "references": entries}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta, allow_nan=False)})
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        self.path = target
+        return target
+
+
+def load_library(path: str | Path) -> ReferenceLibrary:
+    """Read and validate a library file; LibraryError names the file and every problem."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise LibraryError(f"{path}: reference library not found (create it with "
+                           "`streamtag reference add NAME FILE…`)")
+    if path.is_dir():
+        raise LibraryError(f"{path}: is a directory, expected a reference library file")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            raw = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise LibraryError(f"{path}: not a readable reference library (truncated, corrupt or "
+                           f"another format): {e}") from e
+    if _META_KEY not in raw:
+        raise LibraryError(f"{path}: safetensors file without streamtag metadata; not a "
+                           "reference library")
+    try:
+        meta = json.loads(raw[_META_KEY])
+    except json.JSONDecodeError as e:
+        raise LibraryError(f"{path}: metadata is not valid JSON: {e}") from e
+    problems = _validate(meta, tensors)
+    if problems:
+        raise LibraryError(f"{path}: invalid reference library: " + "; ".join(problems))
+    lib = ReferenceLibrary(meta["checkpoint_sha256"], int(meta["dims"]), float(meta["hop_s"]),
+                           path=path)
+    for e in meta["references"]:
+        lib.references[e["name"]] = Reference(e["name"], tensors[e["tensor"]],
+                                              list(e["segments"]), list(e["files"]))
+    return lib
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _validate(meta: Any, tensors: dict[str, np.ndarray]) -> list[str]:
+    if not isinstance(meta, dict):
+        return ["metadata: expected a JSON object"]
+    if meta.get("format") != FORMAT:
+        return [f"format: expected {FORMAT!r}, got {meta.get('format')!r}"]
+    if meta.get("version") != VERSION:
+        return [f"version: this streamtag reads version {VERSION}, file has "
+                f"{meta.get('version')!r}"]
+    problems = []
+    if not isinstance(meta.get("checkpoint_sha256"), str) or not _HEX64.match(
+            meta["checkpoint_sha256"]):
+        problems.append("checkpoint_sha256: expected 64 hex digits")
+    dims = meta.get("dims")
+    if not _is_int(dims) or dims < 1:
+        problems.append(f"dims: expected a positive integer, got {dims!r}")
+        dims = None
+    hop = meta.get("hop_s")
+    if isinstance(hop, bool) or not isinstance(hop, (int, float)) or not (
+            math.isfinite(hop) and hop > 0):
+        problems.append(f"hop_s: expected a number > 0, got {hop!r}")
+    refs = meta.get("references")
+    if not isinstance(refs, list):
+        return [*problems, "references: expected a list"]
+    names, used = set(), set()
+    for i, e in enumerate(refs):
+        p = f"references[{i}]"
+        if not isinstance(e, dict):
+            problems.append(f"{p}: expected an object")
+            continue
+        try:
+            check_name(e.get("name"))  # type: ignore[arg-type]
+        except LibraryError as err:
+            problems.append(f"{p}.name: {err}")
+        if e.get("name") in names:
+            problems.append(f"{p}.name: {e.get('name')!r} appears twice")
+        names.add(e.get("name"))
+        key = e.get("tensor")
+        t = tensors.get(key) if isinstance(key, str) else None
+        hops = e.get("hops")
+        if t is None:
+            problems.append(f"{p}.tensor: no tensor {key!r} in the file")
+        elif t.dtype != np.float32 or t.ndim != 2 or (dims and t.shape[1] != dims):
+            problems.append(f"{p}: tensor {key!r} has shape {list(t.shape)} {t.dtype}, expected "
+                            f"[hops, {dims}] float32")
+        elif not np.isfinite(t).all():
+            problems.append(f"{p}: tensor {key!r} holds NaN or infinite values")
+        elif not _is_int(hops) or hops != t.shape[0] or hops < 1:
+            problems.append(f"{p}.hops: expected {t.shape[0]} (the tensor's rows), got {hops!r}")
+        used.add(key)
+        seg = e.get("segments")
+        if (not isinstance(seg, list) or not seg or not all(_is_int(n) and n > 0 for n in seg)
+                or (_is_int(hops) and sum(seg) != hops)):
+            problems.append(f"{p}.segments: expected positive hop counts summing to hops")
+        files = e.get("files")
+        if (not isinstance(files, list) or not all(isinstance(f, str) for f in files)
+                or (isinstance(seg, list) and len(files) != len(seg))):
+            problems.append(f"{p}.files: expected one file name per segment")
+    extra = sorted(set(tensors) - used)
+    if extra:
+        problems.append(f"tensors not described in the metadata: {', '.join(extra)}")
+    return problems
+
+
+def anchors(ref: Reference, window_hops: int,
+            max_anchors: int = MAX_ANCHORS_PER_REFERENCE) -> np.ndarray:
+    """Unit-length window means of a reference, [A, D] float64 (see the module docstring)."""
+    out = []
+    start = 0
+    for n in ref.segments:
+        seg = ref.embeddings[start:start + n].astype(np.float64)
+        start += n
+        if n <= window_hops:
+            out.append(unit_mean(seg)[None])
+            continue
+        c = np.cumsum(np.concatenate([np.zeros((1, seg.shape[1])), seg]), axis=0)
+        means = (c[window_hops:] - c[:-window_hops]) / window_hops  # [n - w + 1, D]
+        norms = np.linalg.norm(means, axis=1, keepdims=True)
+        out.append(means / np.where(norms > 1e-12, norms, 1.0))
+    a = np.concatenate(out)
+    if len(a) > max_anchors:
+        a = a[np.linspace(0, len(a) - 1, max_anchors).round().astype(int)]
+    return a
+
+
+class ReferenceMatcher:
+    """Nearest reference of a query vector, with a known/unknown decision.
+
+    library: the references (already checked against the running checkpoint).
+    window_hops: hops averaged into a query (and into each reference vector).
+    known_distance: threshold [0 … 2]: a nearest reference further than this is "unknown".
+    """
+
+    def __init__(self, library: ReferenceLibrary, window_hops: int,
+                 known_distance: float) -> None:
+        self.library, self.window_hops, self.known_distance = library, window_hops, known_distance
+        self.names = library.names
+        parts = [anchors(r, window_hops) for r in library.references.values()]
+        d = library.dims
+        self._anchors = np.concatenate(parts) if parts else np.zeros((0, d))
+        self._owner = (np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+                       if parts else np.zeros(0, int))
+
+    def match(self, query: np.ndarray | None) -> dict[str, Any]:
+        """The record's ``reference`` section for a query [D] (None: no sound yet)."""
+        if query is None or not len(self._anchors):
+            return {wire.REFERENCE_NAME: None, wire.REFERENCE_NEAREST: None,
+                    wire.REFERENCE_DISTANCE: None, wire.REFERENCE_KNOWN: False}
+        dots = self._anchors @ query
+        best = int(np.argmax(dots))
+        # |q − a|² = 2 − 2 q·a for unit vectors; clamp rounding below 0.
+        dist = min(MAX_DISTANCE, math.sqrt(max(0.0, 2.0 - 2.0 * float(dots[best]))))
+        nearest = self.names[int(self._owner[best])]
+        known = dist <= self.known_distance
+        return {wire.REFERENCE_NAME: nearest if known else None,
+                wire.REFERENCE_NEAREST: nearest,
+                wire.REFERENCE_DISTANCE: float(f"{dist:.6g}"),
+                wire.REFERENCE_KNOWN: known}
+
+
+__all__ = [
+    "FORMAT", "MAX_ANCHORS_PER_REFERENCE", "VERSION", "Reference", "ReferenceLibrary",
+    "ReferenceMatcher", "anchors", "check_name", "default_library_path", "load_library",
+]
