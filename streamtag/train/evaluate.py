@@ -42,6 +42,7 @@ from streamtag.audiofile import read_audio
 from streamtag.checkpoint import Checkpoint
 from streamtag.engine import Engine, quadrant
 from streamtag.model import StreamTagModel
+from streamtag.publish.wire import EMBEDDING_VECTOR
 from streamtag.train.datasets import Clip
 from streamtag.train.features import FeatureCache, HeadTarget, load_features
 
@@ -371,7 +372,7 @@ def record_outputs(records: Sequence[dict], model: StreamTagModel) -> dict[str, 
             if spec.kind == "multiclass":
                 rows.append([section["probs"][lab] for lab in spec.labels])
             elif spec.kind == "embedding":
-                rows.append(list(section))
+                rows.append(list(section[EMBEDDING_VECTOR]))
             else:
                 rows.append([section[lab] for lab in spec.labels])
         out[spec.name] = np.asarray(rows, np.float64).reshape(len(records), spec.size)
@@ -431,6 +432,7 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    embedding: dict[str, Any] | None = None  # ``EmbeddingReport.to_dict`` with an embedding head
 
     def to_dict(self) -> dict[str, Any]:
         return finite(dict(vars(self)))
@@ -502,9 +504,13 @@ def render_markdown(r: Report) -> str:
             lines.append("Leave-one-out nearest-centroid accuracy of clip embeddings: "
                          f"{_f(m['per_clip']['centroid_accuracy'])}.")
         for key, path in r.figures.items():
-            if key.startswith(name + "_"):
+            if key.startswith(name + "_") and not key.startswith("embedding_"):
                 lines += ["", f"![{key}]({Path(path).name})"]
         lines.append("")
+    if r.embedding is not None:
+        from streamtag.train.evaluate_embedding import EmbeddingReport, report_markdown
+
+        lines += report_markdown(EmbeddingReport(**r.embedding), r.figures)
     c = r.cost
     lines += ["## Cost per hop", "",
               f"`model.step` on one window, state carried: mean {_f(c['mean_ms'], 2)} ms, "
@@ -579,8 +585,12 @@ def evaluate(
     plots: bool = True,
     cost_repeats: int = 200,
     progress: Callable[[Iterable[Clip]], Iterable[Clip]] | None = None,
+    embedding: bool = True,
 ) -> Report:
     """Evaluate a checkpoint on labelled clips; write ``report.md``, ``report.json`` and PNGs.
+
+    embedding: with an embedding head, also measure retrieval, known/unknown detection and
+    novelty (``evaluate_embedding``; clips grouped into pieces by dataset and group).
 
     method: ``engine`` (audio through ``Engine.analyze``) or ``windows`` (cached windows
     through ``forward_sequence``; needs ``cache`` or uses the default cache folder).
@@ -603,11 +613,24 @@ def evaluate(
         split=split, clips=len(chosen) - len(skipped), hop_s=hop_s, heads=metrics,
         cost=measure_step_cost(ck.model, repeats=cost_repeats), skipped=skipped,
     )
+    emb_report = None
+    if embedding and ck.embedding_head is not None:
+        from streamtag.train.evaluate_embedding import evaluate_embedding, pieces_from_clips
+
+        pieces, emb_skipped = pieces_from_clips(chosen)
+        if len(pieces) >= 2:
+            emb_report = evaluate_embedding(ck, pieces)
+            report.embedding = emb_report.to_dict()
+        report.skipped += emb_skipped
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         if plots:
             report.figures = report_figures(data, metrics, out)
+            if emb_report is not None:
+                from streamtag.train.evaluate_embedding import report_figures as emb_figures
+
+                report.figures.update(emb_figures(emb_report, out))
         report.seconds = time.perf_counter() - started
         (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2,
                                                     allow_nan=False) + "\n", encoding="utf-8")

@@ -19,8 +19,8 @@ Everything goes through the ``Engine`` (the records a user gets) and the run-tim
   through the engine from a fresh state (the LSTM hears the splices as a listener would).
   An alarm is a hop whose novelty rises to the threshold or above from below it; a splice is
   detected when an alarm falls within ``DETECT_S`` after it, and every other alarm is a false
-  alarm. The threshold is the lowest that keeps false alarms at or below
-  ``MAX_FALSE_ALARMS_PER_MIN`` on half of the streams; detection and false alarms are reported
+  alarm. The threshold is the one that keeps false alarms at or below
+  ``MAX_FALSE_ALARMS_PER_MIN`` on half of the streams (the one detecting most there); detection and false alarms are reported
   on the other half.
 """
 
@@ -37,7 +37,8 @@ from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig
 from streamtag.embedding import MAX_DISTANCE, hops_for, unit_mean
 from streamtag.engine import Engine
-from streamtag.references import Reference, ReferenceLibrary, anchors
+from streamtag.publish.wire import EMBEDDING_VECTOR, KEY_NOVELTY
+from streamtag.references import Reference, anchors
 
 QUERY_SECONDS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
 """Audio heard before the retrieval query [s]."""
@@ -71,6 +72,34 @@ class EmbeddingReport:
                 "novelty": self.novelty, "known_distance": self.known_distance}
 
 
+def pieces_from_clips(clips: Sequence[Any]) -> tuple[list[PieceAudio], list[str]]:
+    """Clips grouped into pieces by (dataset, group), renders in path order, and the clips
+    left out (unreadable, or at another sample rate than the first readable clip)."""
+    from streamtag.audiofile import read_audio
+
+    groups: dict[str, list[Any]] = {}
+    for c in clips:
+        groups.setdefault(f"{c.dataset}:{c.group}", []).append(c)
+    pieces, skipped = [], []
+    rate0: int | None = None
+    for key in sorted(groups):
+        audio = []
+        for c in sorted(groups[key], key=lambda c: str(c.path)):
+            try:
+                sig, rate = read_audio(c.path)
+            except Exception as e:  # one unreadable file costs that render only
+                skipped.append(f"{c.path}: {e}")
+                continue
+            rate0 = rate0 or rate
+            if rate != rate0:
+                skipped.append(f"{c.path}: {rate} Hz, the others {rate0} Hz")
+                continue
+            audio.append(sig if sig.ndim == 1 else sig.mean(axis=1))
+        if audio and rate0 is not None:
+            pieces.append(PieceAudio(key, audio, rate0))
+    return pieces, skipped
+
+
 def roc_auc(negatives: np.ndarray, positives: np.ndarray) -> float | None:
     """P(positive score > negative score), ties counting half (Mann-Whitney U / (n·m))."""
     neg, pos = np.asarray(negatives, np.float64), np.asarray(positives, np.float64)
@@ -97,7 +126,7 @@ def calibrate_threshold(known: np.ndarray, unknown: np.ndarray) -> tuple[float, 
 
 def _records_embeddings(records: Sequence[dict], head: str) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings [S, D], silent [S]) of one stream's records."""
-    emb = np.asarray([r[head]["vector"] for r in records], np.float64)
+    emb = np.asarray([r[head][EMBEDDING_VECTOR] for r in records], np.float64)
     silent = np.asarray([bool(r["silent"]) for r in records])
     return emb, silent
 
@@ -211,13 +240,16 @@ def evaluate_embedding(
         bounds = np.cumsum([len(audio[k]) for k in s])[:-1] / pieces[0].rate_hz
         recs = engine.analyze(sig)
         t = np.asarray([r["t"] for r in recs])
-        nov = np.asarray([r["novelty"] for r in recs])
+        nov = np.asarray([r[KEY_NOVELTY] for r in recs])
         curves.append((t, nov, bounds))
     if curves:
         cal, test = curves[0::2], curves[1::2] or curves[0::2]
         thr = _novelty_threshold(cal)
         det, fa, minutes, splices = _detect(test, thr)
+        t0, n0, b0 = test[0]
         report.novelty = {
+            "example": {"t": [float(x) for x in t0], "novelty": [float(x) for x in n0],
+                        "splices": [float(x) for x in b0]},
             "streams": len(curves), "memory_s": novelty.memory_s, "recent_s": novelty.recent_s,
             "threshold": thr, "test_splices": splices, "test_minutes": minutes,
             "detection_rate": det / splices if splices else None,
@@ -228,9 +260,10 @@ def evaluate_embedding(
 
 
 def _alarms(nov: np.ndarray, thr: float) -> np.ndarray:
-    """Hop indices where novelty rises to ``thr`` or above from below it."""
+    """Hop indices where novelty rises to ``thr`` or above from below it (the first hop has
+    nothing before it to rise from)."""
     above = nov >= thr
-    return np.flatnonzero(above & ~np.concatenate([[False], above[:-1]]))
+    return np.flatnonzero(above & ~np.concatenate([[True], above[:-1]]))
 
 
 def _detect(curves: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], thr: float
@@ -253,13 +286,15 @@ def _detect(curves: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], thr: fl
 
 
 def _novelty_threshold(curves: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
-    """The lowest threshold whose false alarms per minute stay ≤ the limit on ``curves``."""
+    """The threshold detecting the most splices of ``curves`` while false alarms stay at or
+    below the limit per minute (the lowest such threshold on a tie)."""
     values = np.unique(np.concatenate([nov for _, nov, _ in curves]))
+    best, best_det = float(values[-1]) + 1e-6, -1
     for thr in values[values > 0]:
-        _, fa, minutes, _ = _detect(curves, float(thr))
-        if minutes and fa / minutes <= MAX_FALSE_ALARMS_PER_MIN:
-            return float(thr)
-    return float(values[-1]) + 1e-6
+        det, fa, minutes, _ = _detect(curves, float(thr))
+        if minutes and fa / minutes <= MAX_FALSE_ALARMS_PER_MIN and det > best_det:
+            best, best_det = float(thr), det
+    return best
 
 
 def _novelty_auc(curves: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float | None:
@@ -274,5 +309,69 @@ def _novelty_auc(curves: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) ->
     return roc_auc(np.concatenate(neg), np.concatenate(pos))
 
 
+def report_markdown(r: EmbeddingReport, figures: dict[str, str]) -> list[str]:
+    """The report's embedding section (markdown lines)."""
+    def f(x: float | None, d: int = 3) -> str:
+        return "–" if x is None else f"{x:.{d}f}"
+
+    lines = ["## embedding: which piece, known or new, did it change", ""]
+    ret = r.retrieval
+    if ret:
+        lines += [f"Piece retrieval: {ret['pieces']} pieces, render 0 of each in the library, "
+                  f"render 1 queried after t seconds (query = mean of the last "
+                  f"{ret['window_s']:g} s).", "", "| t [s] | top-1 | mAP | median rank |",
+                  "| --- | --- | --- | --- |"]
+        for t, m in ret["by_seconds"].items():
+            lines.append(f"| {t} | {f(m['top1'])} | {f(m['map'])} | {m['median_rank']:g} |")
+        ku = r.known_unknown
+        lines += ["", f"Known / unknown ({ku['known_pieces']} pieces in the library, "
+                      f"{ku['left_out_pieces']} left out, t = {QUERY_SECONDS[-1]:g} s): ROC AUC "
+                      f"{f(ku['roc_auc'])}; threshold calibrated on half the pieces "
+                      f"{f(ku['threshold_half'])} gives balanced accuracy "
+                      f"{f(ku['test_balanced_accuracy'])} on the other half; calibrated on "
+                      f"all: known_distance = {f(r.known_distance, 4)} (stored in the "
+                      f"checkpoint). Median nearest distance: known "
+                      f"{f(ku['median_distance_known'])}, left out "
+                      f"{f(ku['median_distance_left_out'])}.", ""]
+    else:
+        lines += ["Piece retrieval: no piece has two renders in this data.", ""]
+    nv = r.novelty
+    if nv:
+        lines += [f"Novelty at splices ({nv['streams']} streams of {SPLICE_CLIPS} clips; memory "
+                  f"{nv['memory_s']:g} s, recent {nv['recent_s']:g} s): threshold "
+                  f"{f(nv['threshold'])} (lowest with ≤ {MAX_FALSE_ALARMS_PER_MIN:g} false alarm "
+                  f"per minute on half the streams) detects {f(nv['detection_rate'])} of "
+                  f"{nv['test_splices']} splices within {DETECT_S:g} s on the other half, with "
+                  f"{f(nv['false_alarms_per_min'], 2)} false alarms per minute "
+                  f"({nv['test_minutes']:.1f} min). Per-hop ROC AUC (hops within "
+                  f"{DETECT_S:g} s after a splice vs the rest): {f(nv['auc_hop'])}.", ""]
+    for key, path in figures.items():
+        if key.startswith("embedding_"):
+            lines += [f"![{key}]({path.rsplit('/', 1)[-1]})", ""]
+    return lines
+
+
+def report_figures(r: EmbeddingReport, out: Any) -> dict[str, str]:
+    """PNGs: retrieval against query length; one test stream's novelty with its splices."""
+    from pathlib import Path
+
+    from streamtag.train import plots
+
+    figures: dict[str, str] = {}
+    if r.retrieval:
+        secs = [float(t) for t in r.retrieval["by_seconds"]]
+        path = Path(out) / "embedding_retrieval.png"
+        plots.lines_png(secs, {k: [m[k] for m in r.retrieval["by_seconds"].values()]
+                               for k in ("top1", "map")}, path,
+                        "piece retrieval against seconds heard", "audio heard [s]", "score")
+        figures["embedding_retrieval"] = str(path)
+    if r.novelty:
+        ex = r.novelty["example"]
+        path = Path(out) / "embedding_novelty.png"
+        plots.novelty_png(ex["t"], ex["novelty"], ex["splices"], r.novelty["threshold"], path)
+        figures["embedding_novelty"] = str(path)
+    return figures
+
+
 __all__ = ["EmbeddingReport", "PieceAudio", "calibrate_threshold", "evaluate_embedding",
-           "roc_auc"]
+           "pieces_from_clips", "report_figures", "report_markdown", "roc_auc"]

@@ -116,3 +116,35 @@ def bars_png(names: Sequence[str], values: Sequence[float | None], path: str | P
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set(title=title, ylabel=ylabel)
     return _save(fig, path)
+
+
+def lines_png(xs: Sequence[float], series: dict[str, Sequence[float]], path: str | Path,
+              title: str, xlabel: str, ylabel: str) -> Path:
+    """One line per series against ``xs``, y from 0 to 1."""
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
+    for name, ys in series.items():
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def novelty_png(t: Sequence[float], novelty: Sequence[float], splices: Sequence[float],
+                threshold: float, path: str | Path) -> Path:
+    """Novelty per hop [0, 1] against stream time [s], splices as dashed lines."""
+    fig = Figure(figsize=(9, 3))
+    ax = fig.subplots()
+    ax.plot(t, novelty, color="#0072b2", label="novelty")
+    for i, b in enumerate(splices):
+        ax.axvline(b, color="#d55e00", ls="--", lw=1, label="splice" if i == 0 else None)
+    ax.axhline(threshold, color="#555555", lw=1, label="threshold")
+    ax.set_xlabel("stream time [s]")
+    ax.set_ylabel("novelty")
+    ax.set_title("novelty across pieces spliced back to back")
+    ax.legend(loc="upper right")
+    return _save(fig, path)

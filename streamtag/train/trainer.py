@@ -956,6 +956,12 @@ class Trainer:
         from streamtag.train.evaluate import evaluate
 
         try:
+            from streamtag.train.finalize import finalize_embedding
+
+            finalize_embedding(best, self.train_set, [f.clip for f in self.val_set])
+        except Exception as e:  # the checkpoint stays usable without a projection
+            log.warning("embedding projection / calibration failed: %s", e)
+        try:
             ck = load_checkpoint(best)
             report = evaluate(ck, [f.clip for f in self.val_set], method="engine",
                               out_dir=self.run_dir / "report", plots=self.cfg.output.plots,
