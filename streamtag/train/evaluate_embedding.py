@@ -19,9 +19,9 @@ Everything goes through the ``Engine`` (the records a user gets) and the run-tim
   through the engine from a fresh state (the LSTM hears the splices as a listener would).
   An alarm is a hop whose novelty rises to the threshold or above from below it; a splice is
   detected when an alarm falls within ``DETECT_S`` after it, and every other alarm is a false
-  alarm. The threshold is the one that keeps false alarms at or below
-  ``MAX_FALSE_ALARMS_PER_MIN`` on half of the streams (the one detecting most there); detection and false alarms are reported
-  on the other half.
+  alarm. The threshold is the one detecting most splices on half of the streams while false
+  alarms stay at or below ``MAX_FALSE_ALARMS_PER_MIN`` there; detection and false alarms are
+  reported on the other half.
 """
 
 from __future__ import annotations
