@@ -159,3 +159,19 @@ def test_oscdump_reads_the_new_addresses_with_their_type_tags() -> None:
     values = {f[1]: f[3:] for f in later}
     assert values["/streamtag/reference"] == ['""', "1.250000"]
     assert values["/streamtag/reference/known"] == ["0"]
+
+
+def test_mappings_reach_the_new_fields() -> None:
+    from streamtag.publish.mapping import Mapping
+
+    assert Mapping("embedding.xy.1", "/vis/y", (0.0, 100.0), "lin").apply(FULL_RECORD) == [
+        ("/vis/y", 25.0)]  # y = -0.5 in [-1, 1]
+    assert Mapping("novelty", "/fx/wet", (0.0, 1.0), "lin").apply(FULL_RECORD) == [
+        ("/fx/wet", 0.375)]
+    assert Mapping("tags.Hip Hop", "/a", (0.0, 8.0), "lin").apply(FULL_RECORD) == [("/a", 1.0)]
+    assert Mapping("reference.distance", "/b", (0.0, 2.0), "lin").apply(FULL_RECORD) == [
+        ("/b", 0.25)]
+    assert Mapping("embedding.xy.2", "/c", (0.0, 1.0), "lin").apply(FULL_RECORD) == []
+    unknown = {**FULL_RECORD, "reference": {"name": None, "nearest": None, "distance": None,
+                                            "known": False}}
+    assert Mapping("reference.distance", "/b", (0.0, 2.0), "lin").apply(unknown) == []
