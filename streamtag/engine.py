@@ -191,6 +191,9 @@ class Engine:
         if library is None:
             return
         library.check_checkpoint(ck.weights_sha256)
+        if library.dims != self._emb_head.size:
+            raise LibraryError(f"reference library holds {library.dims}-dim embeddings, the "
+                               f"checkpoint's embedding head has {self._emb_head.size}")
         known = reference.known_distance
         if known is None and ck.embedding is not None:
             known = ck.embedding.known_distance

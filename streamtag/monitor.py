@@ -52,6 +52,17 @@ def render(records: dict[str, dict], status: dict | None) -> str:
             for name in wire.TIMBRE_NAMES:
                 if name in t:
                     lines.append(f"  {name:10s} [{bar(t[name], 0, 1)}] {t[name]:.2f}")
+        tags = r.get(wire.HEAD_TAGS)
+        if tags:
+            top3 = sorted(tags.items(), key=lambda kv: -kv[1])[:3]
+            lines.append("  tags " + ", ".join(f"{name} {p:.2f}" for name, p in top3))
+        if wire.KEY_NOVELTY in r:
+            n = r[wire.KEY_NOVELTY]
+            lines.append(f"  novelty    [{bar(n, 0, 1)}] {n:.2f}")
+        ref = r.get(wire.KEY_REFERENCE)
+        if ref and ref.get(wire.REFERENCE_DISTANCE) is not None:
+            what = ref[wire.REFERENCE_NAME] or f"new (nearest {ref[wire.REFERENCE_NEAREST]})"
+            lines.append(f"  reference  {what}, distance {ref[wire.REFERENCE_DISTANCE]:.2f}")
     if status:
         lat = status.get("latency_ms") or {}
         lines.append(f"── status: up {status.get('uptime_s', 0):.0f} s, hops {status.get('hops')}, "

@@ -42,3 +42,19 @@ def tiny_seed(tmp_path_factory: pytest.TempPathFactory) -> Checkpoint:
 @pytest.fixture(scope="session")
 def signal() -> np.ndarray:
     return make_signal(3.0, 22050)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedding_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Emotion, tags and an 8-dim embedding head, with a fitted projection and a threshold."""
+    from streamtag.model import EMOTION_HEAD
+    from streamtag.testing import EMBEDDING_HEAD, TAGS_HEAD
+
+    return make_checkpoint(tmp_path_factory.mktemp("ck") / "tiny-embedding.safetensors",
+                           heads=[EMOTION_HEAD, TAGS_HEAD, EMBEDDING_HEAD], projection=True,
+                           known_distance=0.05)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedding(tiny_embedding_path: Path) -> Checkpoint:
+    return load_checkpoint(tiny_embedding_path)

@@ -46,11 +46,18 @@ def resolve(record: MappingABC[str, Any], source: str) -> Any:
     """The value at dotted ``source`` in ``record``, or None if absent.
 
     A key may itself hold dots or spaces (``instrument.probs.tenor sax``): at each level the
-    whole remaining path is tried as a key before splitting further.
+    whole remaining path is tried as a key before splitting further. A list is indexed by a
+    number: ``embedding.xy.0`` is x, ``embedding.xy.1`` is y.
     """
     node: Any = record
     rest = source
     while rest:
+        if isinstance(node, list):
+            head, _, rest = rest.partition(".")
+            if not head.isdigit() or int(head) >= len(node):
+                return None
+            node = node[int(head)]
+            continue
         if not isinstance(node, MappingABC):
             return None
         if rest in node:

@@ -111,6 +111,7 @@ _PREFIX_RANGES: dict[str, tuple[float, float]] = {
     f"{HEAD_INSTRUMENT}.{INSTRUMENT_PROBS}.": (0.0, 1.0),
     f"{HEAD_TIMBRE}.": (0.0, 1.0),
     f"{HEAD_TAGS}.": (0.0, 1.0),
+    f"{HEAD_EMBEDDING}.{EMBEDDING_XY}.": (-1.0, 1.0),  # embedding.xy.0 (x), .1 (y): mappings
 }
 
 

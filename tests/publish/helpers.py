@@ -59,3 +59,20 @@ class UdpReceiver:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# SAMPLE_RECORD with the issue-5 fields: tags (one with a space), the embedding (xy and the
+# vector), novelty and a reference match.
+FULL_RECORD: dict[str, Any] = {
+    **SAMPLE_RECORD,
+    "tags": {"calm": 0.75, "Hip Hop": 0.125},
+    "embedding": {"xy": [0.25, -0.5], "vector": [0.6, 0.8, 0.0]},
+    "novelty": 0.375,
+    "reference": {"name": "intro", "nearest": "intro", "distance": 0.25, "known": True},
+}
+
+FULL_HEADS = [
+    *HEADS,
+    {"name": "tags", "kind": "multilabel", "labels": ["calm", "Hip Hop"]},
+    {"name": "embedding", "kind": "embedding", "labels": ["d0", "d1", "d2"]},
+]

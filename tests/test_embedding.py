@@ -1,0 +1,224 @@
+"""Embedding runtime parts: the fixed projection, its checkpoint metadata (strictly validated),
+and novelty on synthetic embedding sequences with a known splice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from streamtag.checkpoint import load_checkpoint, save_checkpoint, update_embedding_meta
+from streamtag.embedding import (
+    EmbeddingHistory,
+    EmbeddingMeta,
+    Projection,
+    fit_projection,
+    novelty_of,
+)
+from streamtag.errors import CheckpointError
+from streamtag.frontend import DEFAULT_FRONTEND
+from streamtag.model import EMOTION_HEAD, HeadSpec, build_model
+from streamtag.testing import EMBEDDING_HEAD, TAGS_HEAD, make_checkpoint
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+# -- projection ------------------------------------------------------------------------------
+def test_projection_finds_the_main_axes_with_a_fixed_sign_and_scale() -> None:
+    rng = np.random.default_rng(0)
+    # Spread 3 along d2, 1 along d0, 0.1 elsewhere, around a centre.
+    x = rng.standard_normal((2000, 5)) * [1.0, 0.1, 3.0, 0.1, 0.1] + [0.5, 0, 0, 0, -1]
+    p = fit_projection(x)
+    assert np.abs(p.axes[0]) == pytest.approx([0, 0, 1, 0, 0], abs=0.02)
+    assert np.abs(p.axes[1]) == pytest.approx([1, 0, 0, 0, 0], abs=0.02)
+    # Sign convention: the largest-magnitude component of each axis is positive.
+    assert p.axes[0, 2] > 0 and p.axes[1, 0] > 0
+    assert p.scale == pytest.approx([6.0, 2.0], rel=0.05)  # 2·std of each component
+    xy = p.project(x)
+    assert xy.shape == (2000, 2) and np.abs(xy).max() <= 1.0
+    inside = (np.abs(xy) < 1).all(axis=1).mean()
+    assert 0.85 < inside < 0.95  # ≈ 95 % per axis for Gaussian data, so ~90 % for both
+    # Flipping the data's sign does not flip the map: deterministic, refit gives the same.
+    q = fit_projection(-x + 2 * x.mean(axis=0))
+    np.testing.assert_allclose(q.axes, p.axes, atol=1e-9)
+    np.testing.assert_allclose(fit_projection(x).axes, p.axes)
+    assert p.project(x[0]).shape == (2,)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((1, 4)), np.zeros((5, 1)), np.zeros(4),
+                                 np.full((3, 4), np.nan)])
+def test_fit_projection_refuses_unusable_input(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="fit_projection"):
+        fit_projection(bad)
+
+
+def test_a_flat_component_is_not_blown_up() -> None:
+    x = np.zeros((10, 3))
+    x[:, 0] = np.arange(10)
+    p = fit_projection(x)
+    assert p.scale[1] == 1.0 and np.isfinite(p.project(x)).all()
+
+
+# -- checkpoint metadata -------------------------------------------------------------------
+def test_embedding_metadata_round_trips_through_the_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("default", [EMOTION_HEAD, EMBEDDING_HEAD], channels=[4, 8, 8, 8],
+                        lstm_hidden=16, neck=[16]).eval()
+    proj = fit_projection(np.random.default_rng(1).standard_normal((50, 8)))
+    path = save_checkpoint(tmp_path / "m-{hash}.safetensors", model, DEFAULT_FRONTEND,
+                           embedding=EmbeddingMeta(proj, 0.4))
+    ck = load_checkpoint(path)
+    assert ck.embedding is not None and ck.embedding.known_distance == 0.4
+    np.testing.assert_allclose(ck.embedding.projection.axes, proj.axes)
+    np.testing.assert_allclose(ck.embedding.projection.center, proj.center)
+    np.testing.assert_allclose(ck.embedding.projection.scale, proj.scale)
+    # The trainer's route: rewrite the metadata of a saved checkpoint; weights and id unchanged.
+    update_embedding_meta(path, EmbeddingMeta(None, 0.7))
+    again = load_checkpoint(path)
+    assert again.id == ck.id and again.embedding == EmbeddingMeta(None, 0.7)
+    update_embedding_meta(path, None)
+    assert load_checkpoint(path).embedding is None
+
+
+def test_embedding_head_outputs_are_unit_vectors(tiny_embedding) -> None:
+    windows = torch.randn(3, 64, 50) * 4 - 4
+    out, _ = tiny_embedding.model.step(windows)
+    torch.testing.assert_close(out["embedding"].norm(dim=-1), torch.ones(3))
+
+
+def test_save_refuses_metadata_that_does_not_fit_the_model(tmp_path: Path) -> None:
+    model = build_model("default", [EMOTION_HEAD, EMBEDDING_HEAD], channels=[4, 8, 8, 8],
+                        lstm_hidden=16, neck=[16])
+    wrong = Projection(np.zeros(5), np.zeros((2, 5)), np.ones(2))
+    with pytest.raises(ValueError, match=r"center: expected finite numbers of shape \[8\]"):
+        save_checkpoint(tmp_path / "a.safetensors", model, DEFAULT_FRONTEND,
+                        embedding=EmbeddingMeta(wrong))
+    no_head = build_model("default", [EMOTION_HEAD], channels=[4, 8, 8, 8], lstm_hidden=16,
+                          neck=[16])
+    with pytest.raises(ValueError, match="no head named 'embedding'"):
+        save_checkpoint(tmp_path / "b.safetensors", no_head, DEFAULT_FRONTEND,
+                        embedding=EmbeddingMeta(None, 0.5))
+
+
+def _rewrite_meta(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    """Write the checkpoint again with its metadata edited (as a hand-edited file would be)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["streamtag"])
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    edit(meta)
+    save_file(state, str(path), metadata={"streamtag": json.dumps(meta)})  # NaN allowed here
+
+
+GOOD = {"center": [0.0] * 8, "axes": [[1.0] + [0.0] * 7, [0.0, 1.0] + [0.0] * 6],
+        "scale": [0.5, 0.5]}
+
+
+@pytest.mark.parametrize("block,message", [
+    ({"projection": {**GOOD, "center": [0.0] * 7}, "known_distance": None},
+     r"embedding.projection.center: expected finite numbers of shape \[8\]"),
+    ({"projection": {**GOOD, "axes": [[0.0] * 8]}, "known_distance": None},
+     r"embedding.projection.axes: expected finite numbers of shape \[2, 8\]"),
+    ({"projection": {**GOOD, "center": [float("nan")] + [0.0] * 7}, "known_distance": None},
+     r"embedding.projection.center: expected finite numbers"),
+    ({"projection": {**GOOD, "scale": [0.5, 0.0]}, "known_distance": None},
+     r"embedding.projection.scale: expected two numbers > 0"),
+    ({"projection": {k: v for k, v in GOOD.items() if k != "axes"}, "known_distance": None},
+     r"embedding.projection.axes: missing"),
+    ({"projection": None, "known_distance": float("nan")},
+     r"embedding.known_distance: expected a number in \(0, 2\]"),
+    ({"projection": None, "known_distance": 3.0}, r"embedding.known_distance"),
+    ({"projection": None, "known_distance": "near"}, r"embedding.known_distance"),
+    ({"projection": None, "threshold": 0.3}, r"embedding.threshold: unknown key"),
+    ([1, 2], r"embedding: expected an object"),
+])
+def test_bad_embedding_metadata_is_refused_naming_the_problem(tmp_path: Path, block,
+                                                               message: str) -> None:
+    path = make_checkpoint(tmp_path / "e.safetensors", heads=[EMOTION_HEAD, EMBEDDING_HEAD])
+    _rewrite_meta(path, lambda m: m.__setitem__("embedding", block))
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_embedding_metadata_without_an_embedding_head_is_refused(tmp_path: Path) -> None:
+    path = make_checkpoint(tmp_path / "e.safetensors", heads=[EMOTION_HEAD])
+    _rewrite_meta(path, lambda m: m.__setitem__("embedding", {"known_distance": 0.3}))
+    with pytest.raises(CheckpointError, match="no head named 'embedding'"):
+        load_checkpoint(path)
+
+
+def test_tags_head_must_be_multilabel_with_address_safe_distinct_tags(tmp_path: Path) -> None:
+    path = make_checkpoint(tmp_path / "t.safetensors",
+                           heads=[HeadSpec("tags", "multilabel", ("hip hop", "hip_hop"))])
+    with pytest.raises(CheckpointError, match="'hip hop' and 'hip_hop' both become OSC"):
+        load_checkpoint(path)
+    path = make_checkpoint(tmp_path / "u.safetensors",
+                           heads=[HeadSpec("tags", "multiclass", ("a", "b"))])
+    with pytest.raises(CheckpointError, match="named 'tags' must be of kind 'multilabel'"):
+        load_checkpoint(path)
+    assert load_checkpoint(make_checkpoint(tmp_path / "v.safetensors", heads=[TAGS_HEAD]))
+
+
+# -- novelty -------------------------------------------------------------------------------
+def piece(rng: np.random.Generator, centre: np.ndarray, n: int, noise: float = 0.15
+          ) -> np.ndarray:
+    """n per-hop unit embeddings scattered around one direction (one piece of music); with
+    noise 0.15 per dim in 16 dims a hop lies ~30° from its piece's direction."""
+    return unit(centre + noise * rng.standard_normal((n, centre.size)))
+
+
+def novelty_curve(seq: np.ndarray, recent: int = 2, memory: int = 60) -> np.ndarray:
+    h = EmbeddingHistory(seq.shape[1], recent, memory, window_hops=4)
+    out = []
+    for e in seq:
+        h.push(e)
+        out.append(h.novelty())
+    return np.array(out)
+
+
+def test_novelty_rises_at_a_splice_and_stays_low_within_a_piece() -> None:
+    rng = np.random.default_rng(0)
+    d = 16
+    a, b = unit(rng.standard_normal(d)), unit(rng.standard_normal(d))
+    seq = np.concatenate([piece(rng, a, 80), piece(rng, b, 40)])
+    nov = novelty_curve(seq)
+    within_a = nov[4:80]
+    after = nov[80:84]  # the splice enters the 1 s (2-hop) recent window
+    assert within_a.max() < 0.12
+    assert after.max() > 0.35  # the two directions are ~76° apart: (1 − cos 76°)/2 ≈ 0.38
+    assert after.max() > 3 * within_a.max()
+    # As the memory fills with the new piece, novelty falls back.
+    assert nov[-1] < 0.5 * after.max()
+
+
+def test_novelty_is_zero_until_there_is_memory_to_compare_with() -> None:
+    rng = np.random.default_rng(1)
+    seq = piece(rng, unit(rng.standard_normal(8)), 10)
+    nov = novelty_curve(seq, recent=3)
+    assert (nov[:5] == 0).all() and nov[5] > 0
+
+
+def test_novelty_of_is_half_one_minus_cosine() -> None:
+    e = np.eye(4)
+    assert novelty_of(e[:1], e[:1]) == 0.0
+    assert novelty_of(e[:1], e[1:2]) == pytest.approx(0.5)
+    assert novelty_of(e[:1], -e[:1]) == pytest.approx(1.0)
+    assert novelty_of(e[:0], e[:1]) == 0.0
+
+
+def test_history_keeps_only_its_capacity_and_resets() -> None:
+    h = EmbeddingHistory(2, recent_hops=1, memory_hops=3, window_hops=2)
+    for i in range(10):
+        h.push(np.array([float(i), 1.0]))
+    np.testing.assert_array_equal(h.last(10)[:, 0], [6, 7, 8, 9])
+    q = h.query()
+    np.testing.assert_allclose(q, unit(np.array([8.5, 1.0])))
+    h.reset()
+    assert h.query() is None and h.novelty() == 0.0

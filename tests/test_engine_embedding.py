@@ -1,0 +1,165 @@
+"""The engine with tags and embedding heads: streaming == offline for tags, embedding, xy,
+novelty and reference; novelty and reference are fed the right hops (silence skipped); heads
+absent from a checkpoint leave their fields absent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import assert_records_equal
+from test_engine import stream_records
+
+from streamtag.checkpoint import Checkpoint, load_checkpoint
+from streamtag.config import NoveltyConfig, ReferenceConfig
+from streamtag.embedding import novelty_of, unit_mean
+from streamtag.engine import Engine, StreamSpec
+from streamtag.errors import LibraryError
+from streamtag.model import EMOTION_HEAD
+from streamtag.references import ReferenceLibrary
+from streamtag.testing import EMBEDDING_HEAD, make_checkpoint, make_signal
+
+
+def vectors(records: list[dict]) -> np.ndarray:
+    return np.array([r["embedding"]["vector"] for r in records])
+
+
+def library_of(ck: Checkpoint, signals: dict[str, np.ndarray]) -> ReferenceLibrary:
+    """A library built as `streamtag reference add` builds it (engine, non-silent hops)."""
+    lib = ReferenceLibrary(ck.weights_sha256, ck.embedding_head.size, 0.5)
+    for name, x in signals.items():
+        recs = Engine(ck).analyze(x)
+        lib.add(name, [vectors([r for r in recs if not r["silent"]])], [f"{name}.wav"])
+    return lib
+
+
+def sine(seconds: float, f0: float, rate: int = 22050) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.4 * np.sin(2 * np.pi * f0 * t)).astype(np.float32)
+
+
+def test_record_carries_tags_embedding_and_novelty(tiny_embedding: Checkpoint) -> None:
+    rec = Engine(tiny_embedding).analyze(make_signal(2.0, 22050))[-1]
+    assert set(rec["tags"]) == {"calm", "energetic", "Hip Hop", "sad"}
+    assert all(0 <= p <= 1 for p in rec["tags"].values())
+    assert list(rec["embedding"]) == ["xy", "vector"]
+    assert len(rec["embedding"]["xy"]) == 2 and all(-1 <= v <= 1
+                                                    for v in rec["embedding"]["xy"])
+    assert np.linalg.norm(rec["embedding"]["vector"]) == pytest.approx(1.0, abs=1e-5)
+    assert 0 <= rec["novelty"] <= 1
+    assert "reference" not in rec  # no library
+    json.dumps(rec, allow_nan=False)
+
+
+@pytest.mark.parametrize("sizes", [[1], [333, 4096], [10**9]], ids=["1", "odd-mix", "whole"])
+def test_streaming_equals_offline_with_novelty_and_reference(tiny_embedding: Checkpoint,
+                                                             sizes: list[int]) -> None:
+    a, b = make_signal(4.0, 22050, seed=1), make_signal(4.0, 22050, seed=2)
+    lib = library_of(tiny_embedding, {"a": a, "b": b})
+    # A pause in the middle: silent hops are skipped by novelty and the reference query.
+    x = np.concatenate([b[:22050 * 2], np.zeros(22050, np.float32), a])
+    if sizes == [1]:
+        x = x[: 22050 * 4]
+    engine = Engine(tiny_embedding, novelty=NoveltyConfig(memory_s=3.0, recent_s=1.0),
+                    reference=ReferenceConfig(window_s=1.0), library=lib)
+    offline = engine.analyze(x)
+    assert all("reference" in r and "novelty" in r for r in offline)
+    assert_records_equal(stream_records(engine, x, sizes), offline)
+    # Rerun after reset equals the first run (history cleared).
+    engine.reset()
+    assert_records_equal(stream_records(engine, x, [4096]), offline)
+
+
+def test_engine_feeds_novelty_the_non_silent_hops(tiny_embedding: Checkpoint) -> None:
+    recent, memory = 2, 6  # hops (1 s and 3 s)
+    x = np.concatenate([make_signal(3.0, 22050, seed=3), np.zeros(22050, np.float32),
+                        sine(4.0, 330.0)])
+    recs = Engine(tiny_embedding, novelty=NoveltyConfig(memory_s=3.0, recent_s=1.0)).analyze(x)
+    silent = [r["silent"] for r in recs]
+    assert silent[6:8] == [True, True] and sum(silent) == 2
+    sounding = vectors([r for r in recs if not r["silent"]])
+    k = 0
+    for r in recs:
+        if r["silent"]:
+            assert r["novelty"] == 0.0
+            continue
+        k += 1  # hops heard so far, this one included
+        expected = 0.0 if k < 2 * recent else novelty_of(
+            sounding[k - recent:k], sounding[max(0, k - recent - memory):k - recent])
+        assert r["novelty"] == pytest.approx(expected, abs=1e-5), r["seq"]
+
+
+def test_reference_query_is_the_mean_of_the_last_window(tiny_embedding: Checkpoint) -> None:
+    a = make_signal(4.0, 22050, seed=1)
+    lib = library_of(tiny_embedding, {"a": a, "tone": sine(4.0, 220.0)})
+    engine = Engine(tiny_embedding, reference=ReferenceConfig(window_s=1.5), library=lib)
+    recs = engine.analyze(a)
+    # Playing the reference itself: it is the nearest, at distance ~0 once the window is full.
+    assert all(r["reference"]["nearest"] == "a" for r in recs[3:])
+    assert all(r["reference"]["distance"] < 1e-3 and r["reference"]["known"]
+               and r["reference"]["name"] == "a" for r in recs[3:])
+    # Each hop's answer is the matcher's answer for the unit mean of the last 3 vectors.
+    v = vectors(recs)
+    for k, r in enumerate(recs):
+        expected = engine.matcher.match(unit_mean(v[max(0, k - 2):k + 1]))
+        assert r["reference"]["nearest"] == expected["nearest"]
+        assert r["reference"]["distance"] == pytest.approx(expected["distance"], abs=1e-3)
+
+
+def test_unknown_music_is_not_forced_onto_the_nearest_name(tiny_embedding: Checkpoint) -> None:
+    lib = library_of(tiny_embedding, {"a": make_signal(4.0, 22050, seed=1)})
+    tone = sine(4.0, 1000.0)
+    far = Engine(tiny_embedding, library=lib).analyze(tone)[-1]["reference"]
+    assert far["nearest"] == "a" and far["distance"] > 0
+    # Threshold below the distance (config overrides the checkpoint): unknown, no name.
+    below = ReferenceConfig(known_distance=far["distance"] * 0.9)
+    ref = Engine(tiny_embedding, reference=below, library=lib).analyze(tone)[-1]["reference"]
+    assert ref == {"name": None, "nearest": "a", "distance": far["distance"], "known": False}
+    above = ReferenceConfig(known_distance=far["distance"] * 1.1)
+    ref = Engine(tiny_embedding, reference=above, library=lib).analyze(tone)[-1]["reference"]
+    assert ref["name"] == "a" and ref["known"]
+
+
+def test_before_any_sound_the_reference_is_null(tiny_embedding: Checkpoint) -> None:
+    lib = library_of(tiny_embedding, {"a": make_signal(2.0, 22050)})
+    recs = Engine(tiny_embedding, library=lib).analyze(np.zeros(22050, np.float32))
+    assert all(r["reference"] == {"name": None, "nearest": None, "distance": None,
+                                  "known": False} for r in recs)
+
+
+def test_streams_have_their_own_history(tiny_embedding: Checkpoint) -> None:
+    a, b = make_signal(3.0, 22050, seed=1), sine(3.0, 440.0)
+    both = Engine(tiny_embedding, streams=[StreamSpec("l", (0,)), StreamSpec("r", (1,))])
+    recs = both.analyze(np.stack([a, b], axis=1))
+    left = [{**r, "stream": "main"} for r in recs if r["stream"] == "l"]
+    assert_records_equal(left, Engine(tiny_embedding).analyze(a))
+
+
+def test_library_checks(tiny_embedding: Checkpoint, tmp_path: Path) -> None:
+    other = load_checkpoint(make_checkpoint(tmp_path / "o.safetensors",
+                                            heads=[EMOTION_HEAD, EMBEDDING_HEAD], seed=5))
+    lib = library_of(other, {"a": make_signal(2.0, 22050)})
+    with pytest.raises(LibraryError, match=f"made with checkpoint {other.id}, but the loaded "
+                                           f"checkpoint is {tiny_embedding.id}"):
+        Engine(tiny_embedding, library=lib)
+    # No threshold anywhere: refused, saying where to set one.
+    with pytest.raises(LibraryError, match=r"set reference\.known_distance"):
+        Engine(other, library=lib)
+    no_emb = load_checkpoint(make_checkpoint(tmp_path / "n.safetensors", heads=[EMOTION_HEAD]))
+    with pytest.raises(LibraryError, match="no embedding head"):
+        Engine(no_emb, library=lib)
+
+
+def test_without_a_projection_xy_is_absent(tmp_path: Path) -> None:
+    ck = load_checkpoint(make_checkpoint(tmp_path / "np.safetensors",
+                                         heads=[EMOTION_HEAD, EMBEDDING_HEAD]))
+    rec = Engine(ck).analyze(make_signal(1.0, 22050))[0]
+    assert list(rec["embedding"]) == ["vector"] and "novelty" in rec
+
+
+def test_checkpoint_without_the_new_heads_has_none_of_the_new_fields(
+        tiny_default: Checkpoint) -> None:
+    rec = Engine(tiny_default).analyze(make_signal(1.0, 22050))[0]
+    assert not {"tags", "embedding", "novelty", "reference"} & set(rec)
