@@ -17,6 +17,7 @@ import yaml
 
 from streamtag.checkpoint import load_checkpoint
 from streamtag.model import count_parameters
+from streamtag.train.corpus.tags import TAG_DEFINITIONS
 
 ASSETS = Path(__file__).resolve().parent.parent / "streamtag" / "assets"
 
@@ -26,6 +27,9 @@ TARGETS = [
     ("valence / arousal Pearson r", ">= 0.8"),
     ("timbre MAE per descriptor", "<= 0.05"),
     ("per-hop cost (model.step) p99", "<= 10 ms"),
+    ("piece retrieval top-1 after 5 s (pieces never seen in training)", ">= 0.9"),
+    ("known / unknown ROC AUC", ">= 0.9"),
+    ("novelty: splices detected within 1 s, at <= 1 false alarm per minute", ">= 0.9"),
 ]
 
 
@@ -84,8 +88,23 @@ def main(run_dir: Path) -> str:
         "2013). **These labels are a proxy, not listener ratings**: the model learns the cue "
         "model, and its valence/arousal on real recordings are untested.",
         "- **timbre**: labels from the project's reference descriptors "
-        "(`streamtag/train/descriptors.py`) computed on each whole clip, so one label spans "
-        "all of a clip's hops.",
+        "(`streamtag/train/descriptors.py`), computed for every hop on the 1 s of audio the "
+        "model's window covers at that hop (`data.per_hop_timbre`).",
+        "- **tags**: read off each clip's rendering recipe (its General MIDI programs, its "
+        "composed mode, its written tempo), never guessed from the audio; a tag the recipe "
+        "leaves open is masked, not negative. Definitions "
+        "(`streamtag/train/corpus/tags.py`):",
+        "",
+        "| tag | holds when |",
+        "| --- | --- |",
+        *[f"| {t} | {d} |" for t, d in TAG_DEFINITIONS.items()],
+        "",
+        "- **embedding**: 32 dims, trained with seed 003's triplet loss (batch-hard mining, "
+        "margin 0.2): positives are other hops of the same piece and its render through another "
+        "SoundFont or kit (a batch keeps a piece's renders together), negatives other pieces. "
+        "The 2-D projection published as `/streamtag/embedding/xy` is a PCA of training-hop "
+        "embeddings stored in the checkpoint; `known_distance` (the reference library's "
+        "known/new threshold) is calibrated on the validation pieces.",
         "",
         "## Recipe",
         "",
@@ -108,12 +127,20 @@ def main(run_dir: Path) -> str:
     inst = heads.get("instrument", {})
     emo = heads.get("emotion", {})
     tim = heads.get("timbre", {})
+    emb = report.get("embedding") or {}
+    ret5 = (emb.get("retrieval") or {}).get("by_seconds", {}).get("5", {})
+    ku = emb.get("known_unknown") or {}
+    nov = emb.get("novelty") or {}
     measured = [
         _fmt(inst.get("after_1s_accuracy")),
         _fmt(emo.get("quadrant_accuracy")),
         f"{_fmt(emo.get('valence_r'))} / {_fmt(emo.get('arousal_r'))}",
         f"worst {_fmt(tim.get('max_mae'))}, mean {_fmt(tim.get('mean_mae'))}",
         f"{report['cost']['p99_ms']:.2f} ms (mean {report['cost']['mean_ms']:.2f} ms)",
+        _fmt(ret5.get("top1")),
+        _fmt(ku.get("roc_auc")),
+        f"{_fmt(nov.get('detection_rate'))} at {_fmt(nov.get('false_alarms_per_min'))} "
+        "false alarms per minute",
     ]
     for (name, wanted), got in zip(TARGETS, measured, strict=True):
         lines.append(f"| {name} | {wanted} | {got} |")
