@@ -43,6 +43,8 @@ CACHE_VERSION = 1
 TIMBRE_CACHE_VERSION = 1  # bump when the descriptors change
 CORPUS_DATASET = "corpus"
 DESCRIPTORS_SOURCE = "streamtag.train.descriptors"
+#: Hops ending this early in a recording [s] carry no embedding identity (too little heard).
+EMBEDDING_WARMUP_S = 1.0
 #: Audio each per-hop timbre label describes: the model's 1 s window ending at the hop [s].
 TIMBRE_WINDOW_S = 1.0
 
@@ -166,7 +168,8 @@ def encode_labels(
 
     regression: target [N, K] float32, mask [N, K]. multiclass: target [N] int64 class index,
     mask [N]. embedding: target [N] int64 identity (``identity_class`` of the piece, i.e. the
-    clip's dataset and group, or of the instrument name), mask [N]. multilabel: target [N, K]
+    clip's dataset and group, or of the instrument name), mask [N], 0 for the hops of the first
+    ``EMBEDDING_WARMUP_S``. multilabel: target [N, K]
     multi-hot, mask [N, K] (a tag the clip's ``tags_known`` leaves out is masked).
     hop_timbre: per-hop timbre labels [N, 7] in ``TIMBRE_NAMES`` order, used instead of the
     clip's static ones when given (``FeatureCache.hop_timbre``).
@@ -208,12 +211,14 @@ def encode_labels(
     if spec.kind == "embedding":
         target = np.zeros(n_hops, np.int64)
         mask = np.zeros(n_hops, np.float32)
+        # The first second names nothing yet: the model has barely heard the recording.
+        heard = (np.arange(n_hops) + 1) * hop_s > EMBEDDING_WARMUP_S + 1e-9
         if head.target == "piece":
             target[:] = identity_class(f"{clip.dataset}\n{clip.group}")
-            mask[:] = 1.0
+            mask[heard] = 1.0
         elif head.target == "instrument" and clip.instrument is not None:
             target[:] = identity_class(clip.instrument)
-            mask[:] = 1.0
+            mask[heard] = 1.0
         return target, mask
     target = np.zeros((n_hops, k), np.float32)
     mask = np.zeros((n_hops, k), np.float32)

@@ -52,6 +52,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data.distributed import DistributedSampler
 
 from streamtag import __version__
@@ -202,6 +203,23 @@ def batch_hard_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, mask: torch
     return F.relu(d[idx, p] - d[idx, q] + margin)[valid].mean()
 
 
+def clip_embeddings(emb: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One unit vector per recording: the mean of its labelled hops' embeddings, normalised.
+
+    emb [B, S, D] (unit vectors per hop), labels / mask [B, S]. Returns (vectors [B', D],
+    labels [B']) for the B' recordings with a labelled hop. This is the kind of vector the
+    run-time reference query is (a unit mean over recent hops), so training shapes it directly.
+    """
+    w = mask.to(emb.dtype)
+    count = w.sum(dim=1)
+    keep = count > 0
+    mean = (emb * w[..., None]).sum(dim=1) / count.clamp_min(1.0)[:, None]
+    vec = F.normalize(mean, dim=-1)
+    lab = labels.gather(1, w.argmax(dim=1, keepdim=True)).squeeze(1)
+    return vec[keep], lab[keep]
+
+
 @dataclass
 class TrainHead:
     """A head as the trainer sees it: model spec, label source, loss and its weight."""
@@ -231,8 +249,13 @@ def head_loss_value(head: TrainHead, logits: torch.Tensor, target: torch.Tensor,
                                     head.class_weights)
     if spec.kind == "multilabel":
         return masked_bce(flat, target.reshape(-1, k), mask.reshape(-1, k))
-    return batch_hard_triplet_loss(activate_head(spec, flat), target.reshape(-1),
-                                   mask.reshape(-1), head.margin)
+    # Embedding: triplets between recordings (each the unit mean of its labelled hops), so the
+    # positives are other renders of the piece, not the neighbouring hops of the same one.
+    s = logits.shape[-2] if logits.dim() >= 2 else 1
+    emb = activate_head(spec, flat).reshape(-1, s, k)
+    vec, lab = clip_embeddings(emb, target.reshape(-1, s), mask.reshape(-1, s))
+    return batch_hard_triplet_loss(vec, lab, torch.ones_like(lab, dtype=vec.dtype),
+                                   head.margin) + emb.sum() * 0.0
 
 
 def multitask_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
@@ -813,10 +836,21 @@ class Trainer:
                         targets_all[h.name].append(f.targets[h.name])
                         masks_all[h.name].append(f.masks[h.name])
         # The loss over all validation hops at once (a per-segment CCC would be meaningless).
+        # Embedding heads compare recordings, so they keep one row per clip (padded, masked).
         with torch.no_grad():
-            outputs = {k: torch.cat(v)[None] for k, v in logits_all.items()}
-            targets = {k: torch.from_numpy(np.concatenate(v))[None] for k, v in targets_all.items()}
-            masks = {k: torch.from_numpy(np.concatenate(v))[None] for k, v in masks_all.items()}
+            outputs, targets, masks = {}, {}, {}
+            for h in self.heads:
+                k = h.name
+                if h.target.spec.kind == "embedding":
+                    outputs[k] = pad_sequence(logits_all[k], batch_first=True)
+                    targets[k] = pad_sequence([torch.from_numpy(t) for t in targets_all[k]],
+                                              batch_first=True)
+                    masks[k] = pad_sequence([torch.from_numpy(m) for m in masks_all[k]],
+                                            batch_first=True)
+                else:
+                    outputs[k] = torch.cat(logits_all[k])[None]
+                    targets[k] = torch.from_numpy(np.concatenate(targets_all[k]))[None]
+                    masks[k] = torch.from_numpy(np.concatenate(masks_all[k]))[None]
             total, parts = multitask_loss(outputs, targets, masks, self.heads)
         metrics = {h.name: head_metrics(data[h.name], self.hop_s) for h in self.heads
                    if any(m.any() for m in data[h.name].masks)}
@@ -981,6 +1015,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
 __all__ = [
     "Batch", "SegmentResult", "SequenceStep", "TrainHead", "TrainResult", "Trainer",
     "TrainingError", "band_statistics", "batch_hard_pairs", "batch_hard_triplet_loss",
-    "class_balance_weights", "collate", "epoch_batches", "masked_bce", "masked_cross_entropy",
-    "masked_regression_loss", "multitask_loss", "spec_augment", "train", "train_batch",
+    "class_balance_weights", "clip_embeddings", "collate", "epoch_batches", "masked_bce",
+    "masked_cross_entropy", "masked_regression_loss", "multitask_loss", "spec_augment", "train",
+    "train_batch",
 ]
