@@ -50,6 +50,13 @@ class Projection:
     axes: np.ndarray
     scale: np.ndarray
 
+    def __post_init__(self) -> None:
+        # Fixed means fixed: float64 copies nobody can change in place.
+        for name in ("center", "axes", "scale"):
+            a = np.array(getattr(self, name), dtype=np.float64)
+            a.flags.writeable = False
+            object.__setattr__(self, name, a)
+
     @property
     def dims(self) -> int:
         return int(self.center.shape[0])
