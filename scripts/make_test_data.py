@@ -12,9 +12,12 @@ import numpy as np
 import soundfile as sf
 
 from streamtag.checkpoint import load_checkpoint
+from streamtag.config import ReferenceConfig
 from streamtag.engine import Engine
 from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend
-from streamtag.testing import make_checkpoint, make_signal
+from streamtag.model import EMOTION_HEAD
+from streamtag.references import ReferenceLibrary
+from streamtag.testing import EMBEDDING_HEAD, TAGS_HEAD, make_checkpoint, make_signal
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
@@ -28,11 +31,28 @@ def main() -> None:
     ck_path = make_checkpoint(DATA / "tiny-default.safetensors", "default")
     make_checkpoint(DATA / "tiny-seed.safetensors", "seed")
     records = Engine(load_checkpoint(ck_path)).analyze(signal)
-    with open(DATA / "golden_records.jsonl", "w") as f:
+    write_records(DATA / "golden_records.jsonl", records)
+    # Tags, embedding (projection fitted, threshold set), novelty and a reference library made
+    # of two other signals; the records of `signal` against it.
+    emb_path = make_checkpoint(DATA / "tiny-embedding.safetensors",
+                               heads=[EMOTION_HEAD, TAGS_HEAD, EMBEDDING_HEAD], projection=True,
+                               known_distance=0.05)
+    ck = load_checkpoint(emb_path)
+    lib = ReferenceLibrary(ck.weights_sha256, EMBEDDING_HEAD.size, 0.5)
+    for name, seed in (("one", 1), ("two", 2)):
+        recs = Engine(ck).analyze(make_signal(3.0, 22050, seed=seed))
+        lib.add(name, [np.array([r["embedding"]["vector"] for r in recs])], [f"{name}.wav"])
+    lib.save(DATA / "tiny-embedding-references.safetensors")
+    records = Engine(ck, reference=ReferenceConfig(window_s=1.0), library=lib).analyze(signal)
+    write_records(DATA / "golden_records_embedding.jsonl", records)
+    print(f"wrote {sorted(p.name for p in DATA.iterdir())}")
+
+
+def write_records(path: Path, records: list[dict]) -> None:
+    with open(path, "w") as f:
         for r in records:
             r.pop("wall"), r.pop("latency_ms")
             f.write(json.dumps(r) + "\n")
-    print(f"wrote {sorted(p.name for p in DATA.iterdir())}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,21 @@ not make the music that resumes look new or unknown).
   silent hop (silence is not news).
 - Reference query = the normalised mean of the last ``window_hops`` non-silent hops (None before
   the first one); see :mod:`streamtag.references`.
+
+For the trainer: fit the projection on embeddings computed the way they are served, and store it
+with the calibrated threshold::
+
+    ck = load_checkpoint(best)                       # saved with its embedding head
+    recs = Engine(ck).analyze(audio)                 # per clip; records carry embedding.vector
+    emb = np.array([r["embedding"]["vector"] for r in recs if not r["silent"]])
+    meta = EmbeddingMeta(fit_projection(all_emb), known_distance=threshold)
+    update_embedding_meta(best, meta)                # or save_checkpoint(..., embedding=meta)
+
+To calibrate ``known_distance`` with the distances the daemon will report, build a
+:class:`streamtag.references.ReferenceLibrary` from reference clips and score held-out windows
+with ``ReferenceMatcher(lib, window_hops, known_distance=2.0).match(unit_mean(window))``
+(``window_hops = hops_for(ReferenceConfig().window_s, 0.5)``): its ``distance`` for windows of
+pieces in the library against windows of pieces that are not.
 """
 
 from __future__ import annotations
@@ -49,6 +64,13 @@ class Projection:
     center: np.ndarray
     axes: np.ndarray
     scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        # Fixed means fixed: float64 copies nobody can change in place.
+        for name in ("center", "axes", "scale"):
+            a = np.array(getattr(self, name), dtype=np.float64)
+            a.flags.writeable = False
+            object.__setattr__(self, name, a)
 
     @property
     def dims(self) -> int:

@@ -84,7 +84,7 @@ def _round(x: float) -> float:
     return float(f"{x:.6g}")
 
 
-def head_section(spec: HeadSpec, values: np.ndarray) -> dict | list:
+def head_section(spec: HeadSpec, values: np.ndarray) -> dict:
     """One head's part of the estimate record from its activated outputs [K]."""
     if spec.kind == "multiclass":
         top = int(np.argmax(values))

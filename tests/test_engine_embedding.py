@@ -163,3 +163,29 @@ def test_checkpoint_without_the_new_heads_has_none_of_the_new_fields(
         tiny_default: Checkpoint) -> None:
     rec = Engine(tiny_default).analyze(make_signal(1.0, 22050))[0]
     assert not {"tags", "embedding", "novelty", "reference"} & set(rec)
+
+
+def test_golden_records_with_tags_embedding_novelty_and_reference(data_dir: Path) -> None:
+    """A fixed tiny checkpoint and library on a fixed signal give the recorded records."""
+    import soundfile as sf
+
+    from streamtag.references import load_library
+
+    x, _ = sf.read(data_dir / "signal.wav", dtype="float32")
+    ck = load_checkpoint(data_dir / "tiny-embedding.safetensors")
+    lib = load_library(data_dir / "tiny-embedding-references.safetensors")
+    records = Engine(ck, reference=ReferenceConfig(window_s=1.0), library=lib).analyze(x)
+    golden = [json.loads(line) for line in (data_dir / "golden_records_embedding.jsonl").open()]
+    assert_records_equal(records, golden)
+
+
+def test_history_state_is_real_without_reset(tiny_embedding: Checkpoint) -> None:
+    """Without reset the embedding history carries on (novelty compares with the old audio);
+    after reset the first hops report 0 again."""
+    x = make_signal(3.0, 22050, seed=4)
+    engine = Engine(tiny_embedding, novelty=NoveltyConfig(memory_s=2.0, recent_s=0.5))
+    first = stream_records(engine, x, [4096])
+    continued = stream_records(engine, sine(3.0, 660.0), [4096])
+    assert first[0]["novelty"] == 0.0 and continued[0]["novelty"] > 0.0
+    engine.reset()
+    assert stream_records(engine, x, [4096])[0]["novelty"] == 0.0

@@ -262,7 +262,8 @@ _CONTROL_DESCRIPTIONS = {
     CONTROL_RESET: "clear the model state (LSTM) and smoothers",
     CONTROL_PAUSE: "stop analysing and publishing",
     CONTROL_RESUME: "resume after pause",
-    CONTROL_RELOAD: "re-read config and checkpoint; a bad one is refused, the running model kept",
+    CONTROL_RELOAD: "re-read config, checkpoint and reference library; a bad one is refused, "
+    "the running ones kept",
     CONTROL_DESCRIBE: "reply with the manifest (see manifest)",
 }
 
