@@ -35,6 +35,7 @@ from streamtag.train.trainer import (
     batch_hard_triplet_loss,
     class_balance_weights,
     collate,
+    head_loss_value,
     masked_bce,
     masked_cross_entropy,
     masked_regression_loss,
@@ -546,7 +547,7 @@ def test_piece_embedding_targets_name_the_piece_not_the_render(tmp_path: Path):
     ta, ma = encode_labels(a, head, 3, 0.5)
     tb, _ = encode_labels(b, head, 3, 0.5)
     tc, _ = encode_labels(c, head, 3, 0.5)
-    assert ma.tolist() == [1, 1, 1] and len(set(ta.tolist())) == 1
+    assert ma.tolist() == [0, 0, 1] and len(set(ta.tolist())) == 1  # first second: no identity
     assert ta[0] == tb[0] and ta[0] != tc[0]
 
 
@@ -591,3 +592,42 @@ def test_per_hop_timbre_labels_follow_the_audio_and_are_cached(tmp_path: Path):
     target, mask = encode_labels(clip, spec, 8, 0.5, labels)
     np.testing.assert_allclose(target, labels)
     assert mask.all()
+
+
+def test_clip_triplet_compares_recordings_by_their_mean_embedding():
+    from streamtag.train.trainer import clip_embeddings
+
+    spec = HeadSpec("embedding", "embedding", ("d0", "d1"))
+    head = TrainHead(HeadTarget(spec, "piece"), "triplet", margin=0.2)
+    # Four recordings of 3 hops, pieces [7, 7, 9, 9]: each recording's hops wander, but their
+    # means point along x for piece 7 and along y for piece 9 (the answer is known).
+    hops = torch.tensor([
+        [[1.0, 0.5], [1.0, -0.5], [1.0, 0.0]],
+        [[1.0, 0.2], [1.0, -0.2], [1.0, 0.0]],
+        [[0.5, 1.0], [-0.5, 1.0], [0.0, 1.0]],
+        [[0.3, 1.0], [-0.3, 1.0], [0.0, 1.0]],
+    ])
+    labels = torch.tensor([[7] * 3, [7] * 3, [9] * 3, [9] * 3])
+    mask = torch.ones(4, 3)
+    vec, lab = clip_embeddings(F_normalize(hops), labels, mask)
+    assert lab.tolist() == [7, 7, 9, 9]
+    torch.testing.assert_close(vec[0], torch.tensor([1.0, 0.0]), atol=1e-6, rtol=0)
+    assert head_loss_value(head, hops, labels, mask).item() == 0.0  # pieces are far apart
+    swapped = torch.tensor([[7] * 3, [9] * 3, [7] * 3, [9] * 3])
+    assert head_loss_value(head, hops, swapped, mask).item() > 0.5  # positives lie across
+    # A recording with no labelled hop (all in its warm-up) takes no part.
+    warm = torch.tensor([[1.0] * 3] * 3 + [[0.0] * 3])
+    vec, lab = clip_embeddings(F_normalize(hops), labels, warm)
+    assert len(vec) == 3
+
+
+def F_normalize(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
+def test_embedding_identity_waits_for_the_first_second(tmp_path: Path):
+    spec = HeadSpec("embedding", "embedding", ("d0", "d1"))
+    clip = Clip(path=tmp_path / "a.wav", dataset="corpus", split="train", group="p",
+                instrument="flute")
+    _, mask = encode_labels(clip, HeadTarget(spec, "piece"), 5, 0.5)
+    assert mask.tolist() == [0, 0, 1, 1, 1]
