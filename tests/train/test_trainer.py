@@ -631,3 +631,16 @@ def test_embedding_identity_waits_for_the_first_second(tmp_path: Path):
                 instrument="flute")
     _, mask = encode_labels(clip, HeadTarget(spec, "piece"), 5, 0.5)
     assert mask.tolist() == [0, 0, 1, 1, 1]
+
+
+def test_emotion_recordings_are_not_kept_together(tmp_path: Path):
+    from streamtag.train.trainer import batch_group
+
+    a = Clip(path=tmp_path / "a.wav", dataset="corpus", split="train", group="p",
+             instrument="flute")
+    b = Clip(path=tmp_path / "b.wav", dataset="corpus", split="train", group="p",
+             instrument="flute")
+    e1 = Clip(path=tmp_path / "e1.wav", dataset="corpus", split="train", group="q", valence=0.5)
+    e2 = Clip(path=tmp_path / "e2.wav", dataset="corpus", split="train", group="q", valence=0.5)
+    assert batch_group(a) == batch_group(b)
+    assert batch_group(e1) != batch_group(e2)
