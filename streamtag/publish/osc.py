@@ -171,18 +171,13 @@ def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) ->
             for cls, prob in probs.items():
                 x = p.number(prob, f"instrument.probs.{cls}")
                 p.add(a(spec.suffix.format(label=wire.osc_name(str(cls)))), spec.types, x)
-    tim = record.get(wire.HEAD_TIMBRE)
-    if isinstance(tim, Mapping):
-        spec = wire.OSC_TIMBRE
-        for name, value in tim.items():
-            x = p.number(value, f"timbre.{name}")
-            p.add(a(spec.suffix.format(label=wire.osc_name(str(name)))), spec.types, x)
-    tags = record.get(wire.HEAD_TAGS)
-    if isinstance(tags, Mapping):
-        spec = wire.OSC_TAG
-        for name, value in tags.items():
-            x = p.number(value, f"{wire.HEAD_TAGS}.{name}")
-            p.add(a(spec.suffix.format(label=wire.osc_name(str(name)))), spec.types, x)
+    # One float address per named value: timbre descriptors and tag probabilities alike.
+    for head, spec in ((wire.HEAD_TIMBRE, wire.OSC_TIMBRE), (wire.HEAD_TAGS, wire.OSC_TAG)):
+        section = record.get(head)
+        if isinstance(section, Mapping):
+            for name, value in section.items():
+                x = p.number(value, f"{head}.{name}")
+                p.add(a(spec.suffix.format(label=wire.osc_name(str(name)))), spec.types, x)
     emb = record.get(wire.HEAD_EMBEDDING)
     xy = emb.get(wire.EMBEDDING_XY) if isinstance(emb, Mapping) else None
     if xy is not None:
