@@ -299,7 +299,9 @@ class Daemon:
         try:
             while not self._stop.is_set():
                 self._handle_commands()
-                block = self.source.read(max_frames, 0.05)
+                # Wake once per completed frame, not once per capture block: before the frame's
+                # last sample there is nothing to do (see Source.read and the capture worker).
+                block = self.source.read(max_frames, 0.05, self.engine.input_needed())
                 arrival = time.perf_counter()
                 if block.shape[0] and not self.paused:
                     try:
@@ -334,24 +336,47 @@ class Daemon:
             time.sleep(0.01)
 
     def _analyse(self, block: np.ndarray, arrival: float) -> None:
-        step = self.engine.process(block, arrival)
+        """Analyse a block and publish what it completes. ``arrival``: ``time.perf_counter()``
+        when it was read, the stand-in for capture times a source does not know."""
+        if self.source.capture_time(0) is None:
+            self._analyse_piece(block, arrival)
+            return
+        # A live input knows when each sample was captured: feed it frame by frame, so each
+        # hop is timed from the capture of its own last sample (a block holds several frames
+        # only when the loop fell behind).
+        mono_to_perf = time.perf_counter() - time.monotonic()
+        i, n = 0, block.shape[0]
+        while i < n:
+            j = min(n, i + self.engine.input_needed())
+            captured = self.source.capture_time(j - 1)
+            self._analyse_piece(block[i:j], arrival if captured is None
+                                else captured + mono_to_perf)
+            i = j
+
+    def _analyse_piece(self, block: np.ndarray, captured: float) -> None:
+        step = self.engine.process(block, captured)
         for rec in step.records:
-            self._publish(rec)
+            self._publish(rec, captured)
         if step.fast:
             self._publish_fast(step.fast)
 
-    def _publish(self, rec: dict) -> None:
+    def _publish(self, rec: dict, captured: float) -> None:
+        """OSC first, then ``latency_ms`` = now − ``captured`` (``time.perf_counter()`` when
+        the hop's last sample was captured, or read for sources that cannot tell), then
+        ZeroMQ, which carries it."""
         c = self.counters
         c.records += 1
+        if self.osc is not None:
+            self.osc.publish(self.smoother(rec))
+        rec["latency_ms"] = round((time.perf_counter() - captured) * 1e3, 3)
         if rec["stream"] == self.engine.streams[0].name:
             c.hops += 1
             c.latencies_ms.append(rec["latency_ms"])
-        if self.zmq is not None:
-            self.zmq.publish_record(rec)
         if self.osc is not None:
-            self.osc.publish(self.smoother(rec))
             for address, value in self.mapper.process(rec):
                 self.osc.send_raw(address, value)
+        if self.zmq is not None:
+            self.zmq.publish_record(rec)
 
     def _publish_fast(self, fast: list[FastFrames]) -> None:
         n = len(fast[0].t)
