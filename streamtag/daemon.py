@@ -186,7 +186,8 @@ class Daemon:
             o = cfg.outputs
             if o.osc.enabled:
                 self.osc = OscPublisher([(t.host, t.port) for t in o.osc.targets], o.osc.prefix,
-                                        self._stream_names())
+                                        self._stream_names(),
+                                        max_datagram_bytes=o.osc.max_datagram_bytes)
             if o.zmq.enabled:
                 self.zmq = ZmqPublisher(o.zmq.endpoint, o.zmq.hwm, manifest=self.manifest)
             if cfg.control.enabled:
@@ -263,8 +264,8 @@ class Daemon:
             ck = resolve_checkpoint(self.checkpoint_override or cfg.model.checkpoint)
             kept = keep_restart_only(self.cfg, cfg)
             if kept != cfg:
-                log.warning("reload: changes to input, streams, OSC targets/prefix, ZeroMQ and "
-                            "control take effect on restart; applying the rest")
+                log.warning("reload: changes to input, streams, OSC targets/prefix/datagram size, "
+                            "ZeroMQ and control take effect on restart; applying the rest")
             cfg = kept
             old = (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every)
             try:
@@ -386,7 +387,7 @@ class Daemon:
             if self._fast_count % self._fast_every:
                 continue
             for f in fast:
-                values = dict(zip(f.names, (float(v) for v in f.values[i]), strict=True))
+                values = dict(zip(f.names, f.values[i].tolist(), strict=True))
                 if self.osc is not None:
                     self.osc.send_fast(f.stream, wall, values)
                 if self.zmq is not None:
@@ -433,7 +434,8 @@ class Daemon:
 
 def keep_restart_only(old: Config, new: Config) -> Config:
     """``new`` with the parts that only a restart can change (sockets, input) taken from ``old``."""
-    osc = replace(new.outputs.osc, targets=old.outputs.osc.targets, prefix=old.outputs.osc.prefix)
+    osc = replace(new.outputs.osc, targets=old.outputs.osc.targets, prefix=old.outputs.osc.prefix,
+                  max_datagram_bytes=old.outputs.osc.max_datagram_bytes)
     return replace(new, input=old.input, streams=old.streams, control=old.control,
                    outputs=replace(new.outputs, zmq=old.outputs.zmq, osc=osc))
 
