@@ -213,6 +213,10 @@ class Daemon:
         except ValueError as e:
             raise ConfigError(str(e)) from e
         self.engine, self.mapper = engine, mapper
+        fe = ck.frontend
+        # Fewest input samples between two frame ends [samples] (one hop of the frontend at
+        # the input rate; a resampler's rounding can make one a sample shorter).
+        self._frame_in_min = max(1, fe.hop_length * engine.input_rate_hz // fe.sample_rate_hz - 1)
         self.smoother = RecordSmoother(cfg, engine.hop_s, ck.heads)
         frame_rate = ck.frontend.frame_rate_hz
         self._fast_every = max(1, round(frame_rate / cfg.outputs.osc.fast.rate_hz))
@@ -267,11 +271,13 @@ class Daemon:
                 log.warning("reload: changes to input, streams, OSC targets/prefix/datagram size, "
                             "ZeroMQ and control take effect on restart; applying the rest")
             cfg = kept
-            old = (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every)
+            old = (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every,
+                   self._frame_in_min)
             try:
                 self._build_analysis(cfg, ck)
             except Exception:
-                self.engine, self.mapper, self.smoother, self.manifest, self._fast_every = old
+                (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every,
+                 self._frame_in_min) = old
                 raise
         except (ConfigError, CheckpointError, StreamtagError, ValueError) as e:
             self.counters.reloads_refused += 1
@@ -348,8 +354,11 @@ class Daemon:
         mono_to_perf = time.perf_counter() - time.monotonic()
         i, n = 0, block.shape[0]
         while i < n:
-            j = min(n, i + self.engine.input_needed())
-            captured = self.source.capture_time(j - 1)
+            need = self.engine.input_needed()
+            # Up to the frame's last sample; the rest with it if it cannot complete another.
+            j = n if n - i < need + self._frame_in_min else i + need
+            end = min(n, i + need)
+            captured = self.source.capture_time(end - 1)
             self._analyse_piece(block[i:j], arrival if captured is None
                                 else captured + mono_to_perf)
             i = j
