@@ -443,8 +443,8 @@ def click_latency(run: JackRun, grid: FrameGrid, dec: dict) -> dict[str, Any]:
 
 # -- 2: hop → OSC ---------------------------------------------------------------------------------
 def hop_latency(run: JackRun, grid: FrameGrid, dec: dict, clicks: dict) -> dict[str, Any]:
-    """The daemon's own ``latency_ms`` (last sample of the hop read by the analysis loop →
-    record ready), and at the receiver: ``/streamtag/emotion`` bundle arrival − when the hop's
+    """The daemon's own ``latency_ms`` (last sample of the hop captured → its OSC bundle
+    sent), and at the receiver: ``/streamtag/emotion`` bundle arrival − when the hop's
     last sample entered JACK (located through the click offsets)."""
     clock = PlayerClock(run.player["callbacks"])
     located = [(c["position"], c["offset"]) for c in clicks["per_click"] if "offset" in c]
@@ -478,11 +478,11 @@ def hop_latency(run: JackRun, grid: FrameGrid, dec: dict, clicks: dict) -> dict[
     ok = (own_p["p99"] is not None and own_p["p99"] <= TARGET_MS
           and (rx_p["p99"] is None or rx_p["p99"] <= TARGET_MS))
     return {
-        "what": "daemon latency_ms: the read holding the hop's last sample returns in the "
-                "analysis loop → record ready (before ZeroMQ/OSC send; excludes the capture "
-                "worker's transport and the earlier reads of the same JACK period, which the "
-                "loop takes at most 480 frames at a time); receiver: emotion bundle arrival − "
-                "the JACK block holding the hop's last sample handed over by the player",
+        "what": "daemon latency_ms: the capture worker's callback receives the JACK block "
+                "holding the hop's last sample (time.monotonic() in the worker) → the hop's OSC "
+                "bundle sent (includes the worker → daemon transport and the analysis); "
+                "receiver: emotion bundle arrival − the JACK block holding the hop's last "
+                "sample handed over by the player",
         "daemon_latency_ms": own_p,
         "status_latency_ms": status.get("latency_ms"),
         "receiver_ms": rx_p,

@@ -105,6 +105,8 @@ class OscConfig:
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     mappings: list[MappingConfig] = field(default_factory=list)
     fast: FastLaneConfig = field(default_factory=FastLaneConfig)
+    # Largest UDP payload [bytes]; a bigger hop bundle goes as several with the same timetag.
+    max_datagram_bytes: int = _rng(64, 65507, 1472)
 
 
 @dataclass(frozen=True)

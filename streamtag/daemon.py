@@ -192,7 +192,8 @@ class Daemon:
             o = cfg.outputs
             if o.osc.enabled:
                 self.osc = OscPublisher([(t.host, t.port) for t in o.osc.targets], o.osc.prefix,
-                                        self._stream_names())
+                                        self._stream_names(),
+                                        max_datagram_bytes=o.osc.max_datagram_bytes)
             if o.zmq.enabled:
                 self.zmq = ZmqPublisher(o.zmq.endpoint, o.zmq.hwm, manifest=self.manifest)
             if cfg.control.enabled:
@@ -220,6 +221,10 @@ class Daemon:
         except ValueError as e:
             raise ConfigError(str(e)) from e
         self.engine, self.mapper = engine, mapper
+        fe = ck.frontend
+        # Fewest input samples between two frame ends [samples] (one hop of the frontend at
+        # the input rate; a resampler's rounding can make one a sample shorter).
+        self._frame_in_min = max(1, fe.hop_length * engine.input_rate_hz // fe.sample_rate_hz - 1)
         self.smoother = RecordSmoother(cfg, engine.hop_s, ck.heads)
         frame_rate = ck.frontend.frame_rate_hz
         self._fast_every = max(1, round(frame_rate / cfg.outputs.osc.fast.rate_hz))
@@ -278,14 +283,16 @@ class Daemon:
             ck = resolve_checkpoint(self.checkpoint_override or cfg.model.checkpoint)
             kept = keep_restart_only(self.cfg, cfg)
             if kept != cfg:
-                log.warning("reload: changes to input, streams, OSC targets/prefix, ZeroMQ and "
-                            "control take effect on restart; applying the rest")
+                log.warning("reload: changes to input, streams, OSC targets/prefix/datagram size, "
+                            "ZeroMQ and control take effect on restart; applying the rest")
             cfg = kept
-            old = (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every)
+            old = (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every,
+                   self._frame_in_min)
             try:
                 self._build_analysis(cfg, ck)
             except Exception:
-                self.engine, self.mapper, self.smoother, self.manifest, self._fast_every = old
+                (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every,
+                 self._frame_in_min) = old
                 raise
         except (ConfigError, CheckpointError, StreamtagError, ValueError) as e:
             self.counters.reloads_refused += 1
@@ -314,7 +321,9 @@ class Daemon:
         try:
             while not self._stop.is_set():
                 self._handle_commands()
-                block = self.source.read(max_frames, 0.05)
+                # Wake once per completed frame, not once per capture block: before the frame's
+                # last sample there is nothing to do (see Source.read and the capture worker).
+                block = self.source.read(max_frames, 0.05, self.engine.input_needed())
                 arrival = time.perf_counter()
                 if block.shape[0] and not self.paused:
                     try:
@@ -349,24 +358,50 @@ class Daemon:
             time.sleep(0.01)
 
     def _analyse(self, block: np.ndarray, arrival: float) -> None:
-        step = self.engine.process(block, arrival)
+        """Analyse a block and publish what it completes. ``arrival``: ``time.perf_counter()``
+        when it was read, the stand-in for capture times a source does not know."""
+        if self.source.capture_time(0) is None:
+            self._analyse_piece(block, arrival)
+            return
+        # A live input knows when each sample was captured: feed it frame by frame, so each
+        # hop is timed from the capture of its own last sample (a block holds several frames
+        # only when the loop fell behind).
+        mono_to_perf = time.perf_counter() - time.monotonic()
+        i, n = 0, block.shape[0]
+        while i < n:
+            need = self.engine.input_needed()
+            # Up to the frame's last sample; the rest with it if it cannot complete another.
+            j = n if n - i < need + self._frame_in_min else i + need
+            end = min(n, i + need)
+            captured = self.source.capture_time(end - 1)
+            self._analyse_piece(block[i:j], arrival if captured is None
+                                else captured + mono_to_perf)
+            i = j
+
+    def _analyse_piece(self, block: np.ndarray, captured: float) -> None:
+        step = self.engine.process(block, captured)
         for rec in step.records:
-            self._publish(rec)
+            self._publish(rec, captured)
         if step.fast:
             self._publish_fast(step.fast)
 
-    def _publish(self, rec: dict) -> None:
+    def _publish(self, rec: dict, captured: float) -> None:
+        """OSC first, then ``latency_ms`` = now − ``captured`` (``time.perf_counter()`` when
+        the hop's last sample was captured, or read for sources that cannot tell), then
+        ZeroMQ, which carries it."""
         c = self.counters
         c.records += 1
+        if self.osc is not None:
+            self.osc.publish(self.smoother(rec))
+        rec["latency_ms"] = round((time.perf_counter() - captured) * 1e3, 3)
         if rec["stream"] == self.engine.streams[0].name:
             c.hops += 1
             c.latencies_ms.append(rec["latency_ms"])
-        if self.zmq is not None:
-            self.zmq.publish_record(rec)
         if self.osc is not None:
-            self.osc.publish(self.smoother(rec))
             for address, value in self.mapper.process(rec):
                 self.osc.send_raw(address, value)
+        if self.zmq is not None:
+            self.zmq.publish_record(rec)
 
     def _publish_fast(self, fast: list[FastFrames]) -> None:
         n = len(fast[0].t)
@@ -376,7 +411,7 @@ class Daemon:
             if self._fast_count % self._fast_every:
                 continue
             for f in fast:
-                values = dict(zip(f.names, (float(v) for v in f.values[i]), strict=True))
+                values = dict(zip(f.names, f.values[i].tolist(), strict=True))
                 if self.osc is not None:
                     self.osc.send_fast(f.stream, wall, values)
                 if self.zmq is not None:
@@ -425,7 +460,8 @@ class Daemon:
 
 def keep_restart_only(old: Config, new: Config) -> Config:
     """``new`` with the parts that only a restart can change (sockets, input) taken from ``old``."""
-    osc = replace(new.outputs.osc, targets=old.outputs.osc.targets, prefix=old.outputs.osc.prefix)
+    osc = replace(new.outputs.osc, targets=old.outputs.osc.targets, prefix=old.outputs.osc.prefix,
+                  max_datagram_bytes=old.outputs.osc.max_datagram_bytes)
     return replace(new, input=old.input, streams=old.streams, control=old.control,
                    outputs=replace(new.outputs, zmq=old.outputs.zmq, osc=osc))
 

@@ -216,6 +216,11 @@ class Engine:
             h.reset()
 
     # -- streaming ---------------------------------------------------------------------------
+    def input_needed(self) -> int:
+        """Input samples [at input_rate_hz] still to come before the next frame completes: a
+        live caller has no work before, and feeding exactly this many ends on that frame."""
+        return max(1, self._frontend.input_needed())
+
     def process(self, block: np.ndarray, arrival: float | None = None) -> EngineStep:
         """Feed a block [n] or [n, channels] at ``input_rate_hz``; return completed hops.
 

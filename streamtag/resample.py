@@ -4,8 +4,9 @@ The filter is the one ``scipy.signal.resample_poly`` designs (Kaiser-windowed si
 ``10 * max(up, down)`` taps in the upsampled domain), applied causally: output sample ``m`` is
 ``sum_j h[p mod up + j*up] * x[p // up - j]`` with ``p = m * down``, exactly what
 ``scipy.signal.upfirdn(h, x, up, down)`` computes. Fed any block sizes, the streaming output
-equals ``upfirdn`` over the whole signal (same products, same summation order per sample), and
-its delay is declared: ``delay_out_samples``.
+equals ``upfirdn`` over the whole signal (the same products, summed in one fixed order whatever
+the block sizes; to ~1e-15 of upfirdn's own order), and its delay is declared:
+``delay_out_samples``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Resampler:
         padded[: self.h.size] = self.h
         # phases[p, j] = h[p + j*up]: the taps that meet x[n - j] for an output at phase p.
         self._phases = padded.reshape(taps, self.up).T.copy()
+        # The same, oldest input first, to meet a window of consecutive inputs x[n-taps+1..n].
+        self._phases_rev = self._phases[:, ::-1].copy()
         self._taps = taps
         self.reset()
 
@@ -83,6 +86,9 @@ class Resampler:
         p = ms * self.down
         nmax = p // self.up
         phase = p - nmax * self.up
-        idx = (nmax - base)[:, None] - np.arange(self._taps)[None, :]
-        out = np.einsum("mt,cmt->cm", self._phases[phase], buf[:, idx])
+        # Output m meets buf[n - taps + 1 .. n], n = nmax - base: a row of the sliding windows
+        # (copied row by row, much cheaper than gathering taps × outputs single elements).
+        windows = np.lib.stride_tricks.sliding_window_view(buf, self._taps, axis=1)
+        rows = windows[:, nmax - base - (self._taps - 1)]  # [C, M, taps]
+        out = np.einsum("mt,cmt->cm", self._phases_rev[phase], rows)
         return out[0] if mono else out

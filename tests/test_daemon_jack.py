@@ -77,6 +77,8 @@ def test_captured_estimates_equal_analyze_and_survive_a_jack_restart(
         total = int((published[-1]["t"] + 0.1) * SAMPLE_RATE_HZ)
         _, expected = best_offset(published, engine, signal, loud[0]["t"], total)
         assert_records_equal(published, expected)
+        # Timed from the capture of each hop's last sample (a few ms on an idle machine).
+        assert all(0 < r["latency_ms"] < 500 for r in published)
         assert sum(not r["silent"] for r in published) >= 7  # the 4 s file, hop by hop
 
         # Kill the JACK server under the running daemon, then bring it back.

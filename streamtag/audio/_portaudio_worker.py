@@ -19,9 +19,22 @@ Run as ``python _portaudio_worker.py list`` (prints the scan as JSON on stdout) 
 from streamtag, so the child starts in ~0.15 s whatever the rest of the package pulls in.
 
 Wire format, one message per packet: ``HEADER`` (kind, frames, input_overflows,
-dropped_frames), then for ``KIND_AUDIO`` ``frames × channels`` interleaved float32 samples, for
-``KIND_READY`` a UTF-8 JSON object, for ``KIND_ERROR`` a UTF-8 message. ``input_overflows``
-[events] and ``dropped_frames`` [frames] are cumulative over the child's life.
+dropped_frames, blocks, 0), then for ``KIND_AUDIO`` a table of the ``blocks`` PortAudio blocks
+the packet holds (``blocks`` float64 capture times, then ``blocks`` uint32 frame counts) and
+``frames × channels`` interleaved float32 samples; for ``KIND_READY`` a UTF-8 JSON object, for
+``KIND_ERROR`` a UTF-8 message. ``input_overflows`` [events] and ``dropped_frames`` [frames] are
+cumulative over the child's life. A block's capture time is ``time.monotonic()`` [s] (one
+clock for every process on the machine) when PortAudio handed the block to our callback: the
+moment its last sample became available to software.
+
+Batching (why: one packet per 5 ms block woke two threads of the daemon ~190 times a second,
+while the analysis only has work when a 20 ms frame completes). By default every block is sent
+at once. The parent may send ``NEED`` (kind ``KIND_NEED``, target): "I have nothing to do until
+your sent frames reach ``target`` (counted over this child's life)". Until then blocks are held
+and sent together, at the latest in the callback that reaches the target, so the sample the
+parent waits for is sent exactly when it would have been without batching. Once the target is
+reached, blocks go out one by one again until the next ``NEED``; at most ``max_batch_frames``
+frames or ``MAX_BLOCKS`` blocks are ever held.
 """
 
 from __future__ import annotations
@@ -34,13 +47,22 @@ import select
 import socket
 import struct
 import sys
+import time
 from typing import Any, NoReturn
 
-HEADER = struct.Struct("<IIQQ")
+HEADER = struct.Struct("<IIQQII")
 KIND_AUDIO = 1
 KIND_READY = 2
 KIND_ERROR = 3
 KIND_STOP = 4  # parent → child
+KIND_NEED = 5  # parent → child: HEADER with the target [frames] in the dropped_frames field
+#: Most PortAudio blocks one packet holds (bounds the timing table).
+MAX_BLOCKS = 64
+
+
+def table_bytes(blocks: int) -> int:
+    """Size [bytes] of the timing table of a packet of ``blocks`` blocks (float64 + uint32)."""
+    return 12 * blocks
 
 EXIT_OK = 0
 EXIT_NO_PORTAUDIO = 2
@@ -149,7 +171,7 @@ def main_capture(cfg: dict[str, Any]) -> None:
 
     def fail(message: str) -> NoReturn:
         try:
-            sock.send(HEADER.pack(KIND_ERROR, 0, 0, 0) + message.encode()[:4000])
+            sock.send(HEADER.pack(KIND_ERROR, 0, 0, 0, 0, 0) + message.encode()[:4000])
         except OSError:
             pass
         _exit(EXIT_FAILED)
@@ -165,17 +187,58 @@ def main_capture(cfg: dict[str, Any]) -> None:
     except Exception as exc:  # any PortAudio failure is reported, not raised
         fail(f"device scan failed: {exc}")
 
-    header = bytearray(HEADER.size)
-    # [input overflows reported by PortAudio, frames the parent was too slow to take]
-    counts = [0, 0]
+    channels = int(cfg["channels"])
+    frame_bytes = 4 * channels
+    max_batch = max(1, int(cfg.get("max_batch_frames", 0)) or 1)
+    # The packet being gathered: header and timing table, then the samples (preallocated: the
+    # callback allocates nothing).
+    head = bytearray(HEADER.size + table_bytes(MAX_BLOCKS))
+    samples = bytearray(max_batch * frame_bytes)
+    sample_view = memoryview(samples)
+    times = [0.0] * MAX_BLOCKS
+    sizes = [0] * MAX_BLOCKS
+    # [input overflows reported by PortAudio, frames the parent was too slow to take,
+    #  frames sent, blocks held, frames held, the parent's NEED target (frames sent)]
+    counts = [0, 0, 0, 0, 0, 0]
+    tables = [struct.Struct(f"<{n}d{n}I") for n in range(MAX_BLOCKS + 1)]
+
+    def flush() -> None:
+        n, frames = counts[3], counts[4]
+        counts[3] = counts[4] = 0
+        HEADER.pack_into(head, 0, KIND_AUDIO, frames, counts[0], counts[1], n, 0)
+        tables[n].pack_into(head, HEADER.size, *times[:n], *sizes[:n])
+        try:
+            sock.sendmsg((memoryview(head)[: HEADER.size + table_bytes(n)],
+                          sample_view[: frames * frame_bytes]), (), socket.MSG_DONTWAIT)
+            counts[2] += frames
+        except BlockingIOError:
+            counts[1] += frames
+        except Exception:  # the parent is gone; the main loop notices
+            counts[1] += frames
 
     def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
-        # Runs in PortAudio's audio thread: pack, send without blocking, count; nothing else.
+        # Runs in PortAudio's audio thread: copy, maybe send without blocking, count; nothing else.
+        now = time.monotonic()
         try:
             if status.input_overflow:
                 counts[0] += 1
-            HEADER.pack_into(header, 0, KIND_AUDIO, frames, counts[0], counts[1])
-            sock.sendmsg((header, indata), (), socket.MSG_DONTWAIT)
+            if counts[4] + frames > max_batch or counts[3] == MAX_BLOCKS:
+                flush()  # the held blocks first: never reorder, never exceed the buffers
+            if frames > max_batch:  # a block larger than the buffer (host-chosen size): alone
+                HEADER.pack_into(head, 0, KIND_AUDIO, frames, counts[0], counts[1], 1, 0)
+                tables[1].pack_into(head, HEADER.size, now, frames)
+                sock.sendmsg((memoryview(head)[: HEADER.size + table_bytes(1)], indata), (),
+                             socket.MSG_DONTWAIT)
+                counts[2] += frames
+                return
+            at = counts[4] * frame_bytes
+            sample_view[at : at + frames * frame_bytes] = indata
+            times[counts[3]] = now
+            sizes[counts[3]] = frames
+            counts[3] += 1
+            counts[4] += frames
+            if counts[2] + counts[4] >= counts[5]:  # the parent waits for these (or no NEED)
+                flush()
         except BlockingIOError:
             counts[1] += frames
         except Exception:  # the parent is gone; the main loop notices
@@ -185,7 +248,7 @@ def main_capture(cfg: dict[str, Any]) -> None:
     try:
         stream = sd.RawInputStream(
             device=index,
-            channels=int(cfg["channels"]),
+            channels=channels,
             samplerate=rate,
             blocksize=int(cfg["blocksize"]),
             dtype="float32",
@@ -200,11 +263,12 @@ def main_capture(cfg: dict[str, Any]) -> None:
         )
     ready = {"index": index, "name": cfg["device_name"], "latency_s": float(stream.latency)}
     try:
-        sock.send(HEADER.pack(KIND_READY, 0, 0, 0) + json.dumps(ready).encode())
+        sock.send(HEADER.pack(KIND_READY, 0, 0, 0, 0, 0) + json.dumps(ready).encode())
     except OSError:
         _exit(EXIT_OK)  # the parent is gone
 
     parent = os.getppid()
+    next_check = time.monotonic() + 0.1
     while True:
         readable, _, _ = select.select([sock], [], [], 0.1)
         if readable:
@@ -214,8 +278,16 @@ def main_capture(cfg: dict[str, Any]) -> None:
                 msg = b"\x00"
             except OSError:
                 msg = b""
-            if not msg or (len(msg) >= 4 and struct.unpack_from("<I", msg)[0] == KIND_STOP):
+            kind = struct.unpack_from("<I", msg)[0] if len(msg) >= 4 else 0
+            if not msg or kind == KIND_STOP:
                 break
+            if kind == KIND_NEED and len(msg) >= HEADER.size:
+                # Read by the callback; an int store is atomic under the GIL.
+                counts[5] = HEADER.unpack_from(msg)[3]
+        # NEED arrives ~50 times a second: look after the parent and the stream less often.
+        if readable and time.monotonic() < next_check:
+            continue
+        next_check = time.monotonic() + 0.1
         if os.getppid() != parent:
             _exit(EXIT_OK)
         if not stream.active:

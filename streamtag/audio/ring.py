@@ -16,6 +16,7 @@ and leaves the consumer an unbroken stretch of audio followed by one gap.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -45,6 +46,9 @@ class RingBuffer:
         self._overflows = 0
         self._dropped = 0
         self._data_ready = threading.Event()
+        # How many frames the waiting consumer wants before it is woken (written only by the
+        # consumer): waking it for less would only make it go back to sleep.
+        self._wanted = 1
 
     @property
     def capacity_frames(self) -> int:
@@ -84,7 +88,8 @@ class RingBuffer:
                 self._buf[: k - first] = block[first:k]
             # Publish only after the copy: the reader never sees a half-written frame.
             self._written = written + k
-        self._data_ready.set()
+        if self._written - self._read >= self._wanted:
+            self._data_ready.set()
         return k
 
     def available(self) -> int:
@@ -125,19 +130,35 @@ class RingBuffer:
         # Release the space only after the copy: the writer never overwrites unread frames.
         self._read = read + n
 
-    def wait(self, timeout_s: float) -> bool:
-        """Sleep until at least one frame is available or ``timeout_s`` [s] passes.
+    def wait(self, timeout_s: float, min_frames: int = 1) -> bool:
+        """Sleep until at least ``min_frames`` frames are available (at most the capacity) or
+        ``timeout_s`` [s] passes. The producer wakes us only once that many are there.
 
-        Returns True if frames are available.
+        Returns True if ``min_frames`` frames are available.
         """
-        if self.available() > 0:
-            return True
-        # Clear, then re-check: a write between the check and the clear is not lost.
-        self._data_ready.clear()
-        if self.available() > 0:
-            return True
-        self._data_ready.wait(max(timeout_s, 0.0))
-        return self.available() > 0
+        want = min(max(int(min_frames), 1), self._capacity)
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        while self.available() < want:
+            self._wanted = want
+            # Clear, then re-check: a write between the check and the clear is not lost.
+            self._data_ready.clear()
+            if self.available() >= want:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._data_ready.wait(left):
+                break
+        self._wanted = 1
+        return self.available() >= want
+
+    @property
+    def written_frames(self) -> int:
+        """Frames written since creation [frames] (the producer's counter)."""
+        return self._written
+
+    @property
+    def read_frames(self) -> int:
+        """Frames read since creation [frames] (the consumer's counter)."""
+        return self._read
 
     def counters(self) -> dict[str, int]:
         """``written``/``read`` [frames] since creation, ``overflows`` [events] and

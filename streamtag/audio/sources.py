@@ -43,7 +43,10 @@ class Source(Protocol):
     """What the analysis loop needs from any audio input.
 
     ``read`` returns ``[n, channels]`` float32 at ``sample_rate_hz`` with ``0 ≤ n ≤ max_frames``;
-    ``n == 0`` means nothing arrived within ``timeout_s`` or, with ``finished``, the end.
+    ``n == 0`` means nothing arrived within ``timeout_s`` or, with ``finished``, the end. It
+    waits for ``min_frames`` (the caller has no work before), returning what there is on timeout.
+    ``capture_time(i)`` is when frame ``i`` of the last block read entered the machine
+    (``time.monotonic()`` [s]), or None where the source does not know.
     ``stream_time_s`` is the frames delivered by ``read`` divided by the rate [s].
     ``counters`` always holds ``frames_delivered``, ``overflows``, ``dropped_frames``,
     ``errors`` and ``restarts``.
@@ -68,7 +71,9 @@ class Source(Protocol):
 
     def stop(self) -> None: ...
 
-    def read(self, max_frames: int, timeout_s: float) -> np.ndarray: ...
+    def read(self, max_frames: int, timeout_s: float, min_frames: int = 1) -> np.ndarray: ...
+
+    def capture_time(self, index: int) -> float | None: ...
 
     def counters(self) -> dict[str, int]: ...
 
@@ -106,6 +111,10 @@ class _SourceBase:
     def _empty(self) -> np.ndarray:
         return np.empty((0, self._channels), dtype=np.float32)
 
+    def capture_time(self, index: int) -> float | None:
+        """Unknown for a file or a synthetic signal (only a device captures)."""
+        return None
+
     def _require_started(self) -> None:
         if not self._started:
             raise RuntimeError(f"{type(self).__name__}.read() called before start()")
@@ -125,16 +134,18 @@ class _Pacer:
     def _released(self, now: float) -> int:
         return int((now - self._t0) * self._rate) // self._block * self._block
 
-    def wait(self, delivered: int, timeout_s: float, stop: threading.Event) -> int:
-        """Sleep until frames beyond ``delivered`` are released or ``timeout_s`` [s] passes;
-        return how many are released and not yet delivered [frames]."""
+    def wait(self, delivered: int, timeout_s: float, stop: threading.Event,
+             min_frames: int = 1) -> int:
+        """Sleep until ``min_frames`` frames beyond ``delivered`` are released or ``timeout_s``
+        [s] passes; return how many are released and not yet delivered [frames]."""
         now = time.monotonic()
         deadline = now + max(timeout_s, 0.0)
+        want = max(int(min_frames), 1)
         while True:
             available = self._released(now) - delivered
-            if available > 0 or now >= deadline or stop.is_set():
+            if available >= want or now >= deadline or stop.is_set():
                 return max(available, 0)
-            next_block = (delivered // self._block + 1) * self._block
+            next_block = -(-(delivered + want) // self._block) * self._block
             wake = self._t0 + next_block / self._rate
             stop.wait(max(min(wake, deadline) - now, 0.0) + 1e-4)
             now = time.monotonic()
@@ -311,14 +322,18 @@ class FileSource(_SourceBase):
             self._reader.close()
             self._reader = None
 
-    def read(self, max_frames: int, timeout_s: float) -> np.ndarray:
-        """Up to ``max_frames`` frames ``[n, channels]`` float32; empty at the end or on timeout."""
+    def read(self, max_frames: int, timeout_s: float, min_frames: int = 1) -> np.ndarray:
+        """Up to ``max_frames`` frames ``[n, channels]`` float32; empty at the end or on timeout.
+        Realtime: waits for ``min_frames`` (at most up to the end of the file)."""
         self._require_started()
         if self._finished or self._reader is None or max_frames <= 0:
             return self._empty()
         n = max_frames
         if self._realtime:
-            n = min(n, self._pacer.wait(self._delivered, timeout_s, self._stop_event))
+            want = min(min_frames, max_frames)
+            if not self._loop:
+                want = min(want, max(self._frames - self._delivered, 1))
+            n = min(n, self._pacer.wait(self._delivered, timeout_s, self._stop_event, want))
             if n <= 0 or self._reader is None:
                 return self._empty()
         block = self._reader.read(n)
@@ -432,14 +447,16 @@ class SyntheticSource(_SourceBase):
     def stop(self) -> None:
         self._stop_event.set()
 
-    def read(self, max_frames: int, timeout_s: float) -> np.ndarray:
-        """Up to ``max_frames`` frames, ``[n, channels]`` float32."""
+    def read(self, max_frames: int, timeout_s: float, min_frames: int = 1) -> np.ndarray:
+        """Up to ``max_frames`` frames, ``[n, channels]`` float32; realtime: waits for
+        ``min_frames`` (at most up to the end)."""
         self._require_started()
         n = max(int(max_frames), 0)
         if self._total is not None:
             n = min(n, self._total - self._delivered)
         if self._realtime and n > 0:
-            n = min(n, self._pacer.wait(self._delivered, timeout_s, self._stop_event))
+            want = min(min_frames, n)
+            n = min(n, self._pacer.wait(self._delivered, timeout_s, self._stop_event, want))
         if n <= 0 or self._stop_event.is_set():
             return self._empty()
         block = self._render(self._delivered, n)
@@ -504,6 +521,8 @@ class _Child:
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=8)
         self.input_overflows = 0
         self.transport_dropped = 0
+        self.received = 0  # frames received from this worker [frames]
+        self.need_sent = 0  # the last NEED target sent to it [frames]
         self.ready = False
         self.got_audio = False
         self.last_audio = self.spawned
@@ -521,7 +540,7 @@ class _Child:
     def end(self, grace_s: float) -> None:
         """Ask the worker to stop; kill it if it has not left after ``grace_s`` [s]."""
         try:
-            self.sock.send(wire.HEADER.pack(wire.KIND_STOP, 0, 0, 0))
+            self.sock.send(wire.HEADER.pack(wire.KIND_STOP, 0, 0, 0, 0, 0))
         except OSError:
             pass
         try:
@@ -610,8 +629,17 @@ class DeviceSource(_SourceBase):
         self._log = _RateLimitedLog(log_interval_s)
 
         rx_frames = max(4 * self._blocksize, 16384)
-        self._rx = np.empty(wire.HEADER.size + rx_frames * self._open_channels * 4, np.uint8)
-        self._rx_samples = self._rx[wire.HEADER.size :].view(np.float32)
+        # The worker holds at most half of what one packet may carry (a block larger than
+        # that goes alone): 8192 frames, 0.17 s at 48 kHz, if the reader's NEED were stale.
+        self._max_batch_frames = rx_frames // 2
+        head = wire.HEADER.size + wire.table_bytes(wire.MAX_BLOCKS)
+        self._rx = np.empty(head + rx_frames * self._open_channels * 4, np.uint8)
+        # (end, t): frames [.., end) of the ring's stream (its written counter) arrived in a
+        # PortAudio block handed to the worker at time.monotonic() t. Appended by the capture
+        # thread, trimmed by the reader; deque appends and pops are atomic.
+        self._timeline: collections.deque[tuple[int, float]] = collections.deque()
+        self._read_start = 0  # ring position of the first frame the last read returned
+        self._child: _Child | None = None  # the worker now pumping (for NEED requests)
 
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -623,6 +651,7 @@ class DeviceSource(_SourceBase):
         self._restarts = 0
         self._input_overflows = 0
         self._transport_dropped = 0
+        self._packets = 0
 
     # -- public -------------------------------------------------------------------------------
 
@@ -681,24 +710,65 @@ class DeviceSource(_SourceBase):
             self._thread = None
         self._status = "stopped"
 
-    def read(self, max_frames: int, timeout_s: float) -> np.ndarray:
+    def read(self, max_frames: int, timeout_s: float, min_frames: int = 1) -> np.ndarray:
         """Up to ``max_frames`` captured frames, ``[n, channels]`` float32; waits up to
-        ``timeout_s`` [s] for the first frame and returns empty if none came."""
+        ``timeout_s`` [s] until ``min_frames`` have arrived (returning what there is, maybe
+        nothing, on timeout).
+
+        ``min_frames`` is how much the caller needs before it has work (the analysis: until its
+        next frame completes). The capture worker is told, so it sends the blocks before that
+        point together rather than one by one (see ``_portaudio_worker``); the frame that
+        completes the need is sent exactly when it would have been anyway.
+        """
         self._require_started()
-        if self._ring.available() == 0 and timeout_s > 0:
-            self._ring.wait(timeout_s)
+        want = max(1, min(int(min_frames), int(max_frames), self._ring.capacity_frames))
+        missing = want - self._ring.available()
+        if missing > 0 and timeout_s > 0:
+            self._request(missing)
+            self._ring.wait(timeout_s, want)
+        self._read_start = self._ring.read_frames
+        timeline = self._timeline
+        while timeline and timeline[0][0] <= self._read_start:
+            timeline.popleft()
         block = self._ring.read(max_frames)
         if self._select is not None:
             block = np.ascontiguousarray(block[:, self._select])
         self._delivered += len(block)
         return block
 
+    def capture_time(self, index: int) -> float | None:
+        """When frame ``index`` of the block the last ``read`` returned was captured: the
+        ``time.monotonic()`` [s] at which PortAudio handed its block to the capture worker (the
+        moment the sample became available to software; the interface's own input latency
+        comes before that). None if unknown (e.g. frames dropped around it)."""
+        pos = self._read_start + int(index)
+        for end, t in list(self._timeline):
+            if pos < end:
+                return t
+        return None
+
+    def _request(self, missing: int) -> None:
+        """Tell the worker we need ``missing`` more frames before we have work (NEED)."""
+        child = self._child
+        if child is None:
+            return
+        target = child.received + missing
+        if target == child.need_sent:
+            return
+        child.need_sent = target
+        try:
+            child.sock.send(wire.HEADER.pack(wire.KIND_NEED, 0, 0, target, 0, 0),
+                            socket.MSG_DONTWAIT)
+        except OSError:
+            pass  # a worker that cannot take it sends every block, as without NEED
+
     def counters(self) -> dict[str, int]:
         """``frames_delivered``, ring ``written``/``read`` [frames], ``overflows`` (ring full)
         [events], ``dropped_frames`` (ring full or this process too slow to take a block)
         [frames], ``input_overflows`` (PortAudio flagged lost input; with JACK, any xrun of the
         graph) [events], ``errors`` (failures seen) [events], ``restarts`` (recoveries)
-        [events]."""
+        [events], ``packets`` (audio messages from the capture worker: one per PortAudio block,
+        fewer when reads ask for ``min_frames``) [events]."""
         ring = self._ring.counters()
         return {
             "frames_delivered": self._delivered,
@@ -709,6 +779,7 @@ class DeviceSource(_SourceBase):
             "input_overflows": self._input_overflows,
             "errors": self._errors,
             "restarts": self._restarts,
+            "packets": self._packets,
         }
 
     # -- worker processes ---------------------------------------------------------------------
@@ -725,6 +796,7 @@ class DeviceSource(_SourceBase):
             "sample_rate_hz": self._rate,
             "blocksize": self._blocksize,
             "client_name": self._client_name,
+            "max_batch_frames": self._max_batch_frames,
             # ~1 s of audio in flight if this process is briefly too busy to receive.
             "sndbuf_bytes": min(max(2 * bytes_per_s, 1 << 18), 1 << 23),
         }
@@ -750,6 +822,7 @@ class DeviceSource(_SourceBase):
         """Move the worker's audio into the ring until it fails (return the reason), becomes
         ready (return ``_READY``, only with ``until_ready``), or we are stopped (None)."""
         channels = self._open_channels
+        self._child = child
         while not self._stop_event.is_set():
             try:
                 nbytes, _, flags, _ = child.sock.recvmsg_into([self._rx])
@@ -768,13 +841,17 @@ class DeviceSource(_SourceBase):
                 return f"the capture process ended with exit code {code}{tail}"
             if nbytes < wire.HEADER.size:
                 continue
-            kind, frames, overflows, dropped = wire.HEADER.unpack_from(self._rx, 0)
+            kind, frames, overflows, dropped, blocks, _ = wire.HEADER.unpack_from(self._rx, 0)
             if kind == wire.KIND_AUDIO:
-                if flags & socket.MSG_TRUNC or nbytes != wire.HEADER.size + frames * channels * 4:
+                start = wire.HEADER.size + wire.table_bytes(blocks)
+                if (flags & socket.MSG_TRUNC or blocks > wire.MAX_BLOCKS
+                        or nbytes != start + frames * channels * 4):
                     self._transport_dropped += frames
                     self._log.log(logging.WARNING, "block", f"dropped a malformed block ({frames})")
                     continue
-                self._ring.write(self._rx_samples[: frames * channels].reshape(frames, channels))
+                self._store(frames, blocks, start)
+                child.received += frames
+                self._packets += 1
                 self._input_overflows += overflows - child.input_overflows
                 self._transport_dropped += dropped - child.transport_dropped
                 child.input_overflows, child.transport_dropped = overflows, dropped
@@ -793,6 +870,26 @@ class DeviceSource(_SourceBase):
             elif kind == wire.KIND_ERROR:
                 return bytes(self._rx[wire.HEADER.size : nbytes]).decode(errors="replace")
         return None
+
+    def _store(self, frames: int, blocks: int, start: int) -> None:
+        """Write a received packet's samples (at byte ``start`` of the receive buffer) into the
+        ring, and its blocks' capture times into the timeline first, so a reader never sees a
+        frame whose time is missing."""
+        channels = self._open_channels
+        times = np.frombuffer(self._rx, np.float64, blocks, wire.HEADER.size)
+        sizes = np.frombuffer(self._rx, np.uint32, blocks, wire.HEADER.size + 8 * blocks)
+        base = self._ring.written_frames
+        stored = min(frames, self._ring.free())  # the ring drops the newest frames if full
+        end = 0
+        for t, n in zip(times.tolist(), sizes.tolist(), strict=True):
+            end += n
+            if end > stored:
+                if end - n < stored:
+                    self._timeline.append((base + stored, t))
+                break
+            self._timeline.append((base + end, t))
+        samples = self._rx[start : start + frames * channels * 4].view(np.float32)
+        self._ring.write(samples.reshape(frames, channels))
 
     def _supervise(self, child: _Child | None) -> None:
         """The capture thread: pump audio; on failure report, back off, and reopen."""

@@ -12,8 +12,14 @@ Wire choices (see :mod:`streamtag.publish.wire` for the addresses):
   past by the time it arrives, so receivers that schedule bundles (SuperCollider, liblo)
   dispatch at once — provided sender and receiver clocks agree; a receiver whose clock runs
   behind holds bundles by the difference.
+- Size: a bundle larger than ``max_datagram_bytes`` (default 1472, the payload of one
+  Ethernet frame) is split by :func:`split_bundle` into several bundles with the same timetag,
+  messages in order: a fragmented UDP datagram is lost whole if any fragment is, and some
+  stacks refuse large ones outright.
 - Fast lane (:meth:`OscPublisher.send_fast`): one bundle per frame as well, timetag = the
-  frame's wall time, so the four descriptors of a frame arrive together in one datagram.
+  frame's wall time, so the four descriptors of a frame arrive together in one datagram. Sent
+  50 times a second, so its bytes are built once per stream and only the timetag and values
+  are written into a copy (:class:`_FastTemplate`).
 - Mappings (:meth:`OscPublisher.send_raw`): plain messages, no bundle, because their targets
   are arbitrary user patches, some of which (e.g. Pd's ``oscparse``) do not unpack bundles.
 - Non-finite values are never sent: NaN skips the messages that carry it, ±inf is clamped to
@@ -24,6 +30,7 @@ Wire choices (see :mod:`streamtag.publish.wire` for the addresses):
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import socket
@@ -47,6 +54,9 @@ NTP_DELTA_S = 2_208_988_800
 #: The OSC timetag meaning "immediately" (63 zero bits and a one).
 TIMETAG_IMMEDIATELY = 1
 _BUNDLE_HEAD = b"#bundle\x00"
+#: The largest UDP payload that fits one Ethernet frame (1500 − 20 IPv4 − 8 UDP) [bytes].
+DEFAULT_MAX_DATAGRAM_BYTES = 1472
+_BUNDLE_HEAD_BYTES = 16  # "#bundle\0" and the timetag
 
 # Internal policy, not user config: how often to retry a target whose name did not resolve, and
 # how often to repeat a log line for the same recurring failure.
@@ -226,6 +236,63 @@ def _fast_address(prefix: str, stream: str | None, name: str) -> str:
     return wire.address(prefix, stream, wire.OSC_FAST.suffix.format(label=wire.osc_name(name)))
 
 
+def split_bundle(dgram: bytes, max_bytes: int) -> list[bytes]:
+    """A bundle datagram as bundles of at most ``max_bytes`` [bytes] each, with the same
+    timetag and the elements in the same order (``[dgram]`` if it fits, or is not a bundle).
+
+    Elements are never cut: one element larger than the limit on its own goes alone in a
+    bundle that exceeds it.
+    """
+    if len(dgram) <= max_bytes or not dgram.startswith(_BUNDLE_HEAD):
+        return [dgram]
+    head = dgram[:_BUNDLE_HEAD_BYTES]
+    out: list[bytes] = []
+    parts: list[bytes] = []
+    size = _BUNDLE_HEAD_BYTES
+    i = _BUNDLE_HEAD_BYTES
+    while i + 4 <= len(dgram):
+        (n,) = struct.unpack_from(">i", dgram, i)
+        element = dgram[i : i + 4 + n]
+        if parts and size + len(element) > max_bytes:
+            out.append(head + b"".join(parts))
+            parts, size = [], _BUNDLE_HEAD_BYTES
+        parts.append(element)
+        size += len(element)
+        i += 4 + n
+    if parts:
+        out.append(head + b"".join(parts))
+    return out
+
+
+_TIMETAG = struct.Struct(">Q")
+_FLOAT = struct.Struct(">f")
+
+
+class _FastTemplate:
+    """The fast-lane bundle of one stream and list of names, encoded once with zeros; a frame
+    only writes its timetag and values into a copy (same bytes as :func:`encode_fast`)."""
+
+    def __init__(self, prefix: str, stream: str | None, names: tuple[str, ...]) -> None:
+        p = _Packer()
+        for name in names:
+            p.add(_fast_address(prefix, stream, name), wire.OSC_FAST.types, 0.0)
+        packet = p.bundle(None)
+        self.dgram = packet.dgram
+        self.messages = packet.messages
+        # Each message ends with its one float argument.
+        ends = itertools.accumulate(4 + len(d) for d in p.dgrams)
+        self.offsets = tuple(_BUNDLE_HEAD_BYTES + end - 4 for end in ends)
+
+    def fill(self, wall: float | None, values: Sequence[float]) -> bytearray:
+        """The datagram of one frame: timetag ``wall`` [s since the Unix epoch], ``values``
+        (finite) in the template's name order."""
+        buf = bytearray(self.dgram)
+        _TIMETAG.pack_into(buf, 8, ntp_timetag(wall))
+        for at, v in zip(self.offsets, values, strict=True):
+            _FLOAT.pack_into(buf, at, v)
+        return buf
+
+
 def encode_message(addr: str, value: float | int | str | bool) -> EncodedPacket:
     """Encode one plain message with a single argument: ``str`` → ``s``, ``bool``/``int`` →
     ``i``, anything else → ``f``. A non-finite float gives an empty ``dgram``."""
@@ -277,6 +344,7 @@ class OscPublisher:
             (``/streamtag/<stream>/emotion``).
         resolve_retry_s: delay [s] between resolution attempts for an unresolved host.
         log_interval_s: minimum delay [s] between two log lines about the same failure.
+        max_datagram_bytes: larger bundles are split (see :func:`split_bundle`) [bytes], >= 64.
     """
 
     def __init__(
@@ -287,7 +355,13 @@ class OscPublisher:
         *,
         resolve_retry_s: float = RESOLVE_RETRY_S,
         log_interval_s: float = LOG_INTERVAL_S,
+        max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES,
     ) -> None:
+        if max_datagram_bytes < 64:
+            raise ValueError(f"max_datagram_bytes must be >= 64, got {max_datagram_bytes}")
+        self._max_bytes = int(max_datagram_bytes)
+        self._fast_templates: dict[tuple[str, tuple[str, ...]], _FastTemplate] = {}
+        self._split = 0
         self._prefix = wire.check_prefix(prefix)
         self._streams = tuple(streams)
         for host, port in targets:
@@ -348,7 +422,7 @@ class OscPublisher:
 
     # -- sending --------------------------------------------------------------------------
 
-    def _send(self, dgram: bytes) -> None:
+    def _send(self, dgram: bytes | bytearray) -> None:
         now = time.monotonic()
         failures: list[tuple[_Target, OSError]] = []
         with self._lock:
@@ -372,6 +446,17 @@ class OscPublisher:
                 "OSC target %s: send failed (%s); still sending", t.name, e,
             )
 
+    def _send_bundle(self, dgram: bytes | bytearray) -> None:
+        """Send a bundle, split into several if it is larger than the datagram limit."""
+        if len(dgram) <= self._max_bytes:
+            self._send(dgram)
+            return
+        parts = split_bundle(bytes(dgram), self._max_bytes)
+        with self._lock:
+            self._split += 1
+        for part in parts:
+            self._send(part)
+
     def _count(self, packet: EncodedPacket) -> None:
         if packet.nonfinite:
             with self._lock:
@@ -394,12 +479,28 @@ class OscPublisher:
             return
         self._count(packet)
         if packet.messages:
-            self._send(packet.dgram)
+            self._send_bundle(packet.dgram)
 
     def send_fast(self, stream: str, wall: float, values: Mapping[str, float]) -> None:
         """Send one fast-lane frame (``/fast/<name> f`` for each of ``values``) as one bundle
         timetagged ``wall`` [s since the Unix epoch]. Never raises."""
-        try:
+        numbers = tuple(values.values())
+        if all(isinstance(v, float) and math.isfinite(v) for v in numbers):
+            key = (stream, tuple(values))
+            template = self._fast_templates.get(key)
+            if template is None:
+                try:
+                    template = _FastTemplate(self._prefix, self._stream(stream), key[1])
+                except (TypeError, ValueError) as e:
+                    with self._lock:
+                        self._bad += 1
+                    self._rlog.log("bad fast", logging.ERROR,
+                                   "OSC: fast-lane frame not sent: %s", e)
+                    return
+                self._fast_templates[key] = template
+            self._send_bundle(template.fill(wall, numbers))
+            return
+        try:  # non-finite values: skipped or clamped one by one
             packet = encode_fast(self._prefix, self._stream(stream), wall, values)
         except (TypeError, ValueError, AttributeError, BuildError) as e:
             with self._lock:
@@ -408,7 +509,7 @@ class OscPublisher:
             return
         self._count(packet)
         if packet.messages:
-            self._send(packet.dgram)
+            self._send_bundle(packet.dgram)
 
     def send_raw(self, address: str, value: float | int | str | bool) -> None:
         """Send one plain message ``address value`` (user mappings). A non-finite value is
@@ -431,7 +532,8 @@ class OscPublisher:
     def stats(self) -> dict[str, Any]:
         """Counters since construction: totals ``sent`` (datagrams × targets), ``errors``
         (failed sends), ``dropped`` (not sent: host unresolved), ``nonfinite`` (values
-        clamped or skipped), ``bad`` (records/frames not encodable) and per target
+        clamped or skipped), ``bad`` (records/frames not encodable), ``split`` (bundles sent
+        as several because they exceeded ``max_datagram_bytes``) and per target
         ``targets[<host:port>]`` = {sent, errors, dropped, resolve_failures, resolved}."""
         with self._lock:
             per = {
@@ -445,6 +547,7 @@ class OscPublisher:
                 "dropped": sum(t.dropped for t in self._targets),
                 "nonfinite": self._nonfinite,
                 "bad": self._bad,
+                "split": self._split,
                 "targets": per,
             }
 

@@ -619,7 +619,9 @@ def reference_markdown(prefix: str = "/<prefix>") -> str:
     lines = [
         "### OSC",
         "",
-        f"One bundle per hop, timetagged with the record's `wall` time. With several streams the "
+        "One bundle per hop, timetagged with the record's `wall` time; a bundle larger than "
+        "`outputs.osc.max_datagram_bytes` (default 1472, one Ethernet frame) is sent as several "
+        "bundles with the same timetag, messages in the same order. With several streams the "
         f"stream name follows the prefix (`{prefix}/<stream>/emotion`). Class, tag and "
         "descriptor names are made address-safe, case kept: characters OSC forbids (space "
         "`#*,/?[]{}`, non-ASCII) become `_` (`Hip Hop` → `Hip_Hop`); a checkpoint whose tags "

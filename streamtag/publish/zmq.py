@@ -21,12 +21,18 @@ room and skips the full ones. libzmq then skips a full subscriber silently until
 its queue, so ``dropped`` counts overflow *events* (at least one per episode of a subscriber
 falling behind): a lower bound of the messages missed, and zero exactly when no subscriber
 ever fell behind. Every send is ``NOBLOCK``: the caller never waits.
+
+Nobody listening, no work: the subscriptions XPUB reports (a topic prefix is reported when its
+first subscriber subscribes and, without ``XPUB_VERBOSER``, withdrawn only when its last one
+leaves) are kept as a set, and a message on a topic no subscriber's prefix matches is not even
+encoded. The fast lane (50 messages a second per stream) is encoded from a template.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from types import TracebackType
@@ -42,6 +48,22 @@ log = logging.getLogger(__name__)
 
 LOG_INTERVAL_S = 10.0
 _META = wire.TOPIC_META.encode()
+
+
+def _fast_template(stream: str, with_t: bool, names: tuple[str, ...]) -> str:
+    """A ``str.format`` template of the fast-lane JSON: ``{"stream", ["t",] "wall", "values"}``
+    as ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes it; the fields are
+    (t,) wall and the values, in order, as ``repr`` of finite floats."""
+
+    def lit(x: Any) -> str:
+        return json.dumps(x, ensure_ascii=False).replace("{", "{{").replace("}", "}}")
+
+    fields = [f"{lit(wire.KEY_STREAM)}:{lit(stream)}"]
+    if with_t:
+        fields.append(f"{lit(wire.KEY_T)}:{{!r}}")
+    fields.append(f"{lit(wire.KEY_WALL)}:{{!r}}")
+    values = ",".join(f"{lit(n)}:{{!r}}" for n in names)
+    return "{{" + ",".join(fields) + f',"values":{{{{{values}}}}}' + "}}"
 
 
 class ZmqPublisher:
@@ -97,8 +119,11 @@ class ZmqPublisher:
         self._rlog = RateLimitedLog(log, log_interval_s)
         self._closed = False
         self._manifest: bytes | None = None
+        self._prefixes: set[bytes] = set()  # topic prefixes someone subscribes to
+        self._wanted: dict[bytes, bool] = {}  # topic → does any prefix match (cache)
         self._counts = {"sent": 0, "dropped": 0, "errors": 0, "nonfinite": 0,
                         "subscriptions": 0}
+        self._fast_templates: dict[tuple[str, bool, tuple[str, ...]], str] = {}
         log.info("ZeroMQ publishing on %s", self._endpoint)
         if manifest is not None:
             self.publish_meta(manifest)
@@ -161,17 +186,34 @@ class ZmqPublisher:
             if msg[:1] == b"\x01":
                 self._counts["subscriptions"] += 1
                 meta_wanted |= _META.startswith(msg[1:])
+                self._prefixes.add(msg[1:])
+                self._wanted.clear()
+            elif msg[:1] == b"\x00":
+                self._prefixes.discard(msg[1:])
+                self._wanted.clear()
         if send_meta and meta_wanted and self._manifest is not None:
             self._send_locked(_META, self._manifest)
 
-    def _publish(self, items: list[tuple[str, Mapping[str, Any]]]) -> None:
+    def _wanted_locked(self, topic: bytes) -> bool:
+        wanted = self._wanted.get(topic)
+        if wanted is None:
+            wanted = self._wanted[topic] = any(topic.startswith(p) for p in self._prefixes)
+        return wanted
+
+    def _publish(self, items: list[tuple[str, Any]]) -> None:
+        """Send ``(topic, payload)`` pairs; a payload is a mapping to encode as JSON, or
+        ``bytes`` already encoded."""
         with self._lock:
             if self._closed:
                 return
             try:
                 self._poll_locked()
                 for topic, payload in items:
-                    self._send_locked(topic.encode(), self._encode(payload))
+                    raw = topic.encode()
+                    if not self._wanted_locked(raw):
+                        continue
+                    data = payload if isinstance(payload, bytes) else self._encode(payload)
+                    self._send_locked(raw, data)
             except (TypeError, ValueError, zmq.ZMQError) as e:
                 self._counts["errors"] += 1
                 self._rlog.log("encode", logging.ERROR, "ZeroMQ %s: cannot publish: %s",
@@ -207,6 +249,17 @@ class ZmqPublisher:
     ) -> None:
         """Publish one fast-lane frame on ``streamtag.fast``: ``{"stream", "t" (if given),
         "wall", "values": {name: value}}``; ``t`` is stream time [s], ``wall`` Unix time [s]."""
+        numbers = list(values.values())
+        times = [wall] if t is None else [t, wall]
+        if all(type(v) is float and math.isfinite(v) for v in numbers + times):
+            # What json.dumps writes for the dict below (floats as repr), without its walk.
+            key = (stream, t is not None, tuple(values))
+            template = self._fast_templates.get(key)
+            if template is None:
+                template = self._fast_templates[key] = _fast_template(stream, t is not None,
+                                                                      key[2])
+            self._publish([(wire.TOPIC_FAST, template.format(*times, *numbers).encode())])
+            return
         payload: dict[str, Any] = {wire.KEY_STREAM: stream}
         if t is not None:
             payload[wire.KEY_T] = t

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -247,3 +248,61 @@ def test_a_frozen_server_is_caught_by_the_stall_timeout(
     finally:
         src.stop()
     assert worker_pids() == []
+
+
+def test_reads_that_need_a_frame_get_batched_blocks_with_capture_times(
+    jack_server: JackServer, tmp_path: Path
+) -> None:
+    """The daemon's way of reading: wait for a 20 ms frame (960 frames at 48 kHz) of 5 ms
+    blocks. The worker then sends the blocks of a frame together, the audio still arrives
+    bit-exact, and every frame read carries the time its block reached the worker."""
+    wav = tmp_path / "probe.wav"
+    reference = make_probe(wav)
+    need = 960
+    src = new_source()
+    src.start()
+    reads: list[tuple[float, int, float | None, float | None]] = []
+    parts: list[np.ndarray] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            block = src.read(1 << 16, 0.05, min_frames=need)
+            if len(block):
+                reads.append((time.monotonic(), len(block), src.capture_time(0),
+                              src.capture_time(len(block) - 1)))
+                parts.append(block)
+
+    thread = threading.Thread(target=reader)
+    try:
+        wait_for(lambda: src.counters()["written"] > SAMPLE_RATE_HZ // 4, 5.0, src)
+        before = src.counters()
+        thread.start()
+        xruns = before["input_overflows"]
+        play_into(PORTS, wav, server=jack_server.name)
+        time.sleep(0.3)
+        stop.set()
+        thread.join()
+        after = src.counters()
+    finally:
+        stop.set()
+        src.stop()
+    captured = np.concatenate(parts)
+    if after["input_overflows"] == xruns:
+        np.testing.assert_array_equal(align(captured, reference), reference)
+    else:
+        assert exact_piece_fraction(captured, reference) >= 0.75
+    frames = after["written"] - before["written"]
+    packets = after["packets"] - before["packets"]
+    # Without NEED every 256-frame block is a packet; batched, about one per frame.
+    assert frames / packets > 2 * 256, (frames, packets)
+    # Reads wake about once per frame, not once per block.
+    assert np.median([n for _, n, _, _ in reads]) >= need
+    last = -np.inf
+    for returned, _n, first_t, last_t in reads:
+        assert first_t is not None and last_t is not None
+        # Captured before it was returned, and not long before (a few 5 ms periods).
+        assert first_t <= last_t <= returned
+        assert returned - last_t < 0.5
+        assert first_t >= last
+        last = last_t

@@ -79,6 +79,23 @@ def test_wait_times_out_empty_and_wakes_on_write() -> None:
     timer.join()
 
 
+def test_wait_for_min_frames_sleeps_through_smaller_writes() -> None:
+    ring = RingBuffer(64, 1)
+    timers = [threading.Timer(0.03 * (k + 1), lambda k=k: ring.write(ramp(4 * k, 4, 1)))
+              for k in range(3)]
+    for t in timers:
+        t.start()
+    t0 = time.monotonic()
+    assert ring.wait(5.0, min_frames=10) is True  # the third write brings 12
+    assert time.monotonic() - t0 >= 0.08
+    assert ring.available() == 12
+    for t in timers:
+        t.join()
+    assert ring.wait(0.02, min_frames=20) is False  # times out with what there is
+    assert ring.available() == 12
+    assert ring.wait(0.0, min_frames=1000) is False  # more than the capacity: all of it
+
+
 def test_write_allocates_no_sample_storage_in_steady_state() -> None:
     ring = RingBuffer(4096, 2)
     block = ramp(0, 256, 2)

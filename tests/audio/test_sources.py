@@ -221,3 +221,16 @@ def test_realtime_synthetic_is_paced() -> None:
 def test_unknown_synthetic_kind_is_rejected() -> None:
     with pytest.raises(ValueError, match="kind"):
         SyntheticSource("square", 8000)  # type: ignore[arg-type]
+
+
+def test_realtime_reads_wait_for_min_frames(tmp_path: Path) -> None:
+    path = tmp_path / "x.wav"
+    sf.write(path, np.zeros((8000, 1), np.float32), 8000)
+    with SyntheticSource("sine", 8000, realtime=True, blocksize_frames=100) as syn:
+        sizes = [len(syn.read(8000, 2.0, min_frames=450)) for _ in range(4)]
+    # Released 100 frames at a time: each read wakes once 450 are there, not at the first 100.
+    assert all(n >= 450 for n in sizes), sizes
+    with FileSource(path, realtime=True, blocksize_frames=100) as src:
+        assert len(src.read(8000, 2.0, min_frames=450)) >= 450
+        src.read(8000, 2.0, min_frames=8000)  # waits for the rest of the file, no longer
+        assert len(src.read(8000, 2.0, min_frames=450)) == 0 and src.finished

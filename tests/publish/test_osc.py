@@ -3,11 +3,13 @@ and targets that fail (closed port, unresolvable host) without stopping the othe
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Any
 
 import pytest
+from pythonosc.osc_bundle import OscBundle
 
 from streamtag.publish import osc, wire
 
@@ -170,3 +172,55 @@ def test_ntp_timetag_is_exact() -> None:
     assert osc.ntp_timetag(1763768400.125) == ((1763768400 + 2_208_988_800) << 32) | 2**29
     assert osc.ntp_timetag(None) == osc.TIMETAG_IMMEDIATELY
     assert osc.ntp_timetag(math.nan) == osc.TIMETAG_IMMEDIATELY
+
+
+@pytest.mark.parametrize("limit", [64, 100, 200, 300, 1472])
+def test_split_bundle_keeps_timetag_order_and_limit(limit: int) -> None:
+    whole = osc.encode_record(SAMPLE_RECORD, "/streamtag", None).dgram  # 700 bytes
+    parts = osc.split_bundle(whole, limit)
+    assert (len(parts) == 1) == (limit >= len(whole))
+    # Same timetag in every part; the elements, concatenated, are the original ones in order.
+    assert all(p[:16] == whole[:16] for p in parts)
+    assert b"".join(p[16:] for p in parts) == whole[16:]
+    longest = max(len(m) + 4 for m in _elements(whole))
+    assert all(len(p) <= max(limit, 16 + longest) for p in parts)
+    # Greedy: no part could have taken the next part's first element.
+    for a, b in itertools.pairwise(parts):
+        assert len(a) + len(_elements(b)[0]) + 4 > limit
+
+
+def _elements(bundle: bytes) -> list[bytes]:
+    out, i = [], 16
+    while i < len(bundle):
+        n = int.from_bytes(bundle[i:i + 4], "big")
+        out.append(bundle[i + 4:i + 4 + n])
+        i += 4 + n
+    return out
+
+
+def test_a_bundle_over_the_limit_arrives_as_several_with_the_same_timetag(
+    receiver: UdpReceiver,
+) -> None:
+    with osc.OscPublisher([("127.0.0.1", receiver.port)], "/streamtag", ["main"],
+                          max_datagram_bytes=256) as pub:
+        pub.publish(SAMPLE_RECORD)
+        got: list[tuple[str, list[Any]]] = []
+        tags = set()
+        while len(got) < len(osc.encode_record(SAMPLE_RECORD, "/streamtag", None).messages):
+            tag, msgs = receiver.recv_messages()
+            tags.add(tag)
+            got += [(m.address, m.params) for m in msgs]
+        assert pub.stats["split"] == 1 and pub.stats["sent"] > 1
+    assert tags == {SAMPLE_RECORD["wall"]}
+    whole = OscBundle(osc.encode_record(SAMPLE_RECORD, "/streamtag", None).dgram)
+    assert got == [(m.address, m.params) for m in whole]
+
+
+def test_fast_lane_template_bytes_equal_the_encoder() -> None:
+    values = {"loudness": -12.5, "centroid": 2000.0, "flatness": 0.5, "onset": 3.0}
+    for stream in (None, "a"):
+        template = osc._FastTemplate("/st", stream, tuple(values))
+        for wall in (None, 1763768400.123, 1763768400.5):
+            expected = osc.encode_fast("/st", stream, wall, values)
+            assert bytes(template.fill(wall, list(values.values()))) == expected.dgram
+            assert template.messages == expected.messages

@@ -119,3 +119,18 @@ def test_oscdump_receives_fast_lane_and_mapped_values(oscdump: OscDump) -> None:
         (_timetag_text(wall), "/st/a/fast/onset", "f", "3.000000"),
     ]
     assert raw[0][1:] == ["/synth/cutoff", "f", "1264.500000"]
+
+
+def test_oscdump_receives_a_split_hop_bundle_whole_and_in_order(oscdump: OscDump) -> None:
+    # A limit far below the 700-byte bundle: liblo must see several bundles, one timetag, and
+    # every message of the hop in order.
+    wall = math.floor(time.time()) - 50 + 0.75
+    with osc.OscPublisher([("127.0.0.1", oscdump.port)], "/streamtag", ["main"],
+                          max_datagram_bytes=200) as pub:
+        pub.publish({**SAMPLE_RECORD, "wall": wall})
+        lines = oscdump.take(len(EXPECTED_LAYOUT))
+        stats = pub.stats
+    assert stats["split"] == 1 and stats["sent"] >= 4 and stats["errors"] == 0
+    assert {f[0] for f in lines} == {_timetag_text(wall)}
+    assert [(f[1], f[2]) for f in lines] == EXPECTED_LAYOUT
+    assert oscdump.lines.empty()

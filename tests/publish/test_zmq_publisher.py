@@ -197,3 +197,50 @@ def test_endpoint_in_use_is_a_config_error(pub: ZmqPublisher) -> None:
         ZmqPublisher(pub.endpoint, 10)
     assert pub.endpoint in str(err.value)
     assert "in use" in str(err.value)
+
+
+@pytest.mark.parametrize("t", [None, 9.25])
+def test_fast_lane_json_from_the_template_equals_json_dumps(t: float | None) -> None:
+    from streamtag.publish.zmq import _fast_template
+
+    values = {"loudness": -20.123456789, "centroid": 1234.5, "flatness": 1e-07, "onset": 0.0}
+    stream = 'voix "é" {1}'
+    expected: dict[str, Any] = {"stream": stream}
+    if t is not None:
+        expected["t"] = t
+    expected.update(wall=1763768400.25, values=values)
+    times = [1763768400.25] if t is None else [t, 1763768400.25]
+    text = _fast_template(stream, t is not None, tuple(values)).format(*times, *values.values())
+    assert text == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_topics_nobody_subscribes_to_are_not_sent_until_someone_does(
+    pub: ZmqPublisher, ctx: zmq.Context
+) -> None:
+    meta = _subscriber(ctx, pub.endpoint, wire.TOPIC_META)
+    _await_meta(pub, meta)
+    sent = pub.stats["sent"]
+    pub.publish_fast("main", 1763768400.25, {"loudness": -20.0}, t=9.25)
+    pub.publish_record(SAMPLE_RECORD)
+    assert pub.stats["sent"] == sent  # nothing matched: not even encoded
+    fast = _subscriber(ctx, pub.endpoint, wire.TOPIC_FAST)
+    deadline = time.monotonic() + 5
+    while pub.stats["subscriptions"] < 2 and time.monotonic() < deadline:
+        pub.poll()
+        time.sleep(0.01)
+    pub.publish_fast("main", 1763768400.5, {"loudness": -20.0}, t=9.5)
+    assert fast.poll(2000)
+    topic, payload = fast.recv_multipart()
+    assert topic == b"streamtag.fast" and _strict(payload)["t"] == 9.5
+    assert pub.stats["sent"] == sent + 1
+    # The last subscriber of a topic leaves: XPUB withdraws it, and sending stops again.
+    fast.close(linger=0)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        before = pub.stats["sent"]
+        pub.publish_fast("main", 1763768401.0, {"loudness": -20.0}, t=10.0)
+        if pub.stats["sent"] == before:
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("still sending to a subscriber that left")
