@@ -85,7 +85,9 @@ def test_captured_estimates_equal_analyze_and_survive_a_jack_restart(
         before = wait_status(sub, lambda s: True, proc, 5)
         jack_server.kill()
         lost = wait_status(sub, lambda s: s["input"]["errors"] >= 1, proc, 15)
-        assert lost["input"]["status"].startswith("error")
+        # Reported: the error is counted, and by the next heartbeat the source may already be
+        # backing off to reopen (a loaded machine) rather than still showing the error itself.
+        assert lost["input"]["status"].startswith(("error", "reopening"))
         jack_server.start()
         back = wait_status(sub, lambda s: s["input"]["restarts"] >= 1
                            and s["input"]["status"].startswith("running"), proc, 30)
