@@ -425,10 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         model.mean.copy_(torch.from_numpy(frames.mean(0)))
         model.std.copy_(torch.from_numpy(np.maximum(frames.std(0), 1e-6)))
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     history = train(model, train_items, heads, p, args.epochs, args.batch, args.lr, args.seed,
                     None if args.max_train_minutes is None else 60 * args.max_train_minutes)
-    train_s = time.perf_counter() - t1
+    train_s, train_cpu_s = time.perf_counter() - t1, time.process_time() - c1
     if args.save_model is not None:
         args.save_model.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"state_dict": model.state_dict(), "heads": heads, "hidden": args.hidden,
@@ -454,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         "train": {"epochs": len(history), "epochs_asked": args.epochs,
                   "batch_clips": args.batch, "lr": args.lr,
                   "seed": args.seed, "threads": args.threads, "clips": len(train_items),
-                  "seconds": train_s, "feature_seconds": feature_s, "history": history},
+                  "seconds": train_s, "cpu_seconds": train_cpu_s,
+                  "feature_seconds": feature_s, "history": history},
         "cost": cost,
         "clips": {"train": len(train_items), "validation": len(val_items)},
         "evaluations": {k: {"summary": summary(v), "metrics": v} for k, v in evals.items()},
