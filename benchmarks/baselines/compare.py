@@ -203,10 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     runs = args.runs
+    seed = trainer_row("seed preset [reduced]", runs / "seed-sub", cpu_log=runs / "seed-sub.cpu")
+    # the default preset with as many epochs as the seed run made (equal data, equal epochs)
+    e = seed["epochs"] if seed else 2
     candidates = [
-        trainer_row("seed preset [reduced]", runs / "seed-sub", cpu_log=runs / "seed-sub.cpu"),
-        trainer_row("default preset [reduced]", runs / "default-sub-e2",
-                    cpu_log=runs / "default-sub-e2.log"),
+        seed,
+        trainer_row("default preset [reduced]", runs / f"default-sub-e{e}",
+                    cpu_log=next((f for f in (runs / f"default-sub-e{e}.time",
+                                              runs / f"default-sub-e{e}.log") if f.is_file()),
+                                 None)),
         trainer_row("default preset [reduced, 20 epochs]", runs / "default-sub-e20",
                     cpu_log=runs / "default-sub-e20.time"),
         mfcc_row("MFCC-LSTM baseline [reduced]", args.mfcc, runs / "mfcc" / "sub.pt"),

@@ -17,14 +17,19 @@ batch size and the learning rate. What it does differently, and why:
   state carried from the start of the clip, and the output at the last frame of each hop is
   that hop's estimate, so hop k depends on the audio up to the end of hop k only: the same
   per-hop protocol as ``streamtag evaluate`` (``check_causal`` verifies it on a clip).
-  Seed 002 fed the first 3 frames of each 3 s clip as one LSTM step (so it saw 70 ms of audio);
-  here the LSTM sees every frame.
+  Seed 002's code fed the first 3 frames of each 3 s clip (63 numbers) as one LSTM step, so
+  its network heard about the first 0.1 s of each clip; here the LSTM sees every frame.
 - **Standardised input.** Each feature is standardised with training-set mean and std (the
   raw centroid is in Hz, thousands, which saturates an LSTM); seed 002 fed raw values.
 - **Three heads** on the shared LSTM, as our models have: instrument (8 classes, cross-entropy,
   trained on every hop of a clip), emotion (valence/arousal in [-1, 1] via tanh, MSE) and
   timbre (7 descriptors in [0, 1] via sigmoid, L1); each loss is masked to the clips that carry
   its label. ``--heads instrument`` trains seed 002's single head.
+
+The comparison run (``benchmarks/results/baseline_mfcc_lstm.json``) used ``--lr 1e-3 --batch
+20``, two of seed 002's own settings (its lr 1e-3 run also reached 75 % validation; it tried
+batches of 20): with 260 training clips and a few epochs of budget, lr 1e-4 with batches of 50
+makes too few steps to learn anything.
 
 Metrics come from ``streamtag.train.evaluate.head_metrics``: the same code as ``streamtag
 evaluate`` (per hop, per hop after 1 s, per clip; r, CCC, MAE). Features are cached as one
