@@ -229,8 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         "(12 per instrument class, 12 per emotion quadrant, 12 drum clips), per 0.5 s hop "
         "through `streamtag evaluate`'s metrics. per-hop ms: `model.step` (our models) or the "
         "LSTM over one hop's 25 frames (MFCC-LSTM, whose librosa features cost the extra "
-        "shown), measured here one after another with 1 torch thread. Training time: the "
-        "trainer's epoch seconds (wall, on a shared machine) and CPU time where logged.")
+        "shown), measured here one after another with 1 torch thread on the shared 2-core "
+        "machine (compare the rows with each other, not with the quiet-machine numbers above). "
+        "Training: wall minutes are the trainer's epoch seconds (training + per-epoch "
+        "validation) on a machine shared with other jobs, so they are inflated unevenly; CPU "
+        "minutes are the whole process for our trainer runs (feature extraction, training, "
+        "validation, final report) and the training loop for the MFCC-LSTM. `epochs (best k)`: "
+        "the report scores the checkpoint of epoch k.")
     print(table)
     print()
     print(notes)
