@@ -152,9 +152,15 @@ def main(run_dir: Path) -> str:
         "0.5 s hop, and `hardness` depends on the clip's first attack, so per-hop MAE has a "
         "floor the model cannot beat with these labels.",
         "",
-        "Not done yet: the same corpus through the `seed` preset and seed 002's "
-        "MFCC-LSTM baseline for a side-by-side comparison; real-recording evaluation "
-        "(Medley-solos-DB, DEAM/PMEmo: loaders exist, the data is not shipped).",
+        "## Baselines on the same corpus",
+        "",
+        "From `benchmarks/results/baselines.md` (`benchmarks/baselines/compare.py`): the "
+        "`seed` preset (seed 000's AudioLSTMCNN2 and recipe) and seed 002's MFCC-LSTM, trained "
+        "on the same class-balanced subset of this corpus as the default preset and scored on "
+        "the same validation clips. Real-recording evaluation (Medley-solos-DB, DEAM/PMEmo) is "
+        "not done: the loaders exist, the data is not shipped.",
+        "",
+        *_baselines(),
         "",
         "## Validation report (held-out SoundFont, through `Engine.analyze`)",
         "",
@@ -180,6 +186,14 @@ def _report_heads(run_dir: Path) -> dict[str, dict]:
             maes = [v["mae"] for v in m["per_hop"]["outputs"].values()]
             out[name] = {"max_mae": max(maes), "mean_mae": sum(maes) / len(maes)}
     return out
+
+
+def _baselines() -> list[str]:
+    """The baseline table's lines (without its title), or a line saying it is missing."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "baselines.md"
+    if not path.exists():
+        return ["(no baseline table: run `python3 benchmarks/baselines/compare.py`)"]
+    return path.read_text().splitlines()[1:]
 
 
 def _fmt(x: float | None) -> str:
