@@ -62,3 +62,62 @@ def test_bundled_model_names_instruments_from_an_unseen_soundfont(tmp_path: Path
         right += votes.most_common(1)[0][0] == row["labels"]["instrument"]
     assert len(rows) == 16
     assert right >= 12, f"{right}/16 clips named right"
+
+
+def test_bundled_model_has_tags_and_a_calibrated_embedding() -> None:
+    from streamtag.train.corpus.tags import CORPUS_TAGS
+
+    ck = resolve_checkpoint(None)
+    heads = {h.name: h for h in ck.heads}
+    assert heads["tags"].kind == "multilabel" and heads["tags"].labels == CORPUS_TAGS
+    assert heads["embedding"].kind == "embedding"
+    assert ck.embedding is not None and ck.embedding.projection is not None
+    assert ck.embedding.known_distance is not None and 0 < ck.embedding.known_distance < 2
+
+
+def _unseen(tmp_path: Path, families: list[str], renders: int = 1) -> list[dict]:
+    from streamtag.train.corpus import build_corpus, read_manifest
+
+    # TimGM6mb is never used in training; seed 11 composes pieces the corpus (seed 0) lacks.
+    manifest = build_corpus(tmp_path / "corpus", n_per_class=0, val_per_class=renders, seed=11,
+                            clip_s=6.0, soundfonts=["timgm6mb"], drumkits=[], families=families,
+                            val_renders_per_piece=renders, workers=1, progress=False)
+    rows = read_manifest(manifest)
+    for row in rows:
+        row["file"] = manifest.parent / row["path"]
+    return rows
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs fluidsynth")
+def test_bundled_model_tags_a_drum_groove_as_drums(tmp_path: Path) -> None:
+    (row,) = _unseen(tmp_path, ["drums"])
+    audio, _ = sf.read(row["file"], dtype="float32")
+    records = [r for r in Engine(load_checkpoint(BUNDLED_CHECKPOINT)).analyze(audio)
+               if r["t"] > 1.0]
+    mean = {t: float(np.mean([r["tags"][t] for r in records])) for t in records[0]["tags"]}
+    assert mean["drums"] > 0.5, mean
+    assert mean["drums"] > max(mean[t] for t in ("keyboard", "strings", "brass", "woodwind"))
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs fluidsynth")
+def test_bundled_model_recognises_a_piece_played_again(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Two unseen pieces, each rendered twice (same notes, another room): the first render of
+    each goes into a reference library; the second render is recognised as its piece."""
+    import json
+
+    rows = _unseen(tmp_path, ["instrument"], renders=2)
+    pieces: dict[str, list[Path]] = {}
+    for row in rows:
+        pieces.setdefault(row["group"], []).append(row["file"])
+    chosen = [sorted(pieces[g]) for g in sorted(pieces)[:16:8]]  # clarinet, then guitar
+    lib = tmp_path / "refs.safetensors"
+    for i, (first, _) in enumerate(chosen):
+        assert main(["reference", "add", f"piece{i}", str(first), "--library", str(lib)]) == 0
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"reference:\n  library: {lib}\n")
+    for i, (_, again) in enumerate(chosen):
+        capsys.readouterr()
+        assert main(["analyze", str(again), "--config", str(cfg)]) == 0
+        last = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert last["reference"]["nearest"] == f"piece{i}", last["reference"]

@@ -339,8 +339,9 @@ def report_markdown(r: EmbeddingReport, figures: dict[str, str]) -> list[str]:
     if nv:
         lines += [f"Novelty at splices ({nv['streams']} streams of {SPLICE_CLIPS} clips; memory "
                   f"{nv['memory_s']:g} s, recent {nv['recent_s']:g} s): threshold "
-                  f"{f(nv['threshold'])} (lowest with ≤ {MAX_FALSE_ALARMS_PER_MIN:g} false alarm "
-                  f"per minute on half the streams) detects {f(nv['detection_rate'])} of "
+                  f"{f(nv['threshold'])} (the one detecting most splices with ≤ "
+                  f"{MAX_FALSE_ALARMS_PER_MIN:g} false alarm per minute on half the streams) "
+                  f"detects {f(nv['detection_rate'])} of "
                   f"{nv['test_splices']} splices within {DETECT_S:g} s on the other half, with "
                   f"{f(nv['false_alarms_per_min'], 2)} false alarms per minute "
                   f"({nv['test_minutes']:.1f} min). Per-hop ROC AUC (hops within "
