@@ -131,3 +131,29 @@ def wait_status(sub: Subscriber, pred, proc: subprocess.Popen, timeout_s: float 
             return hits[-1]
         assert proc.poll() is None, proc.stderr.read()[-2000:]
     raise AssertionError("no status matched")
+
+
+def run_file_through_daemon(tmp_path: Path, wav: Path, checkpoint: Path,
+                            extra: dict | None = None) -> tuple[Subscriber, list[str]]:
+    """``streamtag run --input WAV --no-realtime`` with OSC to oscdump and a ZeroMQ subscriber.
+
+    extra: config sections added to ``base_config`` (e.g. ``reference``). Returns the
+    subscriber (closed, messages kept) and oscdump's output lines. Fails if the daemon does
+    not exit 0.
+    """
+    osc_port = free_port()
+    cfg, endpoint = base_config(tmp_path, targets=[{"host": "127.0.0.1", "port": osc_port}])
+    cfg.update(extra or {})
+    dump = subprocess.Popen(["oscdump", "-L", str(osc_port)], stdout=subprocess.PIPE, text=True)
+    sub = Subscriber(endpoint)
+    try:
+        time.sleep(0.3)  # oscdump binding its port
+        proc = start_daemon(["--input", str(wav), "--no-realtime", "--checkpoint",
+                             str(checkpoint)], cfg, tmp_path)
+        err = wait_and_collect(proc, sub)
+        assert proc.returncode == 0, err
+    finally:
+        sub.close()
+        time.sleep(0.2)
+        dump.terminate()
+    return sub, dump.stdout.read().splitlines()

@@ -19,6 +19,7 @@ from support import (
     assert_records_equal,
     base_config,
     free_port,
+    run_file_through_daemon,
     start_daemon,
     wait_and_collect,
     wait_status,
@@ -34,20 +35,7 @@ def test_file_as_fast_as_possible_publishes_what_analyze_computes(
 ) -> None:
     wav = tmp_path / "take.wav"
     sf.write(wav, make_signal(4.0, 44100), 44100)
-    osc_port = free_port()
-    cfg, endpoint = base_config(tmp_path, targets=[{"host": "127.0.0.1", "port": osc_port}])
-    dump = subprocess.Popen(["oscdump", "-L", str(osc_port)], stdout=subprocess.PIPE, text=True)
-    sub = Subscriber(endpoint)
-    try:
-        time.sleep(0.3)  # oscdump binding its port
-        proc = start_daemon(["--input", str(wav), "--no-realtime", "--checkpoint",
-                             str(tiny_default_path)], cfg, tmp_path)
-        err = wait_and_collect(proc, sub)
-        assert proc.returncode == 0, err
-    finally:
-        sub.close()
-        time.sleep(0.2)
-        dump.terminate()
+    sub, lines = run_file_through_daemon(tmp_path, wav, tiny_default_path)
     published = sub.topic("streamtag.estimate")
     audio, rate = sf.read(wav, dtype="float32")
     expected = Engine(load_checkpoint(tiny_default_path), input_rate_hz=rate).analyze(audio)
@@ -56,7 +44,6 @@ def test_file_as_fast_as_possible_publishes_what_analyze_computes(
     assert {"streamtag.meta", "streamtag.status", "streamtag.fast", "streamtag.instrument",
             "streamtag.timbre"} <= {t for t, _ in sub.messages}
     # oscdump, an OSC receiver no one here wrote, got one timetagged bundle per hop.
-    lines = dump.stdout.read().splitlines()
     emotion = [ln for ln in lines if " /streamtag/emotion ff " in ln]
     assert len(emotion) == len(expected)
     first = next(ln for ln in lines if "/streamtag/timbre/brightness" in ln)

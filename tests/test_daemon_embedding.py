@@ -5,8 +5,6 @@ one refused, the running one kept)."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import soundfile as sf
@@ -14,9 +12,8 @@ from support import (
     Subscriber,
     assert_records_equal,
     base_config,
-    free_port,
+    run_file_through_daemon,
     start_daemon,
-    wait_and_collect,
     wait_status,
 )
 from test_daemon import osc_message, send_udp
@@ -46,21 +43,9 @@ def test_daemon_publishes_tags_embedding_novelty_and_reference(
     sf.write(wav, make_signal(4.0, 44100, seed=10), 44100)
     lib_path = tmp_path / "refs.safetensors"
     build_library(tiny_embedding_path, lib_path, ["intro", "verse"])
-    osc_port = free_port()
-    cfg, endpoint = base_config(tmp_path, targets=[{"host": "127.0.0.1", "port": osc_port}])
-    cfg["reference"] = {"library": str(lib_path), "window_s": 1.0}
-    dump = subprocess.Popen(["oscdump", "-L", str(osc_port)], stdout=subprocess.PIPE, text=True)
-    sub = Subscriber(endpoint)
-    try:
-        time.sleep(0.3)  # oscdump binding its port
-        proc = start_daemon(["--input", str(wav), "--no-realtime", "--checkpoint",
-                             str(tiny_embedding_path)], cfg, tmp_path)
-        err = wait_and_collect(proc, sub)
-        assert proc.returncode == 0, err
-    finally:
-        sub.close()
-        time.sleep(0.2)
-        dump.terminate()
+    sub, lines = run_file_through_daemon(
+        tmp_path, wav, tiny_embedding_path,
+        {"reference": {"library": str(lib_path), "window_s": 1.0}})
     audio, rate = sf.read(wav, dtype="float32")
     expected = Engine(load_checkpoint(tiny_embedding_path), input_rate_hz=rate,
                       reference=ReferenceConfig(window_s=1.0),
@@ -76,7 +61,6 @@ def test_daemon_publishes_tags_embedding_novelty_and_reference(
     assert set(tags[0]["tags"]) == {"calm", "energetic", "Hip Hop", "sad"}
     meta = sub.topic("streamtag.meta")[-1]
     assert meta["references"] == ["intro", "verse"]
-    lines = dump.stdout.read().splitlines()
     for address, types in (("/streamtag/tags/Hip_Hop", "f"), ("/streamtag/embedding/xy", "ff"),
                            ("/streamtag/novelty", "f"), ("/streamtag/reference", "sf"),
                            ("/streamtag/reference/known", "i")):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from mfcc_lstm import summary  # this folder is on sys.path when the script runs
 
 from streamtag.checkpoint import load_checkpoint
 from streamtag.train.evaluate import finite, measure_step_cost
@@ -60,23 +61,9 @@ def cpu_seconds(path: Path) -> float | None:
 
 
 def report_summary(report: dict[str, Any]) -> dict[str, float | None]:
-    """The table's metrics from a ``streamtag evaluate`` report (or the MFCC script's metrics)."""
-    heads = report.get("heads", report)
-    s: dict[str, float | None] = {}
-    ins = heads.get("instrument")
-    if ins:
-        s["instrument_hop_after_1s_acc"] = ins["per_hop_after_1s"]["accuracy"]
-        s["instrument_clip_acc"] = ins["per_clip"]["accuracy"]
-        s["instrument_hop_balanced_acc"] = ins["per_hop"]["balanced_accuracy"]
-    emo = heads.get("emotion")
-    if emo:
-        o = emo["per_hop"]["outputs"]
-        s["valence_r"], s["arousal_r"] = o["valence"]["pearson_r"], o["arousal"]["pearson_r"]
-        s["valence_ccc"], s["arousal_ccc"] = o["valence"]["ccc"], o["arousal"]["ccc"]
-    tim = heads.get("timbre")
-    if tim:
-        s["timbre_mean_mae"] = tim["per_hop"]["mean_mae"]
-    return s
+    """The table's metrics from a ``streamtag evaluate`` report (or the MFCC script's metrics):
+    the same ``summary`` the MFCC script prints, so both sides are read one way."""
+    return summary(report.get("heads", report))
 
 
 def trainer_row(name: str, run: Path, report: Path | None = None,
