@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from streamtag.checkpoint import load_checkpoint
-from streamtag.config import ReferenceConfig
+from streamtag.config import NoveltyConfig, ReferenceConfig
 from streamtag.engine import Engine
 from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend
 from streamtag.model import EMOTION_HEAD
@@ -20,6 +20,9 @@ from streamtag.references import ReferenceLibrary
 from streamtag.testing import EMBEDDING_HEAD, TAGS_HEAD, make_checkpoint, make_signal
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+
+#: Novelty windows of the golden embedding records (fixed here, as the config defaults may move).
+GOLDEN_NOVELTY = NoveltyConfig(memory_s=30.0, recent_s=1.0)
 
 
 def main() -> None:
@@ -43,7 +46,8 @@ def main() -> None:
         recs = Engine(ck).analyze(make_signal(3.0, 22050, seed=seed))
         lib.add(name, [np.array([r["embedding"]["vector"] for r in recs])], [f"{name}.wav"])
     lib.save(DATA / "tiny-embedding-references.safetensors")
-    records = Engine(ck, reference=ReferenceConfig(window_s=1.0), library=lib).analyze(signal)
+    records = Engine(ck, novelty=GOLDEN_NOVELTY, reference=ReferenceConfig(window_s=1.0),
+                     library=lib).analyze(signal)
     write_records(DATA / "golden_records_embedding.jsonl", records)
     print(f"wrote {sorted(p.name for p in DATA.iterdir())}")
 

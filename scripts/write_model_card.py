@@ -223,10 +223,13 @@ def _limits(report: dict) -> list[str]:
             f"piece is the nearest reference {_fmt(by[best_t]['top1'])} of the time after "
             f"{best_t} s (median rank {by[best_t]['median_rank']:g}), and known pieces are told "
             f"from new ones with ROC AUC {_fmt(emb['known_unknown']['roc_auc'])}: useful as a "
-            "hint, short of the 0.9 targets. Novelty does not detect splices within 1 s "
-            f"(detection {_fmt(nov.get('detection_rate'))}, per-hop AUC "
-            f"{_fmt(nov.get('auc_hop'))}): the embedding moves 1–2 s after a change, because "
-            "the LSTM's memory carries the old piece, and not at every change.")
+            "hint, short of the 0.9 targets. Novelty (the last "
+            f"{nov.get('recent_s', 0):g} s against the {nov.get('memory_s', 0):g} s before) "
+            f"catches {_fmt(nov.get('detection_rate'))} of changes of piece within 1 s at "
+            f"{_fmt(nov.get('false_alarms_per_min'))} false alarms per minute (per-hop AUC "
+            f"{_fmt(nov.get('auc_hop'))}; target 0.9): the embedding follows a change over "
+            "1–2 s, as the LSTM's memory still carries the old piece, and two similar pieces "
+            "barely move it.")
     return out
 
 
