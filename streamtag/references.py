@@ -272,6 +272,12 @@ def _validate(meta: Any, tensors: dict[str, np.ndarray]) -> list[str]:
     return problems
 
 
+def unit_distance(dot: float) -> float:
+    """Euclidean distance [0, 2] of two unit vectors from their dot product:
+    |a − b|² = 2 − 2 a·b, with rounding clamped into range."""
+    return min(MAX_DISTANCE, math.sqrt(max(0.0, 2.0 - 2.0 * dot)))
+
+
 def anchors(ref: Reference, window_hops: int,
             max_anchors: int = MAX_ANCHORS_PER_REFERENCE) -> np.ndarray:
     """Unit-length window means of a reference, [A, D] float64 (see the module docstring)."""
@@ -318,8 +324,7 @@ class ReferenceMatcher:
                     wire.REFERENCE_DISTANCE: None, wire.REFERENCE_KNOWN: False}
         dots = self._anchors @ query
         best = int(np.argmax(dots))
-        # |q − a|² = 2 − 2 q·a for unit vectors; clamp rounding below 0.
-        dist = min(MAX_DISTANCE, math.sqrt(max(0.0, 2.0 - 2.0 * float(dots[best]))))
+        dist = unit_distance(float(dots[best]))
         nearest = self.names[int(self._owner[best])]
         known = dist <= self.known_distance
         return {wire.REFERENCE_NAME: nearest if known else None,
@@ -331,4 +336,5 @@ class ReferenceMatcher:
 __all__ = [
     "FORMAT", "MAX_ANCHORS_PER_REFERENCE", "VERSION", "Reference", "ReferenceLibrary",
     "ReferenceMatcher", "anchors", "check_name", "default_library_path", "load_library",
+    "unit_distance",
 ]

@@ -586,11 +586,14 @@ def evaluate(
     cost_repeats: int = 200,
     progress: Callable[[Iterable[Clip]], Iterable[Clip]] | None = None,
     embedding: bool = True,
+    embedding_report: Any = None,
 ) -> Report:
     """Evaluate a checkpoint on labelled clips; write ``report.md``, ``report.json`` and PNGs.
 
     embedding: with an embedding head, also measure retrieval, known/unknown detection and
     novelty (``evaluate_embedding``; clips grouped into pieces by dataset and group).
+    embedding_report: an ``EmbeddingReport`` already measured on these clips with this model
+    (the trainer's ``finalize_embedding`` makes one), used instead of measuring again.
 
     method: ``engine`` (audio through ``Engine.analyze``) or ``windows`` (cached windows
     through ``forward_sequence``; needs ``cache`` or uses the default cache folder).
@@ -613,8 +616,10 @@ def evaluate(
         split=split, clips=len(chosen) - len(skipped), hop_s=hop_s, heads=metrics,
         cost=measure_step_cost(ck.model, repeats=cost_repeats), skipped=skipped,
     )
-    emb_report = None
-    if embedding and ck.embedding_head is not None:
+    emb_report = embedding_report
+    if emb_report is not None:
+        report.embedding = emb_report.to_dict()
+    elif embedding and ck.embedding_head is not None:
         from streamtag.train.evaluate_embedding import evaluate_embedding, pieces_from_clips
 
         pieces, emb_skipped = pieces_from_clips(chosen)

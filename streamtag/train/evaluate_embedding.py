@@ -26,7 +26,6 @@ Everything goes through the ``Engine`` (the records a user gets) and the run-tim
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +37,7 @@ from streamtag.config import NoveltyConfig, ReferenceConfig
 from streamtag.embedding import MAX_DISTANCE, hops_for, unit_mean
 from streamtag.engine import Engine
 from streamtag.publish.wire import EMBEDDING_VECTOR, KEY_NOVELTY
-from streamtag.references import Reference, anchors
+from streamtag.references import Reference, anchors, unit_distance
 
 QUERY_SECONDS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
 """Audio heard before the retrieval query [s]."""
@@ -139,11 +138,7 @@ def _query_at(emb: np.ndarray, silent: np.ndarray, hops: int, window: int) -> np
 
 def _distances(query: np.ndarray, refs: Sequence[np.ndarray]) -> np.ndarray:
     """Distance [0, 2] of a unit query to each reference: min over its anchors [A_i, D]."""
-    out = np.empty(len(refs))
-    for i, a in enumerate(refs):
-        dots = float(np.max(a @ query))
-        out[i] = math.sqrt(max(0.0, 2.0 - 2.0 * dots))
-    return np.minimum(out, MAX_DISTANCE)
+    return np.asarray([unit_distance(float(np.max(a @ query))) for a in refs])
 
 
 def evaluate_embedding(
@@ -178,32 +173,26 @@ def evaluate_embedding(
                                  [int((~renders[k][0][1]).sum())], []), window)
                for k in paired]
         by_t: dict[str, Any] = {}
+        dists: dict[str, np.ndarray | None] = {}  # per piece, after the latest t
         for t in QUERY_SECONDS:
             hops = hops_for(t, engine.hop_s)
             ranks = []
             for i, k in enumerate(paired):
                 emb, silent = renders[k][1]
                 q = _query_at(emb, silent, hops, window)
-                if q is None:
-                    ranks.append(len(paired))
-                    continue
-                d = _distances(q, lib)
-                ranks.append(1 + int(np.sum(d < d[i])))
+                d = dists[k] = None if q is None else _distances(q, lib)
+                ranks.append(len(paired) if d is None else 1 + int(np.sum(d < d[i])))
             r = np.asarray(ranks)
             by_t[f"{t:g}"] = {"top1": float(np.mean(r == 1)), "map": float(np.mean(1.0 / r)),
                               "median_rank": float(np.median(r))}
         report.retrieval = {"pieces": len(paired), "window_s": reference.window_s,
                             "by_seconds": by_t}
 
-        # -- known / unknown at 5 s
-        hops = hops_for(QUERY_SECONDS[-1], engine.hop_s)
+        # -- known / unknown at the last t: the library keeps every other piece, so a query's
+        # nearest known reference is the least of its distances at even positions.
         known = paired[0::2]
-        lib_known = [lib[i] for i in range(0, len(paired), 2)]
-        nearest = {}
-        for k in paired:
-            emb, silent = renders[k][1]
-            q = _query_at(emb, silent, hops, window)
-            nearest[k] = float(_distances(q, lib_known).min()) if q is not None else MAX_DISTANCE
+        nearest = {k: float(d[0::2].min()) if d is not None else MAX_DISTANCE
+                   for k, d in dists.items()}
         d_known = np.asarray([nearest[k] for k in known])
         d_new = np.asarray([nearest[k] for k in paired[1::2]])
         # Calibrate on pieces 0, 1 (mod 4) and test on 2, 3 (mod 4): both halves hold known

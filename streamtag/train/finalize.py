@@ -27,7 +27,7 @@ import numpy as np
 
 from streamtag.checkpoint import load_checkpoint, update_embedding_meta
 from streamtag.embedding import EmbeddingMeta, fit_projection
-from streamtag.train.evaluate import window_outputs
+from streamtag.train.evaluate import hop_seconds, window_outputs
 from streamtag.train.evaluate_embedding import (
     EmbeddingReport,
     evaluate_embedding,
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ck = load_checkpoint(best)
     clips, _ = source_clips(cfg.data.corpus, cfg.data.datasets, cfg.data.validation_fraction)
     cache = FeatureCache(args.cache_dir or cfg.data.cache_dir, ck.frontend)
-    hop_s = ck.model.arch.hop_frames * ck.frontend.hop_length / ck.frontend.sample_rate_hz
+    hop_s = hop_seconds(ck)
     feats, _ = load_features([c for c in clips if c.split == "train"], cache, ck.model.arch,
                              [HeadTarget(spec, head_target(h))
                               for h, spec in zip(cfg.heads, ck.model.heads, strict=True)], hop_s,

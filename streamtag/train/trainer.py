@@ -998,15 +998,20 @@ class Trainer:
         from streamtag.checkpoint import load_checkpoint
         from streamtag.train.evaluate import evaluate
 
+        emb = None
         try:
             from streamtag.train.finalize import finalize_embedding
 
-            finalize_embedding(best, self.train_set, [f.clip for f in self.val_set])
+            emb = finalize_embedding(best, self.train_set, [f.clip for f in self.val_set])
         except Exception as e:  # the checkpoint stays usable without a projection
             log.warning("embedding projection / calibration failed: %s", e)
         try:
             ck = load_checkpoint(best)
+            # The embedding was just measured on these clips (the stored projection and
+            # threshold do not change those numbers): the report reuses it.
             report = evaluate(ck, [f.clip for f in self.val_set], method="engine",
+                              embedding_report=emb if emb and (emb.retrieval or emb.novelty)
+                              else None,
                               out_dir=self.run_dir / "report", plots=self.cfg.output.plots,
                               progress=lambda it: self._bar(list(it), desc="report",
                                                             unit="clip"))
