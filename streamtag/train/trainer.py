@@ -95,6 +95,11 @@ RESUME_VERSION = 1
 RESUMABLE_CHANGES = ("train.epochs", "train.threads", "output.", "data.cache_dir")
 #: Most hops a triplet loss compares at once (an [N, N] distance matrix; 4096² floats = 64 MB).
 TRIPLET_MAX_ITEMS = 4096
+#: Parts each recording's labelled hops are cut into for the triplet loss. A 6 s corpus clip has
+#: 10 labelled hops (the first second is warm-up), so a part is 2.5 s: about the run-time
+#: query (``reference.window_s``, 2 s). Two parts give every recording a positive of its own
+#: (the other part) even when no other render of its piece shares the batch.
+TRIPLET_PARTS = 2
 
 
 class TrainingError(StreamtagError):
@@ -203,20 +208,33 @@ def batch_hard_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, mask: torch
     return F.relu(d[idx, p] - d[idx, q] + margin)[valid].mean()
 
 
-def clip_embeddings(emb: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One unit vector per recording: the mean of its labelled hops' embeddings, normalised.
+def clip_embeddings(emb: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                    parts: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit vectors per recording: the mean of its labelled hops' embeddings, normalised.
 
-    emb [B, S, D] (unit vectors per hop), labels / mask [B, S]. Returns (vectors [B', D],
-    labels [B']) for the B' recordings with a labelled hop. This is the kind of vector the
-    run-time reference query is (a unit mean over recent hops), so training shapes it directly.
+    emb [B, S, D] (unit vectors per hop), labels / mask [B, S]. With ``parts`` > 1 each
+    recording's labelled hops are cut into that many consecutive runs of (nearly) equal length
+    and each run gives its own vector. Returns (vectors [N, D], labels [N]) for the runs with a
+    labelled hop, recording by recording. This is the kind of vector the run-time reference
+    query is (a unit mean over recent hops), so training shapes it directly.
     """
     w = mask.to(emb.dtype)
-    count = w.sum(dim=1)
-    keep = count > 0
-    mean = (emb * w[..., None]).sum(dim=1) / count.clamp_min(1.0)[:, None]
-    vec = F.normalize(mean, dim=-1)
-    lab = labels.gather(1, w.argmax(dim=1, keepdim=True)).squeeze(1)
+    count = w.sum(dim=1, keepdim=True)  # [B, 1]
+    # Run index of each labelled hop: its rank among the recording's labelled hops, scaled.
+    rank = torch.cumsum(w, dim=1) - w  # [B, S], 0-based among labelled hops
+    run = torch.floor(rank * parts / count.clamp_min(1.0)).clamp(max=parts - 1)
+    vecs, labs = [], []
+    for r in range(parts):
+        wr = w * (run == r).to(emb.dtype)
+        n = wr.sum(dim=1)
+        keep = n > 0
+        mean = (emb * wr[..., None]).sum(dim=1) / n.clamp_min(1.0)[:, None]
+        vecs.append(F.normalize(mean, dim=-1))
+        labs.append(torch.where(keep, labels.gather(1, wr.argmax(dim=1, keepdim=True)).squeeze(1),
+                                torch.full_like(labels[:, 0], -1)))
+    vec = torch.stack(vecs, dim=1).reshape(-1, emb.shape[-1])  # recording-major order
+    lab = torch.stack(labs, dim=1).reshape(-1)
+    keep = lab >= 0
     return vec[keep], lab[keep]
 
 
@@ -249,11 +267,12 @@ def head_loss_value(head: TrainHead, logits: torch.Tensor, target: torch.Tensor,
                                     head.class_weights)
     if spec.kind == "multilabel":
         return masked_bce(flat, target.reshape(-1, k), mask.reshape(-1, k))
-    # Embedding: triplets between recordings (each the unit mean of its labelled hops), so the
-    # positives are other renders of the piece, not the neighbouring hops of the same one.
+    # Embedding: triplets between parts of recordings (each the unit mean of its run of
+    # labelled hops, as long as a run-time query), so a part's positives are the other part of
+    # its recording and the parts of the piece's other renders, never its own neighbouring hops.
     s = logits.shape[-2] if logits.dim() >= 2 else 1
     emb = activate_head(spec, flat).reshape(-1, s, k)
-    vec, lab = clip_embeddings(emb, target.reshape(-1, s), mask.reshape(-1, s))
+    vec, lab = clip_embeddings(emb, target.reshape(-1, s), mask.reshape(-1, s), TRIPLET_PARTS)
     return batch_hard_triplet_loss(vec, lab, torch.ones_like(lab, dtype=vec.dtype),
                                    head.margin) + emb.sum() * 0.0
 

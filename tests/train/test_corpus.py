@@ -637,12 +637,24 @@ def test_validation_renders_share_notes_and_window_but_not_the_room():
         assert b.id == a.id + "-1"
         assert a.offset_s == b.offset_s and a.piece == b.piece
         assert a.seed != b.seed  # its own augmentation
-    # Training renders still each take their own shift and window through another set.
-    train = [j for j in jobs if j.split == "train" and j.family == "instrument"]
-    pairs = {}
-    for j in train:
-        pairs.setdefault(j.group, []).append(j)
-    assert any(a.piece != b.piece for a, b in pairs.values())
+    # Training renders share the notes and window too, through different sets
+    # (shared_window, the default) ...
+    def train_pairs(jobs: list[build.ClipJob]) -> list[list[build.ClipJob]]:
+        pairs: dict[str, list[build.ClipJob]] = {}
+        for j in jobs:
+            if j.split == "train" and j.family == "instrument":
+                pairs.setdefault(j.group, []).append(j)
+        return [p for p in pairs.values() if len(p) == 2]
+
+    shared = train_pairs(jobs)
+    assert shared and all(a.piece == b.piece and a.offset_s == b.offset_s for a, b in shared)
+    assert all(a.source != b.source for a, b in shared)
+    # ... or each take their own shift and window when asked.
+    varied = train_pairs(build.plan_corpus(
+        n_per_class=2, val_per_class=4, seed=2, clip_s=CLIP_S, soundfonts=_fake_fonts(),
+        drumkits=[], val_renders_per_piece=2, shared_window=False,
+    ))  # fmt: skip
+    assert any(a.piece != b.piece for a, b in varied)
 
 
 def _row(family: str, programs: list[int], bpm: float, mode: str | None = None) -> dict:

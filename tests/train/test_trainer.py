@@ -644,3 +644,23 @@ def test_emotion_recordings_are_not_kept_together(tmp_path: Path):
     e2 = Clip(path=tmp_path / "e2.wav", dataset="corpus", split="train", group="q", valence=0.5)
     assert batch_group(a) == batch_group(b)
     assert batch_group(e1) != batch_group(e2)
+
+
+def test_clip_embeddings_cut_recordings_into_parts_like_run_time_queries():
+    from streamtag.train.trainer import clip_embeddings
+
+    # One recording of 5 hops, the first masked (warm-up): labelled hops 1..4 → parts [1, 2]
+    # and [3, 4]; a second recording with a single labelled hop gives only one part.
+    emb = F_normalize(torch.tensor([
+        [[0.0, 1.0], [1.0, 0.0], [1.0, 0.2], [0.0, 1.0], [0.2, 1.0]],
+        [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [-1.0, 1.0]],
+    ]))
+    labels = torch.tensor([[3] * 5, [5] * 5])
+    mask = torch.tensor([[0.0, 1, 1, 1, 1], [0.0, 0, 0, 0, 1]])
+    vec, lab = clip_embeddings(emb, labels, mask, parts=2)
+    assert lab.tolist() == [3, 3, 5]
+    torch.testing.assert_close(vec[0], F_normalize(emb[0, 1] + emb[0, 2]))
+    torch.testing.assert_close(vec[1], F_normalize(emb[0, 3] + emb[0, 4]))
+    torch.testing.assert_close(vec[2], emb[1, 4])
+    one, _ = clip_embeddings(emb, labels, mask, parts=1)
+    torch.testing.assert_close(one[0], F_normalize(emb[0, 1:].mean(0)))

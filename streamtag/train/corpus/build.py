@@ -132,6 +132,11 @@ class CorpusSize:
         renders_per_piece: training SoundFonts / kits each training piece is rendered through.
         val_renders_per_piece: renders of each validation piece (same notes and window, each
             with its own room, noise, EQ and gain): what piece retrieval is evaluated on.
+        shared_window: the training renders of a piece share its notes, pitch shift and window
+            (and differ in SoundFont and augmentation), so the embedding's positives are the
+            same music heard through another instrument set; False gives each render its own
+            shift and window (more views of a piece, but the triplet loss then rewards
+            transposition invariance, which blurs pieces that differ only in key).
         workers: worker processes.
     """
 
@@ -139,6 +144,7 @@ class CorpusSize:
     val_per_class: int
     renders_per_piece: int = 2
     val_renders_per_piece: int = 2
+    shared_window: bool = True
     workers: int = 2
 
     @property
@@ -252,19 +258,22 @@ def _renders(split: str, sources: Sequence[Source], renders_per_piece: int,
 class _Renderer:
     """Makes the jobs of one piece's renders.
 
-    Training renders each get their own pitch/tempo shift and window (as many views of a piece
-    as possible). Validation renders share the notes and the window and differ only in
-    augmentation, so piece retrieval is tested on the same music heard in another room.
+    Validation renders share the notes and the window and differ only in augmentation, so
+    piece retrieval is tested on the same music heard in another room. Training renders do the
+    same through different SoundFonts when ``shared`` (``CorpusSize.shared_window``), else each
+    gets its own pitch/tempo shift and window.
     """
 
-    def __init__(self, rng: np.random.Generator, split: str, clip_s: float) -> None:
+    def __init__(self, rng: np.random.Generator, split: str, clip_s: float,
+                 shared: bool = True) -> None:
         self.rng, self.split, self.clip_s = rng, split, clip_s
+        self.shared = shared or split == VALIDATION
         self._shared: tuple[music.Piece, float] | None = None
         self._used: dict[str, int] = {}
 
     def job(self, *, group: str, family: str, source: Source, piece: music.Piece,
             low: int, high: int, labeller: Callable[[music.Piece], dict[str, Any]]) -> ClipJob:
-        if self.split != VALIDATION:
+        if not self.shared:
             shifted = _shift(self.rng, piece, low, high)
             offset = None
         else:
@@ -280,7 +289,8 @@ class _Renderer:
 
 
 def _plan_instrument(
-    split: str, sources: Sequence[Source], n: int, renders: int, seed: int, clip_s: float
+    split: str, sources: Sequence[Source], n: int, renders: int, seed: int, clip_s: float,
+    shared: bool = True,
 ) -> list[ClipJob]:
     jobs = []
     material_cycle = ("phrase", "scale", "phrase", "arpeggio")
@@ -293,7 +303,7 @@ def _plan_instrument(
                 rng, spec, material=material, min_duration_s=_min_piece_s(clip_s)
             )
             group = f"ins-{_split_code(split)}-{_slug(spec.name)}-{k:05d}"
-            renderer = _Renderer(rng, split, clip_s)
+            renderer = _Renderer(rng, split, clip_s, shared)
             for r in range(renders):
                 if made >= n:
                     break
@@ -385,7 +395,8 @@ def emotion_labels(piece: music.Piece) -> dict[str, Any]:
 
 
 def _plan_emotion(
-    split: str, sources: Sequence[Source], n: int, renders: int, seed: int, clip_s: float
+    split: str, sources: Sequence[Source], n: int, renders: int, seed: int, clip_s: float,
+    shared: bool = True,
 ) -> list[ClipJob]:
     jobs = []
     for q in sorted(emotion_cues.QUADRANT_LABELS):
@@ -404,7 +415,7 @@ def _plan_emotion(
                 min_duration_s=_min_piece_s(clip_s),
             )
             group = f"emo-{_split_code(split)}-q{q}-{k:05d}"
-            renderer = _Renderer(rng, split, clip_s)
+            renderer = _Renderer(rng, split, clip_s, shared)
             for r in range(renders):
                 if made >= n:
                     break
@@ -425,6 +436,7 @@ def _plan_drums(
     renders: int,
     seed: int,
     clip_s: float,
+    shared: bool = True,
 ) -> list[ClipJob]:
     # Alternate General MIDI drums and real kits so both make up about half.
     pools = [pool for pool in (list(fonts), list(kits)) if pool]
@@ -438,7 +450,7 @@ def _plan_drums(
         piece = music.compose_groove(rng, min_duration_s=_min_piece_s(clip_s))
         group = f"drm-{_split_code(split)}-{k:05d}"
         used: set[str] = set()
-        renderer = _Renderer(rng, split, clip_s)
+        renderer = _Renderer(rng, split, clip_s, shared)
         for r in range(renders):
             if made >= n:
                 break
@@ -468,6 +480,7 @@ def plan_corpus(
     families: Sequence[str] = FAMILIES,
     renders_per_piece: int = 2,
     val_renders_per_piece: int = 1,
+    shared_window: bool = True,
 ) -> list[ClipJob]:
     """Every clip of the corpus, composed and labelled but not rendered.
 
@@ -481,6 +494,7 @@ def plan_corpus(
         families: which of ``FAMILIES`` to build.
         renders_per_piece: training sets each training piece is rendered through.
         val_renders_per_piece: renders of each validation piece (``CorpusSize``).
+        shared_window: training renders share notes and window (``CorpusSize``).
     """
     jobs: list[ClipJob] = []
     for split, n in ((TRAIN, n_per_class), (VALIDATION, val_per_class)):
@@ -498,13 +512,13 @@ def plan_corpus(
             continue
         if fonts and "instrument" in families:
             r = _renders(split, fonts, renders_per_piece, val_renders_per_piece)
-            jobs += _plan_instrument(split, fonts, n, r, seed, clip_s)
+            jobs += _plan_instrument(split, fonts, n, r, seed, clip_s, shared_window)
         if fonts and "emotion" in families:
             r = _renders(split, fonts, renders_per_piece, val_renders_per_piece)
-            jobs += _plan_emotion(split, fonts, n, r, seed, clip_s)
+            jobs += _plan_emotion(split, fonts, n, r, seed, clip_s, shared_window)
         if "drums" in families and (fonts or kits):
             r = _renders(split, [*fonts, *kits], renders_per_piece, val_renders_per_piece)
-            jobs += _plan_drums(split, fonts, kits, n, r, seed, clip_s)
+            jobs += _plan_drums(split, fonts, kits, n, r, seed, clip_s, shared_window)
     return jobs
 
 
@@ -781,6 +795,7 @@ def build_corpus(
     families: Sequence[str] = FAMILIES,
     renders_per_piece: int = 2,
     val_renders_per_piece: int = 1,
+    shared_window: bool = True,
     workers: int = 2,
     audio_format: str = "pcm16",
     augment_config: aug.AugmentConfig | None = None,
@@ -806,6 +821,8 @@ def build_corpus(
         renders_per_piece: training sets each training piece is rendered through.
         val_renders_per_piece: renders of each validation piece: same notes and window,
             each with its own augmentation (piece retrieval is evaluated on them).
+        shared_window: training renders of a piece share notes and window
+            (``CorpusSize.shared_window``).
         workers: worker processes (1 renders in this process).
         audio_format: ``"pcm16"`` or ``"float32"`` WAV.
         augment_config: augmentation ranges; None: ``augment.AugmentConfig()``
@@ -841,6 +858,7 @@ def build_corpus(
         families=families,
         renders_per_piece=renders_per_piece,
         val_renders_per_piece=val_renders_per_piece,
+        shared_window=shared_window,
     )
     if not jobs:
         raise CorpusError(
@@ -890,6 +908,7 @@ def build_corpus(
         "val_per_class": val_per_class,
         "renders_per_piece": renders_per_piece,
         "val_renders_per_piece": val_renders_per_piece,
+        "shared_window": shared_window,
         "families": list(families),
         "soundfonts": {f.name: {"path": str(f.path), "split": f.split} for f in fonts},
         "missing_soundfonts": [{"name": m.name, "install": m.install} for m in missing],
@@ -945,6 +964,7 @@ def build_preset(
         "val_per_class": preset.val_per_class,
         "renders_per_piece": preset.renders_per_piece,
         "val_renders_per_piece": preset.val_renders_per_piece,
+        "shared_window": preset.shared_window,
         "workers": preset.workers,
     }
     kwargs.update(overrides)
@@ -1001,6 +1021,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"comma-separated families (default: {','.join(FAMILIES)})",
     )
     parser.add_argument("--no-drumkits", action="store_true", help="no Hydrogen kits")
+    parser.add_argument(
+        "--varied-windows",
+        action="store_true",
+        help="each training render of a piece gets its own pitch shift and window "
+        "(default: renders share them and differ in SoundFont and augmentation)",
+    )
     parser.add_argument("--workers", type=int, help="worker processes")
     parser.add_argument(
         "--format",
@@ -1033,6 +1059,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["soundfonts"] = [s.strip() for s in args.soundfonts.split(",") if s.strip()]
     if args.no_drumkits:
         overrides["drumkits"] = []
+    if args.varied_windows:
+        overrides["shared_window"] = False
     try:
         manifest = build_preset(
             args.out,
