@@ -88,7 +88,10 @@ class Resampler:
         phase = p - nmax * self.up
         # Output m meets buf[n - taps + 1 .. n], n = nmax - base: a row of the sliding windows
         # (copied row by row, much cheaper than gathering taps × outputs single elements).
-        windows = np.lib.stride_tricks.sliding_window_view(buf, self._taps, axis=1)
+        s0, s1 = buf.strides
+        windows = np.lib.stride_tricks.as_strided(  # [C, L - taps + 1, taps], read-only view
+            buf, (buf.shape[0], buf.shape[1] - self._taps + 1, self._taps), (s0, s1, s1),
+            writeable=False)
         rows = windows[:, nmax - base - (self._taps - 1)]  # [C, M, taps]
         out = np.einsum("mt,cmt->cm", self._phases_rev[phase], rows)
         return out[0] if mono else out
