@@ -103,6 +103,7 @@ class HeadConfig:
     weight: float = _rng(0.0, 1000.0, 1.0)  # factor of this head's loss in the total
     class_balance: bool = True  # ce: weight classes by inverse training frequency
     margin: float = _rng(0.0, 10.0, 0.2)  # triplet margin [embedding distance]
+    parts: int = _rng(1, 16, 1)  # triplet: vectors per recording (runs of its labelled hops)
 
 
 @dataclass(frozen=True)

@@ -95,11 +95,6 @@ RESUME_VERSION = 1
 RESUMABLE_CHANGES = ("train.epochs", "train.threads", "output.", "data.cache_dir")
 #: Most hops a triplet loss compares at once (an [N, N] distance matrix; 4096² floats = 64 MB).
 TRIPLET_MAX_ITEMS = 4096
-#: Parts each recording's labelled hops are cut into for the triplet loss. A 6 s corpus clip has
-#: 10 labelled hops (the first second is warm-up), so a part is 2.5 s: about the run-time
-#: query (``reference.window_s``, 2 s). Two parts give every recording a positive of its own
-#: (the other part) even when no other render of its piece shares the batch.
-TRIPLET_PARTS = 2
 
 
 class TrainingError(StreamtagError):
@@ -246,6 +241,7 @@ class TrainHead:
     loss: str
     weight: float = 1.0
     margin: float = 0.2
+    parts: int = 1
     class_weights: torch.Tensor | None = None
 
     @property
@@ -267,12 +263,12 @@ def head_loss_value(head: TrainHead, logits: torch.Tensor, target: torch.Tensor,
                                     head.class_weights)
     if spec.kind == "multilabel":
         return masked_bce(flat, target.reshape(-1, k), mask.reshape(-1, k))
-    # Embedding: triplets between parts of recordings (each the unit mean of its run of
-    # labelled hops, as long as a run-time query), so a part's positives are the other part of
-    # its recording and the parts of the piece's other renders, never its own neighbouring hops.
+    # Embedding: triplets between recordings, or parts of them (each the unit mean of its run of
+    # labelled hops, like a run-time query), so the positives are the piece's other renders (and
+    # the recording's other parts), never a hop's own neighbours.
     s = logits.shape[-2] if logits.dim() >= 2 else 1
     emb = activate_head(spec, flat).reshape(-1, s, k)
-    vec, lab = clip_embeddings(emb, target.reshape(-1, s), mask.reshape(-1, s), TRIPLET_PARTS)
+    vec, lab = clip_embeddings(emb, target.reshape(-1, s), mask.reshape(-1, s), head.parts)
     return batch_hard_triplet_loss(vec, lab, torch.ones_like(lab, dtype=vec.dtype),
                                    head.margin) + emb.sum() * 0.0
 
@@ -646,7 +642,8 @@ class Trainer:
         arch = self.model.arch
         self.hop_s = arch.hop_frames * self.frontend.hop_length / self.frontend.sample_rate_hz
         self.heads = [
-            TrainHead(HeadTarget(spec, head_target(h)), head_loss(h), h.weight, h.margin)
+            TrainHead(HeadTarget(spec, head_target(h)), head_loss(h), h.weight, h.margin,
+                      h.parts)
             for h, spec in zip(cfg.heads, self.model.heads, strict=True)
         ]
         clips, self.data_hashes = source_clips(cfg.data.corpus, cfg.data.datasets,

@@ -637,8 +637,8 @@ def test_validation_renders_share_notes_and_window_but_not_the_room():
         assert b.id == a.id + "-1"
         assert a.offset_s == b.offset_s and a.piece == b.piece
         assert a.seed != b.seed  # its own augmentation
-    # Training renders share the notes and window too, through different sets
-    # (shared_window, the default) ...
+    # Training renders each take their own shift and window through another set (the
+    # default) ...
     def train_pairs(jobs: list[build.ClipJob]) -> list[list[build.ClipJob]]:
         pairs: dict[str, list[build.ClipJob]] = {}
         for j in jobs:
@@ -646,15 +646,15 @@ def test_validation_renders_share_notes_and_window_but_not_the_room():
                 pairs.setdefault(j.group, []).append(j)
         return [p for p in pairs.values() if len(p) == 2]
 
-    shared = train_pairs(jobs)
+    varied = train_pairs(jobs)
+    assert any(a.piece != b.piece for a, b in varied)
+    # ... or share the notes and window, through different sets, when asked.
+    shared = train_pairs(build.plan_corpus(
+        n_per_class=2, val_per_class=4, seed=2, clip_s=CLIP_S, soundfonts=_fake_fonts(),
+        drumkits=[], val_renders_per_piece=2, shared_window=True,
+    ))  # fmt: skip
     assert shared and all(a.piece == b.piece and a.offset_s == b.offset_s for a, b in shared)
     assert all(a.source != b.source for a, b in shared)
-    # ... or each take their own shift and window when asked.
-    varied = train_pairs(build.plan_corpus(
-        n_per_class=2, val_per_class=4, seed=2, clip_s=CLIP_S, soundfonts=_fake_fonts(),
-        drumkits=[], val_renders_per_piece=2, shared_window=False,
-    ))  # fmt: skip
-    assert any(a.piece != b.piece for a, b in varied)
 
 
 def _row(family: str, programs: list[int], bpm: float, mode: str | None = None) -> dict:

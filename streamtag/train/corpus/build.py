@@ -133,10 +133,11 @@ class CorpusSize:
         val_renders_per_piece: renders of each validation piece (same notes and window, each
             with its own room, noise, EQ and gain): what piece retrieval is evaluated on.
         shared_window: the training renders of a piece share its notes, pitch shift and window
-            (and differ in SoundFont and augmentation), so the embedding's positives are the
-            same music heard through another instrument set; False gives each render its own
-            shift and window (more views of a piece, but the triplet loss then rewards
-            transposition invariance, which blurs pieces that differ only in key).
+            (and differ in SoundFont and augmentation), so an embedding's positives are the
+            same music through another instrument set; False (default: what the shipped model
+            was trained on) gives each render its own shift and window, more views of a piece.
+            Measured on the default size (20 epochs, with triplet ``parts: 2``): True left piece
+            retrieval as it was and cost 4 points of instrument accuracy.
         workers: worker processes.
     """
 
@@ -144,7 +145,7 @@ class CorpusSize:
     val_per_class: int
     renders_per_piece: int = 2
     val_renders_per_piece: int = 2
-    shared_window: bool = True
+    shared_window: bool = False
     workers: int = 2
 
     @property
@@ -265,7 +266,7 @@ class _Renderer:
     """
 
     def __init__(self, rng: np.random.Generator, split: str, clip_s: float,
-                 shared: bool = True) -> None:
+                 shared: bool = False) -> None:
         self.rng, self.split, self.clip_s = rng, split, clip_s
         self.shared = shared or split == VALIDATION
         self._shared: tuple[music.Piece, float] | None = None
@@ -290,7 +291,7 @@ class _Renderer:
 
 def _plan_instrument(
     split: str, sources: Sequence[Source], n: int, renders: int, seed: int, clip_s: float,
-    shared: bool = True,
+    shared: bool = False,
 ) -> list[ClipJob]:
     jobs = []
     material_cycle = ("phrase", "scale", "phrase", "arpeggio")
@@ -396,7 +397,7 @@ def emotion_labels(piece: music.Piece) -> dict[str, Any]:
 
 def _plan_emotion(
     split: str, sources: Sequence[Source], n: int, renders: int, seed: int, clip_s: float,
-    shared: bool = True,
+    shared: bool = False,
 ) -> list[ClipJob]:
     jobs = []
     for q in sorted(emotion_cues.QUADRANT_LABELS):
@@ -436,7 +437,7 @@ def _plan_drums(
     renders: int,
     seed: int,
     clip_s: float,
-    shared: bool = True,
+    shared: bool = False,
 ) -> list[ClipJob]:
     # Alternate General MIDI drums and real kits so both make up about half.
     pools = [pool for pool in (list(fonts), list(kits)) if pool]
@@ -480,7 +481,7 @@ def plan_corpus(
     families: Sequence[str] = FAMILIES,
     renders_per_piece: int = 2,
     val_renders_per_piece: int = 1,
-    shared_window: bool = True,
+    shared_window: bool = False,
 ) -> list[ClipJob]:
     """Every clip of the corpus, composed and labelled but not rendered.
 
@@ -795,7 +796,7 @@ def build_corpus(
     families: Sequence[str] = FAMILIES,
     renders_per_piece: int = 2,
     val_renders_per_piece: int = 1,
-    shared_window: bool = True,
+    shared_window: bool = False,
     workers: int = 2,
     audio_format: str = "pcm16",
     augment_config: aug.AugmentConfig | None = None,
@@ -1022,10 +1023,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-drumkits", action="store_true", help="no Hydrogen kits")
     parser.add_argument(
-        "--varied-windows",
+        "--shared-windows",
         action="store_true",
-        help="each training render of a piece gets its own pitch shift and window "
-        "(default: renders share them and differ in SoundFont and augmentation)",
+        help="training renders of a piece share its notes and window and differ in SoundFont "
+        "and augmentation (default: each gets its own pitch shift and window)",
     )
     parser.add_argument("--workers", type=int, help="worker processes")
     parser.add_argument(
@@ -1059,8 +1060,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["soundfonts"] = [s.strip() for s in args.soundfonts.split(",") if s.strip()]
     if args.no_drumkits:
         overrides["drumkits"] = []
-    if args.varied_windows:
-        overrides["shared_window"] = False
+    if args.shared_windows:
+        overrides["shared_window"] = True
     try:
         manifest = build_preset(
             args.out,
