@@ -69,7 +69,9 @@ class ReferenceConfig:
     """Matching against a reference library (``streamtag reference add``)."""
 
     library: str | None = None  # library file; None: no reference matching
-    window_s: float = _rng(0.5, 30.0, 2.0)  # query: mean embedding of this much sound [s]
+    # 4 s: sequence matching of 4 s queries found the right piece after 5 s 62 % of the time on
+    # the validation renders, 2 s queries 53 % (bundled model, 260 pieces).
+    window_s: float = _rng(0.5, 30.0, 4.0)  # query: the hops of this much sound [s]
     known_distance: float | None = _rng(0.0, 2.0)  # threshold; None: the checkpoint's
 
 

@@ -20,8 +20,8 @@ not make the music that resumes look new or unknown).
   music goes on as before; 0.5: orthogonal to the recent past; 1: opposite. It is 0 until the
   memory holds at least ``recent_hops`` hops (start of a stream, after ``reset``), and 0 on a
   silent hop (silence is not news).
-- Reference query = the normalised mean of the last ``window_hops`` non-silent hops (None before
-  the first one); see :mod:`streamtag.references`.
+- Reference query = the last ``window_hops`` non-silent hops' embeddings, oldest first (None
+  before the first one); see :mod:`streamtag.references`.
 
 For the trainer: fit the projection on embeddings computed the way they are served, and store it
 with the calibrated threshold::
@@ -32,11 +32,11 @@ with the calibrated threshold::
     meta = EmbeddingMeta(fit_projection(all_emb), known_distance=threshold)
     update_embedding_meta(best, meta)                # or save_checkpoint(..., embedding=meta)
 
-To calibrate ``known_distance`` with the distances the daemon will report, build a
-:class:`streamtag.references.ReferenceLibrary` from reference clips and score held-out windows
-with ``ReferenceMatcher(lib, window_hops, known_distance=2.0).match(unit_mean(window))``
-(``window_hops = hops_for(ReferenceConfig().window_s, 0.5)``): its ``distance`` for windows of
-pieces in the library against windows of pieces that are not.
+To calibrate ``known_distance`` with the distances the daemon will report, score held-out
+windows (``[k, D]`` runs of hops) with ``SequenceIndex(reference_recordings, D).distances``
+or ``ReferenceMatcher(lib, window_hops, known_distance=2.0).match(window)``
+(``window_hops = hops_for(ReferenceConfig().window_s, 0.5)``): pieces in the library against
+pieces that are not (``streamtag.train.evaluate_embedding`` does this).
 """
 
 from __future__ import annotations
@@ -215,8 +215,7 @@ class EmbeddingHistory:
     """The recent non-silent embeddings of one stream, for novelty and reference queries.
 
     dims: embedding size D. recent_hops / memory_hops: novelty's two windows [hops].
-    window_hops: hops averaged into a reference query. Storage [capacity, D] is allocated
-    here, once.
+    window_hops: hops in a reference query. Storage [capacity, D] is allocated here, once.
     """
 
     def __init__(self, dims: int, recent_hops: int, memory_hops: int, window_hops: int) -> None:
@@ -249,10 +248,11 @@ class EmbeddingHistory:
         return novelty_of(both[-self.recent_hops:], both[:-self.recent_hops])
 
     def query(self) -> np.ndarray | None:
-        """Unit-length mean of the last ``window_hops`` embeddings [D], or None if empty."""
+        """The last ``window_hops`` embeddings [k ≤ window_hops, D], oldest first, or None if
+        empty: a reference query (``ReferenceMatcher.match``)."""
         if self._n == 0:
             return None
-        return unit_mean(self.last(self.window_hops))
+        return self.last(self.window_hops)
 
 
 def unit_mean(emb: np.ndarray) -> np.ndarray:

@@ -16,14 +16,19 @@ never span two files. A library is tied to the weights it was made with: loading
 checkpoint is refused, naming both ids. Writes go to a temporary file that replaces the old one
 (atomic on POSIX), so a crash mid-write never leaves a half library.
 
-Matching (:class:`ReferenceMatcher`): the query is the unit-length mean of the last
-``window_s`` of non-silent hops (see :class:`streamtag.embedding.EmbeddingHistory`). Each
-reference is represented by the same kind of vector at every position of its recordings (the
-unit mean of each run of ``window_hops`` consecutive hops; a recording shorter than the window
-gives one vector, its whole mean), at most :data:`MAX_ANCHORS_PER_REFERENCE` of them, evenly
-subsampled beyond. The distance of the sound to a reference is the smallest Euclidean distance
-between the query and that reference's vectors (0 … 2); the nearest reference is reported, and
-counted as known when its distance is ≤ ``known_distance``.
+Matching (:class:`ReferenceMatcher`, :class:`SequenceIndex`): the query is the sequence of the
+last ``window_s`` of non-silent hops' embeddings, oldest first (``k`` hops, fewer at the start
+of a stream; see :class:`streamtag.embedding.EmbeddingHistory`). It is slid along every
+recording of every reference: at each alignment the similarity is the mean over the ``k`` hops
+of the cosine between a query hop and the reference hop it meets, and the distance
+``sqrt(2 − 2·similarity)`` (0 … 2; for one hop, the Euclidean distance of the two unit
+vectors). Alignments stay inside one file; a file shorter than the query meets the query's
+last hops. A reference's distance is its best alignment's; the nearest reference is reported,
+and counted as known when its distance is ≤ ``known_distance``. Matching the sequence rather
+than its mean keeps the order of events: on the validation renders of the shipped model
+(260 pieces, 4 s queries after 5 s) top-1 retrieval is 0.62 against 0.45 for the mean of the
+same hops. At most :data:`MAX_HOPS_PER_REFERENCE` hops of each reference are matched (its
+first 20 minutes).
 """
 
 from __future__ import annotations
@@ -40,16 +45,17 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from streamtag.embedding import MAX_DISTANCE, unit_mean
+from streamtag.embedding import MAX_DISTANCE
 from streamtag.errors import LibraryError
 from streamtag.publish import wire
 
 FORMAT = "streamtag-references"
 VERSION = 1
 _META_KEY = "streamtag"
-#: Vectors kept per reference for matching: 20 min of music at 0.5 s hops. Bounds the per-hop
-#: cost whatever the recordings' length (20 references × 2400 × 16 dims ≈ 0.8 M multiply-adds).
-MAX_ANCHORS_PER_REFERENCE = 2400
+#: Hops of each reference matched: its first 20 min at 0.5 s hops. Bounds the per-hop cost
+#: whatever the recordings' length (20 references × 2400 hops × 8 query hops × 32 dims ≈ 12 M
+#: multiply-adds).
+MAX_HOPS_PER_REFERENCE = 2400
 NAME_MAX_CHARS = 64
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -272,38 +278,72 @@ def _validate(meta: Any, tensors: dict[str, np.ndarray]) -> list[str]:
     return problems
 
 
-def unit_distance(dot: float) -> float:
-    """Euclidean distance [0, 2] of two unit vectors from their dot product:
-    |a − b|² = 2 − 2 a·b, with rounding clamped into range."""
-    return min(MAX_DISTANCE, math.sqrt(max(0.0, 2.0 - 2.0 * dot)))
+class SequenceIndex:
+    """Recordings to slide a query sequence along (see the module docstring).
 
+    segments: per owner (e.g. a reference), its recordings as [n_i, D] embeddings in playing
+    order (unit vectors; normalised again here). ``distances(query)`` gives each owner's
+    distance to the query [owners].
+    """
 
-def anchors(ref: Reference, window_hops: int,
-            max_anchors: int = MAX_ANCHORS_PER_REFERENCE) -> np.ndarray:
-    """Unit-length window means of a reference, [A, D] float64 (see the module docstring)."""
-    out = []
-    start = 0
-    for n in ref.segments:
-        seg = ref.embeddings[start:start + n].astype(np.float64)
-        start += n
-        if n <= window_hops:
-            out.append(unit_mean(seg)[None])
-            continue
-        c = np.cumsum(np.concatenate([np.zeros((1, seg.shape[1])), seg]), axis=0)
-        means = (c[window_hops:] - c[:-window_hops]) / window_hops  # [n - w + 1, D]
-        norms = np.linalg.norm(means, axis=1, keepdims=True)
-        out.append(means / np.where(norms > 1e-12, norms, 1.0))
-    a = np.concatenate(out)
-    if len(a) > max_anchors:
-        a = a[np.linspace(0, len(a) - 1, max_anchors).round().astype(int)]
-    return a
+    def __init__(self, owners: list[list[np.ndarray]], dims: int,
+                 max_hops: int = MAX_HOPS_PER_REFERENCE) -> None:
+        rows, owner_of, end_of, self._short = [], [], [], []
+        at = 0
+        for o, segments in enumerate(owners):
+            left = max_hops
+            for seg in segments:
+                seg = np.asarray(seg, np.float64)[:left]
+                left -= len(seg)
+                if not len(seg):
+                    continue
+                norms = np.linalg.norm(seg, axis=1, keepdims=True)
+                rows.append(seg / np.where(norms > 1e-12, norms, 1.0))
+                owner_of.append(np.full(len(seg), o))
+                end_of.append(np.full(len(seg), at + len(seg)))
+                self._short.append((o, at, len(seg)))
+                at += len(seg)
+        self.owners = len(owners)
+        self._rows = np.concatenate(rows) if rows else np.zeros((0, dims))  # [H, D]
+        self._owner = np.concatenate(owner_of) if owner_of else np.zeros(0, int)  # [H]
+        self._end = np.concatenate(end_of) if end_of else np.zeros(0, int)  # [H] its file's end
+        self._start = np.arange(len(self._rows))
+        self._bounds = [(int(np.searchsorted(self._owner, o, "left")),
+                         int(np.searchsorted(self._owner, o, "right"))) for o in range(len(owners))]
+
+    def distances(self, query: np.ndarray) -> np.ndarray:
+        """Each owner's distance [owners] (0 … 2) to ``query`` [k, D] (oldest hop first); an owner
+        with no hops is ``MAX_DISTANCE`` away."""
+        q = np.asarray(query, np.float64)
+        k = len(q)
+        best = np.full(self.owners, -1.0)  # best mean cosine per owner
+        if k == 0 or not len(self._rows):
+            return np.full(self.owners, MAX_DISTANCE)
+        sims = self._rows @ q.T  # [H, k]: every reference hop against every query hop
+        h = len(self._rows)
+        if h >= k:
+            # Alignment j meets query hop i with reference hop j + i: sum the k diagonals.
+            score = sims[: h - k + 1, 0].copy()
+            for i in range(1, k):
+                score += sims[i: h - k + 1 + i, i]
+            score /= k
+            score[self._start[: h - k + 1] + k > self._end[: h - k + 1]] = -1.0  # spans files
+            for o, (a, b) in enumerate(self._bounds):  # an owner's rows are contiguous
+                if a < min(b, h - k + 1):
+                    best[o] = max(best[o], float(score[a:min(b, h - k + 1)].max()))
+        for o, at, n in self._short:  # files shorter than the query meet its last n hops
+            if n < k:
+                s = float(np.trace(sims[at:at + n, k - n:])) / n
+                best[o] = max(best[o], s)
+        d = np.sqrt(np.clip(2.0 - 2.0 * best, 0.0, 4.0))
+        return np.minimum(d, MAX_DISTANCE)
 
 
 class ReferenceMatcher:
-    """Nearest reference of a query vector, with a known/unknown decision.
+    """Nearest reference of a query sequence, with a known/unknown decision.
 
     library: the references (already checked against the running checkpoint).
-    window_hops: hops averaged into a query (and into each reference vector).
+    window_hops: the longest query [hops] (``reference.window_s``).
     known_distance: threshold [0 … 2]: a nearest reference further than this is "unknown".
     """
 
@@ -311,30 +351,34 @@ class ReferenceMatcher:
                  known_distance: float) -> None:
         self.library, self.window_hops, self.known_distance = library, window_hops, known_distance
         self.names = library.names
-        parts = [anchors(r, window_hops) for r in library.references.values()]
-        d = library.dims
-        self._anchors = np.concatenate(parts) if parts else np.zeros((0, d))
-        self._owner = (np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
-                       if parts else np.zeros(0, int))
+        self._index = SequenceIndex([_segments(r) for r in library.references.values()],
+                                    library.dims)
 
     def match(self, query: np.ndarray | None) -> dict[str, Any]:
-        """The record's ``reference`` section for a query [D] (None: no sound yet)."""
-        if query is None or not len(self._anchors):
+        """The record's ``reference`` section for a query [k, D] (None: no sound yet)."""
+        if query is None or not len(query) or not self.names:
             return {wire.REFERENCE_NAME: None, wire.REFERENCE_NEAREST: None,
                     wire.REFERENCE_DISTANCE: None, wire.REFERENCE_KNOWN: False}
-        dots = self._anchors @ query
-        best = int(np.argmax(dots))
-        dist = unit_distance(float(dots[best]))
-        nearest = self.names[int(self._owner[best])]
-        known = dist <= self.known_distance
+        dist = self._index.distances(query[-self.window_hops:])
+        best = int(np.argmin(dist))
+        nearest = self.names[best]
+        known = bool(dist[best] <= self.known_distance)
         return {wire.REFERENCE_NAME: nearest if known else None,
                 wire.REFERENCE_NEAREST: nearest,
-                wire.REFERENCE_DISTANCE: float(f"{dist:.6g}"),
+                wire.REFERENCE_DISTANCE: float(f"{float(dist[best]):.6g}"),
                 wire.REFERENCE_KNOWN: known}
 
 
+def _segments(ref: Reference) -> list[np.ndarray]:
+    """A reference's recordings, each [n_i, D]."""
+    out, start = [], 0
+    for n in ref.segments:
+        out.append(ref.embeddings[start:start + n])
+        start += n
+    return out
+
+
 __all__ = [
-    "FORMAT", "MAX_ANCHORS_PER_REFERENCE", "VERSION", "Reference", "ReferenceLibrary",
-    "ReferenceMatcher", "anchors", "check_name", "default_library_path", "load_library",
-    "unit_distance",
+    "FORMAT", "MAX_HOPS_PER_REFERENCE", "VERSION", "Reference", "ReferenceLibrary",
+    "ReferenceMatcher", "SequenceIndex", "check_name", "default_library_path", "load_library",
 ]

@@ -14,7 +14,7 @@ from test_engine import stream_records
 
 from streamtag.checkpoint import Checkpoint, load_checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig
-from streamtag.embedding import novelty_of, unit_mean
+from streamtag.embedding import novelty_of
 from streamtag.engine import Engine, StreamSpec
 from streamtag.errors import LibraryError
 from streamtag.model import EMOTION_HEAD
@@ -91,7 +91,7 @@ def test_engine_feeds_novelty_the_non_silent_hops(tiny_embedding: Checkpoint) ->
         assert r["novelty"] == pytest.approx(expected, abs=1e-5), r["seq"]
 
 
-def test_reference_query_is_the_mean_of_the_last_window(tiny_embedding: Checkpoint) -> None:
+def test_reference_query_is_the_last_window_of_hops(tiny_embedding: Checkpoint) -> None:
     a = make_signal(4.0, 22050, seed=1)
     lib = library_of(tiny_embedding, {"a": a, "tone": sine(4.0, 220.0)})
     engine = Engine(tiny_embedding, reference=ReferenceConfig(window_s=1.5), library=lib)
@@ -100,10 +100,10 @@ def test_reference_query_is_the_mean_of_the_last_window(tiny_embedding: Checkpoi
     assert all(r["reference"]["nearest"] == "a" for r in recs[3:])
     assert all(r["reference"]["distance"] < 1e-3 and r["reference"]["known"]
                and r["reference"]["name"] == "a" for r in recs[3:])
-    # Each hop's answer is the matcher's answer for the unit mean of the last 3 vectors.
+    # Each hop's answer is the matcher's answer for the sequence of the last 3 vectors.
     v = vectors(recs)
     for k, r in enumerate(recs):
-        expected = engine.matcher.match(unit_mean(v[max(0, k - 2):k + 1]))
+        expected = engine.matcher.match(v[max(0, k - 2):k + 1])
         assert r["reference"]["nearest"] == expected["nearest"]
         assert r["reference"]["distance"] == pytest.approx(expected["distance"], abs=1e-3)
 

@@ -19,7 +19,7 @@ from streamtag.model import EMOTION_HEAD
 from streamtag.references import (
     ReferenceLibrary,
     ReferenceMatcher,
-    anchors,
+    SequenceIndex,
     load_library,
 )
 from streamtag.testing import EMBEDDING_HEAD, make_checkpoint, make_signal
@@ -118,16 +118,33 @@ def test_unreadable_files_are_refused(tmp_path: Path) -> None:
         load_library(path)
 
 
-def test_anchors_are_window_means_within_each_file() -> None:
+def test_sequence_index_slides_the_query_within_each_file() -> None:
     lib = small_library()
-    a = anchors(lib.references["intro"], window_hops=4)
-    # 6 hops → 3 full windows; the 3-hop file is shorter than the window → its whole mean.
-    assert a.shape == (4, 4)
-    emb = lib.references["intro"].embeddings.astype(np.float64)
-    np.testing.assert_allclose(a[0], unit(emb[0:4].mean(axis=0)))
-    np.testing.assert_allclose(a[3], unit(emb[6:9].mean(axis=0)))
-    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0)
-    assert anchors(lib.references["intro"], 1, max_anchors=5).shape == (5, 4)
+    intro = lib.references["intro"].embeddings.astype(np.float64)
+    chorus = lib.references["chorus"].embeddings.astype(np.float64)
+    index = SequenceIndex([[intro[:6], intro[6:]], [chorus]], 4)
+    # The intro's hops 2..4 played again: distance 0 to the intro, not to the chorus.
+    d = index.distances(intro[2:5])
+    assert d[0] == pytest.approx(0.0, abs=1e-3) and d[1] > 0.3  # float32 storage, √ of ~1e-8
+    # The same hops in another order are no longer a perfect match: order counts.
+    assert index.distances(intro[[4, 2, 3]])[0] > 0.1
+    # Hops 5 (end of the first file) and 6 (start of the second) never meet as one run.
+    joined = index.distances(intro[5:7])[0]
+    best_inside = min(
+        np.sqrt(max(0.0, 2 - 2 * float(np.mean(np.sum(intro[5:7] * w, axis=1)))))
+        for w in (intro[j:j + 2] for j in (0, 1, 2, 3, 4, 6, 7)))
+    assert joined == pytest.approx(best_inside, abs=1e-9)
+    # A file shorter than the query meets the query's last hops: the 3-hop file inside a
+    # 5-hop query that ends with it.
+    q = np.concatenate([chorus[:2], intro[6:9]])
+    assert index.distances(q)[0] == pytest.approx(0.0, abs=1e-3)
+    # One hop: the Euclidean distance of unit vectors, to the nearest hop.
+    one = unit(np.array([[1.0, 0.0, 0.0, 0.0]]))
+    expect = min(np.linalg.norm(one[0] - h) for h in intro)
+    assert index.distances(one)[0] == pytest.approx(expect, abs=1e-9)
+    # At most max_hops of an owner take part.
+    short = SequenceIndex([[intro[:6]]], 4, max_hops=2)
+    assert short.distances(intro[4:6])[0] > 0.1
 
 
 def test_matcher_picks_the_nearest_and_says_unknown_beyond_the_threshold() -> None:
@@ -135,14 +152,17 @@ def test_matcher_picks_the_nearest_and_says_unknown_beyond_the_threshold() -> No
     lib.add("x", [np.tile([1.0, 0.0, 0.0], (4, 1))], ["x.wav"])
     lib.add("y", [np.tile([0.0, 1.0, 0.0], (4, 1))], ["y.wav"])
     m = ReferenceMatcher(lib, window_hops=2, known_distance=0.5)
-    near_y = unit(np.array([0.1, 1.0, 0.0]))
+    near_y = unit(np.array([[0.1, 1.0, 0.0], [0.0, 1.0, 0.1]]))
     assert m.match(near_y) == {"name": "y", "nearest": "y",
-                               "distance": pytest.approx(np.linalg.norm(near_y - [0, 1, 0]),
+                               "distance": pytest.approx(np.linalg.norm(near_y[0] - [0, 1, 0]),
                                                          abs=1e-6),
                                "known": True}
-    far = m.match(np.array([0.0, 0.0, 1.0]))  # orthogonal to both: √2 away
+    far = m.match(np.array([[0.0, 0.0, 1.0]]))  # orthogonal to both: √2 away
     assert far["name"] is None and far["nearest"] in ("x", "y") and not far["known"]
     assert far["distance"] == pytest.approx(np.sqrt(2), abs=1e-5)  # 6 significant digits
+    # Only the last window_hops of a longer query count.
+    longer = np.concatenate([np.tile([[1.0, 0.0, 0.0]], (3, 1)), near_y])
+    assert m.match(longer)["nearest"] == "y"
     empty = ReferenceMatcher(ReferenceLibrary(SHA, 3, 0.5), 2, 0.5)
     assert empty.match(near_y)["nearest"] is None
 

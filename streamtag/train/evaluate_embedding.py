@@ -7,9 +7,9 @@ Everything goes through the ``Engine`` (the records a user gets) and the run-tim
 - **Piece retrieval.** Pieces with at least two renders (the corpus's validation pieces are
   rendered twice: same notes, another room). Render 0 of every piece goes into a reference
   library; render 1 is played from its start, and after ``t`` seconds the run-time query (the
-  unit mean of the last ``reference.window_s`` of hops) is compared with every reference's
-  anchors. Top-1 accuracy and mean average precision (one relevant reference: 1 / its rank)
-  for ``t`` = 1 … 5 s.
+  last ``reference.window_s`` of hops) is slid along every reference (``SequenceIndex``).
+  Top-1 accuracy and mean average precision (one relevant reference: 1 / its rank) for
+  ``t`` = 1 … 5 s.
 - **Known / unknown.** Half of the pieces (every other one, in id order) are left out of the
   library. ROC AUC of the nearest distance as a "new music" score, known pieces' render 1 vs
   left-out pieces' render 1, at ``t`` = 5 s. The threshold ``known_distance`` is calibrated on
@@ -34,10 +34,10 @@ import numpy as np
 
 from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig
-from streamtag.embedding import MAX_DISTANCE, hops_for, unit_mean
+from streamtag.embedding import MAX_DISTANCE, hops_for
 from streamtag.engine import Engine
 from streamtag.publish.wire import EMBEDDING_VECTOR, KEY_NOVELTY
-from streamtag.references import Reference, anchors, unit_distance
+from streamtag.references import SequenceIndex
 
 QUERY_SECONDS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
 """Audio heard before the retrieval query [s]."""
@@ -131,14 +131,9 @@ def _records_embeddings(records: Sequence[dict], head: str) -> tuple[np.ndarray,
 
 
 def _query_at(emb: np.ndarray, silent: np.ndarray, hops: int, window: int) -> np.ndarray | None:
-    """The run-time query after ``hops`` hops: unit mean of the last ``window`` sounding hops."""
+    """The run-time query after ``hops`` hops: the last ``window`` sounding hops [k, D]."""
     sounding = emb[:hops][~silent[:hops]]
-    return unit_mean(sounding[-window:]) if len(sounding) else None
-
-
-def _distances(query: np.ndarray, refs: Sequence[np.ndarray]) -> np.ndarray:
-    """Distance [0, 2] of a unit query to each reference: min over its anchors [A_i, D]."""
-    return np.asarray([unit_distance(float(np.max(a @ query))) for a in refs])
+    return sounding[-window:] if len(sounding) else None
 
 
 def evaluate_embedding(
@@ -169,9 +164,7 @@ def evaluate_embedding(
 
     # -- retrieval: render 0 in the library, render 1 queried
     if len(paired) >= 2:
-        lib = [anchors(Reference(k, renders[k][0][0][~renders[k][0][1]].astype(np.float32),
-                                 [int((~renders[k][0][1]).sum())], []), window)
-               for k in paired]
+        lib = SequenceIndex([[renders[k][0][0][~renders[k][0][1]]] for k in paired], dims)
         by_t: dict[str, Any] = {}
         dists: dict[str, np.ndarray | None] = {}  # per piece, after the latest t
         for t in QUERY_SECONDS:
@@ -180,7 +173,7 @@ def evaluate_embedding(
             for i, k in enumerate(paired):
                 emb, silent = renders[k][1]
                 q = _query_at(emb, silent, hops, window)
-                d = dists[k] = None if q is None else _distances(q, lib)
+                d = dists[k] = None if q is None else lib.distances(q)
                 ranks.append(len(paired) if d is None else 1 + int(np.sum(d < d[i])))
             r = np.asarray(ranks)
             by_t[f"{t:g}"] = {"top1": float(np.mean(r == 1)), "map": float(np.mean(1.0 / r)),
@@ -307,8 +300,9 @@ def report_markdown(r: EmbeddingReport, figures: dict[str, str]) -> list[str]:
     ret = r.retrieval
     if ret:
         lines += [f"Piece retrieval: {ret['pieces']} pieces, render 0 of each in the library, "
-                  f"render 1 queried after t seconds (query = mean of the last "
-                  f"{ret['window_s']:g} s).", "", "| t [s] | top-1 | mAP | median rank |",
+                  f"render 1 queried after t seconds (query = the last "
+                  f"{ret['window_s']:g} s of hops, slid along each reference).", "",
+                  "| t [s] | top-1 | mAP | median rank |",
                   "| --- | --- | --- | --- |"]
         for t, m in ret["by_seconds"].items():
             lines.append(f"| {t} | {f(m['top1'])} | {f(m['map'])} | {m['median_rank']:g} |")
