@@ -10,6 +10,7 @@ is kept.
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import logging
 import queue
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from streamtag.audio.sources import DeviceSource, FileSource, Source, SyntheticSource
 from streamtag.checkpoint import Checkpoint, resolve_checkpoint
@@ -185,6 +187,10 @@ class Daemon:
         self._started = time.monotonic()
         self._last_source_status = ""
         torch.set_num_threads(1)  # one analysis thread; leave the other core to the audio
+        # numpy's BLAS too: its worker threads spin after each small product (the mel matrix,
+        # 43 times a second) and took the core JACK's clients needed: 8 xruns in 25 s with
+        # OpenBLAS's 2 threads on 5 ms periods, none with 1.
+        threadpool_limits(limits=1, user_api="blas")
         self.source = make_source(cfg)
         self._build_analysis(cfg, self.checkpoint)
         self.osc = self.zmq = self.control = None
@@ -300,6 +306,8 @@ class Daemon:
             return False
         self.cfg, self.checkpoint = cfg, ck
         self.counters.reloads += 1
+        gc.collect()  # the old model goes now, not in a collection mid-hop; then as in run()
+        gc.freeze()
         if self.zmq is not None:
             self.zmq.publish_meta(self.manifest)
         log.info("reloaded: checkpoint %s", ck.id)
@@ -308,6 +316,11 @@ class Daemon:
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> int:
         """Analyse until stopped; returns the process exit code."""
+        # Everything built so far (torch, the model, the config) lives as long as the process:
+        # move it out of the collector's sight, so a full collection only walks what the loop
+        # allocates (with torch's objects tracked, one took tens of ms and stalled a hop).
+        gc.collect()
+        gc.freeze()
         self.source.start()
         next_status = time.monotonic()
         # A read returns at once with whatever has arrived (up to this), so a large bound adds

@@ -110,7 +110,7 @@ def test_seed_preset_matches_torchaudio_melspectrogram() -> None:
 
 def test_default_preset_leaves_no_mel_band_empty_unlike_the_seed() -> None:
     def empty_bands(cfg: FrontendConfig) -> int:
-        return int((MelFrontend(cfg)._fbank.sum(axis=0) == 0).sum())
+        return int((MelFrontend(cfg)._fbank.sum(dim=0) == 0).sum())
 
     assert empty_bands(DEFAULT_FRONTEND) == 0
     assert empty_bands(SEED_FRONTEND) > 0  # why `default` differs from the seed
