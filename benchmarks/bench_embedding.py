@@ -49,7 +49,8 @@ def main() -> None:
     ap.add_argument("--reference-s", type=float, default=180.0,
                     help="length of each reference recording [s]")
     ap.add_argument("--tags", type=int, default=32, help="tag vocabulary size")
-    ap.add_argument("--dims", type=int, default=16, help="embedding dimensions")
+    ap.add_argument("--dims", type=int, default=32,
+                    help="embedding dimensions (the bundled model's: 32)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # as the daemon runs
     tags = HeadSpec("tags", "multilabel", tuple(f"tag{i}" for i in range(args.tags)))
@@ -99,7 +100,8 @@ def main() -> None:
                     "load_average_1min": __import__("os").getloadavg()[0]},
         "setup": {"preset": "default", "tags": args.tags, "embedding_dims": args.dims,
                   "references": args.references, "reference_s": args.reference_s,
-                  "anchors": int(engines["with"].matcher._anchors.shape[0]),
+                  "reference_hops": engines["with"].matcher.hops,
+                  "query_hops": engines["with"].matcher.window_hops,
                   "hops": len(times["with"]) - warm},
         "without": pct(times["without"][warm:]),
         "with": pct(times["with"][warm:]),
@@ -116,7 +118,7 @@ def main() -> None:
     print(f"  engine with {args.tags} tags, {args.dims}-dim embedding, xy, novelty,  "
           f"{result['with']['p50_ms']:7.2f} {result['with']['p99_ms']:7.2f}")
     print(f"    {args.references} references × {args.reference_s:.0f} s "
-          f"({s['anchors']} vectors)")
+          f"({s['reference_hops']} hops, queries of {s['query_hops']} hops slid along them)")
     print(f"  CPU time, without                                  "
           f"{result['cpu_without']['p50_ms']:7.2f} {result['cpu_without']['p99_ms']:7.2f}")
     print(f"  CPU time, with                                     "

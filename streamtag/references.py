@@ -311,6 +311,11 @@ class SequenceIndex:
         self._bounds = [(int(np.searchsorted(self._owner, o, "left")),
                          int(np.searchsorted(self._owner, o, "right"))) for o in range(len(owners))]
 
+    @property
+    def hops(self) -> int:
+        """Reference hops a query is slid along."""
+        return len(self._rows)
+
     def distances(self, query: np.ndarray) -> np.ndarray:
         """Each owner's distance [owners] (0 … 2) to ``query`` [k, D] (oldest hop first); an owner
         with no hops is ``MAX_DISTANCE`` away."""
@@ -353,6 +358,11 @@ class ReferenceMatcher:
         self.names = library.names
         self._index = SequenceIndex([_segments(r) for r in library.references.values()],
                                     library.dims)
+
+    @property
+    def hops(self) -> int:
+        """Reference hops matched (after ``MAX_HOPS_PER_REFERENCE``)."""
+        return self._index.hops
 
     def match(self, query: np.ndarray | None) -> dict[str, Any]:
         """The record's ``reference`` section for a query [k, D] (None: no sound yet)."""
