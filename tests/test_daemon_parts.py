@@ -77,3 +77,29 @@ def test_monitor_shows_a_running_daemon(tmp_path, data_dir) -> None:
     screen = out.getvalue()
     assert "valence" in screen and "arousal" in screen and "instrument" in screen
     assert "brightness" in screen and "█" in screen
+
+
+def test_daemon_holds_blas_to_one_thread_and_freezes_startup_objects(data_dir) -> None:
+    """The live loop's stalls that are not its own work: BLAS worker threads taking the audio's
+    core, and full garbage collections walking torch's objects."""
+    import gc
+
+    from threadpoolctl import threadpool_info
+
+    from streamtag.daemon import Daemon
+
+    cfg = config_from_dict({
+        "input": {"file": str(data_dir / "signal.wav"), "realtime": False},
+        "model": {"checkpoint": str(data_dir / "tiny-default.safetensors")},
+        "outputs": {"osc": {"enabled": False}, "zmq": {"enabled": False}},
+        "control": {"enabled": False},
+    })
+    gc.unfreeze()
+    try:
+        daemon = Daemon(cfg)
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+        assert daemon.run() == 0
+        assert daemon.counters.hops == 6  # the 3 s signal, 0.5 s hops
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
