@@ -281,35 +281,35 @@ def _validate(meta: Any, tensors: dict[str, np.ndarray]) -> list[str]:
 class SequenceIndex:
     """Recordings to slide a query sequence along (see the module docstring).
 
-    segments: per owner (e.g. a reference), its recordings as [n_i, D] embeddings in playing
-    order (unit vectors; normalised again here). ``distances(query)`` gives each owner's
-    distance to the query [owners].
+    owners: per owner (e.g. a reference), its recordings as [n_i, D] embeddings in playing
+    order (unit vectors; normalised again here); at most ``max_hops`` hops of each owner are
+    kept. ``distances(query)`` gives each owner's distance to the query [owners].
     """
 
     def __init__(self, owners: list[list[np.ndarray]], dims: int,
                  max_hops: int = MAX_HOPS_PER_REFERENCE) -> None:
-        rows, owner_of, end_of, self._short = [], [], [], []
+        rows: list[np.ndarray] = []
+        room: list[np.ndarray] = []
+        self._files: list[tuple[int, int, int]] = []  # (owner, first row, hops) per recording
+        self._bounds: list[tuple[int, int]] = []  # (first row, end row) per owner: contiguous
         at = 0
-        for o, segments in enumerate(owners):
-            left = max_hops
-            for seg in segments:
+        for o, recordings in enumerate(owners):
+            first, left = at, max_hops
+            for seg in recordings:
                 seg = np.asarray(seg, np.float64)[:left]
-                left -= len(seg)
-                if not len(seg):
+                n = len(seg)
+                if not n:
                     continue
+                left -= n
                 norms = np.linalg.norm(seg, axis=1, keepdims=True)
                 rows.append(seg / np.where(norms > 1e-12, norms, 1.0))
-                owner_of.append(np.full(len(seg), o))
-                end_of.append(np.full(len(seg), at + len(seg)))
-                self._short.append((o, at, len(seg)))
-                at += len(seg)
+                room.append(np.arange(n, 0, -1))  # hops from each row to its file's end
+                self._files.append((o, at, n))
+                at += n
+            self._bounds.append((first, at))
         self.owners = len(owners)
         self._rows = np.concatenate(rows) if rows else np.zeros((0, dims))  # [H, D]
-        self._owner = np.concatenate(owner_of) if owner_of else np.zeros(0, int)  # [H]
-        self._end = np.concatenate(end_of) if end_of else np.zeros(0, int)  # [H] its file's end
-        self._start = np.arange(len(self._rows))
-        self._bounds = [(int(np.searchsorted(self._owner, o, "left")),
-                         int(np.searchsorted(self._owner, o, "right"))) for o in range(len(owners))]
+        self._room = np.concatenate(room) if room else np.zeros(0, int)  # [H]
 
     @property
     def hops(self) -> int:
@@ -320,26 +320,24 @@ class SequenceIndex:
         """Each owner's distance [owners] (0 … 2) to ``query`` [k, D] (oldest hop first); an owner
         with no hops is ``MAX_DISTANCE`` away."""
         q = np.asarray(query, np.float64)
-        k = len(q)
-        best = np.full(self.owners, -1.0)  # best mean cosine per owner
-        if k == 0 or not len(self._rows):
+        k, h = len(q), len(self._rows)
+        if k == 0 or h == 0:
             return np.full(self.owners, MAX_DISTANCE)
+        best = np.full(self.owners, -1.0)  # best mean cosine per owner
         sims = self._rows @ q.T  # [H, k]: every reference hop against every query hop
-        h = len(self._rows)
-        if h >= k:
-            # Alignment j meets query hop i with reference hop j + i: sum the k diagonals.
-            score = sims[: h - k + 1, 0].copy()
+        m = h - k + 1  # alignments: query hop i meets reference hop j + i
+        if m > 0:
+            score = sims[:m, 0].copy()
             for i in range(1, k):
-                score += sims[i: h - k + 1 + i, i]
+                score += sims[i:m + i, i]
             score /= k
-            score[self._start[: h - k + 1] + k > self._end[: h - k + 1]] = -1.0  # spans files
-            for o, (a, b) in enumerate(self._bounds):  # an owner's rows are contiguous
-                if a < min(b, h - k + 1):
-                    best[o] = max(best[o], float(score[a:min(b, h - k + 1)].max()))
-        for o, at, n in self._short:  # files shorter than the query meet its last n hops
+            score[self._room[:m] < k] = -1.0  # would run past the end of its file
+            for o, (a, b) in enumerate(self._bounds):
+                if a < min(b, m):
+                    best[o] = float(score[a:min(b, m)].max())
+        for o, at, n in self._files:  # files shorter than the query meet its last n hops
             if n < k:
-                s = float(np.trace(sims[at:at + n, k - n:])) / n
-                best[o] = max(best[o], s)
+                best[o] = max(best[o], float(np.trace(sims[at:at + n, k - n:])) / n)
         d = np.sqrt(np.clip(2.0 - 2.0 * best, 0.0, 4.0))
         return np.minimum(d, MAX_DISTANCE)
 
