@@ -49,7 +49,7 @@ def per_hop(preset: str, seconds: float, tmp: Path) -> dict:
     fe = MelFrontend(fe_cfg)
     fe_t, model_t, total_t = [], [], []
     state = None
-    window = torch.zeros(1, arch.n_mels, arch.window_frames)
+    window = torch.zeros(1, arch.n_features, arch.window_frames)
     for i in range(0, x.size - hop_samples + 1, hop_samples):
         block = x[i:i + hop_samples]
         t0 = time.perf_counter()

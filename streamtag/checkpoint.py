@@ -6,7 +6,7 @@ A checkpoint is one ``.safetensors`` file. Its header's ``__metadata__`` holds o
     {"format": "streamtag-checkpoint", "version": 1,
      "arch": {...ArchConfig...}, "frontend": {...FrontendConfig...},
      "heads": [{"name", "kind", "labels", "range", "activation"}, ...],
-     "normalization": {"kind": "per_band", "n_mels": 64},
+     "normalization": {"kind": "per_band", "n_mels": 64, "n_chroma": 12},
      "weights_sha256": "…", "provenance": {...}, "metrics": {...},
      "embedding": {"projection": {"center": [D], "axes": [[D], [D]], "scale": [2]} | null,
                    "known_distance": float | null}}
@@ -108,6 +108,9 @@ def save_checkpoint(
     """
     if frontend.n_mels != model.arch.n_mels:
         raise ValueError(f"frontend n_mels {frontend.n_mels} != model n_mels {model.arch.n_mels}")
+    if frontend.n_chroma != model.arch.n_chroma:
+        raise ValueError(
+            f"frontend n_chroma {frontend.n_chroma} != model n_chroma {model.arch.n_chroma}")
     emb_meta = _embedding_dict(model.heads, embedding)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     digest = weights_hash(state)
@@ -117,7 +120,8 @@ def save_checkpoint(
         "arch": model.arch.to_dict(),
         "frontend": asdict(frontend),
         "heads": [h.to_dict() for h in model.heads],
-        "normalization": {"kind": "per_band", "n_mels": model.arch.n_mels},
+        "normalization": {"kind": "per_band", "n_mels": model.arch.n_mels,
+                          "n_chroma": model.arch.n_chroma},
         "weights_sha256": digest,
         "provenance": provenance or {},
         "metrics": metrics or {},
@@ -263,6 +267,8 @@ def validate_metadata(meta: Any) -> list[str]:
         fe = FrontendConfig(**meta["frontend"])
         if arch is not None and fe.n_mels != arch.n_mels:
             problems.append(f"frontend.n_mels {fe.n_mels} != arch.n_mels {arch.n_mels}")
+        if arch is not None and fe.n_chroma != arch.n_chroma:
+            problems.append(f"frontend.n_chroma {fe.n_chroma} != arch.n_chroma {arch.n_chroma}")
     except (TypeError, ValueError) as e:
         problems.append(f"frontend: {e}")
     heads = meta["heads"]

@@ -109,9 +109,9 @@ def head_section(spec: HeadSpec, values: np.ndarray) -> dict:
 def hop_windows(mel: np.ndarray, arch: ArchConfig, silence: np.ndarray) -> np.ndarray:
     """The model's input windows for every complete hop of a mel sequence.
 
-    mel: [N, n_mels] frames from the start of a recording. silence: [n_mels], the frame the
-    context is padded with before the recording starts. Returns a read-only view
-    [N // hop_frames, n_mels, window_frames]: window k is what the streaming engine holds at
+    mel: [N, n_features] frames from the start of a recording. silence: [n_features], the frame
+    the context is padded with before the recording starts. Returns a read-only view
+    [N // hop_frames, n_features, window_frames]: window k is what the streaming engine holds at
     hop k. The trainer uses this too, so training windows are exactly the served ones.
     """
     hop, w = arch.hop_frames, arch.window_frames
@@ -162,8 +162,8 @@ class Engine:
         fe = self.fe_config
         self.hop_s = self.arch.hop_frames * fe.hop_length / fe.sample_rate_hz
         self.latency_s = self._frontend.latency_samples / self.fe_config.sample_rate_hz
-        b, w, m = len(self.streams), self.arch.window_frames, self.arch.n_mels
-        # Sized up front: each stream's last `window_frames` mel frames and the hop's energies.
+        b, w, m = len(self.streams), self.arch.window_frames, self.arch.n_features
+        # Sized up front: each stream's last `window_frames` frames and the hop's energies.
         self._window = np.empty((b, w, m), np.float32)
         self._energy = np.zeros((b, self.arch.hop_frames))
         self._init_embedding(novelty or NoveltyConfig(), reference or ReferenceConfig(), library)
@@ -311,7 +311,7 @@ class Engine:
         # Chunks of hops bound memory (the first conv layer's activations dominate: ~64 MB per
         # chunk); the LSTM state carries across chunks.
         a = self.arch
-        chunk = max(1, min(256, 2**24 // (len(self.streams) * a.window_frames * a.n_mels
+        chunk = max(1, min(256, 2**24 // (len(self.streams) * a.window_frames * a.n_features
                                           * a.channels[0])))
         with torch.inference_mode():
             for i in range(0, n_hops, chunk):

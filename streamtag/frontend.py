@@ -9,7 +9,12 @@ Streaming keeps only the ``n_fft - hop`` samples the next frame still needs, wha
 sizes it is fed; offline analysis frames the whole signal at once. Both go through
 ``_features``, so a frame's value does not depend on how the audio arrived.
 
-Besides the mel frame, each frame carries the mean square of its ``hop`` newest samples (the
+A frame's feature row is its ``n_mels`` (log-)mel bands followed, when ``n_chroma`` is 12, by
+twelve log pitch-class rows (chroma) from the same power spectrum: the mel bands are about two
+semitones wide at 400 Hz, too coarse to tell a major third from a minor one, and mode is what
+valence hinges on.
+
+Besides the feature row, each frame carries the mean square of its ``hop`` newest samples (the
 engine turns it into ``level_db``) and, for the fast lane, cheap descriptors of its power
 spectrum (spectral centroid, flatness, onset strength).
 """
@@ -37,6 +42,8 @@ class FrontendConfig:
     power: 2 for a power spectrogram, 1 for magnitude. normalized: divide the STFT by the
     window's L2 norm (torchaudio's ``normalized=True``). log: natural log of (mel + log_floor);
     the seed preset feeds linear power to its CNN, so ``log`` is off there.
+    n_chroma: 0, or 12 to append pitch-class rows (chroma of the spectral peaks between
+    chroma_f_min_hz and chroma_f_max_hz; see ``spectral_peak_chroma``) to each frame's mel bands.
     """
 
     sample_rate_hz: int = 22050
@@ -50,6 +57,9 @@ class FrontendConfig:
     normalized: bool = False
     log: bool = True
     log_floor: float = 1e-6
+    n_chroma: int = 0
+    chroma_f_min_hz: float = 150.0
+    chroma_f_max_hz: float = 5000.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,12 +84,24 @@ class FrontendConfig:
             problems.append(f"power: expected 1 or 2, got {self.power}")
         if self.log_floor <= 0:
             problems.append(f"log_floor: expected > 0, got {self.log_floor}")
+        if self.n_chroma not in (0, 12):
+            problems.append(f"n_chroma: expected 0 or 12, got {self.n_chroma}")
+        if self.n_chroma and not 0 < self.chroma_f_min_hz < self.chroma_f_max_hz <= nyquist:
+            problems.append(
+                f"chroma_f_min_hz/chroma_f_max_hz: expected 0 < min < max <= {nyquist:g}, "
+                f"got {self.chroma_f_min_hz:g}/{self.chroma_f_max_hz:g}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 
     @property
     def n_freqs(self) -> int:
         return self.n_fft // 2 + 1
+
+    @property
+    def n_features(self) -> int:
+        """Rows of a frame: the mel bands, then the pitch-class rows."""
+        return self.n_mels + self.n_chroma
 
     @property
     def frame_rate_hz(self) -> float:
@@ -94,8 +116,9 @@ SEED_FRONTEND = FrontendConfig(
 )
 #: What the project ships: 20 ms hop (50 frames/s, so a 0.5 s hop is exactly 25 frames and the
 #: fast lane runs at 50 Hz from the same spectra), a 46 ms window whose 21.5 Hz bins leave no
-#: mel band empty above 30 Hz, 64 log-mel bands: a quarter of the seed's CNN input per second.
-DEFAULT_FRONTEND = FrontendConfig()
+#: mel band empty above 30 Hz, 64 log-mel bands (a quarter of the seed's CNN input per second),
+#: and 12 pitch-class rows.
+DEFAULT_FRONTEND = FrontendConfig(n_chroma=12)
 FRONTEND_PRESETS: dict[str, FrontendConfig] = {"seed": SEED_FRONTEND, "default": DEFAULT_FRONTEND}
 
 
@@ -104,7 +127,8 @@ FRONTEND_PRESETS: dict[str, FrontendConfig] = {"seed": SEED_FRONTEND, "default":
 class Frames:
     """A run of consecutive frames.
 
-    mel: [N, n_mels] float32 (log-mel if the config says so).
+    mel: [N, n_features] float32: the n_mels bands (log-mel if the config says so), then the
+    config's n_chroma log pitch-class rows.
     energy: [N] float64, mean square of each frame's ``hop`` newest samples [full scale²].
     fast: [N, 4] float32, the fast lane (``FAST_NAMES``): loudness [dBFS of the frame],
     spectral centroid [Hz], spectral flatness [0..1], onset strength (half-wave rectified
@@ -119,16 +143,16 @@ class Frames:
         return int(self.mel.shape[0])
 
     @staticmethod
-    def empty(n_mels: int, n_fast: int = len(FAST_NAMES)) -> Frames:
+    def empty(n_features: int, n_fast: int = len(FAST_NAMES)) -> Frames:
         return Frames(
-            np.zeros((0, n_mels), np.float32), np.zeros(0, np.float64),
+            np.zeros((0, n_features), np.float32), np.zeros(0, np.float64),
             np.zeros((0, n_fast), np.float32),
         )
 
     @staticmethod
-    def concat(parts: list[Frames], n_mels: int) -> Frames:
+    def concat(parts: list[Frames], n_features: int) -> Frames:
         if not parts:
-            return Frames.empty(n_mels)
+            return Frames.empty(n_features)
         return Frames(
             np.concatenate([p.mel for p in parts]),
             np.concatenate([p.energy for p in parts]),
@@ -314,11 +338,11 @@ class MelFrontend:
         parts = [self._features(padded[:, i * hop:], min(4096, n_frames - i))
                  for i in range(0, n_frames, 4096)]
         self.reset()
-        return [Frames.concat([p[c] for p in parts], self.config.n_mels)
+        return [Frames.concat([p[c] for p in parts], self.config.n_features)
                 for c in range(x.shape[0])]
 
     def _no_frames(self, channels: int) -> list[Frames]:
-        return [Frames.empty(self.config.n_mels, self._n_fast) for _ in range(channels)]
+        return [Frames.empty(self.config.n_features, self._n_fast) for _ in range(channels)]
 
     def _n_frames(self, n_samples: int) -> int:
         n_fft, hop = self.config.n_fft, self.config.hop_length
@@ -348,6 +372,8 @@ class MelFrontend:
         mel = mag @ self._fbank  # [C, N, n_mels]
         if cfg.log:
             mel = torch.log(mel + cfg.log_floor)
+        if cfg.n_chroma:
+            mel = torch.cat([mel, _log_pitch_classes(spectral_peak_chroma(power, cfg))], dim=2)
         # Mean square of each frame's hop newest samples (the engine's level_db): frame k's
         # newest samples are buf[keep + k*hop : keep + (k+1)*hop].
         xs = x.numpy()
@@ -380,8 +406,48 @@ class MelFrontend:
                         axis=2).astype(np.float32, copy=False)
 
     def silence_frame(self) -> np.ndarray:
-        """The mel frame [n_mels] of digital silence: what the engine pads its context with."""
+        """The frame [n_features] of digital silence: what the engine pads its context with."""
         z = np.zeros((1, self.config.n_mels))
         if self.config.log:
             z = np.log(z + self.config.log_floor)
-        return z[0].astype(np.float32)
+        chroma = _log_pitch_classes(torch.zeros(1, self.config.n_chroma)).numpy()
+        return np.concatenate([z[0], chroma[0]]).astype(np.float32)
+
+
+def spectral_peak_chroma(power: torch.Tensor, config: FrontendConfig) -> torch.Tensor:
+    """[..., n_freqs] power spectra → [..., 12] pitch-class magnitudes (index 0 = C).
+
+    A 1024-point frame's 21.5 Hz bins are a semitone wide at 360 Hz and two at 180 Hz, and a
+    Hann window spreads each partial over four bins: folding bins into pitch classes blurs a
+    triad into its neighbours. So only spectral peaks count, each at its parabolically
+    interpolated frequency (on log magnitude; accurate to a small fraction of a bin for an
+    isolated partial), adding its magnitude to the two nearest pitch classes in proportion
+    to closeness. Peaks between chroma_f_min_hz and chroma_f_max_hz count.
+    """
+    df = config.sample_rate_hz / config.n_fft
+    lo = max(1, int(np.ceil(config.chroma_f_min_hz / df)))
+    hi = min(config.n_freqs - 2, int(config.chroma_f_max_hz / df))
+    mag = power[..., lo - 1:hi + 2].sqrt()
+    logm = torch.log(mag + 1e-10)
+    left, mid, right = logm[..., :-2], logm[..., 1:-1], logm[..., 2:]
+    peak = (mid > left) & (mid >= right)
+    curve = left - 2.0 * mid + right  # < 0 at a strict peak
+    shift = torch.where(peak, 0.5 * (left - right) / torch.where(peak, curve, -1.0), 0.0)
+    bins = torch.arange(lo, hi + 1, dtype=power.dtype) + shift.clamp(-0.5, 0.5)
+    pitch = torch.remainder(12.0 * torch.log2(bins * (df / 440.0)) + 9.0, 12.0)
+    below = pitch.floor()
+    frac = pitch - below
+    weight = torch.where(peak, mag[..., 1:-1], 0.0)
+    out = torch.zeros(*power.shape[:-1], 12, dtype=power.dtype)
+    out.scatter_add_(-1, below.long() % 12, weight * (1.0 - frac))
+    out.scatter_add_(-1, (below.long() + 1) % 12, weight * frac)
+    return out
+
+
+def _log_pitch_classes(chroma: torch.Tensor) -> torch.Tensor:
+    """[..., 12] pitch-class magnitudes → log of their share, scaled so that an even spread
+    (and silence) is 0: log(12 · (x + a) / Σ(x + a)), with a = 2 % of the mean plus a tiny
+    floor. Independent of loudness; bounded below (about −4) so noise and silence stay tame."""
+    a = 0.02 * chroma.mean(dim=-1, keepdim=True) + 1e-8
+    x = chroma + a
+    return torch.log(12.0 * x / x.sum(dim=-1, keepdim=True))

@@ -82,7 +82,8 @@ class ArchConfig:
     """Architecture of the model (stored in every checkpoint).
 
     n_mels: mel bands of the input. window_frames: frames the CNN sees per hop (context + hop).
-    hop_frames: new frames per hop. The other fields size the layers of the preset.
+    hop_frames: new frames per hop. n_chroma: pitch-class rows after the mel bands (0 or 12;
+    see ``PitchClassEncoder``). The other fields size the layers of the preset.
     """
 
     preset: Literal["seed", "default"] = "default"
@@ -93,6 +94,12 @@ class ArchConfig:
     lstm_hidden: int = 128
     neck: tuple[int, ...] = (128,)
     dropout: float = 0.2
+    n_chroma: int = 0
+
+    @property
+    def n_features(self) -> int:
+        """Rows of an input frame: the mel bands, then the pitch-class rows."""
+        return self.n_mels + self.n_chroma
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -110,7 +117,7 @@ SEED_ARCH = ArchConfig(
     preset="seed", n_mels=128, window_frames=196, hop_frames=196, channels=(64,),
     lstm_hidden=256, neck=(128, 64, 32, 16), dropout=0.5,
 )
-DEFAULT_ARCH = ArchConfig()
+DEFAULT_ARCH = ArchConfig(n_chroma=12)
 ARCH_PRESETS: dict[str, ArchConfig] = {"seed": SEED_ARCH, "default": DEFAULT_ARCH}
 
 
@@ -172,12 +179,45 @@ class _DefaultTrunk(nn.Module):
         return torch.cat([y.mean(dim=3), y.amax(dim=3)], dim=1).flatten(1)
 
 
-class StreamTagModel(nn.Module):
-    """CNN window encoder → LSTM (one step per hop) → shared neck → heads.
+class PitchClassEncoder(nn.Module):
+    """Key-and-chord evidence from a window's pitch-class rows, the same in every key.
 
-    Input windows are mel frames ``[B, n_mels, window_frames]`` as the frontend makes them;
-    the model standardises them with its own ``input_mean``/``input_std`` [n_mels] buffers
-    (training statistics, stored in the checkpoint).
+    [N, 12, T] standardised log pitch-class rows → [N, 12 + 2K]: the window's mean profile,
+    and K learned 12-step templates matched against it (and against each frame, averaged over
+    the window) at all twelve transpositions, keeping the best match. A major triad and a minor
+    one are mirror images, so a transposition-invariant summary must not be reflection-invariant
+    too (as |DFT| of the profile is): template matching is not. The LSTM integrates this
+    evidence over hops, as a listener settles on a key.
+    """
+
+    def __init__(self, templates: int = 32) -> None:
+        super().__init__()
+        self.templates = nn.Parameter(torch.randn(12, templates) / 12**0.5)
+        self.bias = nn.Parameter(torch.zeros(2, templates))
+        # Row r of _shift lists the classes (r, r+1, …): profile[..., _shift] holds all twelve
+        # rotations of a profile.
+        idx = (torch.arange(12)[:, None] + torch.arange(12)[None, :]) % 12
+        self.register_buffer("_shift", idx, persistent=False)
+        self.out_features = 12 + 2 * templates
+
+    def _match(self, profile: torch.Tensor) -> torch.Tensor:
+        """[..., 12] → [..., K]: each template's best match over the 12 rotations."""
+        return (profile[..., self._shift] @ self.templates).amax(dim=-2)
+
+    def forward(self, chroma: torch.Tensor) -> torch.Tensor:
+        mean = chroma.mean(dim=2)  # [N, 12]
+        whole = self._match(mean) + self.bias[0]
+        frames = self._match(chroma.transpose(1, 2)).mean(dim=1) + self.bias[1]  # [N, K]
+        return torch.cat([mean, whole, frames], dim=1)
+
+
+class StreamTagModel(nn.Module):
+    """CNN window encoder (+ pitch-class encoder) → LSTM (one step per hop) → neck → heads.
+
+    Input windows are frames ``[B, n_features, window_frames]`` as the frontend makes them
+    (mel bands, then pitch-class rows if ``arch.n_chroma``); the model standardises them with
+    its own ``input_mean``/``input_std`` [n_features] buffers (training statistics, stored in
+    the checkpoint).
     """
 
     def __init__(self, arch: ArchConfig, heads: list[HeadSpec]) -> None:
@@ -189,8 +229,8 @@ class StreamTagModel(nn.Module):
             raise ValueError(f"head names must be unique, got {names}")
         self.arch = arch
         self.heads = list(heads)
-        self.register_buffer("input_mean", torch.zeros(arch.n_mels))
-        self.register_buffer("input_std", torch.ones(arch.n_mels))
+        self.register_buffer("input_mean", torch.zeros(arch.n_features))
+        self.register_buffer("input_std", torch.ones(arch.n_features))
         if arch.preset == "seed":
             c = arch.channels[0]
             self.trunk = _seed_trunk(c)
@@ -198,6 +238,12 @@ class StreamTagModel(nn.Module):
         else:
             self.trunk = _DefaultTrunk(arch)
             features = self.trunk.out_features
+        self.pitch: PitchClassEncoder | None = None
+        if arch.n_chroma:
+            if arch.n_chroma != 12:
+                raise ValueError(f"n_chroma: expected 0 or 12, got {arch.n_chroma}")
+            self.pitch = PitchClassEncoder()
+            features += self.pitch.out_features
         self.lstm = nn.LSTM(features, arch.lstm_hidden)
         layers: list[nn.Module] = []
         width = arch.lstm_hidden
@@ -215,10 +261,13 @@ class StreamTagModel(nn.Module):
 
     # -- pieces ----------------------------------------------------------------------------
     def encode(self, windows: torch.Tensor) -> torch.Tensor:
-        """[N, n_mels, T] mel windows → [N, F] CNN features (each window independently)."""
+        """[N, n_features, T] windows → [N, F] features (each window independently)."""
         x = (windows - self.input_mean[:, None]) / self.input_std[:, None]
-        y = self.trunk(x.unsqueeze(1))
-        return y.flatten(1)
+        m = self.arch.n_mels
+        y = self.trunk(x[:, :m].unsqueeze(1)).flatten(1)
+        if self.pitch is None:
+            return y
+        return torch.cat([y, self.pitch(x[:, m:])], dim=1)
 
     def decode(self, hidden: torch.Tensor, activate: bool = True) -> dict[str, torch.Tensor]:
         """[..., H] LSTM outputs → {head: [..., K]} (activated, or raw logits for training)."""
@@ -237,7 +286,7 @@ class StreamTagModel(nn.Module):
     def step(
         self, window: torch.Tensor, state: LstmState | None = None, activate: bool = True
     ) -> tuple[dict[str, torch.Tensor], LstmState]:
-        """One hop. window [B, n_mels, T] (or [n_mels, T]) → ({head: [B, K]}, new state)."""
+        """One hop. window [B, n_features, T] (or [n_features, T]) → ({head: [B, K]}, new state)."""
         if window.dim() == 2:
             window = window.unsqueeze(0)
         feats = self.encode(window)  # [B, F]
@@ -248,7 +297,7 @@ class StreamTagModel(nn.Module):
     def forward_sequence(
         self, windows: torch.Tensor, state: LstmState | None = None, activate: bool = True
     ) -> tuple[dict[str, torch.Tensor], LstmState]:
-        """A sequence of hops. windows [B, S, n_mels, T] → ({head: [B, S, K]}, final state).
+        """A sequence of hops. windows [B, S, n_features, T] → ({head: [B, S, K]}, final state).
 
         The CNN sees all B·S windows in one batch; the LSTM runs over S.
         """
@@ -300,5 +349,6 @@ def count_parameters(model: nn.Module) -> int:
 __all__ = [
     "ARCH_PRESETS", "DEFAULT_ARCH", "EMOTION_HEAD", "HEAD_KINDS", "INSTRUMENT_CLASSES",
     "INSTRUMENT_HEAD", "SEED_ARCH", "TIMBRE_HEAD", "TIMBRE_NAMES", "ArchConfig", "HeadSpec",
-    "LstmState", "StreamTagModel", "activate_head", "build_model", "count_parameters",
+    "LstmState", "PitchClassEncoder", "StreamTagModel", "activate_head", "build_model",
+    "count_parameters",
 ]

@@ -106,6 +106,8 @@ def _rewrite_meta(path: Path, edit) -> None:
     (lambda m: m["heads"][0].update(range=[1, -1]), r"heads\[0\].range"),
     (lambda m: m["frontend"].update(win_length=99999), "frontend: win_length"),
     (lambda m: m["frontend"].update(n_mels=32), "frontend.n_mels 32 != arch.n_mels 64"),
+    (lambda m: m["frontend"].update(n_chroma=0), "frontend.n_chroma 0 != arch.n_chroma 12"),
+    (lambda m: m["frontend"].update(n_chroma=7), "n_chroma: expected 0 or 12"),
     (lambda m: m["arch"].update(hop_frames=0), "hop_frames"),
     (lambda m: m["arch"].update(bogus=1), "arch:"),
 ])

@@ -87,7 +87,7 @@ def test_embedding_metadata_round_trips_through_the_checkpoint(tmp_path: Path) -
 
 
 def test_embedding_head_outputs_are_unit_vectors(tiny_embedding) -> None:
-    windows = torch.randn(3, 64, 50) * 4 - 4
+    windows = torch.randn(3, 76, 50) * 4 - 4
     out, _ = tiny_embedding.model.step(windows)
     torch.testing.assert_close(out["embedding"].norm(dim=-1), torch.ones(3))
 

@@ -13,6 +13,7 @@ from streamtag.frontend import (
     FrontendConfig,
     MelFrontend,
     downmix,
+    spectral_peak_chroma,
 )
 
 RTOL = 1e-5
@@ -183,3 +184,43 @@ def test_each_frame_comes_out_at_the_sample_that_completes_it(rate: int) -> None
         model_samples = -(-n_in * up // down)  # outputs the resampler can give by now
         expected = max(0, (model_samples + keep - cfg.n_fft) // cfg.hop_length + 1)
         assert total == expected, n_in
+
+
+def _harmonic_tones(midi: list[int], seconds: float = 1.0, sr: int = 22050) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    x = sum(np.sin(2 * np.pi * 440 * 2 ** ((m - 69) / 12) * h * t) / h
+            for m in midi for h in (1, 2, 3, 4))
+    return (0.1 * x).astype(np.float32)
+
+
+@pytest.mark.parametrize("midi,classes", [
+    ([60, 64, 67], {0, 4, 7}),    # C major triad, C4
+    ([69, 72, 76], {9, 0, 4}),    # A minor triad, A4
+    ([66, 70, 73], {6, 10, 1}),   # F# major triad
+    ([78], {6}),                  # F#5 alone
+])
+def test_pitch_class_rows_name_the_notes_played(midi: list[int], classes: set[int]) -> None:
+    rows = MelFrontend(DEFAULT_FRONTEND).process_offline(_harmonic_tones(midi)).mel[5:, 64:]
+    profile = rows.mean(axis=0)
+    top = set(np.argsort(-profile)[:len(classes)].tolist())
+    assert top == classes, np.round(profile, 2)
+
+
+def test_pitch_class_rows_ignore_loudness_and_are_zero_in_silence() -> None:
+    x = _harmonic_tones([60, 64, 67])
+    fe = MelFrontend(DEFAULT_FRONTEND)
+    loud, quiet = fe.process_offline(x).mel[5:, 64:], fe.process_offline(0.01 * x).mel[5:, 64:]
+    np.testing.assert_allclose(loud, quiet, atol=1e-3)
+    silent = fe.process_offline(np.zeros(22050, np.float32)).mel[:, 64:]
+    assert np.array_equal(silent, np.zeros_like(silent))
+    assert np.array_equal(fe.silence_frame()[64:], np.zeros(12, np.float32))
+
+
+def test_a_peak_between_bins_lands_on_its_pitch_class() -> None:
+    """Parabolic interpolation: 415.3 Hz (G#4) sits between bins 19 and 20 (409 / 431 Hz)."""
+    sr, n = 22050, 1024
+    t = np.arange(n) / sr
+    frame = np.sin(2 * np.pi * 415.3 * t) * np.hanning(n)
+    power = torch.from_numpy(np.abs(np.fft.rfft(frame)) ** 2).float()
+    chroma = spectral_peak_chroma(power, DEFAULT_FRONTEND).numpy()
+    assert chroma.argmax() == 8 and chroma[8] > 0.8 * chroma.sum()

@@ -53,7 +53,7 @@ def test_step_by_step_equals_forward_sequence(preset: str) -> None:
     overrides = {"channels": [4], "lstm_hidden": 16} if preset == "seed" else {}
     model = build_model(preset, [EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD], **overrides).eval()
     a = model.arch
-    windows = torch.randn(2, 6, a.n_mels, a.window_frames)  # [B, S, M, T]
+    windows = torch.randn(2, 6, a.n_features, a.window_frames)  # [B, S, M, T]
     with torch.no_grad():
         seq, final = model.forward_sequence(windows)
         state = None
@@ -67,7 +67,7 @@ def test_step_by_step_equals_forward_sequence(preset: str) -> None:
 def test_state_is_real_and_none_means_fresh() -> None:
     torch.manual_seed(1)
     model = build_model("default", [EMOTION_HEAD]).eval()
-    x = torch.randn(1, 64, 50)
+    x = torch.randn(1, 76, 50)
     with torch.no_grad():
         fresh, state = model.step(x, None)
         again, _ = model.step(x, None)
@@ -82,7 +82,7 @@ def test_head_activations_keep_their_ranges() -> None:
     tags = HeadSpec("tags", "multilabel", ("a", "b", "c"))
     model = build_model("default", [EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD, emb, tags]).eval()
     with torch.no_grad():
-        out, _ = model.step(100 * torch.randn(3, 64, 50))
+        out, _ = model.step(100 * torch.randn(3, 76, 50))
     assert out["emotion"].abs().max() <= 1
     assert ((out["timbre"] >= 0) & (out["timbre"] <= 1)).all()
     torch.testing.assert_close(out["instrument"].sum(-1), torch.ones(3))
@@ -102,3 +102,20 @@ def test_bad_models_are_refused() -> None:
         build_model("default", [EMOTION_HEAD, EMOTION_HEAD])
     with pytest.raises(ValueError, match="at least one head"):
         build_model("default", [])
+
+
+def test_pitch_class_encoder_is_the_same_in_every_key_but_tells_major_from_minor() -> None:
+    from streamtag.model import PitchClassEncoder
+
+    torch.manual_seed(0)
+    enc = PitchClassEncoder(templates=8)
+    chroma = torch.randn(3, 12, 50)
+    out = enc(chroma)
+    for k in (1, 5, 11):
+        moved = enc(torch.roll(chroma, k, dims=1))
+        torch.testing.assert_close(moved[:, 12:], out[:, 12:])  # the template matches
+        torch.testing.assert_close(moved[:, :12], torch.roll(out[:, :12], k, dims=1))
+    major = torch.full((1, 12, 4), -2.0)
+    major[0, [0, 4, 7]] = 2.0
+    minor = torch.flip(major, dims=[1])  # the mirror image: a minor triad (on F)
+    assert not torch.allclose(enc(major)[:, 12:], enc(minor)[:, 12:])

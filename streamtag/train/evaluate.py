@@ -385,7 +385,7 @@ def measure_step_cost(model: StreamTagModel, repeats: int = 200, warmup: int = 2
     a = model.arch
     g = torch.Generator().manual_seed(seed)
     window = model.input_mean[:, None] + model.input_std[:, None] * torch.randn(
-        a.n_mels, a.window_frames, generator=g)
+        a.n_features, a.window_frames, generator=g)
     model.eval()
     state = None
     times = []

@@ -5,7 +5,7 @@ dataset loaders (``streamtag.train.datasets.load_dataset``) both become ``Clip``
 per-head optional labels.
 
 Features: audio → ``MelFrontend(checkpoint frontend config, file rate).process_offline`` → mel
-frames [N, n_mels], cached on disk as ``.npy`` (no pickle) under a folder named by the frontend
+frames [N, n_features], cached on disk as ``.npy`` (no pickle) under a folder named by the frontend
 config's hash, one file per (resolved path, mtime, size). Windows are ``engine.hop_windows`` of
 those frames — the exact windows the engine serves — so the cache stores the frames the windows
 are views of (half the bytes of the windows themselves for the default preset's 50 % overlap)
@@ -292,7 +292,7 @@ class FeatureCache:
         return self.path_for(audio).is_file()
 
     def compute(self, audio: Path) -> np.ndarray:
-        """Mel frames [N, n_mels] float32 of an audio file (frontend run, not cached)."""
+        """Frames [N, n_features] float32 of an audio file (frontend run, not cached)."""
         signal, rate = read_audio(audio)
         if rate not in self._frontends:
             self._frontends[rate] = MelFrontend(self.frontend, rate, fast_lane=False)
@@ -300,7 +300,7 @@ class FeatureCache:
                                     dtype=np.float32)
 
     def mel(self, audio: Path) -> np.ndarray:
-        """Mel frames [N, n_mels] of ``audio``, from the cache or computed and stored."""
+        """Frames [N, n_features] of ``audio``, from the cache or computed and stored."""
         target = self.path_for(audio)
         if target.is_file():
             try:
@@ -350,7 +350,7 @@ def _save_npy(target: Path, array: np.ndarray) -> None:
 class ClipFeatures:
     """One recording ready for training or validation.
 
-    windows: [S, n_mels, window_frames] float32, a read-only view of ``mel`` made by
+    windows: [S, n_features, window_frames] float32, a read-only view of ``mel`` made by
     ``engine.hop_windows`` (what the engine would serve at each hop).
     targets / masks: per head, as ``encode_labels`` makes them.
     """
@@ -367,7 +367,7 @@ class ClipFeatures:
 
 
 def silence_frame(frontend: FrontendConfig) -> np.ndarray:
-    """The frame the engine pads a recording's first window with [n_mels]."""
+    """The frame the engine pads a recording's first window with [n_features]."""
     return MelFrontend(frontend, fast_lane=False).silence_frame()
 
 

@@ -357,23 +357,26 @@ def epoch_batches(lengths: Sequence[int], batch_clips: int, seed: int, epoch: in
 
 
 def spec_augment(windows: torch.Tensor, fill: torch.Tensor, cfg: Any,
-                 generator: torch.Generator) -> torch.Tensor:
+                 generator: torch.Generator, bands: int | None = None) -> torch.Tensor:
     """Time and frequency masks on each window [..., M, W]; masked cells take ``fill`` [M].
 
     ``fill`` is the band's training mean, so a masked cell is 0 after input normalisation.
+    bands: frequency masks fall within the first ``bands`` rows (the mel bands; the
+    pitch-class rows after them are not a frequency axis); None = all M rows.
     """
     shape = windows.shape
     x = windows.reshape(-1, shape[-2], shape[-1]).clone()
     n, m, w = x.shape
     fill_ = fill[None, :, None].expand(n, m, w)
+    rows = m if bands is None else bands
     for count, widest, size, axis in ((cfg.time_masks, cfg.time_mask_frames, w, 2),
-                                      (cfg.freq_masks, cfg.freq_mask_bands, m, 1)):
+                                      (cfg.freq_masks, cfg.freq_mask_bands, rows, 1)):
         widest = min(widest, size)
         for _ in range(count if widest > 0 else 0):
             width = torch.randint(0, widest + 1, (n,), generator=generator)
             start = (torch.rand(n, generator=generator) * (size - width + 1)).floor()
-            pos = torch.arange(size)[None, :]
-            hit = (pos >= start[:, None]) & (pos < (start + width)[:, None])  # [n, size]
+            pos = torch.arange(w if axis == 2 else m)[None, :]
+            hit = (pos >= start[:, None]) & (pos < (start + width)[:, None])  # [n, W or M]
             hit = hit[:, None, :] if axis == 2 else hit[:, :, None]
             x = torch.where(hit, fill_, x)
     return x.reshape(shape)
@@ -462,10 +465,14 @@ def train_batch(
 
 # -- statistics -----------------------------------------------------------------------------------
 
-def band_statistics(feats: Iterable[ClipFeatures]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std [n_mels] over every frame of every training window.
+def band_statistics(feats: Iterable[ClipFeatures],
+                    pooled_from: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean and std [n_features] over every frame of every training window.
 
-    A band that never varies (the seed frontend's empty bands) gets std 1.
+    A band that never varies (the seed frontend's empty bands) gets std 1. Rows from
+    ``pooled_from`` on (the pitch-class rows) share one mean and std, pooled over them: a
+    per-class scaling would tell the keys apart, and the pitch-class encoder is meant to treat
+    all twelve transpositions alike.
     """
     total = sq = None
     n = 0
@@ -478,6 +485,9 @@ def band_statistics(feats: Iterable[ClipFeatures]) -> tuple[np.ndarray, np.ndarr
         n += w.shape[0] * w.shape[2]
     if total is None or n == 0:
         raise DatasetError("no training window to compute input statistics from")
+    if pooled_from is not None and pooled_from < len(total):
+        total[pooled_from:] = total[pooled_from:].mean()
+        sq[pooled_from:] = sq[pooled_from:].mean()
     mean = total / n
     std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
     std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
@@ -677,7 +687,7 @@ class Trainer:
                 if h_cfg.class_balance:
                     h.class_weights = torch.from_numpy(
                         class_balance_weights(counts).astype(np.float32))
-        mean, std = band_statistics(self.train_set)
+        mean, std = band_statistics(self.train_set, pooled_from=self.model.arch.n_mels)
         with torch.no_grad():
             self.model.input_mean.copy_(torch.from_numpy(mean))
             self.model.input_std.copy_(torch.from_numpy(std))
@@ -796,7 +806,7 @@ class Trainer:
             fill = self.model.input_mean.detach().clone()
 
             def augment(x: torch.Tensor) -> torch.Tensor:
-                return spec_augment(x, fill, cfg.augment, gen)
+                return spec_augment(x, fill, cfg.augment, gen, self.model.arch.n_mels)
 
         self.model.train()
         losses: list[float] = []

@@ -68,7 +68,7 @@ def test_a_head_without_labels_in_the_batch_contributes_zero_and_gets_zero_gradi
     model = tiny_model()
     heads = train_heads(model)
     b, s = 2, 3
-    windows = torch.randn(b, s, 64, 50)
+    windows = torch.randn(b, s, 76, 50)
     out, _ = model.forward_sequence(windows, activate=False)
     targets = {"emotion": torch.rand(b, s, 2) * 2 - 1,
                "instrument": torch.zeros(b, s, dtype=torch.long), "timbre": torch.rand(b, s, 7)}
@@ -182,14 +182,14 @@ def _batch(model, n_clips: int, hops: int, seed: int = 0):
 
     heads = train_heads(model)
     for i in range(n_clips):
-        windows = rng.standard_normal((hops, 64, 50)).astype(np.float32)
+        windows = rng.standard_normal((hops, 76, 50)).astype(np.float32)
         clip = Clip(Path(f"x{i}.wav"), "t", "train", f"g{i}", instrument="violin",
                     valence=0.1, arousal=-0.2)
-        f = ClipFeatures(clip, windows.reshape(-1, 64), windows)
+        f = ClipFeatures(clip, windows.reshape(-1, 76), windows)
         for h in heads:
             f.targets[h.name], f.masks[h.name] = encode_labels(clip, h.target, hops, 0.5)
         feats.append(f)
-    return collate(feats, heads, np.zeros(64, np.float32)), heads
+    return collate(feats, heads, np.zeros(76, np.float32)), heads
 
 
 def test_state_is_carried_detached_between_segments_and_reset_between_recordings() -> None:
@@ -266,7 +266,7 @@ def test_cached_windows_are_exactly_the_engines_windows(tmp_path: Path) -> None:
     expected = fe.process_offline(audio).mel
     assert np.array_equal(mel, expected)
     arch = build_model("default", HEADS).arch
-    assert hop_windows(mel, arch, fe.silence_frame()).shape == (2, 64, 50)
+    assert hop_windows(mel, arch, fe.silence_frame()).shape == (2, 76, 50)
 
 
 def test_feature_cache_is_reused_until_the_file_changes(tmp_path: Path,
@@ -297,6 +297,29 @@ def test_input_statistics_are_per_band_over_the_training_windows() -> None:
     mean, std = band_statistics([ClipFeatures(clip, w.reshape(-1, 3), w)])
     assert mean.tolist() == pytest.approx([5.0, 0.0, 0.0])
     assert std.tolist() == pytest.approx([1.0, 1.0, 1.0])  # a constant band gets std 1
+
+
+def test_pitch_class_rows_share_one_mean_and_std() -> None:
+    from streamtag.train.features import ClipFeatures
+
+    w = np.zeros((2, 4, 4), np.float32)
+    w[:, 0] = 5.0
+    w[:, 2] = 1.0  # pitch class rows: 1.0 and 3.0 → pooled mean 2, std 1
+    w[:, 3] = 3.0
+    clip = Clip(Path("a.wav"), "t", "train", "g", instrument="flute")
+    mean, std = band_statistics([ClipFeatures(clip, w.reshape(-1, 4), w)], pooled_from=2)
+    assert mean.tolist() == pytest.approx([5.0, 0.0, 2.0, 2.0])
+    assert std.tolist() == pytest.approx([1.0, 1.0, 1.0, 1.0])
+
+
+def test_frequency_masks_stay_on_the_mel_bands() -> None:
+    class Cfg:
+        time_masks, time_mask_frames, freq_masks, freq_mask_bands = 0, 0, 4, 6
+
+    x = torch.randn(8, 3, 16, 20)
+    a = spec_augment(x, torch.full((16,), 7.0), Cfg, torch.Generator().manual_seed(1), bands=10)
+    assert (a[..., :10, :] != x[..., :10, :]).any()
+    assert torch.equal(a[..., 10:, :], x[..., 10:, :])
 
 
 def test_spec_augment_masks_with_the_band_mean_and_is_reproducible() -> None:
