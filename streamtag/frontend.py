@@ -372,8 +372,6 @@ class MelFrontend:
         mel = mag @ self._fbank  # [C, N, n_mels]
         if cfg.log:
             mel = torch.log(mel + cfg.log_floor)
-        if cfg.n_chroma:
-            mel = torch.cat([mel, _log_pitch_classes(spectral_peak_chroma(power, cfg))], dim=2)
         # Mean square of each frame's hop newest samples (the engine's level_db): frame k's
         # newest samples are buf[keep + k*hop : keep + (k+1)*hop].
         xs = x.numpy()
@@ -389,6 +387,9 @@ class MelFrontend:
         else:
             fast = np.zeros((c, n_frames, 0), np.float32)
         mel_np, energy_np = mel.numpy(), energy.astype(np.float64)
+        if cfg.n_chroma:
+            chroma = _log_pitch_classes(spectral_peak_chroma(power.numpy(), cfg))
+            mel_np = np.concatenate([mel_np, chroma], axis=2)
         return [Frames(mel_np[i], energy_np[i], fast[i]) for i in range(c)]
 
     def _fast_lane(self, power: np.ndarray, loudness: np.ndarray) -> np.ndarray:
@@ -410,44 +411,49 @@ class MelFrontend:
         z = np.zeros((1, self.config.n_mels))
         if self.config.log:
             z = np.log(z + self.config.log_floor)
-        chroma = _log_pitch_classes(torch.zeros(1, self.config.n_chroma)).numpy()
+        chroma = _log_pitch_classes(np.zeros((1, 12), np.float32))[:, :self.config.n_chroma]
         return np.concatenate([z[0], chroma[0]]).astype(np.float32)
 
 
-def spectral_peak_chroma(power: torch.Tensor, config: FrontendConfig) -> torch.Tensor:
-    """[..., n_freqs] power spectra → [..., 12] pitch-class magnitudes (index 0 = C).
+def spectral_peak_chroma(power: np.ndarray, config: FrontendConfig) -> np.ndarray:
+    """[..., n_freqs] power spectra (float32) → [..., 12] pitch-class magnitudes (0 = C).
 
     A 1024-point frame's 21.5 Hz bins are a semitone wide at 360 Hz and two at 180 Hz, and a
     Hann window spreads each partial over four bins: folding bins into pitch classes blurs a
     triad into its neighbours. So only spectral peaks count, each at its parabolically
     interpolated frequency (on log magnitude; accurate to a small fraction of a bin for an
     isolated partial), adding its magnitude to the two nearest pitch classes in proportion
-    to closeness. Peaks between chroma_f_min_hz and chroma_f_max_hz count.
+    to closeness. Peaks between chroma_f_min_hz and chroma_f_max_hz count. numpy, and only
+    the peaks go through the logarithms: the daemon runs this once per frame.
     """
     df = config.sample_rate_hz / config.n_fft
     lo = max(1, int(np.ceil(config.chroma_f_min_hz / df)))
     hi = min(config.n_freqs - 2, int(config.chroma_f_max_hz / df))
-    mag = power[..., lo - 1:hi + 2].sqrt()
-    logm = torch.log(mag + 1e-10)
-    left, mid, right = logm[..., :-2], logm[..., 1:-1], logm[..., 2:]
-    peak = (mid > left) & (mid >= right)
-    curve = left - 2.0 * mid + right  # < 0 at a strict peak
-    shift = torch.where(peak, 0.5 * (left - right) / torch.where(peak, curve, -1.0), 0.0)
-    bins = torch.arange(lo, hi + 1, dtype=power.dtype) + shift.clamp(-0.5, 0.5)
-    pitch = torch.remainder(12.0 * torch.log2(bins * (df / 440.0)) + 9.0, 12.0)
-    below = pitch.floor()
+    lead = power.shape[:-1]
+    seg = power.reshape(-1, power.shape[-1])[:, lo - 1:hi + 2]
+    left, mid, right = seg[:, :-2], seg[:, 1:-1], seg[:, 2:]
+    row, col = np.nonzero((mid > left) & (mid >= right))
+    logp = np.log(seg + np.float32(1e-20))
+    a, b, c = logp[row, col], logp[row, col + 1], logp[row, col + 2]
+    # The vertex of the parabola through the three log powers; |shift| <= 0.5 since b is
+    # the largest of the three. (Log power is twice log magnitude: the vertex is the same.)
+    shift = 0.5 * (a - c) / (a - 2.0 * b + c)
+    pitch = np.remainder(12.0 * np.log2((col + lo + shift) * (df / 440.0)) + 9.0, 12.0)
+    below = np.floor(pitch)
     frac = pitch - below
-    weight = torch.where(peak, mag[..., 1:-1], 0.0)
-    out = torch.zeros(*power.shape[:-1], 12, dtype=power.dtype)
-    out.scatter_add_(-1, below.long() % 12, weight * (1.0 - frac))
-    out.scatter_add_(-1, (below.long() + 1) % 12, weight * frac)
-    return out
+    weight = np.sqrt(mid[row, col])
+    cls = below.astype(np.int64) + 12 * row
+    nxt = cls + 1 - 12 * (below == 11)
+    out = np.bincount(np.concatenate([cls, nxt]),
+                      np.concatenate([weight * (1.0 - frac), weight * frac]),
+                      minlength=12 * seg.shape[0])
+    return out.reshape(*lead, 12).astype(np.float32)
 
 
-def _log_pitch_classes(chroma: torch.Tensor) -> torch.Tensor:
+def _log_pitch_classes(chroma: np.ndarray) -> np.ndarray:
     """[..., 12] pitch-class magnitudes → log of their share, scaled so that an even spread
     (and silence) is 0: log(12 · (x + a) / Σ(x + a)), with a = 2 % of the mean plus a tiny
     floor. Independent of loudness; bounded below (about −4) so noise and silence stay tame."""
-    a = 0.02 * chroma.mean(dim=-1, keepdim=True) + 1e-8
+    a = np.float32(0.02) * chroma.mean(axis=-1, keepdims=True) + np.float32(1e-8)
     x = chroma + a
-    return torch.log(12.0 * x / x.sum(dim=-1, keepdim=True))
+    return np.log(np.float32(12.0) * x / x.sum(axis=-1, keepdims=True))

@@ -221,6 +221,6 @@ def test_a_peak_between_bins_lands_on_its_pitch_class() -> None:
     sr, n = 22050, 1024
     t = np.arange(n) / sr
     frame = np.sin(2 * np.pi * 415.3 * t) * np.hanning(n)
-    power = torch.from_numpy(np.abs(np.fft.rfft(frame)) ** 2).float()
-    chroma = spectral_peak_chroma(power, DEFAULT_FRONTEND).numpy()
+    power = (np.abs(np.fft.rfft(frame)) ** 2).astype(np.float32)
+    chroma = spectral_peak_chroma(power, DEFAULT_FRONTEND)
     assert chroma.argmax() == 8 and chroma[8] > 0.8 * chroma.sum()
