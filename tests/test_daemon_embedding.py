@@ -52,7 +52,9 @@ def test_daemon_publishes_tags_embedding_novelty_and_reference(
                       library=load_library(lib_path)).analyze(audio)
     published = sub.topic("streamtag.estimate")
     assert_records_equal(published, [dict(compact_record(r)) for r in expected])
-    assert published[-1]["reference"]["name"] == "intro"  # the take is the intro's audio
+    # The take begins with the intro's notes (same seed; its chirp and noise differ with the
+    # length and rate): its first 2 s are recognised as the intro.
+    assert [r["reference"]["name"] for r in published[:4]] == ["intro"] * 4
     tags = sub.topic("streamtag.tags")
     emb = sub.topic("streamtag.embedding")
     assert len(tags) == len(emb) == len(expected)
