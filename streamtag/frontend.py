@@ -12,7 +12,10 @@ sizes it is fed; offline analysis frames the whole signal at once. Both go throu
 A frame's feature row is its ``n_mels`` (log-)mel bands followed, when ``n_chroma`` is 12, by
 twelve log pitch-class rows (chroma) from the same power spectrum: the mel bands are about two
 semitones wide at 400 Hz, too coarse to tell a major third from a minor one, and mode is what
-valence hinges on.
+valence hinges on. The pitch-class rows remember the last few seconds (a leaky average of each
+frame's pitch-class shares, ``chroma_memory_s``): a key shows in the notes of several seconds,
+rarely in one (measured on the corpus: a key-template probe tells major from minor in 64 % of
+1 s windows, 91 % of 6 s clips).
 
 Besides the feature row, each frame carries the mean square of its ``hop`` newest samples (the
 engine turns it into ``level_db``) and, for the fast lane, cheap descriptors of its power
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torchaudio.functional as taf
+from scipy.signal import lfilter
 
 from streamtag.publish.wire import FAST_NAMES  # the order of ``Frames.fast`` columns
 from streamtag.resample import Resampler
@@ -44,6 +48,8 @@ class FrontendConfig:
     the seed preset feeds linear power to its CNN, so ``log`` is off there.
     n_chroma: 0, or 12 to append pitch-class rows (chroma of the spectral peaks between
     chroma_f_min_hz and chroma_f_max_hz; see ``spectral_peak_chroma``) to each frame's mel bands.
+    chroma_memory_s: time constant [s] of the leaky average of the frames' pitch-class shares
+    that the rows hold; 0 = each frame's own.
     """
 
     sample_rate_hz: int = 22050
@@ -60,6 +66,7 @@ class FrontendConfig:
     n_chroma: int = 0
     chroma_f_min_hz: float = 150.0
     chroma_f_max_hz: float = 5000.0
+    chroma_memory_s: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -91,6 +98,8 @@ class FrontendConfig:
                 f"chroma_f_min_hz/chroma_f_max_hz: expected 0 < min < max <= {nyquist:g}, "
                 f"got {self.chroma_f_min_hz:g}/{self.chroma_f_max_hz:g}"
             )
+        if not 0.0 <= self.chroma_memory_s <= 600.0:
+            problems.append(f"chroma_memory_s: expected 0..600, got {self.chroma_memory_s}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -118,7 +127,7 @@ SEED_FRONTEND = FrontendConfig(
 #: fast lane runs at 50 Hz from the same spectra), a 46 ms window whose 21.5 Hz bins leave no
 #: mel band empty above 30 Hz, 64 log-mel bands (a quarter of the seed's CNN input per second),
 #: and 12 pitch-class rows.
-DEFAULT_FRONTEND = FrontendConfig(n_chroma=12)
+DEFAULT_FRONTEND = FrontendConfig(n_chroma=12, chroma_memory_s=4.0)
 FRONTEND_PRESETS: dict[str, FrontendConfig] = {"seed": SEED_FRONTEND, "default": DEFAULT_FRONTEND}
 
 
@@ -248,6 +257,7 @@ class MelFrontend:
         self._pending: list[np.ndarray] = []
         self._pending_n = 0
         self._prev_logpow: np.ndarray | None = None  # [C, n_freqs], for the onset flux
+        self._chroma_avg: np.ndarray | None = None  # [C, 12], the pitch-class memory
         self.frames_out = 0
         if self._resampler is not None:
             self._resampler.reset()
@@ -388,8 +398,7 @@ class MelFrontend:
             fast = np.zeros((c, n_frames, 0), np.float32)
         mel_np, energy_np = mel.numpy(), energy.astype(np.float64)
         if cfg.n_chroma:
-            chroma = _log_pitch_classes(spectral_peak_chroma(power.numpy(), cfg))
-            mel_np = np.concatenate([mel_np, chroma], axis=2)
+            mel_np = np.concatenate([mel_np, self._pitch_classes(power.numpy())], axis=2)
         return [Frames(mel_np[i], energy_np[i], fast[i]) for i in range(c)]
 
     def _fast_lane(self, power: np.ndarray, loudness: np.ndarray) -> np.ndarray:
@@ -406,13 +415,30 @@ class MelFrontend:
         return np.stack([loudness, centroid, np.clip(flatness, 0.0, 1.0), onset],
                         axis=2).astype(np.float32, copy=False)
 
+    def _pitch_classes(self, power: np.ndarray) -> np.ndarray:
+        """[C, N, n_freqs] power spectra → [C, N, 12] pitch-class rows: log(12 · share), the
+        shares averaged over the last chroma_memory_s (carried across calls)."""
+        share = _pitch_class_shares(spectral_peak_chroma(power, self.config))
+        if self.config.chroma_memory_s > 0:
+            a = np.exp(-self.config.hop_length
+                       / (self.config.sample_rate_hz * self.config.chroma_memory_s))
+            # y[k] = a·y[k-1] + (1-a)·share[k], frame by frame in order (lfilter's recursion),
+            # so the rows do not depend on how the frames were batched.
+            # A fresh memory holds an even spread, as after silence.
+            prev = (self._chroma_avg if self._chroma_avg is not None
+                    else np.full((share.shape[0], 12), 1.0 / 12.0))
+            share, _ = lfilter([1.0 - a], [1.0, -a], share.astype(np.float64), axis=1,
+                               zi=a * prev[:, None, :])
+            self._chroma_avg = share[:, -1]
+        return np.log(12.0 * share).astype(np.float32)
+
     def silence_frame(self) -> np.ndarray:
         """The frame [n_features] of digital silence: what the engine pads its context with."""
         z = np.zeros((1, self.config.n_mels))
         if self.config.log:
             z = np.log(z + self.config.log_floor)
-        chroma = _log_pitch_classes(np.zeros((1, 12), np.float32))[:, :self.config.n_chroma]
-        return np.concatenate([z[0], chroma[0]]).astype(np.float32)
+        chroma = np.zeros(self.config.n_chroma)  # log(12 · an even share)
+        return np.concatenate([z[0], chroma]).astype(np.float32)
 
 
 def spectral_peak_chroma(power: np.ndarray, config: FrontendConfig) -> np.ndarray:
@@ -450,10 +476,10 @@ def spectral_peak_chroma(power: np.ndarray, config: FrontendConfig) -> np.ndarra
     return out.reshape(*lead, 12).astype(np.float32)
 
 
-def _log_pitch_classes(chroma: np.ndarray) -> np.ndarray:
-    """[..., 12] pitch-class magnitudes → log of their share, scaled so that an even spread
-    (and silence) is 0: log(12 · (x + a) / Σ(x + a)), with a = 2 % of the mean plus a tiny
-    floor. Independent of loudness; bounded below (about −4) so noise and silence stay tame."""
-    a = np.float32(0.02) * chroma.mean(axis=-1, keepdims=True) + np.float32(1e-8)
-    x = chroma + a
-    return np.log(np.float32(12.0) * x / x.sum(axis=-1, keepdims=True))
+def _pitch_class_shares(chroma: np.ndarray) -> np.ndarray:
+    """[..., 12] pitch-class magnitudes → each class's share (x + f) / Σ(x + f), with a floor
+    f of 2 % of the mean plus a tiny constant: independent of loudness, an even spread in
+    silence, and never below ~0.2 % (log bounded near −4 after scaling by 12)."""
+    f = np.float32(0.02) * chroma.mean(axis=-1, keepdims=True) + np.float32(1e-8)
+    x = chroma + f
+    return x / x.sum(axis=-1, keepdims=True)

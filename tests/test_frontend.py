@@ -193,6 +193,19 @@ def _harmonic_tones(midi: list[int], seconds: float = 1.0, sr: int = 22050) -> n
     return (0.1 * x).astype(np.float32)
 
 
+def test_pitch_class_rows_remember_with_their_time_constant() -> None:
+    """From silence, a steady note's share rises as 1 − exp(−t/τ) towards its frame share."""
+    x = _harmonic_tones([78], seconds=5.0)
+    now = MelFrontend(FrontendConfig(n_chroma=12)).process_offline(x).mel[:, 64:]
+    mem = MelFrontend(DEFAULT_FRONTEND).process_offline(x).mel[:, 64:]
+    tau_s = DEFAULT_FRONTEND.chroma_memory_s
+    k = int(tau_s * DEFAULT_FRONTEND.frame_rate_hz) - 1  # frame k ends at t = τ
+    frame_share = np.exp(now[k, 6]) / 12.0
+    expected = (1 - np.exp(-1.0)) * frame_share + np.exp(-1.0) / 12.0
+    assert np.exp(mem[k, 6]) / 12.0 == pytest.approx(expected, rel=0.03)
+    assert mem[k // 4, 6] < mem[k // 2, 6] < mem[k, 6] < now[k, 6]
+
+
 @pytest.mark.parametrize("midi,classes", [
     ([60, 64, 67], {0, 4, 7}),    # C major triad, C4
     ([69, 72, 76], {9, 0, 4}),    # A minor triad, A4
@@ -212,7 +225,7 @@ def test_pitch_class_rows_ignore_loudness_and_are_zero_in_silence() -> None:
     loud, quiet = fe.process_offline(x).mel[5:, 64:], fe.process_offline(0.01 * x).mel[5:, 64:]
     np.testing.assert_allclose(loud, quiet, atol=1e-3)
     silent = fe.process_offline(np.zeros(22050, np.float32)).mel[:, 64:]
-    assert np.array_equal(silent, np.zeros_like(silent))
+    np.testing.assert_allclose(silent, 0.0, atol=1e-6)
     assert np.array_equal(fe.silence_frame()[64:], np.zeros(12, np.float32))
 
 
