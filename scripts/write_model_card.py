@@ -62,7 +62,9 @@ def main(run_dir: Path) -> str:
         f"{count_parameters(ck.model):,} parameters",
         f"- heads: {', '.join(f'{h.name} ({h.kind}, {h.size})' for h in ck.heads)}",
         f"- frontend: {ck.frontend.sample_rate_hz} Hz, n_fft {ck.frontend.n_fft}, hop "
-        f"{ck.frontend.hop_length}, {ck.frontend.n_mels} log-mels; window "
+        f"{ck.frontend.hop_length}, {ck.frontend.n_mels} log-mels"
+        + (f" + {ck.frontend.n_chroma} pitch-class rows ({ck.frontend.chroma_memory_s:g} s "
+           "memory)" if ck.frontend.n_chroma else "") + "; window "
         f"{ck.model.arch.window_frames} frames, hop {ck.model.arch.hop_frames} frames (0.5 s)",
         f"- rebuilt by: `bash scripts/train_default_model.sh` (corpus seed {corpus['seed']}, "
         f"training seed {cfg['train']['seed']})",

@@ -50,6 +50,9 @@ log = logging.getLogger("streamtag.train")
 
 AFTER_S = 1.0
 """Hops whose end time exceeds this [s] count as "after the first second"."""
+SETTLED_S = 3.0
+"""Regression heads are also scored on hops ending after this [s]: a mode (hence valence)
+shows over seconds of notes, and a live set runs far longer than a 6 s clip."""
 
 
 # -- elementary metrics -------------------------------------------------------------------------
@@ -292,6 +295,7 @@ def head_metrics(data: HeadData, hop_s: float) -> dict[str, Any]:
         out["per_clip"] = _classes(data.head, pred_c, true_c.astype(np.int64))
     elif spec.kind == "regression":
         out["per_hop"] = _regression(data.head, pred_h, true_h, mask_h)
+        out["per_hop_after_3s"] = _regression(data.head, *_hops(data, hop_s, SETTLED_S))
         out["per_clip"] = _regression(data.head, pred_c, true_c, mask_c)
     elif spec.kind == "multilabel":
         out["per_hop"] = _tags(data.head, pred_h, true_h, mask_h)
@@ -474,21 +478,26 @@ def render_markdown(r: Report) -> str:
                 lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
         elif m["kind"] == "regression":
             timbre = m["target"] == "timbre"
+            late = m.get("per_hop_after_3s")
             lines += ["| output | MAE hop | MAE clip | RMSE hop | RMSE clip | r hop | r clip "
-                      "| CCC hop | CCC clip | n hop |",
-                      "| --- " * 10 + "|"]
+                      "| CCC hop | CCC clip | n hop |"
+                      + (f" r hop after {SETTLED_S:g} s |" if late else ""),
+                      "| --- " * (11 if late else 10) + "|"]
             for out_name in m["labels"]:
                 h, c = m["per_hop"]["outputs"][out_name], m["per_clip"]["outputs"][out_name]
                 lines.append(
                     f"| {out_name} | {_f(h['mae'])} | {_f(c['mae'])} | {_f(h['rmse'])} | "
                     f"{_f(c['rmse'])} | {_f(h['pearson_r'])} | {_f(c['pearson_r'])} | "
-                    f"{_f(h['ccc'])} | {_f(c['ccc'])} | {h['n']} |")
+                    f"{_f(h['ccc'])} | {_f(c['ccc'])} | {h['n']} |"
+                    + (f" {_f(late['outputs'][out_name]['pearson_r'])} |" if late else ""))
             if timbre:
                 lines += ["", f"Mean MAE: {_f(m['per_hop']['mean_mae'])} per hop, "
                               f"{_f(m['per_clip']['mean_mae'])} per clip."]
             if "quadrant_accuracy" in m["per_hop"]:
                 lines += ["", f"Quadrant accuracy: {_f(m['per_hop']['quadrant_accuracy'])} per "
-                              f"hop, {_f(m['per_clip']['quadrant_accuracy'])} per clip."]
+                              f"hop, {_f(m['per_clip']['quadrant_accuracy'])} per clip"
+                              + (f", {_f(late['quadrant_accuracy'])} per hop after "
+                                 f"{SETTLED_S:g} s." if late else ".")]
         elif m["kind"] == "multilabel":
             lines += ["| tag | AP hop | AP clip | F1 hop | F1 clip | positives / hops |",
                       "| --- " * 6 + "|"]
@@ -674,7 +683,8 @@ def report_figures(data: dict[str, HeadData], metrics: dict[str, dict[str, Any]]
 
 
 __all__ = [
-    "AFTER_S", "HeadData", "Report", "accuracy", "balanced_accuracy", "ccc", "checkpoint_heads",
+    "AFTER_S", "SETTLED_S", "HeadData", "Report", "accuracy", "balanced_accuracy", "ccc",
+    "checkpoint_heads",
     "confusion_matrix", "evaluate", "finite", "head_metrics", "head_score", "mae",
     "measure_step_cost", "overall_score", "pearson_r", "quadrant_accuracy", "record_outputs",
     "rmse", "window_outputs",

@@ -88,6 +88,19 @@ def test_after_the_first_second_drops_the_first_two_half_second_hops() -> None:
     assert m["per_clip"]["accuracy"] == 1.0  # the mean of the probabilities favours class 2
 
 
+def test_regression_is_also_scored_after_three_seconds() -> None:
+    data = HeadData(EMOTION)
+    truth = np.tile([[0.5, 0.5], [-0.5, -0.5]], (4, 1))  # 8 hops = 4 s
+    pred = truth.copy()
+    pred[:6] = -truth[:6]  # wrong quadrant until 3 s, right in the last two hops
+    data.add(pred, truth, np.ones((8, 2)))
+    m = head_metrics(data, hop_s=0.5)
+    assert m["per_hop"]["quadrant_accuracy"] == 0.25
+    late = m["per_hop_after_3s"]
+    assert late["n_quadrant"] == 2 and late["quadrant_accuracy"] == 1.0
+    assert late["outputs"]["valence"]["pearson_r"] == pytest.approx(1.0)
+
+
 def test_per_clip_is_the_mean_of_the_hops_not_a_vote() -> None:
     data = HeadData(INSTRUMENT)
     probs = np.zeros((3, 8))
