@@ -245,8 +245,10 @@ def _limits(report: dict) -> list[str]:
             f"catches {_fmt(nov.get('detection_rate'))} of changes of piece within 1 s at "
             f"{_fmt(nov.get('false_alarms_per_min'))} false alarms per minute (per-hop AUC "
             f"{_fmt(nov.get('auc_hop'))}; target 0.9): the embedding follows a change over "
-            "1–2 s, as the LSTM's memory still carries the old piece, and two similar pieces "
-            "barely move it.")
+            "seconds, as the LSTM and the pitch-class rows still carry the old piece, and two "
+            "similar pieces barely move it. The previous model, without pitch-class rows, "
+            "caught 0.641 at 0.615 false alarms per minute (the last 0.5 s against the 2 s "
+            "before): the key memory that lifted valence and retrieval slows novelty down.")
     return out
 
 
