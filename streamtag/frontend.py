@@ -463,7 +463,10 @@ def spectral_peak_chroma(power: np.ndarray, config: FrontendConfig) -> np.ndarra
     a, b, c = logp[row, col], logp[row, col + 1], logp[row, col + 2]
     # The vertex of the parabola through the three log powers; |shift| <= 0.5 since b is
     # the largest of the three. (Log power is twice log magnitude: the vertex is the same.)
-    shift = 0.5 * (a - c) / (a - 2.0 * b + c)
+    # Powers too close for float32 logs to tell apart (near-silence, a click's flat spectrum)
+    # make a flat parabola: the peak stays on its bin instead of dividing by zero.
+    curve = np.minimum(a - 2.0 * b + c, np.float32(-1e-6))
+    shift = np.clip(0.5 * (a - c) / curve, -0.5, 0.5)
     pitch = np.remainder(12.0 * np.log2((col + lo + shift) * (df / 440.0)) + 9.0, 12.0)
     below = np.floor(pitch)
     frac = pitch - below

@@ -237,3 +237,19 @@ def test_a_peak_between_bins_lands_on_its_pitch_class() -> None:
     power = (np.abs(np.fft.rfft(frame)) ** 2).astype(np.float32)
     chroma = spectral_peak_chroma(power, DEFAULT_FRONTEND)
     assert chroma.argmax() == 8 and chroma[8] > 0.8 * chroma.sum()
+
+
+@pytest.mark.parametrize("level", [0.0, 1e-30, 1e-12, 1.0])
+def test_flat_and_tiny_spectra_give_finite_pitch_classes(level: float) -> None:
+    """Equal neighbouring log powers (a click's flat spectrum, near-silence) once made a 0/0
+    peak position and crashed the fold into pitch classes."""
+    power = np.full((2, 3, DEFAULT_FRONTEND.n_freqs), level, np.float32)
+    power[0, 0, 40] *= 1.0000001  # a peak its neighbours' float32 logs cannot tell apart
+    power[1, 2, ::7] += np.float32(1e-38)
+    chroma = spectral_peak_chroma(power, DEFAULT_FRONTEND)
+    assert chroma.shape == (2, 3, 12) and np.isfinite(chroma).all()
+    x = np.zeros(22050, np.float32)
+    x[::2205] = 1.0  # clicks
+    x[5000:6000] = 1e-30
+    rows = MelFrontend(DEFAULT_FRONTEND).process_offline(x).mel
+    assert np.isfinite(rows).all()
