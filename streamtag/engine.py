@@ -155,8 +155,9 @@ class Engine:
         self.streams = streams or [StreamSpec()]
         self.silence_db = silence_db
         # One frontend frames every stream: one FFT batch per block, whatever the stream count.
+        # Pitch-class rows are computed once per hop, for the hop's frames (see defer_pitch).
         self._frontend = MelFrontend(self.fe_config, self.input_rate_hz, fast_lane,
-                                     channels=len(self.streams))
+                                     channels=len(self.streams), defer_pitch=True)
         self.fast_lane = fast_lane
         self._silence = self._frontend.silence_frame()
         fe = self.fe_config
@@ -166,6 +167,9 @@ class Engine:
         # Sized up front: each stream's last `window_frames` frames and the hop's energies.
         self._window = np.empty((b, w, m), np.float32)
         self._energy = np.zeros((b, self.arch.hop_frames))
+        # The hop's power spectra, for its pitch-class rows (only with pitch-class rows).
+        self._power = (np.zeros((b, self.arch.hop_frames, fe.n_freqs), np.float32)
+                       if self.arch.n_chroma else None)
         self._init_embedding(novelty or NoveltyConfig(), reference or ReferenceConfig(), library)
         self.reset()
 
@@ -240,9 +244,14 @@ class Engine:
             for b, f in enumerate(frames):
                 self._window[b, w - take:] = f.mel[i:i + take]
                 self._energy[b, self._filled:self._filled + take] = f.energy[i:i + take]
+                if self._power is not None:
+                    self._power[b, self._filled:self._filled + take] = f.power[i:i + take]
             self._filled += take
             i += take
             if self._filled == hop:
+                if self._power is not None:  # the hop's frames are the window's last `hop`
+                    self._window[:, w - hop:, self.arch.n_mels:] = (
+                        self._frontend.pitch_rows(self._power))
                 out.records += self._emit(arrival)
                 self._filled = 0
         return out

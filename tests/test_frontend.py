@@ -10,6 +10,7 @@ import torchaudio
 from streamtag.frontend import (
     DEFAULT_FRONTEND,
     SEED_FRONTEND,
+    Frames,
     FrontendConfig,
     MelFrontend,
     downmix,
@@ -253,3 +254,17 @@ def test_flat_and_tiny_spectra_give_finite_pitch_classes(level: float) -> None:
     x[5000:6000] = 1e-30
     rows = MelFrontend(DEFAULT_FRONTEND).process_offline(x).mel
     assert np.isfinite(rows).all()
+
+
+def test_deferred_pitch_rows_equal_the_inline_ones() -> None:
+    """The live engine leaves pitch-class rows for later and computes them a hop at a time."""
+    x = _harmonic_tones([60, 63, 67], seconds=2.0) + _harmonic_tones([70], seconds=2.0)[::-1]
+    inline = MelFrontend(DEFAULT_FRONTEND).process_offline(x).mel
+    fe = MelFrontend(DEFAULT_FRONTEND, defer_pitch=True)
+    parts = [fe.process(x[i:i + 1000]) for i in range(0, x.size, 1000)]
+    frames = Frames.concat(parts, DEFAULT_FRONTEND.n_features)
+    assert np.array_equal(frames.mel[:, 64:], np.zeros_like(frames.mel[:, 64:]))
+    rows = np.concatenate([fe.pitch_rows(frames.power[None, i:i + n])[0]
+                           for i, n in ((0, 3), (3, 25), (28, 1), (29, len(frames) - 29))])
+    np.testing.assert_allclose(frames.mel[:, :64], inline[:len(frames), :64], rtol=1e-5)
+    np.testing.assert_allclose(rows, inline[:len(frames), 64:], atol=1e-6)
