@@ -194,20 +194,23 @@ class PitchClassEncoder(nn.Module):
         super().__init__()
         self.templates = nn.Parameter(torch.randn(12, templates) / 12**0.5)
         self.bias = nn.Parameter(torch.zeros(2, templates))
-        # Row r of _shift lists the classes (r, r+1, …): profile[..., _shift] holds all twelve
-        # rotations of a profile.
-        idx = (torch.arange(12)[:, None] + torch.arange(12)[None, :]) % 12
-        self.register_buffer("_shift", idx, persistent=False)
+        # _rotate[i, r] = (i - r) mod 12: templates[_rotate] holds every template at every
+        # rotation, so one matrix product matches a profile against all of them.
+        idx = (torch.arange(12)[:, None] - torch.arange(12)[None, :]) % 12
+        self.register_buffer("_rotate", idx, persistent=False)
         self.out_features = 12 + 2 * templates
 
-    def _match(self, profile: torch.Tensor) -> torch.Tensor:
-        """[..., 12] → [..., K]: each template's best match over the 12 rotations."""
-        return (profile[..., self._shift] @ self.templates).amax(dim=-2)
-
     def forward(self, chroma: torch.Tensor) -> torch.Tensor:
+        k = self.templates.shape[1]
+        rotated = self.templates[self._rotate].reshape(12, 12 * k)  # [12, rotation · K]
+
+        def best(profile: torch.Tensor) -> torch.Tensor:
+            """[..., 12] → [..., K]: each template's best match over the 12 rotations."""
+            return (profile @ rotated).unflatten(-1, (12, k)).amax(dim=-2)
+
         mean = chroma.mean(dim=2)  # [N, 12]
-        whole = self._match(mean) + self.bias[0]
-        frames = self._match(chroma.transpose(1, 2)).mean(dim=1) + self.bias[1]  # [N, K]
+        whole = best(mean) + self.bias[0]
+        frames = best(chroma.transpose(1, 2)).mean(dim=1) + self.bias[1]  # [N, K]
         return torch.cat([mean, whole, frames], dim=1)
 
 
