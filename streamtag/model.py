@@ -294,8 +294,18 @@ class StreamTagModel(nn.Module):
             window = window.unsqueeze(0)
         feats = self.encode(window)  # [B, F]
         state = state if state is not None else self.initial_state(window.shape[0])
-        y, (h, c) = self.lstm(feats.unsqueeze(0), (state.h, state.c))  # y [1, B, H]
-        return self.decode(y[0], activate), LstmState(h, c)
+        if torch.is_grad_enabled():
+            y, (h, c) = self.lstm(feats.unsqueeze(0), (state.h, state.c))  # y [1, B, H]
+            return self.decode(y[0], activate), LstmState(h, c)
+        # One time step by hand, nn.LSTM's equations and weights: its fused kernel spends
+        # ~1.5 ms on a single step here (profiled), these two products ~0.05 ms.
+        lstm = self.lstm
+        gates = torch.addmm(lstm.bias_ih_l0, feats, lstm.weight_ih_l0.t())
+        gates = gates + torch.addmm(lstm.bias_hh_l0, state.h[0], lstm.weight_hh_l0.t())
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * state.c[0] + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return self.decode(h, activate), LstmState(h.unsqueeze(0), c.unsqueeze(0))
 
     def forward_sequence(
         self, windows: torch.Tensor, state: LstmState | None = None, activate: bool = True
