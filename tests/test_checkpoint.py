@@ -74,7 +74,7 @@ def test_tampered_weights_fail_the_hash(tmp_path: Path) -> None:
     path = make_checkpoint(tmp_path / "a.safetensors")
     ck = load_checkpoint(path)
     meta = read_metadata(path)
-    state = {k: v.clone() for k, v in ck.model.state_dict().items()}
+    state = {k: v.clone().contiguous() for k, v in ck.model.state_dict().items()}
     state["lstm.bias_hh_l0"] += 1.0
     save_file(state, str(path), metadata={"streamtag": json.dumps(meta)})
     with pytest.raises(CheckpointError, match="do not match their recorded hash"):
