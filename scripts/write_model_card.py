@@ -210,7 +210,7 @@ def _limits(report: dict) -> list[str]:
             f"What limits it. Emotion: valence in this corpus is carried mostly by mode. The "
             f"frontend's pitch-class rows (a leaky 4 s memory) and the model's pitch-class "
             f"encoder let it tell major from minor (tag AP {_fmt(tags['major']['ap'])} / "
-            f"{_fmt(tags['minor']['ap'])}; 0.612 / 0.490 for the previous model, which had the "
+            f"{_fmt(tags['minor']['ap'])}; 0.612 / 0.490 for model 92e47706795e, which had the "
             f"64 mel bands alone), so valence reaches r {_fmt(val)} per hop{late_txt}. A key "
             "shows over seconds of notes, not in one: the first seconds after a start or a "
             "change of key stay uncertain, and the 6 s validation clips weigh them heavily. "
@@ -246,7 +246,7 @@ def _limits(report: dict) -> list[str]:
             f"{_fmt(nov.get('false_alarms_per_min'))} false alarms per minute (per-hop AUC "
             f"{_fmt(nov.get('auc_hop'))}; target 0.9): the embedding follows a change over "
             "seconds, as the LSTM and the pitch-class rows still carry the old piece, and two "
-            "similar pieces barely move it. The previous model, without pitch-class rows, "
+            "similar pieces barely move it. Model 92e47706795e, without pitch-class rows, "
             "caught 0.641 at 0.615 false alarms per minute (the last 0.5 s against the 2 s "
             "before): the key memory that lifted valence and retrieval slows novelty down.")
     return out

@@ -471,7 +471,7 @@ def spectral_peak_chroma(power: np.ndarray, config: FrontendConfig) -> np.ndarra
     interpolated frequency (on log magnitude; accurate to a small fraction of a bin for an
     isolated partial), adding its magnitude to the two nearest pitch classes in proportion
     to closeness. Peaks between chroma_f_min_hz and chroma_f_max_hz count. numpy, and only
-    the peaks go through the logarithms: the daemon runs this once per frame.
+    the peaks go through the logarithms (the daemon runs this once per hop, for 25 frames).
     """
     df = config.sample_rate_hz / config.n_fft
     lo = max(1, int(np.ceil(config.chroma_f_min_hz / df)))
