@@ -10,9 +10,9 @@ resampler (if the input rate differs from the model's) delays by ``frontend.late
 the model needs nothing from the future. A record's ``t`` is the stream time [s] of the end of
 the audio its hop describes, corrected for the resampler's delay.
 
-With an ``embedding`` head, each stream also keeps a history of its non-silent hops' embeddings
-(:class:`streamtag.embedding.EmbeddingHistory`) from which every record gets ``novelty`` and,
-with a reference library, ``reference``. Both are computed when records are built, in hop
+With an ``embedding`` head, each stream also keeps histories of its non-silent hops (their sound
+vectors for ``novelty``, their embeddings for the ``reference`` query with a reference library;
+:mod:`streamtag.embedding`). Both are computed when records are built, in hop
 order, by the same code for ``process`` and ``analyze``, so they are equal too.
 """
 
@@ -28,7 +28,7 @@ import torch
 
 from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig
-from streamtag.embedding import EmbeddingHistory, hops_for
+from streamtag.embedding import HopHistory, NoveltyMeter, hops_for
 from streamtag.errors import LibraryError
 from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix
 from streamtag.model import ArchConfig, HeadSpec, LstmState
@@ -180,16 +180,18 @@ class Engine:
         self.projection = ck.embedding.projection if (
             self._emb_head is not None and ck.embedding is not None) else None
         self.matcher: ReferenceMatcher | None = None
-        self._histories: list[EmbeddingHistory] = []
+        self._queries: list[HopHistory] = []
+        self._novelty: list[NoveltyMeter] = []
         if self._emb_head is None:
             if library is not None:
                 raise LibraryError(f"checkpoint {ck.id} has no embedding head: a reference "
                                    "library needs a model with one")
             return
         window = hops_for(reference.window_s, self.hop_s)
-        self._histories = [
-            EmbeddingHistory(self._emb_head.size, hops_for(novelty.recent_s, self.hop_s),
-                             hops_for(novelty.memory_s, self.hop_s), window)
+        self._queries = [HopHistory(self._emb_head.size, window) for _ in self.streams]
+        self._novelty = [
+            NoveltyMeter(self.model.sound_features, hops_for(novelty.recent_s, self.hop_s),
+                         hops_for(novelty.memory_s, self.hop_s))
             for _ in self.streams
         ]
         if library is None:
@@ -216,7 +218,7 @@ class Engine:
         self._energy[:] = 0.0
         self.state: LstmState | None = None
         self.seq = 0
-        for h in self._histories:
+        for h in [*self._queries, *self._novelty]:
             h.reset()
 
     # -- streaming ---------------------------------------------------------------------------
@@ -272,12 +274,14 @@ class Engine:
     def _emit(self, arrival: float) -> list[dict]:
         windows = torch.from_numpy(self._window.transpose(0, 2, 1).copy())  # [B, M, W]
         with torch.inference_mode():
-            outputs, self.state = self.model.step(windows, self.state)
+            feats = self.model.encode(windows)
+            outputs, self.state = self.model.step_features(feats, self.state)
         values = {k: v.numpy() for k, v in outputs.items()}
+        sound = feats[:, :self.model.sound_features].numpy()
         t = self._hop_end_time(self.seq)
         records = [
             self._record(self.seq, t, b, {k: v[b] for k, v in values.items()},
-                         self._level_db(self._energy[b]), 0.0)
+                         self._level_db(self._energy[b]), 0.0, sound[b])
             for b in range(len(self.streams))
         ]
         latency_ms = round((time.perf_counter() - arrival) * 1e3, 3)
@@ -316,6 +320,7 @@ class Engine:
             return []
         windows = torch.from_numpy(np.stack(mels).astype(np.float32))  # [B, S, M, W]
         values: dict[str, np.ndarray] = {}
+        sounds: list[np.ndarray] = []  # [B, chunk, sound_features] each, for novelty
         state = None
         # Chunks of hops bound memory (the first conv layer's activations dominate: ~64 MB per
         # chunk); the LSTM state carries across chunks.
@@ -324,19 +329,26 @@ class Engine:
                                           * a.channels[0])))
         with torch.inference_mode():
             for i in range(0, n_hops, chunk):
-                out, state = self.model.forward_sequence(windows[:, i:i + chunk], state)
+                part = windows[:, i:i + chunk]
+                b, s = part.shape[:2]
+                feats = self.model.encode(part.reshape(b * s, *part.shape[2:])).reshape(b, s, -1)
+                out, state = self.model.sequence_features(feats, state)
+                if self._emb_head is not None:
+                    sounds.append(feats[..., :self.model.sound_features].numpy())
                 for k, v in out.items():
                     values.setdefault(k, []).append(v.numpy())  # type: ignore[arg-type]
                 if progress is not None:
                     progress(min(i + chunk, n_hops), n_hops)
         values = {k: np.concatenate(v, axis=1) for k, v in values.items()}
+        sound = np.concatenate(sounds, axis=1) if sounds else None
         latency_ms = (time.perf_counter() - start) * 1e3 / n_hops
         records = []
         for k in range(n_hops):
             t = self._hop_end_time(k)
             for b in range(len(self.streams)):
                 records.append(self._record(k, t, b, {h: v[b, k] for h, v in values.items()},
-                                            self._level_db(energies[b][k]), latency_ms))
+                                            self._level_db(energies[b][k]), latency_ms,
+                                            None if sound is None else sound[b, k]))
         self.reset()
         return records
 
@@ -349,7 +361,9 @@ class Engine:
         return max(LEVEL_FLOOR_DB, 10 * math.log10(ms)) if ms > 0 else LEVEL_FLOOR_DB
 
     def _record(self, seq: int, t: float, b: int, values: dict[str, np.ndarray],
-                level_db: float, latency_ms: float) -> dict:
+                level_db: float, latency_ms: float, sound: np.ndarray | None) -> dict:
+        """One stream's record of hop ``seq``; sound: the hop's sound vector [sound_features]
+        (needed with an embedding head, for novelty)."""
         rec: dict = {
             "seq": seq,
             "t": round(t, 6),
@@ -362,20 +376,22 @@ class Engine:
         for spec in self.model.heads:
             rec[spec.name] = head_section(spec, values[spec.name])
         if self._emb_head is not None:
-            self._embedding_fields(rec, b, values[self._emb_head.name])
+            assert sound is not None
+            self._embedding_fields(rec, b, values[self._emb_head.name], sound)
         return rec
 
-    def _embedding_fields(self, rec: dict, b: int, emb: np.ndarray) -> None:
-        """Add embedding.xy, novelty and reference to a record; feed the stream's history."""
+    def _embedding_fields(self, rec: dict, b: int, emb: np.ndarray, sound: np.ndarray) -> None:
+        """Add embedding.xy, novelty and reference to a record; feed the stream's histories."""
         name = self._emb_head.name  # type: ignore[union-attr]
         if self.projection is not None:
             x, y = self.projection.project(emb)
             rec[name] = {EMBEDDING_XY: [_round(x), _round(y)], **rec[name]}
-        history = self._histories[b]
+        queries = self._queries[b]
         if rec["silent"]:
             rec[KEY_NOVELTY] = 0.0
         else:
-            history.push(emb)
-            rec[KEY_NOVELTY] = _round(history.novelty())
+            queries.push(emb)
+            rec[KEY_NOVELTY] = _round(self._novelty[b].push(sound))
         if self.matcher is not None:
-            rec[KEY_REFERENCE] = self.matcher.match(history.query())
+            rec[KEY_REFERENCE] = self.matcher.match(
+                queries.last(self.matcher.window_hops) if len(queries) else None)

@@ -241,6 +241,9 @@ class StreamTagModel(nn.Module):
         else:
             self.trunk = _DefaultTrunk(arch)
             features = self.trunk.out_features
+        #: The first ``sound_features`` of ``encode``'s output: the CNN's summary of the window's
+        #: mel bands alone, no memory of earlier hops (novelty compares these; streamtag.embedding).
+        self.sound_features = features
         # Channels-last convolutions and pooling (the weights here, the input in ``encode``);
         # measured on the 2-core CPU against the default layout: a live step 3.5-3.9 against
         # 4.3-4.7 ms, 256 hops offline 0.41 against 0.64 s, a training batch (16 x 12 hops,
@@ -299,8 +302,13 @@ class StreamTagModel(nn.Module):
         """One hop. window [B, n_features, T] (or [n_features, T]) → ({head: [B, K]}, new state)."""
         if window.dim() == 2:
             window = window.unsqueeze(0)
-        feats = self.encode(window)  # [B, F]
-        state = state if state is not None else self.initial_state(window.shape[0])
+        return self.step_features(self.encode(window), state, activate)
+
+    def step_features(
+        self, feats: torch.Tensor, state: LstmState | None = None, activate: bool = True
+    ) -> tuple[dict[str, torch.Tensor], LstmState]:
+        """One hop from ``encode``'s output [B, F] → ({head: [B, K]}, new state)."""
+        state = state if state is not None else self.initial_state(feats.shape[0])
         if torch.is_grad_enabled():
             y, (h, c) = self.lstm(feats.unsqueeze(0), (state.h, state.c))  # y [1, B, H]
             return self.decode(y[0], activate), LstmState(h, c)
@@ -323,7 +331,13 @@ class StreamTagModel(nn.Module):
         """
         b, s = windows.shape[:2]
         feats = self.encode(windows.reshape(b * s, *windows.shape[2:])).reshape(b, s, -1)
-        state = state if state is not None else self.initial_state(b)
+        return self.sequence_features(feats, state, activate)
+
+    def sequence_features(
+        self, feats: torch.Tensor, state: LstmState | None = None, activate: bool = True
+    ) -> tuple[dict[str, torch.Tensor], LstmState]:
+        """A sequence of hops from ``encode``'s output [B, S, F] → ({head: [B, S, K]}, state)."""
+        state = state if state is not None else self.initial_state(feats.shape[0])
         y, (h, c) = self.lstm(feats.transpose(0, 1), (state.h, state.c))  # y [S, B, H]
         return self.decode(y.transpose(0, 1), activate), LstmState(h, c)
 

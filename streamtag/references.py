@@ -18,7 +18,7 @@ checkpoint is refused, naming both ids. Writes go to a temporary file that repla
 
 Matching (:class:`ReferenceMatcher`, :class:`SequenceIndex`): the query is the sequence of the
 last ``window_s`` of non-silent hops' embeddings, oldest first (``k`` hops, fewer at the start
-of a stream; see :class:`streamtag.embedding.EmbeddingHistory`). It is slid along every
+of a stream; see :mod:`streamtag.embedding`). It is slid along every
 recording of every reference: at each alignment the similarity is the mean over the ``k`` hops
 of the cosine between a query hop and the reference hop it meets, and the distance
 ``sqrt(2 − 2·similarity)`` (0 … 2; for one hop, the Euclidean distance of the two unit

@@ -13,8 +13,9 @@ from safetensors.torch import save_file
 
 from streamtag.checkpoint import load_checkpoint, save_checkpoint, update_embedding_meta
 from streamtag.embedding import (
-    EmbeddingHistory,
     EmbeddingMeta,
+    HopHistory,
+    NoveltyMeter,
     Projection,
     fit_projection,
     novelty_of,
@@ -175,12 +176,8 @@ def piece(rng: np.random.Generator, centre: np.ndarray, n: int, noise: float = 0
 
 
 def novelty_curve(seq: np.ndarray, recent: int = 2, memory: int = 60) -> np.ndarray:
-    h = EmbeddingHistory(seq.shape[1], recent, memory, window_hops=4)
-    out = []
-    for e in seq:
-        h.push(e)
-        out.append(h.novelty())
-    return np.array(out)
+    meter = NoveltyMeter(seq.shape[1], recent, memory)
+    return np.array([meter.push(e) for e in seq])
 
 
 def test_novelty_rises_at_a_splice_and_stays_low_within_a_piece() -> None:
@@ -214,10 +211,19 @@ def test_novelty_of_is_half_one_minus_cosine() -> None:
 
 
 def test_history_keeps_only_its_capacity_and_resets() -> None:
-    h = EmbeddingHistory(2, recent_hops=1, memory_hops=3, window_hops=2)
+    h = HopHistory(2, capacity=4)
     for i in range(10):
         h.push(np.array([float(i), 1.0]))
+    assert len(h) == 4
     np.testing.assert_array_equal(h.last(10)[:, 0], [6, 7, 8, 9])
-    np.testing.assert_array_equal(h.query(), [[8.0, 1.0], [9.0, 1.0]])  # the last window
+    np.testing.assert_array_equal(h.last(2), [[8.0, 1.0], [9.0, 1.0]])  # the newest two
     h.reset()
-    assert h.query() is None and h.novelty() == 0.0
+    assert len(h) == 0 and h.last(3).shape == (0, 2)
+
+
+def test_novelty_meter_forgets_on_reset() -> None:
+    meter = NoveltyMeter(2, recent_hops=1, memory_hops=3)
+    assert meter.push(np.array([1.0, 0.0])) == 0.0  # nothing to compare with yet
+    assert meter.push(np.array([0.0, 1.0])) == pytest.approx(0.5)
+    meter.reset()
+    assert meter.push(np.array([0.0, 1.0])) == 0.0

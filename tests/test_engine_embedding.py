@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from support import assert_records_equal
 from test_engine import stream_records
 
@@ -73,13 +74,31 @@ def test_streaming_equals_offline_with_novelty_and_reference(tiny_embedding: Che
 
 
 def test_engine_feeds_novelty_the_non_silent_hops(tiny_embedding: Checkpoint) -> None:
+    """Novelty compares the sound vectors (the CNN's window summary, before the LSTM) of the
+    non-silent hops: recomputed here from what ``encode`` returned for each hop."""
     recent, memory = 2, 6  # hops (1 s and 3 s)
     x = np.concatenate([make_signal(3.0, 22050, seed=3), np.zeros(22050, np.float32),
                         sine(4.0, 330.0)])
-    recs = Engine(tiny_embedding, novelty=NoveltyConfig(memory_s=3.0, recent_s=1.0)).analyze(x)
+    engine = Engine(tiny_embedding, novelty=NoveltyConfig(memory_s=3.0, recent_s=1.0))
+    model = engine.model
+    encoded: list[np.ndarray] = []
+    encode = model.encode
+
+    def spy(windows: torch.Tensor) -> torch.Tensor:
+        y = encode(windows)
+        encoded.append(y.numpy().copy())
+        return y
+
+    model.encode = spy  # type: ignore[method-assign]
+    try:
+        recs = engine.analyze(x)
+    finally:
+        del model.encode
+    sound = np.concatenate(encoded)[:, :model.sound_features]
+    assert sound.shape == (len(recs), model.sound_features) and model.sound_features > 0
     silent = [r["silent"] for r in recs]
     assert silent[6:8] == [True, True] and sum(silent) == 2
-    sounding = vectors([r for r in recs if not r["silent"]])
+    sounding = sound[~np.asarray(silent)]
     k = 0
     for r in recs:
         if r["silent"]:
@@ -89,6 +108,12 @@ def test_engine_feeds_novelty_the_non_silent_hops(tiny_embedding: Checkpoint) ->
         expected = 0.0 if k < 2 * recent else novelty_of(
             sounding[k - recent:k], sounding[max(0, k - recent - memory):k - recent])
         assert r["novelty"] == pytest.approx(expected, abs=1e-5), r["seq"]
+    # Not the embedding's novelty: the two differ where the music changes.
+    emb = vectors([r for r in recs if not r["silent"]])
+    assert any(abs(novelty_of(emb[j - recent:j], emb[max(0, j - recent - memory):j - recent])
+                   - novelty_of(sounding[j - recent:j],
+                                sounding[max(0, j - recent - memory):j - recent])) > 1e-3
+               for j in range(2 * recent, len(sounding)))
 
 
 def test_reference_query_is_the_last_window_of_hops(tiny_embedding: Checkpoint) -> None:
