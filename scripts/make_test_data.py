@@ -17,7 +17,13 @@ from streamtag.engine import Engine
 from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend
 from streamtag.model import EMOTION_HEAD
 from streamtag.references import ReferenceLibrary
-from streamtag.testing import EMBEDDING_HEAD, TAGS_HEAD, make_checkpoint, make_signal
+from streamtag.testing import (
+    EMBEDDING_HEAD,
+    TAGS_HEAD,
+    TINY_KNOWN_DISTANCE,
+    make_checkpoint,
+    make_signal,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
@@ -39,12 +45,12 @@ def main() -> None:
     # of two other signals; the records of `signal` against it.
     emb_path = make_checkpoint(DATA / "tiny-embedding.safetensors",
                                heads=[EMOTION_HEAD, TAGS_HEAD, EMBEDDING_HEAD], projection=True,
-                               known_distance=0.05)
+                               known_distance=TINY_KNOWN_DISTANCE)
     ck = load_checkpoint(emb_path)
-    lib = ReferenceLibrary(ck.weights_sha256, EMBEDDING_HEAD.size, 0.5)
+    lib = ReferenceLibrary(ck.weights_sha256, ck.model.encoded_features, 0.5)
     for name, seed in (("one", 1), ("two", 2)):
-        recs = Engine(ck).analyze(make_signal(3.0, 22050, seed=seed))
-        lib.add(name, [np.array([r["embedding"]["vector"] for r in recs])], [f"{name}.wav"])
+        lib.add(name, [Engine(ck).reference_vectors(make_signal(3.0, 22050, seed=seed))],
+                [f"{name}.wav"])
     lib.save(DATA / "tiny-embedding-references.safetensors")
     records = Engine(ck, novelty=GOLDEN_NOVELTY, reference=ReferenceConfig(window_s=1.0),
                      library=lib).analyze(signal)

@@ -10,8 +10,6 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
-
 from streamtag import __version__
 from streamtag.config import Config
 from streamtag.errors import (
@@ -162,7 +160,7 @@ def cmd_reference_add(args: argparse.Namespace) -> int:
             library = load_library(path)
             library.check_checkpoint(ck.weights_sha256)
         else:
-            library = ReferenceLibrary(ck.weights_sha256, head.size, 0.0)
+            library = ReferenceLibrary(ck.weights_sha256, ck.model.encoded_features, 0.0)
     except (CheckpointError, LibraryError) as e:
         error(str(e))
         return EXIT_USAGE
@@ -175,12 +173,10 @@ def cmd_reference_add(args: argparse.Namespace) -> int:
             return EXIT_RUNTIME
         engine = Engine(ck, input_rate_hz=rate, silence_db=cfg.analysis.silence_db)
         library.hop_s = engine.hop_s
-        recs = engine.analyze(audio)
-        segments.append([r[head.name]["vector"] for r in recs if not r["silent"]])
+        segments.append(engine.reference_vectors(audio))
         files.append(name)
     try:
-        ref = library.add(args.name, [np.asarray(s, np.float32).reshape(-1, head.size)
-                                      for s in segments], files)
+        ref = library.add(args.name, segments, files)
         library.save(path)
     except LibraryError as e:
         error(str(e))

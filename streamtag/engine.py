@@ -11,9 +11,10 @@ the model needs nothing from the future. A record's ``t`` is the stream time [s]
 the audio its hop describes, corrected for the resampler's delay.
 
 With an ``embedding`` head, each stream also keeps histories of its non-silent hops (their sound
-vectors for ``novelty``, their embeddings for the ``reference`` query with a reference library;
-:mod:`streamtag.embedding`). Both are computed when records are built, in hop
-order, by the same code for ``process`` and ``analyze``, so they are equal too.
+vectors for ``novelty``, their match vectors for the ``reference`` query with a reference
+library; both derived from the model's window encoding, :mod:`streamtag.embedding`). Both are
+computed when records are built, in hop order, by the same code for ``process`` and ``analyze``,
+so they are equal too.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig
-from streamtag.embedding import HopHistory, NoveltyMeter, hops_for
+from streamtag.embedding import HopHistory, NoveltyMeter, hops_for, match_vectors
 from streamtag.errors import LibraryError
 from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix
 from streamtag.model import ArchConfig, HeadSpec, LstmState
@@ -170,6 +171,7 @@ class Engine:
         # The hop's power spectra, for its pitch-class rows (only with pitch-class rows).
         self._power = (np.zeros((b, self.arch.hop_frames, fe.n_freqs), np.float32)
                        if self.arch.n_chroma else None)
+        self._collect: list[np.ndarray] | None = None  # match vectors, for reference_vectors
         self._init_embedding(novelty or NoveltyConfig(), reference or ReferenceConfig(), library)
         self.reset()
 
@@ -188,7 +190,7 @@ class Engine:
                                    "library needs a model with one")
             return
         window = hops_for(reference.window_s, self.hop_s)
-        self._queries = [HopHistory(self._emb_head.size, window) for _ in self.streams]
+        self._queries = [HopHistory(self.match_dims, window) for _ in self.streams]
         self._novelty = [
             NoveltyMeter(self.model.sound_features, hops_for(novelty.recent_s, self.hop_s),
                          hops_for(novelty.memory_s, self.hop_s))
@@ -197,17 +199,42 @@ class Engine:
         if library is None:
             return
         library.check_checkpoint(ck.weights_sha256)
-        if library.dims != self._emb_head.size:
-            raise LibraryError(f"reference library holds {library.dims}-dim embeddings, the "
-                               f"checkpoint's embedding head has {self._emb_head.size}")
+        if library.dims != self.match_dims:
+            raise LibraryError(f"reference library holds {library.dims}-dim vectors, checkpoint "
+                               f"{ck.id} matches {self.match_dims}-dim ones: add the "
+                               "references again with this checkpoint")
         known = reference.known_distance
         if known is None and ck.embedding is not None:
             known = ck.embedding.known_distance
         if known is None:
             raise LibraryError(
                 f"checkpoint {ck.id} has no calibrated known_distance: set "
-                "reference.known_distance in the config (an embedding distance, 0..2)")
+                "reference.known_distance in the config (a match distance, 0..2)")
         self.matcher = ReferenceMatcher(library, window, known)
+
+    @property
+    def match_dims(self) -> int:
+        """Size of the match vectors reference matching compares (streamtag.embedding)."""
+        return self.model.encoded_features
+
+    def reference_vectors(self, signal: np.ndarray) -> np.ndarray:
+        """The match vectors [k, match_dims] (float32) of ``signal``'s non-silent hops, in
+        playing order, as the running engine computes them (first stream): what ``streamtag
+        reference add`` stores. Needs an embedding head. Leaves the engine reset."""
+        return self.analyze_with_matches(signal)[1]
+
+    def analyze_with_matches(self, signal: np.ndarray) -> tuple[list[dict], np.ndarray]:
+        """``analyze``'s records, and the match vectors [k, match_dims] (float32) of the first
+        stream's k non-silent hops in order (see ``reference_vectors``)."""
+        if self._emb_head is None:
+            raise LibraryError(f"checkpoint {self.checkpoint.id} has no embedding head")
+        self._collect = []
+        try:
+            records = self.analyze(signal)
+            rows = self._collect
+        finally:
+            self._collect = None
+        return records, np.asarray(rows, np.float32).reshape(-1, self.match_dims)
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -277,11 +304,11 @@ class Engine:
             feats = self.model.encode(windows)
             outputs, self.state = self.model.step_features(feats, self.state)
         values = {k: v.numpy() for k, v in outputs.items()}
-        sound = feats[:, :self.model.sound_features].numpy()
+        encoded = feats.numpy()
         t = self._hop_end_time(self.seq)
         records = [
             self._record(self.seq, t, b, {k: v[b] for k, v in values.items()},
-                         self._level_db(self._energy[b]), 0.0, sound[b])
+                         self._level_db(self._energy[b]), 0.0, encoded[b])
             for b in range(len(self.streams))
         ]
         latency_ms = round((time.perf_counter() - arrival) * 1e3, 3)
@@ -320,7 +347,7 @@ class Engine:
             return []
         windows = torch.from_numpy(np.stack(mels).astype(np.float32))  # [B, S, M, W]
         values: dict[str, np.ndarray] = {}
-        sounds: list[np.ndarray] = []  # [B, chunk, sound_features] each, for novelty
+        encodings: list[np.ndarray] = []  # [B, chunk, F] each, for novelty and references
         state = None
         # Chunks of hops bound memory (the first conv layer's activations dominate: ~64 MB per
         # chunk); the LSTM state carries across chunks.
@@ -334,13 +361,13 @@ class Engine:
                 feats = self.model.encode(part.reshape(b * s, *part.shape[2:])).reshape(b, s, -1)
                 out, state = self.model.sequence_features(feats, state)
                 if self._emb_head is not None:
-                    sounds.append(feats[..., :self.model.sound_features].numpy())
+                    encodings.append(feats.numpy())
                 for k, v in out.items():
                     values.setdefault(k, []).append(v.numpy())  # type: ignore[arg-type]
                 if progress is not None:
                     progress(min(i + chunk, n_hops), n_hops)
         values = {k: np.concatenate(v, axis=1) for k, v in values.items()}
-        sound = np.concatenate(sounds, axis=1) if sounds else None
+        encoded = np.concatenate(encodings, axis=1) if encodings else None
         latency_ms = (time.perf_counter() - start) * 1e3 / n_hops
         records = []
         for k in range(n_hops):
@@ -348,7 +375,7 @@ class Engine:
             for b in range(len(self.streams)):
                 records.append(self._record(k, t, b, {h: v[b, k] for h, v in values.items()},
                                             self._level_db(energies[b][k]), latency_ms,
-                                            None if sound is None else sound[b, k]))
+                                            None if encoded is None else encoded[b, k]))
         self.reset()
         return records
 
@@ -361,9 +388,9 @@ class Engine:
         return max(LEVEL_FLOOR_DB, 10 * math.log10(ms)) if ms > 0 else LEVEL_FLOOR_DB
 
     def _record(self, seq: int, t: float, b: int, values: dict[str, np.ndarray],
-                level_db: float, latency_ms: float, sound: np.ndarray | None) -> dict:
-        """One stream's record of hop ``seq``; sound: the hop's sound vector [sound_features]
-        (needed with an embedding head, for novelty)."""
+                level_db: float, latency_ms: float, encoded: np.ndarray | None) -> dict:
+        """One stream's record of hop ``seq``; encoded: the hop's window encoding [F]
+        (``model.encode``; needed with an embedding head, for novelty and references)."""
         rec: dict = {
             "seq": seq,
             "t": round(t, 6),
@@ -376,11 +403,11 @@ class Engine:
         for spec in self.model.heads:
             rec[spec.name] = head_section(spec, values[spec.name])
         if self._emb_head is not None:
-            assert sound is not None
-            self._embedding_fields(rec, b, values[self._emb_head.name], sound)
+            assert encoded is not None
+            self._embedding_fields(rec, b, values[self._emb_head.name], encoded)
         return rec
 
-    def _embedding_fields(self, rec: dict, b: int, emb: np.ndarray, sound: np.ndarray) -> None:
+    def _embedding_fields(self, rec: dict, b: int, emb: np.ndarray, encoded: np.ndarray) -> None:
         """Add embedding.xy, novelty and reference to a record; feed the stream's histories."""
         name = self._emb_head.name  # type: ignore[union-attr]
         if self.projection is not None:
@@ -390,8 +417,12 @@ class Engine:
         if rec["silent"]:
             rec[KEY_NOVELTY] = 0.0
         else:
-            queries.push(emb)
-            rec[KEY_NOVELTY] = _round(self._novelty[b].push(sound))
+            sound_dims = self.model.sound_features
+            match = match_vectors(encoded, sound_dims, self.arch.n_chroma)
+            queries.push(match)
+            if self._collect is not None and b == 0:
+                self._collect.append(match)
+            rec[KEY_NOVELTY] = _round(self._novelty[b].push(encoded[:sound_dims]))
         if self.matcher is not None:
             rec[KEY_REFERENCE] = self.matcher.match(
                 queries.last(self.matcher.window_hops) if len(queries) else None)

@@ -256,6 +256,9 @@ class StreamTagModel(nn.Module):
                 raise ValueError(f"n_chroma: expected 0 or 12, got {arch.n_chroma}")
             self.pitch = PitchClassEncoder()
             features += self.pitch.out_features
+        #: Width of ``encode``'s output: the sound features, then the pitch-class encoder's
+        #: (its mean profile first, then its template matches).
+        self.encoded_features = features
         self.lstm = nn.LSTM(features, arch.lstm_hidden)
         layers: list[nn.Module] = []
         width = arch.lstm_hidden

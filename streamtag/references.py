@@ -2,14 +2,19 @@
 against, so a performer hears "the intro is back" and new material is reported as new.
 
 File format: one ``.safetensors`` file (never pickle; loading executes no code). One float32
-tensor per reference, ``r0``, ``r1``, … of shape [hops, D]: the per-hop embeddings of the
-reference's non-silent hops, in playing order, computed through the engine with the checkpoint
-named in the metadata. The header's ``__metadata__["streamtag"]`` is JSON::
+tensor per reference, ``r0``, ``r1``, … of shape [hops, D]: the per-hop match vectors of the
+reference's non-silent hops (``Engine.reference_vectors``: unit vectors derived from the
+model's window encoding, see :func:`streamtag.embedding.match_vectors`), in playing order,
+computed through the engine with the checkpoint named in the metadata. The header's
+``__metadata__["streamtag"]`` is JSON::
 
-    {"format": "streamtag-references", "version": 1,
+    {"format": "streamtag-references", "version": 2,
      "checkpoint_sha256": "<64 hex>", "dims": D, "hop_s": 0.5,
      "references": [{"name": "intro", "tensor": "r0", "hops": N,
                      "segments": [n1, n2, …], "files": ["intro.wav", …]}, …]}
+
+Version 1 files held the embedding head's vectors; they are refused with a message to add the
+references again (the audio files are listed in the file).
 
 ``segments`` are the hop counts contributed by each file (they sum to ``hops``); query windows
 never span two files. A library is tied to the weights it was made with: loading it for another
@@ -17,16 +22,16 @@ checkpoint is refused, naming both ids. Writes go to a temporary file that repla
 (atomic on POSIX), so a crash mid-write never leaves a half library.
 
 Matching (:class:`ReferenceMatcher`, :class:`SequenceIndex`): the query is the sequence of the
-last ``window_s`` of non-silent hops' embeddings, oldest first (``k`` hops, fewer at the start
-of a stream; see :mod:`streamtag.embedding`). It is slid along every
+last ``window_s`` of non-silent hops' match vectors, oldest first (``k`` hops, fewer at the
+start of a stream; see :mod:`streamtag.embedding`). It is slid along every
 recording of every reference: at each alignment the similarity is the mean over the ``k`` hops
 of the cosine between a query hop and the reference hop it meets, and the distance
 ``sqrt(2 − 2·similarity)`` (0 … 2; for one hop, the Euclidean distance of the two unit
 vectors). Alignments stay inside one file; a file shorter than the query meets the query's
 last hops. A reference's distance is its best alignment's; the nearest reference is reported,
 and counted as known when its distance is ≤ ``known_distance``. Matching the sequence rather
-than its mean keeps the order of events: on the validation renders of the shipped model
-(260 pieces, 4 s queries after 5 s) top-1 retrieval is 0.62 against 0.45 for the mean of the
+than its mean keeps the order of events: on the validation renders of an earlier model
+(260 pieces, 4 s queries after 5 s) top-1 retrieval was 0.62 against 0.45 for the mean of the
 same hops. At most :data:`MAX_HOPS_PER_REFERENCE` hops of each reference are matched (its
 first 20 minutes).
 """
@@ -37,6 +42,7 @@ import json
 import math
 import os
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +56,7 @@ from streamtag.errors import LibraryError
 from streamtag.publish import wire
 
 FORMAT = "streamtag-references"
-VERSION = 1
+VERSION = 2
 _META_KEY = "streamtag"
 #: Hops of each reference matched: its first 20 min at 0.5 s hops. Bounds the per-hop cost
 #: whatever the recordings' length (20 references × 2400 hops × 8 query hops × 32 dims ≈ 12 M
@@ -220,6 +226,10 @@ def _validate(meta: Any, tensors: dict[str, np.ndarray]) -> list[str]:
         return ["metadata: expected a JSON object"]
     if meta.get("format") != FORMAT:
         return [f"format: expected {FORMAT!r}, got {meta.get('format')!r}"]
+    if meta.get("version") == 1:
+        return ["version 1: made by an older streamtag from the embedding head's vectors, "
+                "which references no longer compare; add the references again with "
+                "`streamtag reference add` (the files it lists)"]
     if meta.get("version") != VERSION:
         return [f"version: this streamtag reads version {VERSION}, file has "
                 f"{meta.get('version')!r}"]
@@ -281,13 +291,20 @@ def _validate(meta: Any, tensors: dict[str, np.ndarray]) -> list[str]:
 class SequenceIndex:
     """Recordings to slide a query sequence along (see the module docstring).
 
-    owners: per owner (e.g. a reference), its recordings as [n_i, D] embeddings in playing
-    order (unit vectors; normalised again here); at most ``max_hops`` hops of each owner are
-    kept. ``distances(query)`` gives each owner's distance to the query [owners].
+    owners: per owner (e.g. a reference), its recordings as [n_i, D] vectors in playing
+    order (unit vectors; normalised again here; kept as float32); at most ``max_hops`` hops of
+    each owner are kept. ``distances(query)`` gives each owner's distance to the query
+    [owners].
+
+    A running query moves on by one hop at a time, so each query hop's similarities to every
+    reference hop ([H], one matrix-vector product) are computed once and kept for the next
+    ``cache_hops`` calls: the per-hop cost is one product, not one per query hop.
     """
 
     def __init__(self, owners: list[list[np.ndarray]], dims: int,
-                 max_hops: int = MAX_HOPS_PER_REFERENCE) -> None:
+                 max_hops: int = MAX_HOPS_PER_REFERENCE, cache_hops: int = 64) -> None:
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._cache_hops = cache_hops
         rows: list[np.ndarray] = []
         room: list[np.ndarray] = []
         self._files: list[tuple[int, int, int]] = []  # (owner, first row, hops) per recording
@@ -308,7 +325,7 @@ class SequenceIndex:
                 at += n
             self._bounds.append((first, at))
         self.owners = len(owners)
-        self._rows = np.concatenate(rows) if rows else np.zeros((0, dims))  # [H, D]
+        self._rows = (np.concatenate(rows) if rows else np.zeros((0, dims))).astype(np.float32)
         self._room = np.concatenate(room) if room else np.zeros(0, int)  # [H]
 
     @property
@@ -319,12 +336,13 @@ class SequenceIndex:
     def distances(self, query: np.ndarray) -> np.ndarray:
         """Each owner's distance [owners] (0 … 2) to ``query`` [k, D] (oldest hop first); an owner
         with no hops is ``MAX_DISTANCE`` away."""
-        q = np.asarray(query, np.float64)
+        q = np.asarray(query, np.float32)
         k, h = len(q), len(self._rows)
         if k == 0 or h == 0:
             return np.full(self.owners, MAX_DISTANCE)
         best = np.full(self.owners, -1.0)  # best mean cosine per owner
-        sims = self._rows @ q.T  # [H, k]: every reference hop against every query hop
+        # [H, k]: every reference hop against every query hop
+        sims = np.stack([self._similarities(v) for v in q], axis=1)
         m = h - k + 1  # alignments: query hop i meets reference hop j + i
         if m > 0:
             score = sims[:m, 0].copy()
@@ -340,6 +358,19 @@ class SequenceIndex:
                 best[o] = max(best[o], float(np.trace(sims[at:at + n, k - n:])) / n)
         d = np.sqrt(np.clip(2.0 - 2.0 * best, 0.0, 4.0))
         return np.minimum(d, MAX_DISTANCE)
+
+    def _similarities(self, v: np.ndarray) -> np.ndarray:
+        """Cosines [H] (float64) of one query hop v [D] (float32) with every reference hop."""
+        key = v.tobytes()
+        col = self._cache.get(key)
+        if col is None:
+            col = (self._rows @ v).astype(np.float64)
+            self._cache[key] = col
+            if len(self._cache) > self._cache_hops:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return col
 
 
 class ReferenceMatcher:

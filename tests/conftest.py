@@ -48,11 +48,11 @@ def signal() -> np.ndarray:
 def tiny_embedding_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Emotion, tags and an 8-dim embedding head, with a fitted projection and a threshold."""
     from streamtag.model import EMOTION_HEAD
-    from streamtag.testing import EMBEDDING_HEAD, TAGS_HEAD
+    from streamtag.testing import EMBEDDING_HEAD, TAGS_HEAD, TINY_KNOWN_DISTANCE
 
     return make_checkpoint(tmp_path_factory.mktemp("ck") / "tiny-embedding.safetensors",
                            heads=[EMOTION_HEAD, TAGS_HEAD, EMBEDDING_HEAD], projection=True,
-                           known_distance=0.05)
+                           known_distance=TINY_KNOWN_DISTANCE)
 
 
 @pytest.fixture(scope="session")

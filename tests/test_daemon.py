@@ -146,7 +146,8 @@ def test_control_messages_sighup_with_a_bad_checkpoint_and_sigterm(
         def wait_for(pred) -> dict:  # type: ignore[no-untyped-def]
             return wait_status(sub, pred, proc)
 
-        first = wait_for(lambda s: s["hops"] >= 2)
+        # Start-up (imports, model load) on a loaded 2-core machine can take tens of seconds.
+        first = wait_status(sub, lambda s: s["hops"] >= 2, proc, timeout_s=60)
         original = first["checkpoint"]
         # Garbage, an unknown address and a malformed message: counted, ignored.
         send_udp(control, b"\xff\x00garbage")

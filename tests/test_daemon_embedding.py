@@ -28,10 +28,10 @@ from streamtag.testing import make_signal
 
 def build_library(ck_path: Path, path: Path, names: list[str]) -> ReferenceLibrary:
     ck = load_checkpoint(ck_path)
-    lib = ReferenceLibrary(ck.weights_sha256, ck.embedding_head.size, 0.5)
+    lib = ReferenceLibrary(ck.weights_sha256, ck.model.encoded_features, 0.5)
     for i, name in enumerate(names):
-        recs = Engine(ck).analyze(make_signal(3.0, 22050, seed=10 + i))
-        lib.add(name, [[r["embedding"]["vector"] for r in recs]], [f"{name}.wav"])
+        lib.add(name, [Engine(ck).reference_vectors(make_signal(3.0, 22050, seed=10 + i))],
+                [f"{name}.wav"])
     lib.save(path)
     return lib
 
@@ -84,7 +84,7 @@ def test_reload_rereads_the_library_and_keeps_the_old_one_if_corrupt(
     sub = Subscriber(endpoint)
     proc = start_daemon([], cfg, tmp_path)
     try:
-        first = wait_status(sub, lambda s: s["hops"] >= 2, proc, timeout_s=30)
+        first = wait_status(sub, lambda s: s["hops"] >= 2, proc, timeout_s=60)
         assert first["references"] == 2
         estimate = sub.topic("streamtag.estimate")[-1]
         assert estimate["reference"]["nearest"] in ("intro", "verse")

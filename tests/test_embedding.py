@@ -13,11 +13,13 @@ from safetensors.torch import save_file
 
 from streamtag.checkpoint import load_checkpoint, save_checkpoint, update_embedding_meta
 from streamtag.embedding import (
+    PITCH_MATCH_WEIGHT,
     EmbeddingMeta,
     HopHistory,
     NoveltyMeter,
     Projection,
     fit_projection,
+    match_vectors,
     novelty_of,
 )
 from streamtag.errors import CheckpointError
@@ -227,3 +229,25 @@ def test_novelty_meter_forgets_on_reset() -> None:
     assert meter.push(np.array([0.0, 1.0])) == pytest.approx(0.5)
     meter.reset()
     assert meter.push(np.array([0.0, 1.0])) == 0.0
+
+
+# -- match vectors -------------------------------------------------------------------------
+def test_match_vectors_weigh_unit_blocks() -> None:
+    rng = np.random.default_rng(3)
+    enc = np.abs(rng.standard_normal((5, 20 + 12 + 8)))
+    v = match_vectors(enc, sound_dims=20, n_chroma=12)
+    assert v.shape == enc.shape
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0)
+    # Each block carries its weight whatever its scale: sound 1, mean profile and templates
+    # PITCH_MATCH_WEIGHT each.
+    w = PITCH_MATCH_WEIGHT
+    total = np.sqrt(1 + 2 * w * w)
+    np.testing.assert_allclose(np.linalg.norm(v[:, :20], axis=1), 1 / total)
+    np.testing.assert_allclose(np.linalg.norm(v[:, 20:32], axis=1), w / total)
+    np.testing.assert_allclose(np.linalg.norm(v[:, 32:], axis=1), w / total)
+    scaled = enc * np.r_[np.full(20, 7.0), np.full(12, 0.1), np.full(8, 3.0)]
+    np.testing.assert_allclose(match_vectors(scaled, 20, 12), v)
+    # Without pitch-class rows: the unit sound vector.
+    np.testing.assert_allclose(match_vectors(enc[:, :20], 20, 0), unit(enc[:, :20]))
+    # An all-zero block stays zero rather than dividing by zero.
+    assert np.isfinite(match_vectors(np.zeros((1, 40)), 20, 12)).all()

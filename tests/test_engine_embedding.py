@@ -29,10 +29,9 @@ def vectors(records: list[dict]) -> np.ndarray:
 
 def library_of(ck: Checkpoint, signals: dict[str, np.ndarray]) -> ReferenceLibrary:
     """A library built as `streamtag reference add` builds it (engine, non-silent hops)."""
-    lib = ReferenceLibrary(ck.weights_sha256, ck.embedding_head.size, 0.5)
+    lib = ReferenceLibrary(ck.weights_sha256, ck.model.encoded_features, 0.5)
     for name, x in signals.items():
-        recs = Engine(ck).analyze(x)
-        lib.add(name, [vectors([r for r in recs if not r["silent"]])], [f"{name}.wav"])
+        lib.add(name, [Engine(ck).reference_vectors(x)], [f"{name}.wav"])
     return lib
 
 
@@ -120,13 +119,13 @@ def test_reference_query_is_the_last_window_of_hops(tiny_embedding: Checkpoint) 
     a = make_signal(4.0, 22050, seed=1)
     lib = library_of(tiny_embedding, {"a": a, "tone": sine(4.0, 220.0)})
     engine = Engine(tiny_embedding, reference=ReferenceConfig(window_s=1.5), library=lib)
-    recs = engine.analyze(a)
+    recs, v = engine.analyze_with_matches(a)
+    assert len(v) == len(recs) and not any(r["silent"] for r in recs)
     # Playing the reference itself: it is the nearest, at distance ~0 once the window is full.
     assert all(r["reference"]["nearest"] == "a" for r in recs[3:])
     assert all(r["reference"]["distance"] < 1e-3 and r["reference"]["known"]
                and r["reference"]["name"] == "a" for r in recs[3:])
-    # Each hop's answer is the matcher's answer for the sequence of the last 3 vectors.
-    v = vectors(recs)
+    # Each hop's answer is the matcher's answer for the sequence of the last 3 match vectors.
     for k, r in enumerate(recs):
         expected = engine.matcher.match(v[max(0, k - 2):k + 1])
         assert r["reference"]["nearest"] == expected["nearest"]

@@ -217,7 +217,7 @@ _DISTANCE = (0.0, 2.0)
 OSC_REFERENCE = OscSpec(
     "reference",
     (OscArg(REFERENCE_NAME, "s", "reference name, \"\" if unknown"),
-     OscArg(REFERENCE_DISTANCE, "f", "embedding distance", _DISTANCE)),
+     OscArg(REFERENCE_DISTANCE, "f", "match distance", _DISTANCE)),
     "the reference-library recording the sound matches, or \"\" when none is near enough; "
     "distance to the nearest one (only with a reference library)",
 )

@@ -1,7 +1,8 @@
 """Evaluating the embedding the way a performer uses it: which piece is this, is it known at all,
 and did something just change.
 
-Everything goes through the ``Engine`` (the records a user gets) and the run-time matcher
+Everything goes through the ``Engine`` (the records a user gets, and the match vectors a
+reference library stores: ``Engine.reference_vectors``) and the run-time matcher
 (``streamtag.references``), so the numbers describe the shipped behaviour, not a proxy:
 
 - **Piece retrieval.** Pieces with at least two renders (the corpus's validation pieces are
@@ -36,7 +37,7 @@ from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig
 from streamtag.embedding import MAX_DISTANCE, hops_for
 from streamtag.engine import Engine
-from streamtag.publish.wire import EMBEDDING_VECTOR, KEY_NOVELTY
+from streamtag.publish.wire import KEY_NOVELTY
 from streamtag.references import SequenceIndex
 
 QUERY_SECONDS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
@@ -123,11 +124,13 @@ def calibrate_threshold(known: np.ndarray, unknown: np.ndarray) -> tuple[float, 
     return min(max(best, 1e-6), MAX_DISTANCE), best_acc
 
 
-def _records_embeddings(records: Sequence[dict], head: str) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings [S, D], silent [S]) of one stream's records."""
-    emb = np.asarray([r[head][EMBEDDING_VECTOR] for r in records], np.float64)
+def _hop_matches(engine: Engine, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(match vectors [S, F], silent [S]) of every hop of ``audio`` (rows of silent hops 0)."""
+    records, matches = engine.analyze_with_matches(audio)
     silent = np.asarray([bool(r["silent"]) for r in records])
-    return emb, silent
+    out = np.zeros((len(records), engine.match_dims))
+    out[~silent] = matches
+    return out, silent
 
 
 def _query_at(emb: np.ndarray, silent: np.ndarray, hops: int, window: int) -> np.ndarray | None:
@@ -137,7 +140,7 @@ def _query_at(emb: np.ndarray, silent: np.ndarray, hops: int, window: int) -> np
 
 
 def evaluate_embedding(
-    ck: Checkpoint, pieces: Sequence[PieceAudio], *, head: str = "embedding",
+    ck: Checkpoint, pieces: Sequence[PieceAudio], *,
     novelty: NoveltyConfig | None = None, reference: ReferenceConfig | None = None,
     progress: Callable[[Sequence[Any], str], Sequence[Any]] | None = None, seed: int = 0,
 ) -> EmbeddingReport:
@@ -153,13 +156,13 @@ def evaluate_embedding(
     window = hops_for(reference.window_s, engine.hop_s)
     report = EmbeddingReport()
 
-    # -- embeddings of every render, through the engine
-    dims = ck.embedding_head.size if ck.embedding_head is not None else 0
-    if dims == 0:
+    # -- match vectors of every render, through the engine
+    if ck.embedding_head is None:
         raise ValueError(f"checkpoint {ck.id} has no embedding head")
+    dims = engine.match_dims
     renders: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for p in wrap(list(pieces), "embeddings"):
-        renders[p.piece] = [_records_embeddings(engine.analyze(a), head) for a in p.renders]
+    for p in wrap(list(pieces), "match vectors"):
+        renders[p.piece] = [_hop_matches(engine, a) for a in p.renders]
     paired = sorted(k for k, v in renders.items() if len(v) >= 2)
 
     # -- retrieval: render 0 in the library, render 1 queried
