@@ -140,7 +140,8 @@ def _library_path(args: argparse.Namespace) -> Path:
 
 
 def cmd_reference_add(args: argparse.Namespace) -> int:
-    """Embed FILE… through the engine and store them under NAME (appending to an existing one)."""
+    """Analyse FILE… through the engine and store their match vectors under NAME (appending to
+    an existing one)."""
     from streamtag.audiofile import read_audio
     from streamtag.checkpoint import resolve_checkpoint
     from streamtag.config import load_config
@@ -385,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  parser_class=_Parser, required=True)
     lib_help = ("library file (default: $XDG_DATA_HOME/streamtag/references.safetensors, i.e. "
                 "~/.local/share/streamtag/references.safetensors)")
-    ra = ref_sub.add_parser("add", help="embed recordings and store them under a name")
+    ra = ref_sub.add_parser("add", help="analyse recordings and store their match vectors "
+                            "under a name")
     ra.add_argument("name", metavar="NAME", help="reference name, e.g. intro")
     ra.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, OGG or MP3 files")
     ra.add_argument("--library", metavar="F", help=lib_help)
