@@ -8,9 +8,10 @@ Full-size ``default`` models with random weights (cost does not depend on what t
 learned). The two engines process the same hop-sized blocks in alternation, so a machine whose
 load drifts during the run slows both alike. Wall time and this thread's CPU time are both
 recorded: on a busy machine the wall-time tail is mostly waiting for a core, the CPU time is
-what the work itself costs. The reference library holds ``--references``
-recordings of ``--reference-s`` seconds each (random unit vectors of the model's match-vector size:
-matching cost depends only on their number and size). Target: total p99 ≤ 10 ms per hop.
+what the work itself costs. The reference library holds ``--references`` recordings of
+``--reference-s`` seconds each (random unit vectors of the model's match-vector size,
+``--match-dims``: matching cost depends only on their number and size). Target: total p99 ≤
+10 ms per hop.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import torch
 
 from streamtag.checkpoint import load_checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig
+from streamtag.embedding import MATCH_DIMS
 from streamtag.engine import Engine
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD, HeadSpec
-from streamtag.references import ReferenceLibrary
 from streamtag.testing import make_checkpoint, make_signal
 
 OUT = Path(__file__).parent / "results" / "embedding.json"
@@ -51,6 +52,9 @@ def main() -> None:
     ap.add_argument("--tags", type=int, default=32, help="tag vocabulary size")
     ap.add_argument("--dims", type=int, default=32,
                     help="embedding dimensions (the bundled model's: 32)")
+    ap.add_argument("--match-dims", type=int, default=MATCH_DIMS,
+                    help="match-vector dimensions after the stored PCA (the bundled model's: "
+                         f"{MATCH_DIMS}); 0: no PCA, the full window encoding")
     args = ap.parse_args()
     torch.set_num_threads(1)  # as the daemon runs
     tags = HeadSpec("tags", "multilabel", tuple(f"tag{i}" for i in range(args.tags)))
@@ -60,10 +64,11 @@ def main() -> None:
                                                heads=BASE_HEADS))
         full = load_checkpoint(make_checkpoint(Path(d) / "full.safetensors", tiny=False,
                                                heads=[*BASE_HEADS, tags, emb],
-                                               projection=True, known_distance=0.5))
+                                               projection=True, known_distance=0.5,
+                                               match_dims=args.match_dims or None))
     rng = np.random.default_rng(0)
-    match_dims = full.model.encoded_features
-    lib = ReferenceLibrary(full.weights_sha256, match_dims, 0.5)
+    lib = Engine(full).new_library()
+    match_dims = lib.dims
     hops = int(args.reference_s / 0.5)
     for i in range(args.references):
         v = rng.standard_normal((hops, match_dims))
@@ -91,7 +96,7 @@ def main() -> None:
         # window encoding each time, as live: the matcher computes each query hop once).
         e = engines["with"]
         vec = np.asarray(recs[0]["embedding"]["vector"], np.float32)
-        encoded = np.abs(rng.standard_normal(match_dims)).astype(np.float32)
+        encoded = np.abs(rng.standard_normal(full.model.encoded_features)).astype(np.float32)
         rec = {"silent": False, "embedding": {}}
         t0 = time.perf_counter()
         e._embedding_fields(rec, 0, vec, encoded)

@@ -16,11 +16,11 @@ from streamtag.config import NoveltyConfig, ReferenceConfig
 from streamtag.engine import Engine
 from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend
 from streamtag.model import EMOTION_HEAD
-from streamtag.references import ReferenceLibrary
 from streamtag.testing import (
     EMBEDDING_HEAD,
     TAGS_HEAD,
     TINY_KNOWN_DISTANCE,
+    TINY_MATCH_DIMS,
     make_checkpoint,
     make_signal,
 )
@@ -45,9 +45,10 @@ def main() -> None:
     # of two other signals; the records of `signal` against it.
     emb_path = make_checkpoint(DATA / "tiny-embedding.safetensors",
                                heads=[EMOTION_HEAD, TAGS_HEAD, EMBEDDING_HEAD], projection=True,
-                               known_distance=TINY_KNOWN_DISTANCE)
+                               known_distance=TINY_KNOWN_DISTANCE,
+                               match_dims=TINY_MATCH_DIMS)
     ck = load_checkpoint(emb_path)
-    lib = ReferenceLibrary(ck.weights_sha256, ck.model.encoded_features, 0.5)
+    lib = Engine(ck).new_library()
     for name, seed in (("one", 1), ("two", 2)):
         lib.add(name, [Engine(ck).reference_vectors(make_signal(3.0, 22050, seed=seed))],
                 [f"{name}.wav"])

@@ -9,6 +9,7 @@ A checkpoint is one ``.safetensors`` file. Its header's ``__metadata__`` holds o
      "normalization": {"kind": "per_band", "n_mels": 64, "n_chroma": 12},
      "weights_sha256": "…", "provenance": {...}, "metrics": {...},
      "embedding": {"projection": {"center": [D], "axes": [[D], [D]], "scale": [2]} | null,
+                   "match": {"center": [F], "axes": [[F] × K]} (optional),
                    "known_distance": float | null}}
 
 ``embedding`` is optional and only allowed beside a head named ``embedding`` of kind
@@ -33,7 +34,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from streamtag.embedding import EmbeddingMeta, validate_embedding_meta
+from streamtag.embedding import EmbeddingMeta, MatchProjection, validate_embedding_meta
 from streamtag.errors import CheckpointError
 from streamtag.frontend import FrontendConfig
 from streamtag.model import HEAD_KINDS, ArchConfig, HeadSpec, StreamTagModel
@@ -111,7 +112,7 @@ def save_checkpoint(
     if frontend.n_chroma != model.arch.n_chroma:
         raise ValueError(
             f"frontend n_chroma {frontend.n_chroma} != model n_chroma {model.arch.n_chroma}")
-    emb_meta = _embedding_dict(model.heads, embedding)
+    emb_meta = _embedding_dict(model.heads, embedding, model.encoded_features)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     digest = weights_hash(state)
     meta = {
@@ -134,12 +135,14 @@ def save_checkpoint(
     return path
 
 
-def _embedding_dict(heads: list[HeadSpec], embedding: EmbeddingMeta | None) -> dict | None:
+def _embedding_dict(heads: list[HeadSpec], embedding: EmbeddingMeta | None,
+                    encoded_features: int) -> dict | None:
     if embedding is None:
         return None
     d = embedding.to_dict()
     head = embedding_head(heads)
     problems = validate_embedding_meta(d, None if head is None else head.size)
+    problems += _match_fit(embedding.match, encoded_features)
     if problems:
         raise ValueError("embedding metadata does not fit the model: " + "; ".join(problems))
     return d
@@ -156,7 +159,8 @@ def update_embedding_meta(path: str | Path, embedding: EmbeddingMeta | None) -> 
     path = Path(path)
     meta, state = _read(path, load_tensors=True)
     heads = [HeadSpec.from_dict(h) for h in meta["heads"]]
-    emb_meta = _embedding_dict(heads, embedding)
+    # The LSTM's input width is the window encoding's (what match vectors are made of).
+    emb_meta = _embedding_dict(heads, embedding, int(state["lstm.weight_ih_l0"].shape[1]))
     meta.pop("embedding", None)
     if emb_meta is not None:
         meta["embedding"] = emb_meta
@@ -200,8 +204,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                               f"{_first_line(e)}") from e
     model.eval()
     emb = meta.get("embedding")
+    emb_meta = None if emb is None else EmbeddingMeta.from_dict(emb)
+    problems = _match_fit(emb_meta.match if emb_meta else None, model.encoded_features)
+    if problems:
+        raise CheckpointError(f"{path}: {problems[0]}")
     return Checkpoint(model, frontend, meta.get("provenance", {}), meta.get("metrics", {}),
-                      digest, path, None if emb is None else EmbeddingMeta.from_dict(emb))
+                      digest, path, emb_meta)
+
+
+def _match_fit(match: MatchProjection | None, encoded_features: int) -> list[str]:
+    """A problem if ``match`` does not take the model's window encodings [encoded_features]."""
+    if match is None or match.features == encoded_features:
+        return []
+    return [f"embedding.match: made for {match.features}-dim window encodings, the model's "
+            f"are {encoded_features}-dim"]
 
 
 def _first_line(e: Exception) -> str:

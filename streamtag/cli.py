@@ -146,7 +146,7 @@ def cmd_reference_add(args: argparse.Namespace) -> int:
     from streamtag.checkpoint import resolve_checkpoint
     from streamtag.config import load_config
     from streamtag.engine import Engine
-    from streamtag.references import ReferenceLibrary, check_name, load_library
+    from streamtag.references import check_name, load_library
 
     cfg = load_config(args.config)
     path = _library_path(args)
@@ -157,11 +157,12 @@ def cmd_reference_add(args: argparse.Namespace) -> int:
         if head is None:
             raise LibraryError(f"checkpoint {ck.id} has no embedding head: reference "
                                "recognition needs a model with one (--checkpoint F)")
+        maker = Engine(ck, silence_db=cfg.analysis.silence_db)
         if path.exists():
             library = load_library(path)
-            library.check_checkpoint(ck.weights_sha256)
+            library.check_checkpoint(ck.weights_sha256, maker.match_id)
         else:
-            library = ReferenceLibrary(ck.weights_sha256, ck.model.encoded_features, 0.0)
+            library = maker.new_library()
     except (CheckpointError, LibraryError) as e:
         error(str(e))
         return EXIT_USAGE

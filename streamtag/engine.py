@@ -181,6 +181,8 @@ class Engine:
         self._emb_head = ck.embedding_head
         self.projection = ck.embedding.projection if (
             self._emb_head is not None and ck.embedding is not None) else None
+        self._match = ck.embedding.match if (
+            self._emb_head is not None and ck.embedding is not None) else None
         self.matcher: ReferenceMatcher | None = None
         self._queries: list[HopHistory] = []
         self._novelty: list[NoveltyMeter] = []
@@ -198,7 +200,7 @@ class Engine:
         ]
         if library is None:
             return
-        library.check_checkpoint(ck.weights_sha256)
+        library.check_checkpoint(ck.weights_sha256, self.match_id)
         if library.dims != self.match_dims:
             raise LibraryError(f"reference library holds {library.dims}-dim vectors, checkpoint "
                                f"{ck.id} matches {self.match_dims}-dim ones: add the "
@@ -215,7 +217,19 @@ class Engine:
     @property
     def match_dims(self) -> int:
         """Size of the match vectors reference matching compares (streamtag.embedding)."""
-        return self.model.encoded_features
+        return self._match.dims if self._match is not None else self.model.encoded_features
+
+    @property
+    def match_id(self) -> str:
+        """Which map makes this checkpoint's match vectors: ``full`` (the unit window encoding
+        as is) or the 12-digit hash of its stored ``MatchProjection``. A reference library
+        records it, so references and queries are always made alike."""
+        return "full" if self._match is None else self._match.id
+
+    def new_library(self) -> ReferenceLibrary:
+        """An empty reference library for this checkpoint's match vectors."""
+        return ReferenceLibrary(self.checkpoint.weights_sha256, self.match_dims, self.hop_s,
+                                match=self.match_id)
 
     def reference_vectors(self, signal: np.ndarray) -> np.ndarray:
         """The match vectors [k, match_dims] (float32) of ``signal``'s non-silent hops, in
@@ -418,7 +432,7 @@ class Engine:
             rec[KEY_NOVELTY] = 0.0
         else:
             sound_dims = self.model.sound_features
-            match = match_vectors(encoded, sound_dims, self.arch.n_chroma)
+            match = match_vectors(encoded, sound_dims, self.arch.n_chroma, self._match)
             queries.push(match)
             if self._collect is not None and b == 0:
                 self._collect.append(match)

@@ -9,11 +9,13 @@ computed through the engine with the checkpoint named in the metadata. The heade
 ``__metadata__["streamtag"]`` is JSON::
 
     {"format": "streamtag-references", "version": 2,
-     "checkpoint_sha256": "<64 hex>", "dims": D, "hop_s": 0.5,
+     "checkpoint_sha256": "<64 hex>", "dims": D, "hop_s": 0.5, "match": "full" | "<12 hex>",
      "references": [{"name": "intro", "tensor": "r0", "hops": N,
                      "segments": [n1, n2, …], "files": ["intro.wav", …]}, …]}
 
-Version 1 files held the embedding head's vectors; they are refused with a message to add the
+``match`` names the map that made the vectors (``Engine.match_id``: the checkpoint's stored
+PCA, or "full"); a library is used only with the same map. Version 1 files held the embedding
+head's vectors; they are refused with a message to add the
 references again (the audio files are listed in the file).
 
 ``segments`` are the hop counts contributed by each file (they sum to ``hops``); query windows
@@ -108,6 +110,8 @@ class ReferenceLibrary:
     hop_s: float
     references: dict[str, Reference] = field(default_factory=dict)
     path: Path | None = None
+    #: The map that made the vectors (``Engine.match_id``): "full" or a projection's id.
+    match: str = "full"
 
     @property
     def checkpoint_id(self) -> str:
@@ -117,9 +121,15 @@ class ReferenceLibrary:
     def names(self) -> list[str]:
         return list(self.references)
 
-    def check_checkpoint(self, sha256: str) -> None:
+    def check_checkpoint(self, sha256: str, match: str = "full") -> None:
         """Raise LibraryError unless this library was made with the weights hashing to
-        ``sha256``; the message names both checkpoint ids."""
+        ``sha256`` and the match-vector map ``match``; the message names both."""
+        if sha256 == self.checkpoint_sha256 and match != self.match:
+            where = f"{self.path}: " if self.path else ""
+            raise LibraryError(
+                f"{where}reference library made with match vectors {self.match!r}, but checkpoint "
+                f"{sha256[:12]} now makes {match!r} (its embedding metadata was refitted): "
+                "rebuild the library with `streamtag reference add`")
         if sha256 != self.checkpoint_sha256:
             where = f"{self.path}: " if self.path else ""
             raise LibraryError(
@@ -171,7 +181,8 @@ class ReferenceLibrary:
             entries.append({"name": ref.name, "tensor": key, "hops": ref.hops,
                             "segments": list(ref.segments), "files": list(ref.files)})
         meta = {"format": FORMAT, "version": VERSION, "checkpoint_sha256": self.checkpoint_sha256,
-                "dims": self.dims, "hop_s": self.hop_s, "references": entries}
+                "dims": self.dims, "hop_s": self.hop_s, "match": self.match,
+                "references": entries}
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
@@ -210,7 +221,7 @@ def load_library(path: str | Path) -> ReferenceLibrary:
     if problems:
         raise LibraryError(f"{path}: invalid reference library: " + "; ".join(problems))
     lib = ReferenceLibrary(meta["checkpoint_sha256"], int(meta["dims"]), float(meta["hop_s"]),
-                           path=path)
+                           path=path, match=meta["match"])
     for e in meta["references"]:
         lib.references[e["name"]] = Reference(e["name"], tensors[e["tensor"]],
                                               list(e["segments"]), list(e["files"]))
@@ -241,6 +252,9 @@ def _validate(meta: Any, tensors: dict[str, np.ndarray]) -> list[str]:
     if not _is_int(dims) or dims < 1:
         problems.append(f"dims: expected a positive integer, got {dims!r}")
         dims = None
+    match = meta.get("match")
+    if not isinstance(match, str) or not (match == "full" or re.fullmatch(r"[0-9a-f]{12}", match)):
+        problems.append(f"match: expected 'full' or 12 hex digits, got {match!r}")
     hop = meta.get("hop_s")
     if isinstance(hop, bool) or not isinstance(hop, (int, float)) or not (
             math.isfinite(hop) and hop > 0):

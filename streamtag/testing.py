@@ -12,16 +12,19 @@ import numpy as np
 import torch
 
 from streamtag.checkpoint import save_checkpoint, update_embedding_meta
-from streamtag.embedding import EmbeddingMeta, fit_projection
+from streamtag.embedding import EmbeddingMeta, fit_match_projection, fit_projection
 from streamtag.frontend import FRONTEND_PRESETS
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD, HeadSpec, build_model
 
 #: A small tag vocabulary; "Hip Hop" shows the OSC address rule (→ Hip_Hop).
 TAGS_HEAD = HeadSpec("tags", "multilabel", ("calm", "energetic", "Hip Hop", "sad"))
 #: An 8-dimensional embedding head.
-#: known_distance of the tiny embedding checkpoints the tests make: the tiny random model's
-#: match vectors of a take of the same notes stay within ~0.08 of their reference over 2 s.
-TINY_KNOWN_DISTANCE = 0.09
+#: known_distance of the tiny embedding checkpoints the tests make: through their 8-dim match
+#: projection, a take of the same notes stays within ~0.45 of its reference over 2 s, another
+#: signal beyond ~0.9.
+TINY_KNOWN_DISTANCE = 0.5
+#: Match-vector dims of those checkpoints (a stored MatchProjection, as the trainer makes).
+TINY_MATCH_DIMS = 8
 EMBEDDING_HEAD = HeadSpec("embedding", "embedding", tuple(f"d{i}" for i in range(8)))
 
 #: Small enough to run in a test in milliseconds, same code path as the shipped preset.
@@ -39,6 +42,7 @@ def make_checkpoint(
     tiny: bool = True,
     projection: bool = False,
     known_distance: float | None = None,
+    match_dims: int | None = None,
 ) -> Path:
     """Write a checkpoint with deterministic random weights (for tests; not a trained model).
 
@@ -48,6 +52,8 @@ def make_checkpoint(
     projection / known_distance (with an ``embedding`` head): store embedding metadata the way
     the trainer does: save, run the engine over a signal (``make_signal(6 s)``), fit the
     projection on those embeddings, and rewrite the metadata (:func:`update_embedding_meta`).
+    match_dims: also fit a ``MatchProjection`` to that many dims, on the match vectors of
+    ``make_signal(max(6, match_dims) s)`` (the trainer's way: PCA of unprojected match vectors).
     """
     heads = heads if heads is not None else [EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD]
     torch.manual_seed(seed)
@@ -60,16 +66,20 @@ def make_checkpoint(
     out = save_checkpoint(
         path, model, fe, provenance={"kind": "test", "seed": seed, "trained": False}
     )
-    if projection or known_distance is not None:
-        proj = None
-        if projection:
-            from streamtag.checkpoint import load_checkpoint
-            from streamtag.engine import Engine
+    if projection or known_distance is not None or match_dims:
+        from streamtag.checkpoint import load_checkpoint
+        from streamtag.engine import Engine
 
+        proj = match = None
+        if projection:
             records = Engine(load_checkpoint(out)).analyze(
                 make_signal(6.0, fe.sample_rate_hz, seed=seed))
             proj = fit_projection(np.array([r["embedding"]["vector"] for r in records]))
-        update_embedding_meta(out, EmbeddingMeta(proj, known_distance))
+        if match_dims:
+            vectors = Engine(load_checkpoint(out)).reference_vectors(
+                make_signal(max(6.0, float(match_dims)), fe.sample_rate_hz, seed=seed))
+            match = fit_match_projection(vectors, match_dims)
+        update_embedding_meta(out, EmbeddingMeta(proj, known_distance, match))
     return out
 
 

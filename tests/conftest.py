@@ -48,11 +48,12 @@ def signal() -> np.ndarray:
 def tiny_embedding_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Emotion, tags and an 8-dim embedding head, with a fitted projection and a threshold."""
     from streamtag.model import EMOTION_HEAD
-    from streamtag.testing import EMBEDDING_HEAD, TAGS_HEAD, TINY_KNOWN_DISTANCE
+    from streamtag.testing import EMBEDDING_HEAD, TAGS_HEAD, TINY_KNOWN_DISTANCE, TINY_MATCH_DIMS
 
     return make_checkpoint(tmp_path_factory.mktemp("ck") / "tiny-embedding.safetensors",
                            heads=[EMOTION_HEAD, TAGS_HEAD, EMBEDDING_HEAD], projection=True,
-                           known_distance=TINY_KNOWN_DISTANCE)
+                           known_distance=TINY_KNOWN_DISTANCE,
+                           match_dims=TINY_MATCH_DIMS)
 
 
 @pytest.fixture(scope="session")

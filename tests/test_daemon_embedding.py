@@ -28,7 +28,7 @@ from streamtag.testing import make_signal
 
 def build_library(ck_path: Path, path: Path, names: list[str]) -> ReferenceLibrary:
     ck = load_checkpoint(ck_path)
-    lib = ReferenceLibrary(ck.weights_sha256, ck.model.encoded_features, 0.5)
+    lib = Engine(ck).new_library()
     for i, name in enumerate(names):
         lib.add(name, [Engine(ck).reference_vectors(make_signal(3.0, 22050, seed=10 + i))],
                 [f"{name}.wav"])

@@ -16,11 +16,13 @@ from streamtag.embedding import (
     PITCH_MATCH_WEIGHT,
     EmbeddingMeta,
     HopHistory,
+    MatchProjection,
     NoveltyMeter,
     Projection,
     fit_projection,
     match_vectors,
     novelty_of,
+    validate_embedding_meta,
 )
 from streamtag.errors import CheckpointError
 from streamtag.frontend import DEFAULT_FRONTEND
@@ -251,3 +253,43 @@ def test_match_vectors_weigh_unit_blocks() -> None:
     np.testing.assert_allclose(match_vectors(enc[:, :20], 20, 0), unit(enc[:, :20]))
     # An all-zero block stays zero rather than dividing by zero.
     assert np.isfinite(match_vectors(np.zeros((1, 40)), 20, 12)).all()
+
+
+def test_match_projection_is_fitted_stored_and_checked(tmp_path: Path) -> None:
+    from streamtag.checkpoint import load_checkpoint as load
+    from streamtag.engine import Engine
+    from streamtag.testing import make_signal
+
+    path = make_checkpoint(tmp_path / "m.safetensors", heads=[EMOTION_HEAD, EMBEDDING_HEAD],
+                           match_dims=6)
+    ck = load(path)
+    match = ck.embedding.match
+    assert match is not None and match.dims == 6
+    assert match.features == ck.model.encoded_features
+    np.testing.assert_allclose(match.axes @ match.axes.T, np.eye(6), atol=1e-5)  # orthonormal
+    engine = Engine(ck)
+    v = engine.reference_vectors(make_signal(3.0, 22050, seed=5))
+    assert v.shape[1] == engine.match_dims == 6
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-6)
+    # Refitting the same vectors gives the same map (deterministic signs), so the same id.
+    raw = Engine(load(make_checkpoint(tmp_path / "r.safetensors",
+                                      heads=[EMOTION_HEAD, EMBEDDING_HEAD])))
+    assert raw.match_id == "full" and raw.match_dims == ck.model.encoded_features
+    again = make_checkpoint(tmp_path / "again.safetensors", heads=[EMOTION_HEAD, EMBEDDING_HEAD],
+                            match_dims=6)
+    assert Engine(load(again)).match_id == engine.match_id
+    # A map for window encodings of another size does not fit this model.
+    wrong = EmbeddingMeta(match=MatchProjection(np.zeros(5), np.eye(5)[:2]))
+    with pytest.raises(ValueError, match="made for 5-dim window encodings"):
+        update_embedding_meta(path, wrong)
+
+
+@pytest.mark.parametrize("block,message", [
+    ({"center": [0.0, 1.0], "axes": [[1.0, 0.0, 0.0]]}, "axes: expected K rows"),
+    ({"center": [], "axes": []}, "center: expected a non-empty list"),
+    ({"center": [0.0], "axes": [[1.0]], "extra": 1}, "match.extra: unknown key"),
+])
+def test_broken_match_blocks_are_named(block: dict, message: str) -> None:
+    problems = validate_embedding_meta({"projection": None, "known_distance": None,
+                                        "match": block}, 8)
+    assert any(message in p for p in problems), problems

@@ -29,7 +29,7 @@ def vectors(records: list[dict]) -> np.ndarray:
 
 def library_of(ck: Checkpoint, signals: dict[str, np.ndarray]) -> ReferenceLibrary:
     """A library built as `streamtag reference add` builds it (engine, non-silent hops)."""
-    lib = ReferenceLibrary(ck.weights_sha256, ck.model.encoded_features, 0.5)
+    lib = Engine(ck).new_library()
     for name, x in signals.items():
         lib.add(name, [Engine(ck).reference_vectors(x)], [f"{name}.wav"])
     return lib

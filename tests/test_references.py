@@ -72,7 +72,7 @@ def _write(path: Path, tensors: dict, meta: object) -> None:
 
 def _meta(**over: object) -> dict:
     m = {"format": "streamtag-references", "version": 2, "checkpoint_sha256": SHA, "dims": 4,
-         "hop_s": 0.5, "references": [{"name": "a", "tensor": "r0", "hops": 2,
+         "hop_s": 0.5, "match": "full", "references": [{"name": "a", "tensor": "r0", "hops": 2,
                                        "segments": [2], "files": ["a.wav"]}]}
     m.update(over)
     return m
@@ -85,6 +85,7 @@ GOOD = {"r0": np.ones((2, 4), np.float32)}
     (GOOD, _meta(format="other"), "format: expected 'streamtag-references'"),
     (GOOD, _meta(version=9), "reads version 2, file has 9"),
     (GOOD, _meta(version=1), "version 1: made by an older streamtag .* add the references again"),
+    (GOOD, _meta(match="pca"), "match: expected 'full' or 12 hex digits, got 'pca'"),
     (GOOD, _meta(checkpoint_sha256="abc"), "checkpoint_sha256: expected 64 hex digits"),
     ({"r0": np.ones((2, 3), np.float32)}, _meta(), r"shape \[2, 3\] float32, expected \[hops, 4\]"),
     ({"r0": np.full((2, 4), np.nan, np.float32)}, _meta(), "NaN or infinite"),
@@ -252,3 +253,13 @@ def test_reference_cli_refusals(tmp_path: Path, tiny_embedding_path: Path,
     code, _, err = in_process(capsys, "reference", "add", " bad", str(wav), "--library",
                               str(lib))
     assert code == 2 and "reference name" in err
+
+
+def test_a_library_is_used_only_with_the_match_map_that_made_it(tmp_path: Path) -> None:
+    small_library(tmp_path / "lib.safetensors")
+    loaded = load_library(tmp_path / "lib.safetensors")
+    assert loaded.match == "full"
+    loaded.check_checkpoint(SHA, "full")
+    with pytest.raises(LibraryError, match=r"made with match vectors 'full'.* now makes "
+                                           r"'0123456789ab'.* rebuild the library"):
+        loaded.check_checkpoint(SHA, "0123456789ab")

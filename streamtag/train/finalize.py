@@ -6,6 +6,8 @@ reference library with the checkpoint's ``known_distance``. Both are fitted here
 
 - projection: PCA (``streamtag.embedding.fit_projection``) of the embeddings of up to
   ``PROJECTION_CLIPS`` training clips, every hop, through the model with the state carried;
+- match projection: PCA (``fit_match_projection``, ``MATCH_DIMS``) of the same hops' match
+  vectors, what reference libraries then store and compare;
 - known_distance: calibrated on the validation pieces by ``evaluate_embedding`` (render 1 of
   pieces in the library against render 1 of pieces left out).
 
@@ -24,9 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from streamtag.checkpoint import load_checkpoint, update_embedding_meta
-from streamtag.embedding import EmbeddingMeta, fit_projection
+from streamtag.checkpoint import Checkpoint, load_checkpoint, update_embedding_meta
+from streamtag.embedding import (
+    EmbeddingMeta,
+    fit_match_projection,
+    fit_projection,
+    match_vectors,
+)
 from streamtag.train.evaluate import hop_seconds, window_outputs
 from streamtag.train.evaluate_embedding import (
     EmbeddingReport,
@@ -53,19 +61,32 @@ def finalize_embedding(best: str | Path, train_feats: Sequence[ClipFeatures],
     if head is None:
         return None
     pick = np.linspace(0, len(train_feats) - 1, min(PROJECTION_CLIPS, len(train_feats)))
-    emb = [window_outputs(ck.model, train_feats[int(i)].windows[None])[head.name][0]
-           for i in np.unique(pick.round().astype(int))] if len(train_feats) else []
+    picked = [train_feats[int(i)] for i in np.unique(pick.round().astype(int))]
+    emb = [window_outputs(ck.model, f.windows[None])[head.name][0] for f in picked]
     if not emb:
         raise ValueError("no training clip to fit the embedding projection on")
     projection = fit_projection(np.concatenate(emb))
+    match = fit_match_projection(np.concatenate([_match_rows(ck, f.windows) for f in picked]))
+    # Calibrate with the map as stored (rounded), through a checkpoint that holds it.
+    update_embedding_meta(best, EmbeddingMeta(projection, None, match))
+    ck = load_checkpoint(best)
     pieces, skipped = pieces_from_clips(val_clips)
     for s in skipped[:5]:
         log.warning("embedding evaluation skipped %s", s)
     report = evaluate_embedding(ck, pieces) if len(pieces) >= 2 else EmbeddingReport()
-    update_embedding_meta(best, EmbeddingMeta(projection, report.known_distance))
-    log.info("embedding: projection fitted on %d hops; known_distance %s; %s",
-             sum(len(e) for e in emb), report.known_distance, _summary(report))
+    update_embedding_meta(best, EmbeddingMeta(projection, report.known_distance,
+                                              ck.embedding.match if ck.embedding else None))
+    log.info("embedding: projection fitted on %d hops, match vectors reduced to %d dims; "
+             "known_distance %s; %s", sum(len(e) for e in emb), match.dims,
+             report.known_distance, _summary(report))
     return report
+
+
+def _match_rows(ck: Checkpoint, windows: np.ndarray) -> np.ndarray:
+    """Unprojected match vectors [S, F] of one clip's windows [S, n_features, W]."""
+    with torch.inference_mode():
+        encoded = ck.model.encode(torch.from_numpy(np.array(windows, np.float32))).numpy()
+    return match_vectors(encoded, ck.model.sound_features, ck.model.arch.n_chroma)
 
 
 def _summary(r: EmbeddingReport) -> dict[str, Any]:
