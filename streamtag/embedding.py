@@ -90,11 +90,7 @@ class Projection:
     scale: np.ndarray
 
     def __post_init__(self) -> None:
-        # Fixed means fixed: float64 copies nobody can change in place.
-        for name in ("center", "axes", "scale"):
-            a = np.array(getattr(self, name), dtype=np.float64)
-            a.flags.writeable = False
-            object.__setattr__(self, name, a)
+        _freeze(self, ("center", "axes", "scale"))
 
     @property
     def dims(self) -> int:
@@ -115,6 +111,15 @@ class Projection:
         """Build from a validated dict (see :func:`validate_embedding_meta`)."""
         return Projection(np.asarray(d["center"], np.float64), np.asarray(d["axes"], np.float64),
                           np.asarray(d["scale"], np.float64))
+
+
+def _freeze(obj: Any, names: tuple[str, ...]) -> None:
+    """Replace a frozen dataclass's array fields by read-only float64 copies: a fixed map stays
+    fixed, nobody can change it in place."""
+    for name in names:
+        a = np.array(getattr(obj, name), dtype=np.float64)
+        a.flags.writeable = False
+        object.__setattr__(obj, name, a)
 
 
 def fit_projection(emb: np.ndarray) -> Projection:
@@ -166,10 +171,7 @@ class MatchProjection:
     axes: np.ndarray
 
     def __post_init__(self) -> None:
-        for name in ("center", "axes"):
-            a = np.array(getattr(self, name), dtype=np.float64)
-            a.flags.writeable = False
-            object.__setattr__(self, name, a)
+        _freeze(self, ("center", "axes"))
 
     @property
     def features(self) -> int:
