@@ -192,7 +192,7 @@ class MatchProjection:
     def project(self, v: np.ndarray) -> np.ndarray:
         """Match vectors [..., F] → unit vectors [..., K]."""
         y = (np.asarray(v, np.float64) - self.center) @ self.axes.T
-        return _unit(y)
+        return unit_rows(y)
 
     def to_dict(self) -> dict[str, Any]:
         # 7 significant digits (float32 precision) keep the checkpoint header small; the
@@ -215,7 +215,7 @@ def fit_match_projection(match: np.ndarray, dims: int = MATCH_DIMS) -> MatchProj
     return MatchProjection(center, axes)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows of x [..., D] scaled to unit length (zero rows stay zero)."""
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.where(norm > 1e-12, norm, 1.0)
@@ -359,9 +359,9 @@ def match_vectors(encoded: np.ndarray, sound_dims: int, n_chroma: int,
     """
     x = np.asarray(encoded, np.float64)
     bounds = [0, sound_dims] + ([sound_dims + n_chroma, x.shape[-1]] if n_chroma else [])
-    parts = [(1.0 if k == 0 else PITCH_MATCH_WEIGHT) * _unit(x[..., a:b])
+    parts = [(1.0 if k == 0 else PITCH_MATCH_WEIGHT) * unit_rows(x[..., a:b])
              for k, (a, b) in enumerate(itertools.pairwise(bounds))]
-    v = _unit(np.concatenate(parts, axis=-1))
+    v = unit_rows(np.concatenate(parts, axis=-1))
     return v if projection is None else projection.project(v)
 
 
@@ -425,9 +425,7 @@ class NoveltyMeter:
 
 def unit_mean(emb: np.ndarray) -> np.ndarray:
     """The mean of embeddings [N, D] scaled to unit length [D] (the zero vector stays zero)."""
-    m = np.asarray(emb, np.float64).mean(axis=0)
-    n = float(np.linalg.norm(m))
-    return m / n if n > 1e-12 else m
+    return unit_rows(np.asarray(emb, np.float64).mean(axis=0))
 
 
 __all__ = [
@@ -445,5 +443,6 @@ __all__ = [
     "match_vectors",
     "novelty_of",
     "unit_mean",
+    "unit_rows",
     "validate_embedding_meta",
 ]

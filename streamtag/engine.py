@@ -370,9 +370,7 @@ class Engine:
                                           * a.channels[0])))
         with torch.inference_mode():
             for i in range(0, n_hops, chunk):
-                part = windows[:, i:i + chunk]
-                b, s = part.shape[:2]
-                feats = self.model.encode(part.reshape(b * s, *part.shape[2:])).reshape(b, s, -1)
+                feats = self.model.encode_sequence(windows[:, i:i + chunk])
                 out, state = self.model.sequence_features(feats, state)
                 if self._emb_head is not None:
                     encodings.append(feats.numpy())
@@ -432,10 +430,13 @@ class Engine:
             rec[KEY_NOVELTY] = 0.0
         else:
             sound_dims = self.model.sound_features
-            match = match_vectors(encoded, sound_dims, self.arch.n_chroma, self._match)
-            queries.push(match)
-            if self._collect is not None and b == 0:
-                self._collect.append(match)
+            # Match vectors only when something reads them: the matcher, or reference_vectors.
+            collect = self._collect if b == 0 else None
+            if self.matcher is not None or collect is not None:
+                match = match_vectors(encoded, sound_dims, self.arch.n_chroma, self._match)
+                queries.push(match)
+                if collect is not None:
+                    collect.append(match)
             rec[KEY_NOVELTY] = _round(self._novelty[b].push(encoded[:sound_dims]))
         if self.matcher is not None:
             rec[KEY_REFERENCE] = self.matcher.match(

@@ -332,9 +332,12 @@ class StreamTagModel(nn.Module):
 
         The CNN sees all B·S windows in one batch; the LSTM runs over S.
         """
+        return self.sequence_features(self.encode_sequence(windows), state, activate)
+
+    def encode_sequence(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [B, S, n_features, T] → [B, S, F], all B·S windows in one CNN batch."""
         b, s = windows.shape[:2]
-        feats = self.encode(windows.reshape(b * s, *windows.shape[2:])).reshape(b, s, -1)
-        return self.sequence_features(feats, state, activate)
+        return self.encode(windows.reshape(b * s, *windows.shape[2:])).reshape(b, s, -1)
 
     def sequence_features(
         self, feats: torch.Tensor, state: LstmState | None = None, activate: bool = True

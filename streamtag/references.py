@@ -53,7 +53,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from streamtag.embedding import MAX_DISTANCE
+from streamtag.embedding import MAX_DISTANCE, unit_rows
 from streamtag.errors import LibraryError
 from streamtag.publish import wire
 
@@ -61,8 +61,8 @@ FORMAT = "streamtag-references"
 VERSION = 2
 _META_KEY = "streamtag"
 #: Hops of each reference matched: its first 20 min at 0.5 s hops. Bounds the per-hop cost
-#: whatever the recordings' length (20 references × 2400 hops × 8 query hops × 32 dims ≈ 12 M
-#: multiply-adds).
+#: whatever the recordings' length (each new query hop meets every reference hop once:
+#: 20 references × 2400 hops × 64 dims ≈ 3 M multiply-adds).
 MAX_HOPS_PER_REFERENCE = 2400
 NAME_MAX_CHARS = 64
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -124,14 +124,13 @@ class ReferenceLibrary:
     def check_checkpoint(self, sha256: str, match: str = "full") -> None:
         """Raise LibraryError unless this library was made with the weights hashing to
         ``sha256`` and the match-vector map ``match``; the message names both."""
+        where = f"{self.path}: " if self.path else ""
         if sha256 == self.checkpoint_sha256 and match != self.match:
-            where = f"{self.path}: " if self.path else ""
             raise LibraryError(
                 f"{where}reference library made with match vectors {self.match!r}, but checkpoint "
                 f"{sha256[:12]} now makes {match!r} (its embedding metadata was refitted): "
                 "rebuild the library with `streamtag reference add`")
         if sha256 != self.checkpoint_sha256:
-            where = f"{self.path}: " if self.path else ""
             raise LibraryError(
                 f"{where}reference library made with checkpoint {self.checkpoint_id}, but the "
                 f"loaded checkpoint is {sha256[:12]}; embeddings of different models cannot be "
@@ -332,8 +331,7 @@ class SequenceIndex:
                 if not n:
                     continue
                 left -= n
-                norms = np.linalg.norm(seg, axis=1, keepdims=True)
-                rows.append(seg / np.where(norms > 1e-12, norms, 1.0))
+                rows.append(unit_rows(seg))
                 room.append(np.arange(n, 0, -1))  # hops from each row to its file's end
                 self._files.append((o, at, n))
                 at += n
