@@ -156,21 +156,20 @@ class Engine:
         self.streams = streams or [StreamSpec()]
         self.silence_db = silence_db
         # One frontend frames every stream: one FFT batch per block, whatever the stream count.
-        # Pitch-class rows are computed once per hop, for the hop's frames (see defer_pitch).
+        # Feature rows are computed once per hop, for the hop's frames (see defer_rows).
         self._frontend = MelFrontend(self.fe_config, self.input_rate_hz, fast_lane,
-                                     channels=len(self.streams), defer_pitch=True)
+                                     channels=len(self.streams), defer_rows=True)
         self.fast_lane = fast_lane
         self._silence = self._frontend.silence_frame()
         fe = self.fe_config
         self.hop_s = self.arch.hop_frames * fe.hop_length / fe.sample_rate_hz
         self.latency_s = self._frontend.latency_samples / self.fe_config.sample_rate_hz
         b, w, m = len(self.streams), self.arch.window_frames, self.arch.n_features
-        # Sized up front: each stream's last `window_frames` frames and the hop's energies.
+        # Sized up front: each stream's last `window_frames` frames, and the hop's energies
+        # and power spectra (its feature rows come from these when the hop completes).
         self._window = np.empty((b, w, m), np.float32)
         self._energy = np.zeros((b, self.arch.hop_frames))
-        # The hop's power spectra, for its pitch-class rows (only with pitch-class rows).
-        self._power = (np.zeros((b, self.arch.hop_frames, fe.n_freqs), np.float32)
-                       if self.arch.n_chroma else None)
+        self._power = np.zeros((b, self.arch.hop_frames, fe.n_freqs), np.float32)
         self._collect: list[np.ndarray] | None = None  # match vectors, for reference_vectors
         self._init_embedding(novelty or NoveltyConfig(), reference or ReferenceConfig(), library)
         self.reset()
@@ -279,25 +278,28 @@ class Engine:
         out = EngineStep(fast=self._fast(frames, self._frontend.frames_out - len(frames[0])))
         n = len(frames[0])
         i = 0
-        hop, w = self.arch.hop_frames, self.arch.window_frames
+        hop = self.arch.hop_frames
         while i < n:
             take = min(hop - self._filled, n - i)
-            # Slide the window left by `take` and append the new frames: a few hundred floats.
-            self._window[:, : w - take] = self._window[:, take:]
             for b, f in enumerate(frames):
-                self._window[b, w - take:] = f.mel[i:i + take]
                 self._energy[b, self._filled:self._filled + take] = f.energy[i:i + take]
-                if self._power is not None:
-                    self._power[b, self._filled:self._filled + take] = f.power[i:i + take]
+                self._power[b, self._filled:self._filled + take] = f.power[i:i + take]
             self._filled += take
             i += take
             if self._filled == hop:
-                if self._power is not None:  # the hop's frames are the window's last `hop`
-                    self._window[:, w - hop:, self.arch.n_mels:] = (
-                        self._frontend.pitch_rows(self._power))
+                self._slide(self._frontend.rows(self._power))
                 out.records += self._emit(arrival)
                 self._filled = 0
         return out
+
+    def _slide(self, rows: np.ndarray) -> None:
+        """Append a hop's feature rows [B, hop, M] to the windows, dropping the oldest."""
+        w, hop = self.arch.window_frames, rows.shape[1]
+        if hop >= w:
+            self._window[:] = rows[:, hop - w:]
+            return
+        self._window[:, : w - hop] = self._window[:, hop:]
+        self._window[:, w - hop:] = rows
 
     def _stream_block(self, block: np.ndarray) -> np.ndarray:
         """Input block [n] or [n, channels] → [n, streams], each column one stream's mono mix."""
@@ -334,8 +336,8 @@ class Engine:
     def _fast(self, frames: list[Frames], first_index: int) -> list[FastFrames]:
         if not self.fast_lane or not len(frames[0]):
             return []
-        idx = np.arange(first_index + 1, first_index + 1 + len(frames[0]))
-        t = idx * self.fe_config.hop_length / self.fe_config.sample_rate_hz - self.latency_s
+        frame_s = self.fe_config.hop_length / self.fe_config.sample_rate_hz
+        t = np.arange(first_index + 1, first_index + 1 + len(frames[0])) * frame_s - self.latency_s
         return [FastFrames(s.name, t, f.fast) for s, f in zip(self.streams, frames, strict=True)]
 
     # -- offline -----------------------------------------------------------------------------

@@ -142,9 +142,9 @@ class Frames:
     fast: [N, 4] float32, the fast lane (``FAST_NAMES``): loudness [dBFS of the frame],
     spectral centroid [Hz], spectral flatness [0..1], onset strength (half-wave rectified
     log-power flux, mean over bins).
-    power: [N, n_freqs] float32 power spectra, only from a frontend that defers its pitch-class
-    rows (``defer_pitch``): those rows of ``mel`` are then 0 until ``MelFrontend.pitch_rows``
-    computes them from these spectra.
+    power: [N, n_freqs] float32 power spectra, only from a frontend that defers its feature
+    rows (``defer_rows``): ``mel`` is then [N, 0] until ``MelFrontend.rows`` computes the rows
+    from these spectra.
     """
 
     mel: np.ndarray
@@ -153,7 +153,7 @@ class Frames:
     power: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return int(self.mel.shape[0])
+        return int(self.energy.shape[0])
 
     @staticmethod
     def empty(n_features: int, n_fast: int = len(FAST_NAMES)) -> Frames:
@@ -170,13 +170,17 @@ class Frames:
             np.concatenate([p.mel for p in parts]),
             np.concatenate([p.energy for p in parts]),
             np.concatenate([p.fast for p in parts]),
-            None if parts[0].power is None else np.concatenate([p.power for p in parts]),
+            _concat_or_none([p.power for p in parts if p.power is not None]),
         )
+
+
+def _concat_or_none(arrays: list[np.ndarray]) -> np.ndarray | None:
+    return np.concatenate(arrays) if arrays else None
 
 
 def downmix(block: np.ndarray, channels: list[int] | None = None) -> np.ndarray:
     """Mono float32 [n] from ``block`` [n] or [n, C]: the mean of the selected channels (all if
-    None), averaged in float64.
+    None), summed in float64.
 
     Non-finite samples become 0 so one bad sample cannot poison the model's state.
     """
@@ -189,7 +193,12 @@ def downmix(block: np.ndarray, channels: list[int] | None = None) -> np.ndarray:
             if bad:
                 raise ValueError(f"channels {bad} out of range: input has {block.shape[1]}")
             block = block[:, channels]
-        mono = (np.add.reduce(block, axis=1, dtype=np.float64) / block.shape[1]).astype(np.float32)
+        # Column by column: numpy reduces a short inner axis (axis=1 of [n, 2]) ~15x slower
+        # than it adds two columns, and this runs 50 times a second.
+        acc = block[:, 0].astype(np.float64)
+        for c in range(1, block.shape[1]):
+            acc += block[:, c]
+        mono = (acc / block.shape[1]).astype(np.float32)
     else:
         raise ValueError(f"audio block must be [n] or [n, channels], got shape {block.shape}")
     return finite(mono)
@@ -197,12 +206,8 @@ def downmix(block: np.ndarray, channels: list[int] | None = None) -> np.ndarray:
 
 def finite(a: np.ndarray) -> np.ndarray:
     """``a`` with NaN and ±Inf replaced by 0 (a copy only when there are any)."""
-    # A finite sum proves every sample finite in one pass; +Inf + -Inf in the sum is the
-    # expected NaN of a non-finite block, not a problem to warn about.
-    with np.errstate(invalid="ignore", over="ignore"):
-        if np.isfinite(np.add.reduce(a, axis=None)) or np.isfinite(a).all():
-            return a
-    return np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    ok = np.isfinite(a)
+    return a if ok.all() else np.where(ok, a, 0).astype(a.dtype, copy=False)
 
 
 class MelFrontend:
@@ -213,11 +218,12 @@ class MelFrontend:
     fast_lane: also compute the fast-lane descriptors (``Frames.fast`` is [N, 0] without).
     channels: independent signals (the engine's streams) framed together, so one FFT batch and
     one set of small-op overheads serve them all (``process_channels``).
-    defer_pitch: ``process``/``process_channels`` leave the pitch-class rows 0 and hand out
-    each frame's power spectrum (``Frames.power``); ``pitch_rows`` computes the rows later, in
-    frame order, from any number of frames at once. A live engine needs them only once per
-    hop, and the fold into pitch classes costs per call what 25 frames cost at once (measured:
-    ~200 µs per live frame, a third of the frame's cost). The offline methods compute them.
+    defer_rows: ``process``/``process_channels`` hand out each frame's power spectrum
+    (``Frames.power``) instead of its feature row (``Frames.mel`` is then [N, 0]); ``rows``
+    computes the rows later, in frame order, from any number of frames at once. A live engine
+    needs them only once per hop, when the model runs; a live frame then costs only its FFT and
+    the fast lane (measured on the 2-core VM: ~1.4 → ~0.9 ms per frame with cold caches). The
+    offline methods compute the rows.
     """
 
     def __init__(
@@ -226,14 +232,14 @@ class MelFrontend:
         input_rate_hz: int | None = None,
         fast_lane: bool = True,
         channels: int = 1,
-        defer_pitch: bool = False,
+        defer_rows: bool = False,
     ) -> None:
         if channels < 1:
             raise ValueError(f"channels: expected >= 1, got {channels}")
         self.config = config
         self.fast_lane = fast_lane
         self.channels = channels
-        self.defer_pitch = defer_pitch and config.n_chroma > 0
+        self.defer_rows = defer_rows
         self.input_rate_hz = input_rate_hz or config.sample_rate_hz
         self._resampler = (
             Resampler(self.input_rate_hz, config.sample_rate_hz)
@@ -256,7 +262,9 @@ class MelFrontend:
                 config.n_mels, config.sample_rate_hz, norm=None, mel_scale="htk",
             )
         self._fbank = fb.float()  # [n_freqs, n_mels]
-        self._freqs = torch.linspace(0, config.sample_rate_hz / 2, config.n_freqs).numpy()
+        freqs = torch.linspace(0, config.sample_rate_hz / 2, config.n_freqs).numpy()
+        # [n_freqs, 2]: one product of the power spectrum gives its sum and first moment.
+        self._moments = np.stack([np.ones_like(freqs), freqs], axis=1)
         # Sized up front: the tail a frame still needs never exceeds n_fft - hop samples.
         self._keep = n_fft - config.hop_length
         self._n_fast = len(FAST_NAMES) if fast_lane else 0
@@ -343,7 +351,7 @@ class MelFrontend:
         if n_frames <= 0:
             self._tail = buf
             return self._no_frames(self.channels)
-        out = self._features(buf, n_frames, defer_pitch=self.defer_pitch)
+        out = self._features(buf, n_frames, defer_rows=self.defer_rows)
         self._tail = buf[:, n_frames * self.config.hop_length:].copy()
         self.frames_out += n_frames
         return out
@@ -367,81 +375,94 @@ class MelFrontend:
                 for c in range(x.shape[0])]
 
     def _no_frames(self, channels: int) -> list[Frames]:
-        return [Frames.empty(self.config.n_features, self._n_fast) for _ in range(channels)]
+        rows = 0 if self.defer_rows else self.config.n_features
+        return [Frames.empty(rows, self._n_fast) for _ in range(channels)]
 
     def _n_frames(self, n_samples: int) -> int:
         n_fft, hop = self.config.n_fft, self.config.hop_length
         return (n_samples - n_fft) // hop + 1 if n_samples >= n_fft else 0
 
     def _features(self, buf: np.ndarray, n_frames: int,
-                  defer_pitch: bool = False) -> list[Frames]:
-        """The first ``n_frames`` frames of ``buf`` [C, L] (frame k = samples
+                  defer_rows: bool = False) -> list[Frames]:
+        """The first ``n_frames`` frames of ``buf`` [C, L] float32 (frame k = samples
         ``[k*hop, k*hop + n_fft)``) → per channel Frames. Carries the onset-flux state.
 
         One ``torch.stft`` over the buffer (float32): the same per-frame arithmetic whatever
-        the number of frames or channels, with no copy of overlapping frames. The mel frames stay
-        in torch; the energies and the fast lane are numpy, float32 as before: the daemon runs
-        this for one frame at a time, 50 times a second, where a torch call costs ~5× a numpy
-        one (measured: 440 → ~250 µs per frame).
+        the number of frames or channels, with no copy of overlapping frames. The rest is numpy,
+        float32: the daemon runs this for one frame at a time, 50 times a second, where each
+        call's fixed cost is most of the work, so it makes as few calls as it can.
         """
         cfg = self.config
         c, hop = buf.shape[0], cfg.hop_length
         used = self._keep + n_frames * hop  # = (n_frames - 1) * hop + n_fft
-        # numpy's rfft here was cheaper per live frame (~250 against ~600 µs with cold caches),
-        # but with it the benchmark's JACK graph (5 ms periods) missed deadlines about twice a
-        # second, at the hop rate (cause not found); with torch.stft, none. Kept torch.
-        x = torch.from_numpy(np.ascontiguousarray(buf[:, :used], dtype=np.float32))
-        spec = torch.stft(x, cfg.n_fft, hop, cfg.n_fft, self._window, center=False,
-                          return_complex=True)  # [C, n_freqs, N]
-        power = (spec.real.square() + spec.imag.square()).transpose(1, 2)  # [C, N, n_freqs]
-        mag = power if cfg.power == 2.0 else power.sqrt()
-        mel = mag @ self._fbank  # [C, N, n_mels]
-        if cfg.log:
-            mel = torch.log(mel + cfg.log_floor)
+        xs = np.ascontiguousarray(buf[:, :used], dtype=np.float32)
+        # [C, N, n_fft]: the frames, a strided view (frame k starts at sample k*hop).
+        s0, s1 = xs.strides
+        frames = np.lib.stride_tricks.as_strided(xs, (c, n_frames, cfg.n_fft),
+                                                 (s0, hop * s1, s1), writeable=False)
+        # numpy's rfft of the windowed frames was cheaper per live frame (~15 % with cold
+        # caches), but with it the benchmark's JACK graph (5 ms periods) missed deadlines about
+        # twice a second, at the hop rate (cause not found); with torch.stft, none. Kept torch.
+        spec = torch.stft(torch.from_numpy(xs), cfg.n_fft, hop, cfg.n_fft, self._window,
+                          center=False, return_complex=True).numpy().transpose(0, 2, 1)
+        power = np.square(spec.real)
+        power += np.square(spec.imag)  # [C, N, n_freqs]
         # Mean square of each frame's hop newest samples (the engine's level_db): frame k's
         # newest samples are buf[keep + k*hop : keep + (k+1)*hop].
-        xs = x.numpy()
-        energy = np.square(xs[:, self._keep:].reshape(c, n_frames, hop)).mean(axis=2)
-        if self.fast_lane:
-            # [C, N, win_length]: each frame's windowed (newest) part, a strided view.
-            s0, s1 = xs.strides
-            frames = np.lib.stride_tricks.as_strided(
-                xs[:, cfg.n_fft - cfg.win_length:], (c, n_frames, cfg.win_length),
-                (s0, hop * s1, s1), writeable=False)
-            loudness = 10 * np.log10(np.square(frames).mean(axis=2) + np.float32(1e-10))
-            fast = self._fast_lane(power.numpy(), loudness)
-        else:
-            fast = np.zeros((c, n_frames, 0), np.float32)
-        mel_np, energy_np = mel.numpy(), energy.astype(np.float64)
-        power_np = None
-        if cfg.n_chroma:
-            if defer_pitch:
-                power_np = power.numpy()
-                rows = np.zeros((c, n_frames, cfg.n_chroma), np.float32)
-            else:
-                rows = self.pitch_rows(power.numpy())
-            mel_np = np.concatenate([mel_np, rows], axis=2)
-        return [Frames(mel_np[i], energy_np[i], fast[i],
-                       None if power_np is None else power_np[i]) for i in range(c)]
+        newest = xs[:, self._keep:].reshape(c, n_frames, hop)
+        energy = np.einsum("cnh,cnh->cn", newest, newest, dtype=np.float64) / hop
+        fast = (self._fast_lane(frames, power) if self.fast_lane
+                else np.zeros((c, n_frames, 0), np.float32))
+        if defer_rows:
+            rows = np.zeros((c, n_frames, 0), np.float32)
+            return [Frames(rows[i], energy[i], fast[i], power[i]) for i in range(c)]
+        rows = self.rows(power)
+        return [Frames(rows[i], energy[i], fast[i]) for i in range(c)]
 
-    def _fast_lane(self, power: np.ndarray, loudness: np.ndarray) -> np.ndarray:
-        """[C, N, n_freqs] power spectra (float32) → [C, N, 4] fast-lane values (float32; one
-        log serves two)."""
+    def _fast_lane(self, frames: np.ndarray, power: np.ndarray) -> np.ndarray:
+        """Frames [C, N, n_fft] and their power spectra [C, N, n_freqs] (float32) → [C, N, 4]
+        fast-lane values (float32; one log serves two, one product gives the spectrum's sum
+        and centroid)."""
+        cfg = self.config
+        c, n_frames = power.shape[:2]
         eps = np.float32(1e-10)
+        frames = frames[..., cfg.n_fft - cfg.win_length:]  # each frame's windowed (newest) part
+        out = np.empty((c, n_frames, 4), np.float32)
+        mean_square = np.einsum("cnw,cnw->cn", frames, frames) / np.float32(cfg.win_length)
+        out[..., 0] = 10 * np.log10(mean_square + eps)
+        moments = power @ self._moments  # [C, N, 2]: Σ p, Σ f·p
+        out[..., 1] = moments[..., 1] / (moments[..., 0] + eps)
         logp = np.log(power + eps)
-        centroid = (power @ self._freqs) / (power.sum(axis=2) + eps)
-        flatness = np.exp(logp.mean(axis=2)) / (power.mean(axis=2) + eps)
+        mean_power = moments[..., 0] / np.float32(cfg.n_freqs)
+        out[..., 2] = np.minimum(np.exp(logp.mean(axis=2)) / (mean_power + eps), 1.0)
         first_prev = self._prev_logpow if self._prev_logpow is not None else logp[:, 0]
-        prev = np.concatenate([first_prev[:, None, :], logp[:, :-1]], axis=1)
-        onset = np.maximum(logp - prev, 0.0).mean(axis=2)
+        if n_frames == 1:
+            flux = logp[:, 0] - first_prev
+            out[:, 0, 3] = np.maximum(flux, 0.0, out=flux).mean(axis=1)
+        else:
+            prev = np.concatenate([first_prev[:, None, :], logp[:, :-1]], axis=1)
+            flux = logp - prev
+            out[..., 3] = np.maximum(flux, 0.0, out=flux).mean(axis=2)
         self._prev_logpow = logp[:, -1].copy()
-        return np.stack([loudness, centroid, np.clip(flatness, 0.0, 1.0), onset],
-                        axis=2).astype(np.float32, copy=False)
+        return out
+
+    def rows(self, power: np.ndarray) -> np.ndarray:
+        """[C, N, n_freqs] power spectra of each channel's next N frames → [C, N, n_features]
+        their feature rows: the n_mels (log-)mel bands, then the pitch-class rows. Advances the
+        pitch-class memory: call it once per frame, in frame order (see ``defer_rows``)."""
+        cfg = self.config
+        mag = power if cfg.power == 2.0 else np.sqrt(power)
+        mel = torch.from_numpy(np.ascontiguousarray(mag)) @ self._fbank  # [C, N, n_mels]
+        if cfg.log:
+            mel = torch.log(mel + cfg.log_floor)
+        if not cfg.n_chroma:
+            return mel.numpy()
+        return np.concatenate([mel.numpy(), self.pitch_rows(power)], axis=2)
 
     def pitch_rows(self, power: np.ndarray) -> np.ndarray:
         """[C, N, n_freqs] power spectra of each channel's next N frames → [C, N, 12] their
         pitch-class rows: log(12 · share), the shares averaged over the last chroma_memory_s.
-        Advances the memory: call it once per frame, in frame order (see ``defer_pitch``)."""
+        Advances the memory: call it once per frame, in frame order (see ``defer_rows``)."""
         share = _pitch_class_shares(spectral_peak_chroma(power, self.config))
         if self.config.chroma_memory_s > 0:
             a = np.exp(-self.config.hop_length

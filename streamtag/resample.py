@@ -42,6 +42,7 @@ class Resampler:
         # The same, oldest input first, to meet a window of consecutive inputs x[n-taps+1..n].
         self._phases_rev = self._phases[:, ::-1].copy()
         self._taps = taps
+        self._patterns: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int]] = {}
         self.reset()
 
     @property
@@ -58,6 +59,24 @@ class Resampler:
     def outputs_produced(self) -> int:
         """Output samples returned so far (per channel)."""
         return self._m_out
+
+    def _pattern(self, r: int, count: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Outputs r .. r + count - 1 → their taps [M, taps], the offsets [M, taps] of the
+        inputs they meet relative to the first output's first input, and that input's offset
+        (plus taps - 1) from input 0. The phase pattern repeats every ``up`` outputs. Cached:
+        a live input feeds the same block size again and again (48 kHz → 22.05 kHz: each
+        frame is 3 whole periods)."""
+        key = (r, count)
+        hit = self._patterns.get(key)
+        if hit is None:
+            p = np.arange(r, r + count, dtype=np.int64) * self.down
+            nmax = p // self.up
+            hit = (self._phases_rev[p - nmax * self.up],
+                   (nmax - nmax[0])[:, None] + np.arange(self._taps), int(nmax[0]))
+            if len(self._patterns) >= 16:  # block sizes that keep changing: a small cache
+                self._patterns.clear()
+            self._patterns[key] = hit
+        return hit
 
     def reset(self) -> None:
         self._hist: np.ndarray | None = None  # [C, taps-1] last inputs, zeros before the start
@@ -77,21 +96,17 @@ class Resampler:
         self._n_in += x2.shape[1]
         # Output m needs inputs up to floor(m*down/up) < n_in.
         m_end = -(-self._n_in * self.up // self.down)  # first m with m*down >= n_in*up
-        ms = np.arange(self._m_out, m_end, dtype=np.int64)
         self._hist = buf[:, buf.shape[1] - (self._taps - 1):]
-        if ms.size == 0:
+        count = int(m_end) - self._m_out
+        if count <= 0:
             out = np.zeros((x2.shape[0], 0))
             return out[0] if mono else out
+        q, r = divmod(self._m_out, self.up)
         self._m_out = int(m_end)
-        p = ms * self.down
-        nmax = p // self.up
-        phase = p - nmax * self.up
-        # Output m meets buf[n - taps + 1 .. n], n = nmax - base: a row of the sliding windows
-        # (copied row by row, much cheaper than gathering taps × outputs single elements).
-        s0, s1 = buf.strides
-        windows = np.lib.stride_tricks.as_strided(  # [C, L - taps + 1, taps], read-only view
-            buf, (buf.shape[0], buf.shape[1] - self._taps + 1, self._taps), (s0, s1, s1),
-            writeable=False)
-        rows = windows[:, nmax - base - (self._taps - 1)]  # [C, M, taps]
-        out = np.einsum("mt,cmt->cm", self._phases_rev[phase], rows)
+        coefs, index, offset = self._pattern(r, count)
+        # Output q*up + r + i meets inputs n - taps + 1 .. n with n = (m * down) // up
+        # = q*down + ((r + i) * down) // up: the first of them is buf[first + index[i, 0]].
+        first = q * self.down + offset - base - (self._taps - 1)
+        rows = buf[:, first:][:, index]  # [C, M, taps], copied row by row
+        out = np.einsum("mt,cmt->cm", coefs, rows)
         return out[0] if mono else out

@@ -256,15 +256,20 @@ def test_flat_and_tiny_spectra_give_finite_pitch_classes(level: float) -> None:
     assert np.isfinite(rows).all()
 
 
-def test_deferred_pitch_rows_equal_the_inline_ones() -> None:
-    """The live engine leaves pitch-class rows for later and computes them a hop at a time."""
+def test_deferred_rows_equal_the_inline_ones() -> None:
+    """The live engine leaves the feature rows for later and computes them a hop at a time,
+    from the frames' power spectra: the same rows, the pitch-class memory carried across."""
     x = _harmonic_tones([60, 63, 67], seconds=2.0) + _harmonic_tones([70], seconds=2.0)[::-1]
-    inline = MelFrontend(DEFAULT_FRONTEND).process_offline(x).mel
-    fe = MelFrontend(DEFAULT_FRONTEND, defer_pitch=True)
+    offline = MelFrontend(DEFAULT_FRONTEND).process_offline(x)
+    fe = MelFrontend(DEFAULT_FRONTEND, defer_rows=True)
     parts = [fe.process(x[i:i + 1000]) for i in range(0, x.size, 1000)]
-    frames = Frames.concat(parts, DEFAULT_FRONTEND.n_features)
-    assert np.array_equal(frames.mel[:, 64:], np.zeros_like(frames.mel[:, 64:]))
-    rows = np.concatenate([fe.pitch_rows(frames.power[None, i:i + n])[0]
+    frames = Frames.concat(parts, 0)
+    assert frames.mel.shape == (len(frames), 0) and frames.power is not None
+    rows = np.concatenate([fe.rows(frames.power[None, i:i + n])[0]
                            for i, n in ((0, 3), (3, 25), (28, 1), (29, len(frames) - 29))])
-    np.testing.assert_allclose(frames.mel[:, :64], inline[:len(frames), :64], rtol=1e-5)
-    np.testing.assert_allclose(rows, inline[:len(frames), 64:], atol=1e-6)
+    inline = offline.mel[:len(frames)]
+    np.testing.assert_allclose(rows[:, :64], inline[:, :64], rtol=1e-5)
+    np.testing.assert_allclose(rows[:, 64:], inline[:, 64:], atol=1e-6)
+    # What the deferred frames do carry is what the offline ones carry.
+    np.testing.assert_allclose(frames.energy, offline.energy[:len(frames)], rtol=1e-6)
+    np.testing.assert_allclose(frames.fast, offline.fast[:len(frames)], rtol=1e-5, atol=1e-5)
