@@ -337,7 +337,9 @@ class Engine:
         if not self.fast_lane or not len(frames[0]):
             return []
         frame_s = self.fe_config.hop_length / self.fe_config.sample_rate_hz
-        t = np.arange(first_index + 1, first_index + 1 + len(frames[0])) * frame_s - self.latency_s
+        t = np.arange(first_index + 1, first_index + 1 + len(frames[0]), dtype=np.float64)
+        t *= frame_s
+        t -= self.latency_s
         return [FastFrames(s.name, t, f.fast) for s, f in zip(self.streams, frames, strict=True)]
 
     # -- offline -----------------------------------------------------------------------------
