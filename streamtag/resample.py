@@ -61,9 +61,9 @@ class Resampler:
         return self._m_out
 
     def _pattern(self, r: int, count: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Outputs r .. r + count - 1 → their taps [M, taps], the offsets [M, taps] of the
-        inputs they meet relative to the first output's first input, and that input's offset
-        (plus taps - 1) from input 0. The phase pattern repeats every ``up`` outputs. Cached:
+        """Outputs r .. r + count - 1 → their taps [M, taps], the offsets [M] of the first
+        inputs they meet relative to the first output's, and that input's offset (plus
+        taps - 1) from input 0. The phase pattern repeats every ``up`` outputs. Cached:
         a live input feeds the same block size again and again (48 kHz → 22.05 kHz: each
         frame is 3 whole periods)."""
         key = (r, count)
@@ -71,8 +71,7 @@ class Resampler:
         if hit is None:
             p = np.arange(r, r + count, dtype=np.int64) * self.down
             nmax = p // self.up
-            hit = (self._phases_rev[p - nmax * self.up],
-                   (nmax - nmax[0])[:, None] + np.arange(self._taps), int(nmax[0]))
+            hit = (self._phases_rev[p - nmax * self.up], nmax - nmax[0], int(nmax[0]))
             if len(self._patterns) >= 16:  # block sizes that keep changing: a small cache
                 self._patterns.clear()
             self._patterns[key] = hit
@@ -103,10 +102,15 @@ class Resampler:
             return out[0] if mono else out
         q, r = divmod(self._m_out, self.up)
         self._m_out = int(m_end)
-        coefs, index, offset = self._pattern(r, count)
+        coefs, starts, offset = self._pattern(r, count)
         # Output q*up + r + i meets inputs n - taps + 1 .. n with n = (m * down) // up
-        # = q*down + ((r + i) * down) // up: the first of them is buf[first + index[i, 0]].
+        # = q*down + ((r + i) * down) // up: the first of them is buf[first + starts[i]].
         first = q * self.down + offset - base - (self._taps - 1)
-        rows = buf[:, first:][:, index]  # [C, M, taps], copied row by row
+        c, length = buf.shape
+        s0, s1 = buf.strides  # buf is a fresh C-contiguous array: a sliding-window view of it
+        windows = np.ndarray((c, length - first - self._taps + 1, self._taps), buf.dtype, buf,
+                             first * s1, (s0, s1, s1))
+        # [C, M, taps]: copied row by row, much cheaper than gathering M × taps elements.
+        rows = windows[:, starts]
         out = np.einsum("mt,cmt->cm", coefs, rows)
         return out[0] if mono else out
