@@ -262,10 +262,16 @@ class Engine:
             h.reset()
 
     # -- streaming ---------------------------------------------------------------------------
-    def input_needed(self) -> int:
-        """Input samples [at input_rate_hz] still to come before the next frame completes: a
-        live caller has no work before, and feeding exactly this many ends on that frame."""
-        return max(1, self._frontend.input_needed())
+    def input_needed(self, frames: int = 1) -> int:
+        """Input samples [at input_rate_hz] still to come before the next ``frames`` frames
+        complete: a live caller has no work before, and feeding exactly this many ends on the
+        last of them."""
+        return max(1, self._frontend.input_needed(frames))
+
+    @property
+    def frames_to_hop(self) -> int:
+        """Frames still to come before the next hop completes (1..hop_frames)."""
+        return self.arch.hop_frames - self._filled
 
     def process(self, block: np.ndarray, arrival: float | None = None) -> EngineStep:
         """Feed a block [n] or [n, channels] at ``input_rate_hz``; return completed hops.

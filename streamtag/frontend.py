@@ -319,9 +319,11 @@ class MelFrontend:
             raise ValueError(f"expected a block [n, {self.channels}], got shape {block.shape}")
         return finite(block)
 
-    def input_needed(self) -> int:
-        """Input samples [at input_rate_hz] still to come before the next frame completes."""
-        need_out = self.config.n_fft - self._tail.shape[1]  # model-rate samples
+    def input_needed(self, frames: int = 1) -> int:
+        """Input samples [at input_rate_hz] still to come before the next ``frames`` frames
+        complete."""
+        # model-rate samples
+        need_out = self.config.n_fft - self._tail.shape[1] + (frames - 1) * self.config.hop_length
         if self._resampler is None:
             return need_out - self._pending_n
         r = self._resampler

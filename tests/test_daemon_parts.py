@@ -103,3 +103,35 @@ def test_daemon_holds_blas_to_one_thread_and_freezes_startup_objects(data_dir) -
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize(("fast", "frames"), [({"rate_hz": 50.0}, 1), ({"rate_hz": 25.0}, 2),
+                                              ({"enabled": False}, 25)])
+def test_the_loop_waits_for_the_frames_whose_results_go_out(data_dir, fast, frames) -> None:
+    """The loop asks its source for input up to the next frame it publishes: each fast-lane
+    frame sent, or the hop's last. A fast lane at 25 Hz halves the wakeups; none leaves two a
+    second. The records stay those of the whole signal."""
+    from support import free_port
+
+    from streamtag.daemon import Daemon
+
+    cfg = config_from_dict({
+        "input": {"file": str(data_dir / "signal.wav"), "realtime": False},
+        "model": {"checkpoint": str(data_dir / "tiny-default.safetensors")},
+        "outputs": {"osc": {"targets": [{"host": "127.0.0.1", "port": free_port()}],
+                            "fast": fast},
+                    "zmq": {"enabled": False}},
+        "control": {"enabled": False},
+    })
+    daemon = Daemon(cfg)
+    asked: list[int] = []
+    read = daemon.source.read
+
+    def recording_read(max_frames: int, timeout_s: float, min_frames: int = 1):  # type: ignore[no-untyped-def]
+        asked.append(min_frames)
+        return read(max_frames, timeout_s, min_frames)
+
+    daemon.source.read = recording_read  # type: ignore[method-assign]
+    assert daemon.run() == 0
+    assert asked[0] == frames * 441  # 22.05 kHz input: a frame is 441 samples
+    assert daemon.counters.hops == 6
