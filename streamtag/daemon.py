@@ -41,6 +41,7 @@ from streamtag.references import ReferenceLibrary, load_library
 log = logging.getLogger("streamtag.daemon")
 
 SYNTHETIC_PREFIX = "synthetic:"
+ONSET_COLUMN = wire.FAST_NAMES.index("onset")
 #: Longest the loop waits for input [s]: how long a command or a stop can wait for it.
 MAX_WAIT_S = 0.1
 #: With a file read as fast as possible, how long to wait for a first ZeroMQ subscriber [s].
@@ -237,6 +238,9 @@ class Daemon:
         frame_rate = ck.frontend.frame_rate_hz
         self._fast_every = max(1, round(frame_rate / cfg.outputs.osc.fast.rate_hz))
         self._fast_count = 0
+        # Strongest onset per stream since the last fast-lane message: below the frame rate
+        # the frames in between are not sent, and a click lives in one frame.
+        self._onset_hold: dict[str, float] = {}
         self.manifest = wire.build_manifest(
             [h.to_dict() for h in ck.heads], cfg.outputs.osc.prefix, self._stream_names(cfg),
             wire.FAST_NAMES if engine.fast_lane else (),
@@ -295,12 +299,12 @@ class Daemon:
                             "ZeroMQ and control take effect on restart; applying the rest")
             cfg = kept
             old = (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every,
-                   self._frame_in_min)
+                   self._fast_count, self._onset_hold, self._frame_in_min)
             try:
                 self._build_analysis(cfg, ck)
             except Exception:
                 (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every,
-                 self._frame_in_min) = old
+                 self._fast_count, self._onset_hold, self._frame_in_min) = old
                 raise
         except (ConfigError, CheckpointError, StreamtagError, ValueError) as e:
             self.counters.reloads_refused += 1
@@ -429,12 +433,20 @@ class Daemon:
     def _publish_fast(self, fast: list[FastFrames]) -> None:
         n = len(fast[0].t)
         wall = time.time()
+        every = self._fast_every
         for i in range(n):
             self._fast_count += 1
-            if self._fast_count % self._fast_every:
+            if self._fast_count % every:
+                if every > 1:
+                    for f in fast:
+                        onset = float(f.values[i, ONSET_COLUMN])
+                        if onset > self._onset_hold.get(f.stream, 0.0):
+                            self._onset_hold[f.stream] = onset
                 continue
             for f in fast:
                 values = dict(zip(f.names, f.values[i].tolist(), strict=True))
+                if every > 1:
+                    values["onset"] = max(values["onset"], self._onset_hold.pop(f.stream, 0.0))
                 if self.osc is not None:
                     self.osc.send_fast(f.stream, wall, values)
                 if self.zmq is not None:

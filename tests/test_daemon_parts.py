@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from streamtag.config import config_from_dict
@@ -135,3 +136,48 @@ def test_the_loop_waits_for_the_frames_whose_results_go_out(data_dir, fast, fram
     assert daemon.run() == 0
     assert asked[0] == frames * 441  # 22.05 kHz input: a frame is 441 samples
     assert daemon.counters.hops == 6
+
+
+def test_a_slower_fast_lane_keeps_every_onset(data_dir) -> None:
+    """At 12.5 Hz the fast lane sends every 4th frame: its onset is the strongest of the 4
+    frames since the previous message (a click lives in one frame), the rest are the sent
+    frame's own values."""
+    from support import free_port
+
+    from streamtag.daemon import Daemon
+
+    cfg = config_from_dict({
+        "input": {"file": str(data_dir / "signal.wav"), "realtime": False},
+        "model": {"checkpoint": str(data_dir / "tiny-default.safetensors")},
+        "outputs": {"osc": {"targets": [{"host": "127.0.0.1", "port": free_port()}],
+                            "fast": {"rate_hz": 12.5}},
+                    "zmq": {"enabled": False}},
+        "control": {"enabled": False},
+    })
+    daemon = Daemon(cfg)
+    frames: list[np.ndarray] = []
+    sent: list[dict[str, float]] = []
+    publish, send = daemon._publish_fast, daemon.osc.send_fast  # type: ignore[union-attr]
+
+    def recording_publish(fast):  # type: ignore[no-untyped-def]
+        frames.append(fast[0].values.copy())
+        publish(fast)
+
+    def recording_send(stream, wall, values):  # type: ignore[no-untyped-def]
+        sent.append(dict(values))
+        send(stream, wall, values)
+
+    daemon._publish_fast = recording_publish  # type: ignore[method-assign]
+    daemon.osc.send_fast = recording_send  # type: ignore[union-attr, method-assign]
+    assert daemon.run() == 0
+    values = np.concatenate(frames)
+    groups = values[: len(sent) * 4].reshape(len(sent), 4, -1)
+    names = list(sent[0])
+    onset = names.index("onset")
+    got = np.array([[s[n] for n in names] for s in sent])
+    np.testing.assert_allclose(got[:, onset], groups[:, :, onset].max(axis=1), rtol=1e-6)
+    others = [k for k in range(len(names)) if k != onset]
+    np.testing.assert_allclose(got[:, others], groups[:, -1, others], rtol=1e-6)
+    # The signal has onsets that fall on frames not sent: the hold is what carries them.
+    assert np.any(groups[:, :, onset].max(axis=1) > groups[:, -1, onset] + 1e-3)
+    assert len(sent) == len(values) // 4

@@ -284,7 +284,8 @@ FAST_DESCRIPTORS: dict[str, FastDescriptor] = {
         FastDescriptor("loudness", "dBFS", (LEVEL_FLOOR_DB, 0.0), "frame energy"),
         FastDescriptor("centroid", "Hz", None, "spectral centroid, 0 … Nyquist"),
         FastDescriptor("flatness", "", (0.0, 1.0), "spectral flatness (0 tonal … 1 noise)"),
-        FastDescriptor("onset", "", None, "onset strength (spectral flux), ≥ 0"),
+        FastDescriptor("onset", "", None, "onset strength (spectral flux), ≥ 0; below the "
+                       "frame rate, the strongest since the previous message"),
     )
 }
 FAST_NAMES = tuple(FAST_DESCRIPTORS)
