@@ -95,10 +95,16 @@ def _osc_string(text: str) -> bytes:
     return raw + b"\0" * (4 - len(raw) % 4)
 
 
+@functools.lru_cache(maxsize=4096)
+def _message_head(addr: str, types: str) -> bytes:
+    """Address and type tag string of a message: the same every hop for each address."""
+    return _osc_string(addr) + _osc_string("," + types)
+
+
 def _message(addr: str, types: str, values: Sequence[Any]) -> bytes:
     # Encoded directly (types f, i, s only): python-osc's builder re-parses every message it
     # builds, which made the 50 Hz fast lane the daemon's largest cost.
-    parts = [_osc_string(addr), _osc_string("," + types)]
+    parts = [_message_head(addr, types)]
     for t, v in zip(types, values, strict=True):
         if t == "f":
             parts.append(struct.pack(">f", v))

@@ -10,6 +10,7 @@ OSC addresses are written here as *suffixes* relative to ``<prefix>`` (single st
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -294,6 +295,7 @@ FAST_NAMES = tuple(FAST_DESCRIPTORS)
 _OSC_FORBIDDEN = set(" #*,/?[]{}")
 
 
+@functools.lru_cache(maxsize=1024)  # every hop sends every class, tag and descriptor name
 def osc_name(label: str) -> str:
     """Make a class/tag/descriptor/stream label usable as one OSC address part.
 

@@ -30,6 +30,7 @@ encoded. The fast lane (50 messages a second per stream) is encoded from a templ
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -68,6 +69,13 @@ def _fast_template(stream: str, with_t: bool, names: tuple[str, ...]) -> str:
     fields.append(f"{lit(wire.KEY_WALL)}:{{!r}}")
     values = ",".join(f"{lit(n)}:{{!r}}" for n in names)
     return "{{" + ",".join(fields) + f',"values":{{{{{values}}}}}' + "}}"
+
+
+def _head_payload(record: Mapping[str, Any], head: str) -> dict[str, Any]:
+    """A head's topic payload: ``{"seq", "t", "stream", <head>}`` of the record."""
+    payload = {k: record[k] for k in wire.HEAD_PAYLOAD_KEYS if k in record}
+    payload[head] = record[head]
+    return payload
 
 
 class ZmqPublisher:
@@ -207,7 +215,8 @@ class ZmqPublisher:
 
     def _publish(self, items: list[tuple[str, Any]], force_poll: bool = False) -> None:
         """Send ``(topic, payload)`` pairs; a payload is a mapping to encode as JSON, or
-        ``bytes`` already encoded. Subscriptions are checked first, at most every
+        ``bytes`` already encoded, or a function making either: it is called only when some
+        subscriber wants the topic. Subscriptions are checked first, at most every
         ``POLL_INTERVAL_S`` unless ``force_poll`` (the fast lane publishes 50 times a second)."""
         with self._lock:
             if self._closed:
@@ -221,6 +230,8 @@ class ZmqPublisher:
                     raw = topic.encode()
                     if not self._wanted_locked(raw):
                         continue
+                    if callable(payload):
+                        payload = payload()
                     data = payload if isinstance(payload, bytes) else self._encode(payload)
                     self._send_locked(raw, data)
             except (TypeError, ValueError, zmq.ZMQError) as e:
@@ -245,13 +256,12 @@ class ZmqPublisher:
                 self._counts["errors"] += 1
             self._rlog.log("record", logging.ERROR, "ZeroMQ: not a record: %r", type(record))
             return
-        items: list[tuple[str, Mapping[str, Any]]] = [(wire.TOPIC_ESTIMATE,
-                                                       wire.compact_record(record))]
+        # Payloads are made only for topics someone subscribed to.
+        items: list[tuple[str, Any]] = [(wire.TOPIC_ESTIMATE,
+                                         functools.partial(wire.compact_record, record))]
         for head, topic in wire.HEAD_TOPICS.items():
             if head in record:
-                payload = {k: record[k] for k in wire.HEAD_PAYLOAD_KEYS if k in record}
-                payload[head] = record[head]
-                items.append((topic, payload))
+                items.append((topic, functools.partial(_head_payload, record, head)))
         self._publish(items)
 
     def publish_fast(
@@ -268,7 +278,8 @@ class ZmqPublisher:
             if template is None:
                 template = self._fast_templates[key] = _fast_template(stream, t is not None,
                                                                       key[2])
-            self._publish([(wire.TOPIC_FAST, template.format(*times, *numbers).encode())])
+            self._publish([(wire.TOPIC_FAST,
+                            lambda: template.format(*times, *numbers).encode())])
             return
         payload: dict[str, Any] = {wire.KEY_STREAM: stream}
         if t is not None:

@@ -94,6 +94,7 @@ class JackServer:
     sample_rate_hz: int = SAMPLE_RATE_HZ
     period_frames: int = PERIOD_FRAMES
     realtime: bool = False
+    channels: int = 2  # capture and playback ports of the dummy device
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -111,9 +112,9 @@ class JackServer:
             "-p",
             str(self.period_frames),
             "-C",
-            "2",
+            str(self.channels),
             "-P",
-            "2",
+            str(self.channels),
         ]
 
     @property
