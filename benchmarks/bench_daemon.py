@@ -779,18 +779,19 @@ def table(result: dict[str, Any]) -> str:
             f"<= {TARGET_RSS_MB:g} MB",
             f"{fmt(r['growth_mb'])} MB ({fmt(r['start_mb'])} → {fmt(r['end_mb'])}, "
             f"max {fmt(r['max_mb'])})", r, ok(r))
-    s = m.get("streams_cost")
-    if not failed("5 4 streams / 1 stream", f"<= {TARGET_STREAMS_RATIO:g}x", s):
-        assert s is not None
-        row("5 4 streams / 1 stream, CPU s per audio s", f"<= {TARGET_STREAMS_RATIO:g}x",
-            f"{fmt(s['ratio'])}x ({fmt(s['four_streams_cpu_s_per_audio_s'], digits=4)} / "
-            f"{fmt(s['one_stream_cpu_s_per_audio_s'], digits=4)})", s, ok(s))
-    v = m.get("streams_live")
-    if not failed("5 4 streams / 1 stream, live", f"<= {TARGET_STREAMS_RATIO:g}x", v):
-        assert v is not None
-        row("5 4 streams / 1 stream, live JACK CPU share", f"<= {TARGET_STREAMS_RATIO:g}x",
-            f"{fmt(v['ratio'])}x ({fmt(v['four_streams_cpu_pct'])} % / "
-            f"{fmt(v['one_stream_cpu_pct'])} %)", v, ok(v))
+    target = f"<= {TARGET_STREAMS_RATIO:g}x"
+    for key, what, measured in (
+        ("streams_cost", "CPU s per audio s",
+         lambda s: f"{fmt(s['four_streams_cpu_s_per_audio_s'], digits=4)} / "
+                   f"{fmt(s['one_stream_cpu_s_per_audio_s'], digits=4)}"),
+        ("streams_live", "live JACK CPU share",
+         lambda s: f"{fmt(s['four_streams_cpu_pct'])} % / {fmt(s['one_stream_cpu_pct'])} %"),
+    ):
+        name = f"5 4 streams / 1 stream, {what}"
+        s = m.get(key)
+        if not failed(name, target, s):
+            assert s is not None
+            row(name, target, f"{fmt(s['ratio'])}x ({measured(s)})", s, ok(s))
     head = ("measurement", "target", "measured", "result", "load")
     w = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(x.ljust(n) for x, n in zip(head, w, strict=True)).rstrip(),
