@@ -81,25 +81,28 @@ def seed_way(preset: str, seconds: float, tmp: Path) -> dict:
     """
     ck = load_checkpoint(make_checkpoint(tmp / f"{preset}-sw.safetensors", preset, tiny=False))
     c, arch = FRONTEND_PRESETS[preset], ck.model.arch
-    mel = torchaudio.transforms.MelSpectrogram(
-        sample_rate=c.sample_rate_hz, n_fft=c.n_fft, win_length=c.win_length,
-        hop_length=c.hop_length, n_mels=c.n_mels, power=c.power, normalized=c.normalized,
-        f_min=c.f_min_hz, center=False)
-    frontend = MelFrontend(c, fast_lane=False)
+    if c.n_chroma:
+        frontend = MelFrontend(c, fast_lane=False)
+
+        def features(w: torch.Tensor) -> torch.Tensor:  # [T] → [n_features, frames]
+            return torch.from_numpy(frontend.process_offline(w.numpy()).mel.T.copy())
+    else:
+        mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=c.sample_rate_hz, n_fft=c.n_fft, win_length=c.win_length,
+            hop_length=c.hop_length, n_mels=c.n_mels, power=c.power, normalized=c.normalized,
+            f_min=c.f_min_hz, center=False)
+
+        def features(w: torch.Tensor) -> torch.Tensor:
+            m = mel(w)
+            return torch.log(m + c.log_floor) if c.log else m
     x = torch.from_numpy(make_signal(seconds, c.sample_rate_hz))
-    xn = x.numpy()
     win = (arch.window_frames - 1) * c.hop_length + c.n_fft
     hop = arch.hop_frames * c.hop_length
     times, state = [], None
     for end in range(win, x.numel() + 1, hop):
         t0 = time.perf_counter()
         with torch.inference_mode():
-            if c.n_chroma:
-                m = torch.from_numpy(frontend.process_offline(xn[end - win:end]).mel.T.copy())
-            else:
-                m = mel(x[end - win:end])
-                if c.log:
-                    m = torch.log(m + c.log_floor)
+            m = features(x[end - win:end])
             _, state = ck.model.step(m[:, : arch.window_frames], state)
         times.append(time.perf_counter() - t0)
     return {"preset": preset, "total": pct(times[3:]),

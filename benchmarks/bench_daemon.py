@@ -538,10 +538,14 @@ def fast_section(rate_hz: float | None) -> dict[str, Any]:
     return {"enabled": False} if rate_hz == 0 else {"rate_hz": rate_hz}
 
 
+def live_length(quick: bool) -> tuple[int, float]:
+    """Clicks to play and the shortest live run [s]."""
+    return (10, 6.0) if quick else (100, 61.0)
+
+
 def run_jack(ck: Path, workdir: Path, quick: bool, period: str,
              fast_rate_hz: float | None = None) -> JackRun:
-    n_clicks = 10 if quick else 100
-    min_s = 6.0 if quick else 61.0
+    n_clicks, min_s = live_length(quick)
     fast = fast_section(fast_rate_hz)
     if period == "auto":
         run = jack_session(ck, workdir, n_clicks, min_s, 256, 2.0, fast)
@@ -685,8 +689,7 @@ def streams_cost(ck: Path, workdir: Path, quick: bool) -> dict[str, Any]:
 def streams_live(ck: Path, workdir: Path, quick: bool) -> dict[str, Any]:
     """The same comparison live: a 4-channel JACK server with clicks on every channel, one
     stream on channel 0 against four streams on channels 0..3, CPU share of each run."""
-    n_clicks = 10 if quick else 100
-    min_s = 6.0 if quick else 61.0
+    n_clicks, min_s = live_length(quick)
     load0 = load_average()
     one = jack_session(ck, workdir, n_clicks, min_s, 256, None, {},
                        [{"name": "a", "channels": [0]}], channels=4)
@@ -845,13 +848,16 @@ def guarded(name: str, fn: Any, *args: Any) -> dict[str, Any]:
     return out
 
 
+GROUPS = ("jack", "rss", "streams", "streams-live")  # --only choices, all by default
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 10 clicks / ~6 s live, 20 s of audio for RSS and streams")
     ap.add_argument("--period", default="auto", choices=["auto", "256", "1024"],
                     help="JACK period [frames]; auto: 256 unless it xruns, then 1024")
-    ap.add_argument("--only", nargs="*", choices=["jack", "rss", "streams", "streams-live"],
+    ap.add_argument("--only", nargs="*", choices=GROUPS,
                     help="run only these groups (default: all)")
     ap.add_argument("--fast-rate", type=float, default=None, metavar="HZ",
                     help="live JACK run with this fast-lane rate (0: off) instead of the "
@@ -860,7 +866,7 @@ def main() -> None:
     args = ap.parse_args()
     # SIGTERM ends the run like Ctrl-C does, so every process we started is stopped.
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))
-    only = set(args.only or ["jack", "rss", "streams", "streams-live"])
+    only = set(args.only or GROUPS)
 
     from streamtag.testing import make_checkpoint
 

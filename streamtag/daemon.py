@@ -436,12 +436,11 @@ class Daemon:
         every = self._fast_every
         for i in range(n):
             self._fast_count += 1
-            if self._fast_count % every:
-                if every > 1:
-                    for f in fast:
-                        onset = float(f.values[i, ONSET_COLUMN])
-                        if onset > self._onset_hold.get(f.stream, 0.0):
-                            self._onset_hold[f.stream] = onset
+            if self._fast_count % every:  # not sent (only when every > 1): hold its onset
+                for f in fast:
+                    onset = float(f.values[i, ONSET_COLUMN])
+                    if onset > self._onset_hold.get(f.stream, 0.0):
+                        self._onset_hold[f.stream] = onset
                 continue
             for f in fast:
                 values = dict(zip(f.names, f.values[i].tolist(), strict=True))
