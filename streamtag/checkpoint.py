@@ -34,7 +34,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from streamtag.embedding import EmbeddingMeta, MatchProjection, validate_embedding_meta
+from streamtag.embedding import EmbeddingMeta, validate_embedding_meta
 from streamtag.errors import CheckpointError
 from streamtag.frontend import FrontendConfig
 from streamtag.model import HEAD_KINDS, ArchConfig, HeadSpec, StreamTagModel
@@ -112,7 +112,7 @@ def save_checkpoint(
     if frontend.n_chroma != model.arch.n_chroma:
         raise ValueError(
             f"frontend n_chroma {frontend.n_chroma} != model n_chroma {model.arch.n_chroma}")
-    emb_meta = _embedding_dict(model.heads, embedding, model.encoded_features)
+    emb_meta = _embedding_dict(model.heads, embedding, model)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     digest = weights_hash(state)
     meta = {
@@ -136,13 +136,13 @@ def save_checkpoint(
 
 
 def _embedding_dict(heads: list[HeadSpec], embedding: EmbeddingMeta | None,
-                    encoded_features: int) -> dict | None:
+                    model: StreamTagModel) -> dict | None:
     if embedding is None:
         return None
     d = embedding.to_dict()
     head = embedding_head(heads)
     problems = validate_embedding_meta(d, None if head is None else head.size)
-    problems += _match_fit(embedding.match, encoded_features)
+    problems += _meta_fit(embedding, model)
     if problems:
         raise ValueError("embedding metadata does not fit the model: " + "; ".join(problems))
     return d
@@ -159,8 +159,9 @@ def update_embedding_meta(path: str | Path, embedding: EmbeddingMeta | None) -> 
     path = Path(path)
     meta, state = _read(path, load_tensors=True)
     heads = [HeadSpec.from_dict(h) for h in meta["heads"]]
-    # The LSTM's input width is the window encoding's (what match vectors are made of).
-    emb_meta = _embedding_dict(heads, embedding, int(state["lstm.weight_ih_l0"].shape[1]))
+    # The model the metadata describes, for the widths the maps must fit (no weights needed).
+    emb_meta = _embedding_dict(heads, embedding, StreamTagModel(ArchConfig.from_dict(meta["arch"]),
+                                                                heads))
     meta.pop("embedding", None)
     if emb_meta is not None:
         meta["embedding"] = emb_meta
@@ -205,19 +206,26 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     model.eval()
     emb = meta.get("embedding")
     emb_meta = None if emb is None else EmbeddingMeta.from_dict(emb)
-    problems = _match_fit(emb_meta.match if emb_meta else None, model.encoded_features)
+    problems = _meta_fit(emb_meta, model)
     if problems:
         raise CheckpointError(f"{path}: {problems[0]}")
     return Checkpoint(model, frontend, meta.get("provenance", {}), meta.get("metrics", {}),
                       digest, path, emb_meta)
 
 
-def _match_fit(match: MatchProjection | None, encoded_features: int) -> list[str]:
-    """A problem if ``match`` does not take the model's window encodings [encoded_features]."""
-    if match is None or match.features == encoded_features:
-        return []
-    return [f"embedding.match: made for {match.features}-dim window encodings, the model's "
-            f"are {encoded_features}-dim"]
+def _meta_fit(meta: EmbeddingMeta | None, model: StreamTagModel) -> list[str]:
+    """Problems if the maps in ``meta`` do not take the model's vectors: ``match`` its window
+    encodings [encoded_features], ``sound`` their sound part [sound_features]."""
+    problems = []
+    match = meta.match if meta else None
+    if match is not None and match.features != model.encoded_features:
+        problems.append(f"embedding.match: made for {match.features}-dim window encodings, the "
+                        f"model's are {model.encoded_features}-dim")
+    sound = meta.sound if meta else None
+    if sound is not None and sound.dims != model.sound_features:
+        problems.append(f"embedding.sound: made for {sound.dims}-dim sound vectors, the "
+                        f"model's are {model.sound_features}-dim")
+    return problems
 
 
 def _first_line(e: Exception) -> str:

@@ -215,6 +215,54 @@ def fit_match_projection(match: np.ndarray, dims: int = MATCH_DIMS) -> MatchProj
     return MatchProjection(center, axes)
 
 
+@dataclass(frozen=True)
+class SoundScale:
+    """Per-feature standardisation of sound vectors for novelty, fitted once by the trainer.
+
+    center: [D] mean, scale: [D] standard deviation (> 0) of the training hops' sound vectors.
+    The CNN's features are rectified, so raw sound vectors share a large common direction and
+    their cosines crowd together; standardised, each feature counts by how much it varies.
+    Measured with the shipped model (last hop against the 3 s before, both halves of the
+    splice streams as calibration in turn): changes of piece caught within 1 s 0.836 → 0.900
+    on training pieces, 0.842 → 0.872 on the validation ones, at about 1 false alarm per minute.
+    """
+
+    center: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        _freeze(self, ("center", "scale"))
+
+    @property
+    def dims(self) -> int:
+        return int(self.center.shape[0])
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        """Sound vectors [..., D] → standardised [..., D]."""
+        return (np.asarray(v, np.float64) - self.center) / self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"center": [float(f"{x:.7g}") for x in self.center],
+                "scale": [float(f"{x:.7g}") for x in self.scale]}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> SoundScale:
+        """Build from a validated dict (see :func:`validate_embedding_meta`)."""
+        return SoundScale(np.asarray(d["center"], np.float64), np.asarray(d["scale"], np.float64))
+
+
+def fit_sound_scale(sound: np.ndarray) -> SoundScale:
+    """Mean and standard deviation of sound vectors [N, D] (N ≥ 2); a feature that does not
+    vary keeps scale 1 (it carries no signal to amplify)."""
+    x = np.asarray(sound, np.float64)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
+        raise ValueError(f"fit_sound_scale: expected vectors [N >= 2, D >= 1], got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("fit_sound_scale: vectors hold NaN or infinite values")
+    std = x.std(axis=0)
+    return SoundScale(x.mean(axis=0), np.where(std > _MIN_STD, std, 1.0))
+
+
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows of x [..., D] scaled to unit length (zero rows stay zero)."""
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
@@ -229,11 +277,14 @@ class EmbeddingMeta:
     known_distance: calibrated threshold [Euclidean distance between unit match vectors,
         0 … 2] below which a reference-library match counts as known (None: not calibrated).
     match: the PCA that shortens match vectors (None: they are matched at full size).
+    sound: the standardisation of sound vectors before novelty compares them (None: compared
+        as they come, as checkpoints from before it was fitted).
     """
 
     projection: Projection | None = None
     known_distance: float | None = None
     match: MatchProjection | None = None
+    sound: SoundScale | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {"projection": None if self.projection is None else self.projection.to_dict(),
@@ -241,6 +292,8 @@ class EmbeddingMeta:
              else float(self.known_distance)}
         if self.match is not None:
             d["match"] = self.match.to_dict()
+        if self.sound is not None:
+            d["sound"] = self.sound.to_dict()
         return d
 
     @staticmethod
@@ -249,9 +302,11 @@ class EmbeddingMeta:
         p = d.get("projection")
         kd = d.get("known_distance")
         m = d.get("match")
+        snd = d.get("sound")
         return EmbeddingMeta(None if p is None else Projection.from_dict(p),
                              None if kd is None else float(kd),
-                             None if m is None else MatchProjection.from_dict(m))
+                             None if m is None else MatchProjection.from_dict(m),
+                             None if snd is None else SoundScale.from_dict(snd))
 
 
 def _finite_list(x: Any, shape: tuple[int, ...]) -> bool:
@@ -279,8 +334,9 @@ def validate_embedding_meta(meta: Any, dims: int | None) -> list[str]:
         return [f"{p}: metadata present but the checkpoint has no head named 'embedding' of kind "
                 "'embedding'"]
     problems = [f"{p}.{k}: unknown key" for k in meta
-                if k not in ("projection", "known_distance", "match")]
+                if k not in ("projection", "known_distance", "match", "sound")]
     problems += _match_problems(meta.get("match"))
+    problems += _sound_problems(meta.get("sound"))
     proj = meta.get("projection")
     if proj is not None:
         if not isinstance(proj, dict):
@@ -319,6 +375,24 @@ def _match_problems(match: Any) -> list[str]:
     if (not isinstance(axes, list) or not 1 <= len(axes) <= f
             or not _finite_list(axes, (len(axes), f))):
         problems.append(f"{p}.axes: expected K rows (1 <= K <= {f}) of {f} finite numbers")
+    return problems
+
+
+def _sound_problems(sound: Any) -> list[str]:
+    """Problems with an ``embedding.sound`` block (None is fine): center [D], scale [D] > 0."""
+    p = "embedding.sound"
+    if sound is None:
+        return []
+    if not isinstance(sound, dict):
+        return [f"{p}: expected an object or null"]
+    problems = [f"{p}.{k}: unknown key" for k in sound if k not in ("center", "scale")]
+    center, scale = sound.get("center"), sound.get("scale")
+    if not isinstance(center, list) or not center or not _finite_list(center, (len(center),)):
+        return [*problems, f"{p}.center: expected a non-empty list of finite numbers"]
+    if not isinstance(scale, list) or not _finite_list(scale, (len(center),)):
+        problems.append(f"{p}.scale: expected {len(center)} finite numbers")
+    elif min(scale) <= 0:
+        problems.append(f"{p}.scale: expected numbers > 0, got a minimum of {min(scale)}")
     return problems
 
 
@@ -437,8 +511,10 @@ __all__ = [
     "MatchProjection",
     "NoveltyMeter",
     "Projection",
+    "SoundScale",
     "fit_match_projection",
     "fit_projection",
+    "fit_sound_scale",
     "hops_for",
     "match_vectors",
     "novelty_of",

@@ -182,6 +182,8 @@ class Engine:
             self._emb_head is not None and ck.embedding is not None) else None
         self._match = ck.embedding.match if (
             self._emb_head is not None and ck.embedding is not None) else None
+        self._sound = ck.embedding.sound if (
+            self._emb_head is not None and ck.embedding is not None) else None
         self.matcher: ReferenceMatcher | None = None
         self._queries: list[HopHistory] = []
         self._novelty: list[NoveltyMeter] = []
@@ -447,7 +449,10 @@ class Engine:
                 queries.push(match)
                 if collect is not None:
                     collect.append(match)
-            rec[KEY_NOVELTY] = _round(self._novelty[b].push(encoded[:sound_dims]))
+            sound = encoded[:sound_dims]
+            if self._sound is not None:
+                sound = self._sound.apply(sound)
+            rec[KEY_NOVELTY] = _round(self._novelty[b].push(sound))
         if self.matcher is not None:
             rec[KEY_REFERENCE] = self.matcher.match(
                 queries.last(self.matcher.window_hops) if len(queries) else None)

@@ -20,6 +20,7 @@ from streamtag.embedding import (
     NoveltyMeter,
     Projection,
     fit_projection,
+    fit_sound_scale,
     match_vectors,
     novelty_of,
     validate_embedding_meta,
@@ -292,4 +293,47 @@ def test_match_projection_is_fitted_stored_and_checked(tmp_path: Path) -> None:
 def test_broken_match_blocks_are_named(block: dict, message: str) -> None:
     problems = validate_embedding_meta({"projection": None, "known_distance": None,
                                         "match": block}, 8)
+    assert any(message in p for p in problems), problems
+
+
+def test_sound_scale_is_fitted_stored_and_checked(tmp_path: Path) -> None:
+    from streamtag.checkpoint import load_checkpoint as load
+
+    rng = np.random.default_rng(1)
+    x = rng.normal([1.0, -2.0, 5.0], [0.5, 2.0, 1.0], size=(400, 3))
+    x[:, 2] = 5.0  # a feature that never varies keeps scale 1: nothing to amplify
+    fit = fit_sound_scale(x)
+    np.testing.assert_allclose(fit.center, x.mean(axis=0))
+    np.testing.assert_allclose(fit.scale, [x[:, 0].std(), x[:, 1].std(), 1.0])
+    z = fit.apply(x)
+    np.testing.assert_allclose(z[:, :2].mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(z[:, :2].std(axis=0), 1.0)
+    with pytest.raises(ValueError, match="N >= 2"):
+        fit_sound_scale(x[:1])
+    with pytest.raises(ValueError, match="NaN"):
+        fit_sound_scale(np.full((3, 2), np.nan))
+
+    path = make_checkpoint(tmp_path / "m.safetensors", heads=[EMOTION_HEAD, EMBEDDING_HEAD])
+    d = load(path).model.sound_features
+    sound = fit_sound_scale(rng.normal(size=(50, d)))
+    update_embedding_meta(path, EmbeddingMeta(sound=sound))
+    stored = load(path).embedding
+    assert stored is not None and stored.sound is not None
+    np.testing.assert_allclose(stored.sound.center, sound.center, rtol=1e-6)
+    np.testing.assert_allclose(stored.sound.scale, sound.scale, rtol=1e-6)
+    # A scale for sound vectors of another size does not fit this model.
+    with pytest.raises(ValueError, match=f"made for {d + 1}-dim sound vectors"):
+        update_embedding_meta(path, EmbeddingMeta(sound=fit_sound_scale(np.eye(d + 1))))
+
+
+@pytest.mark.parametrize("block,message", [
+    ({"center": [0.0, 1.0], "scale": [1.0]}, "sound.scale: expected 2 finite numbers"),
+    ({"center": [0.0, 1.0], "scale": [1.0, 0.0]}, "sound.scale: expected numbers > 0"),
+    ({"center": [], "scale": []}, "sound.center: expected a non-empty list"),
+    ({"center": [0.0], "scale": [1.0], "extra": 1}, "sound.extra: unknown key"),
+    ([1.0], "sound: expected an object or null"),
+])
+def test_broken_sound_blocks_are_named(block: object, message: str) -> None:
+    problems = validate_embedding_meta({"projection": None, "known_distance": None,
+                                        "sound": block}, 8)
     assert any(message in p for p in problems), problems

@@ -5,6 +5,8 @@ absent from a checkpoint leave their fields absent."""
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,9 @@ import torch
 from support import assert_records_equal
 from test_engine import stream_records
 
-from streamtag.checkpoint import Checkpoint, load_checkpoint
+from streamtag.checkpoint import Checkpoint, load_checkpoint, update_embedding_meta
 from streamtag.config import NoveltyConfig, ReferenceConfig
-from streamtag.embedding import novelty_of
+from streamtag.embedding import EmbeddingMeta, SoundScale, novelty_of
 from streamtag.engine import Engine, StreamSpec
 from streamtag.errors import LibraryError
 from streamtag.model import EMOTION_HEAD
@@ -72,13 +74,27 @@ def test_streaming_equals_offline_with_novelty_and_reference(tiny_embedding: Che
     assert_records_equal(stream_records(engine, x, [4096]), offline)
 
 
-def test_engine_feeds_novelty_the_non_silent_hops(tiny_embedding: Checkpoint) -> None:
+@pytest.mark.parametrize("scaled", [False, True])
+def test_engine_feeds_novelty_the_non_silent_hops(tiny_embedding: Checkpoint, tmp_path: Path,
+                                                  scaled: bool) -> None:
     """Novelty compares the sound vectors (the CNN's window summary, before the LSTM) of the
-    non-silent hops: recomputed here from what ``encode`` returned for each hop."""
+    non-silent hops, standardised by the checkpoint's sound scale if it has one: recomputed here
+    from what ``encode`` returned for each hop."""
     recent, memory = 2, 6  # hops (1 s and 3 s)
     x = np.concatenate([make_signal(3.0, 22050, seed=3), np.zeros(22050, np.float32),
                         sine(4.0, 330.0)])
-    engine = Engine(tiny_embedding, novelty=NoveltyConfig(memory_s=3.0, recent_s=1.0))
+    ck, scale = tiny_embedding, None
+    if scaled:
+        rng = np.random.default_rng(0)
+        d = ck.model.sound_features
+        scale = SoundScale(rng.normal(size=d), rng.uniform(0.1, 2.0, d))
+        path = tmp_path / "scaled.safetensors"
+        shutil.copy(ck.path, path)
+        update_embedding_meta(path, replace(ck.embedding or EmbeddingMeta(), sound=scale))
+        ck = load_checkpoint(path)
+        assert ck.embedding is not None and ck.embedding.sound is not None
+        np.testing.assert_allclose(ck.embedding.sound.scale, scale.scale, rtol=1e-6)
+    engine = Engine(ck, novelty=NoveltyConfig(memory_s=3.0, recent_s=1.0))
     model = engine.model
     encoded: list[np.ndarray] = []
     encode = model.encode
@@ -95,6 +111,8 @@ def test_engine_feeds_novelty_the_non_silent_hops(tiny_embedding: Checkpoint) ->
         del model.encode
     sound = np.concatenate(encoded)[:, :model.sound_features]
     assert sound.shape == (len(recs), model.sound_features) and model.sound_features > 0
+    if scale is not None:
+        sound = (sound - scale.center) / scale.scale
     silent = [r["silent"] for r in recs]
     assert silent[6:8] == [True, True] and sum(silent) == 2
     sounding = sound[~np.asarray(silent)]

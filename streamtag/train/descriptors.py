@@ -623,7 +623,7 @@ def _depth(a: _Analysis) -> float:
     )
 
 
-def _attack(a: _Analysis) -> tuple[float, int]:
+def _attack(a: _Analysis, first_block: int = 0) -> tuple[float, int]:
     """Attack time [s] of the loudest event and where it starts [sample].
 
     From 10 % to 60 % of the event's level, taken as the median of the envelope over its loud
@@ -633,22 +633,43 @@ def _attack(a: _Analysis) -> tuple[float, int]:
     slowly) from having a random attack time when it starts abruptly. For a steady tone the
     level is the amplitude; for a decaying hit ~0.7 of the peak, the same for every decay
     rate. A linear fade-in of duration T therefore measures about T / 2.
+
+    first_block: envelope blocks before it are context (the sound before the described audio):
+    the event is the loudest after it, but its attack may start in the context. With no
+    context (0) audio before the clip counts as silence; with context, a sound that is already
+    loud where the context begins has no attack in view and gets the longest attack time.
     """
     env, block_s = a.envelope
-    top = float(env.max())
-    level = float(np.median(env[env >= 0.5 * top]))
+    event = env[first_block:]
+    top = float(event.max())
+    level = float(np.median(event[event >= 0.5 * top]))
     reach = int(np.argmax(env >= _ATTACK_END * level))
     quiet = np.flatnonzero(env[:reach] < _ATTACK_START * level)
-    start = int(quiet[-1]) + 1 if quiet.size else 0  # the clip starts from silence before it
-    attack_s = min(max(reach - start + 1, 1) * block_s, _ATTACK_MAX_S)
     block = max(1, round(_ENVELOPE_BLOCK_S * a.sample_rate_hz))
+    if not quiet.size and first_block:
+        return _ATTACK_MAX_S, first_block * block
+    start = int(quiet[-1]) + 1 if quiet.size else 0  # the clip starts from silence before it
+    # Both ends where the envelope crosses its threshold, interpolated between blocks: counting
+    # whole blocks made an instant attack 1 or 2 blocks long (12 hardness points apart) by
+    # where the onset fell in its block.
+    end_at = _crossing(env, reach, _ATTACK_END * level)
+    start_at = _crossing(env, start, _ATTACK_START * level) if start else 0.0
+    attack_s = min(max(end_at - start_at, 1.0) * block_s, _ATTACK_MAX_S)
     return attack_s, start * block
 
 
-def _hardness(a: _Analysis) -> float:
+def _crossing(env: np.ndarray, i: int, threshold: float) -> float:
+    """Fractional block where ``env`` rises through ``threshold`` (env[i-1] < it <= env[i])."""
+    if i == 0:
+        return 0.0
+    below, above = float(env[i - 1]), float(env[i])
+    return i - 1 + (threshold - below) / (above - below)
+
+
+def _hardness(a: _Analysis, first_block: int = 0) -> float:
     if a.silent:
         return 0.0
-    attack_s, start = _attack(a)
+    attack_s, start = _attack(a, first_block)
     n = max(2, round(_ATTACK_WINDOW_S * a.sample_rate_hz))
     seg = np.zeros(n)
     piece = a.x[start : start + n]
@@ -790,7 +811,7 @@ def raw_descriptors(
     return {name: float(_MODELS[name](a)) for name in DESCRIPTOR_NAMES}
 
 
-def describe(audio: np.ndarray, sample_rate_hz: int) -> dict[str, float]:
+def describe(audio: np.ndarray, sample_rate_hz: int, *, lead: int = 0) -> dict[str, float]:
     """The seven timbre labels in [0, 1] for mono audio [T].
 
     The clip is level-normalised (:data:`REFERENCE_LEVEL_DB_SPL`), analysed once, and each raw
@@ -800,14 +821,27 @@ def describe(audio: np.ndarray, sample_rate_hz: int) -> dict[str, float]:
         audio: mono samples [T], float or int, full scale = 1.0. Any length >= 1 sample;
             shorter than one ~93 ms frame is zero-padded.
         sample_rate_hz: at least :data:`MIN_SAMPLE_RATE_HZ`.
+        lead: the first ``lead`` samples are the sound before the described audio, not part
+            of it. Only hardness looks at them: an attack that began there is timed from its
+            real start, and a sound already going before them has no attack in view (soft),
+            where without them a window cut from the middle of a note would start with an
+            abrupt, hard attack. 0: audio before the clip counts as silence.
 
     Returns:
         ``{name: value in [0, 1]}`` in :data:`DESCRIPTOR_NAMES` order; never NaN.
 
     Raises:
-        ValueError: empty audio, non-finite samples, audio not of shape [T], bad sample rate.
+        ValueError: empty audio, non-finite samples, audio not of shape [T], bad sample rate,
+            lead outside 0..T-1.
     """
-    a = _Analysis(audio, sample_rate_hz, normalise=True)
+    if lead and not 0 < lead < np.shape(audio)[0]:
+        raise ValueError(f"lead: expected 0..{np.shape(audio)[0] - 1} samples, got {lead}")
+    a = _Analysis(audio[lead:], sample_rate_hz, normalise=True)
     if a.silent:
         return dict.fromkeys(DESCRIPTOR_NAMES, 0.0)
-    return {name: map_to_unit(name, float(_MODELS[name](a))) for name in DESCRIPTOR_NAMES}
+    out = {name: map_to_unit(name, float(_MODELS[name](a))) for name in DESCRIPTOR_NAMES}
+    if lead:
+        whole = _Analysis(audio, sample_rate_hz, normalise=True)
+        block = max(1, round(_ENVELOPE_BLOCK_S * whole.sample_rate_hz))
+        out["hardness"] = map_to_unit("hardness", _hardness(whole, lead // block))
+    return out

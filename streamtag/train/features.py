@@ -40,13 +40,16 @@ from streamtag.train.datasets import Clip, assign_splits_by_group, load_dataset
 log = logging.getLogger("streamtag.train")
 
 CACHE_VERSION = 1
-TIMBRE_CACHE_VERSION = 1  # bump when the descriptors change
+TIMBRE_CACHE_VERSION = 2  # bump when the descriptors change (2: hardness sees the lead)
 CORPUS_DATASET = "corpus"
 DESCRIPTORS_SOURCE = "streamtag.train.descriptors"
 #: Hops ending this early in a recording [s] carry no embedding identity (too little heard).
 EMBEDDING_WARMUP_S = 1.0
 #: Audio each per-hop timbre label describes: the model's 1 s window ending at the hop [s].
 TIMBRE_WINDOW_S = 1.0
+#: Sound before each per-hop timbre window that hardness looks into for the start of an attack
+#: [s] (the model's LSTM has heard it): a window that cuts into a held note is not a hard attack.
+TIMBRE_LEAD_S = 0.5
 
 
 # -- sources --------------------------------------------------------------------------------------
@@ -236,18 +239,23 @@ def hop_timbre(audio: np.ndarray, sample_rate_hz: int, n_hops: int, hop_s: float
     """Timbre descriptors [n_hops, 7] (``TIMBRE_NAMES`` order) of each hop's window.
 
     Hop k describes the ``TIMBRE_WINDOW_S`` of audio ending at (k + 1)·hop_s (less at the start),
-    the audio the model's window at that hop covers. A window the descriptors cannot describe
-    (silence, too short) gets the clip's ``fallback`` values.
+    the audio the model's window at that hop covers; hardness also looks ``TIMBRE_LEAD_S``
+    before it for where an attack began (``describe``'s ``lead``; before the recording counts
+    as silence). A window the descriptors cannot describe (silence, too short) gets the clip's
+    ``fallback`` values.
     """
     from streamtag.train.descriptors import describe
 
     mono = audio if audio.ndim == 1 else audio.mean(axis=1)
+    lead = round(TIMBRE_LEAD_S * sample_rate_hz)
+    padded = np.concatenate([np.zeros(lead, mono.dtype), mono])
     out = np.empty((n_hops, len(TIMBRE_NAMES)), np.float32)
     for k in range(n_hops):
         end = round((k + 1) * hop_s * sample_rate_hz)
         start = max(0, end - round(TIMBRE_WINDOW_S * sample_rate_hz))
         try:
-            d = describe(mono[start:end], sample_rate_hz)
+            # padded[start + lead] is mono[start]: the window with its lead in front
+            d = describe(padded[start : end + lead], sample_rate_hz, lead=lead)
             row = [float(d[name]) for name in TIMBRE_NAMES]
             if not all(np.isfinite(row)):
                 raise ValueError("non-finite descriptor")

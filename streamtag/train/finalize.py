@@ -8,6 +8,8 @@ reference library with the checkpoint's ``known_distance``. Both are fitted here
   ``PROJECTION_CLIPS`` training clips, every hop, through the model with the state carried;
 - match projection: PCA (``fit_match_projection``, ``MATCH_DIMS``) of the same hops' match
   vectors, what reference libraries then store and compare;
+- sound scale: mean and standard deviation (``fit_sound_scale``) of the same hops' sound
+  vectors, which novelty standardises before comparing them;
 - known_distance: calibrated on the validation pieces by ``evaluate_embedding`` (render 1 of
   pieces in the library against render 1 of pieces left out).
 
@@ -22,6 +24,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from streamtag.embedding import (
     EmbeddingMeta,
     fit_match_projection,
     fit_projection,
+    fit_sound_scale,
     match_vectors,
 )
 from streamtag.train.evaluate import hop_seconds, window_outputs
@@ -66,27 +70,30 @@ def finalize_embedding(best: str | Path, train_feats: Sequence[ClipFeatures],
     if not emb:
         raise ValueError("no training clip to fit the embedding projection on")
     projection = fit_projection(np.concatenate(emb))
-    match = fit_match_projection(np.concatenate([_match_rows(ck, f.windows) for f in picked]))
-    # Calibrate with the map as stored (rounded), through a checkpoint that holds it.
-    update_embedding_meta(best, EmbeddingMeta(projection, None, match))
+    encoded = [_encodings(ck, f.windows) for f in picked]
+    match = fit_match_projection(np.concatenate([
+        match_vectors(e, ck.model.sound_features, ck.model.arch.n_chroma) for e in encoded]))
+    sound = fit_sound_scale(np.concatenate([e[:, :ck.model.sound_features] for e in encoded]))
+    # Calibrate with the maps as stored (rounded), through a checkpoint that holds them.
+    update_embedding_meta(best, EmbeddingMeta(projection, None, match, sound))
     ck = load_checkpoint(best)
     pieces, skipped = pieces_from_clips(val_clips)
     for s in skipped[:5]:
         log.warning("embedding evaluation skipped %s", s)
     report = evaluate_embedding(ck, pieces) if len(pieces) >= 2 else EmbeddingReport()
-    update_embedding_meta(best, EmbeddingMeta(projection, report.known_distance,
-                                              ck.embedding.match if ck.embedding else None))
+    assert ck.embedding is not None  # written just above
+    update_embedding_meta(best, replace(ck.embedding, known_distance=report.known_distance))
     log.info("embedding: projection fitted on %d hops, match vectors reduced to %d dims; "
              "known_distance %s; %s", sum(len(e) for e in emb), match.dims,
              report.known_distance, _summary(report))
     return report
 
 
-def _match_rows(ck: Checkpoint, windows: np.ndarray) -> np.ndarray:
-    """Unprojected match vectors [S, F] of one clip's windows [S, n_features, W]."""
+def _encodings(ck: Checkpoint, windows: np.ndarray) -> np.ndarray:
+    """Window encodings [S, F] (``StreamTagModel.encode``) of one clip's windows
+    [S, n_features, W]."""
     with torch.inference_mode():
-        encoded = ck.model.encode(torch.from_numpy(np.array(windows, np.float32))).numpy()
-    return match_vectors(encoded, ck.model.sound_features, ck.model.arch.n_chroma)
+        return ck.model.encode(torch.from_numpy(np.array(windows, np.float32))).numpy()
 
 
 def _summary(r: EmbeddingReport) -> dict[str, Any]:

@@ -158,6 +158,44 @@ def test_hardness_of_abrupt_noise_does_not_depend_on_the_noise_draw() -> None:
     assert max(values) - min(values) < 5.0
 
 
+def test_hardness_does_not_depend_on_where_an_instant_onset_falls_in_its_block() -> None:
+    # whole-block counting made the same attack 1 or 2 blocks long (12 points) by alignment
+    t = _times(0.5)
+    values = []
+    for offset in range(12):  # one 0.5 ms envelope block is 11 samples at 22050 Hz
+        hit = np.sin(2 * np.pi * 330.0 * t) * np.exp(-t / 0.3)
+        values.append(desc.hardness(np.concatenate([np.zeros(2000 + offset), hit]), SR))
+    assert max(values) - min(values) < 2.0
+
+
+def test_hardness_with_a_lead_times_the_attack_from_where_the_note_began() -> None:
+    t = _times(2.5)
+    held = np.sin(2 * np.pi * 330.0 * t) * np.minimum(t / 0.15, 1.0)  # a bowed note, held
+    hit = np.zeros_like(t)
+    onset = int(0.9 * SR)  # a struck note 0.1 s before the described second
+    hit[onset:] = (np.sin(2 * np.pi * 330.0 * t) * np.exp(-t / 0.6))[: t.size - onset]
+    start, end, lead = SR, 2 * SR, SR // 2
+
+    def hardness(x: np.ndarray, with_lead: bool) -> float:
+        if with_lead:
+            return desc.describe(x[start - lead : end], SR, lead=lead)["hardness"]
+        return desc.describe(x[start:end], SR)["hardness"]
+
+    # cut from the middle of the held note, the second starts abruptly: hard without its lead
+    assert hardness(held, False) > 0.6
+    assert hardness(held, True) < 0.1  # the lead shows the note was already sounding
+    assert hardness(hit, True) > 0.5  # the strike in the lead is still a hard attack
+    # the strike is timed as in a clip that starts just before it
+    assert hardness(hit, True) == pytest.approx(
+        desc.describe(hit[onset - SR // 10 : end], SR)["hardness"], abs=0.01)
+    others = [n for n in desc.DESCRIPTOR_NAMES if n != "hardness"]
+    with_lead = desc.describe(held[start - lead : end], SR, lead=lead)
+    alone = desc.describe(held[start:end], SR)
+    assert [with_lead[n] for n in others] == [alone[n] for n in others]
+    with pytest.raises(ValueError, match="lead"):
+        desc.describe(held[:100], SR, lead=100)
+
+
 def test_warmth_rises_as_the_treble_is_taken_away() -> None:
     clips = [_band_noise(20.0, fc, seed=6) for fc in (8000.0, 4000.0, 2000.0, 1000.0, 500.0)]
     assert _strictly_increasing([desc.warmth(x, SR) for x in clips])

@@ -105,7 +105,9 @@ def test_whole_embedding_evaluation_runs_through_the_engine(tmp_path: Path):
     assert ku["known_pieces"] + ku["left_out_pieces"] == len(pieces)
     assert 0 <= ku["roc_auc"] <= 1 and 0 < report.known_distance <= 2
     nv = report.novelty
-    assert nv["streams"] == 2 and nv["test_splices"] == 1  # 10 + 2 clips: streams of 10 and 2
+    # 10 + 2 clips: streams of 10 and 2, each scored at the threshold the other one picked
+    assert nv["streams"] == 2 and nv["test_splices"] == 9 + 1
+    assert len(nv["fold_thresholds"]) == 2 and nv["test_minutes"] == pytest.approx(72 / 60)
     assert 0 <= nv["detection_rate"] <= 1 and len(nv["example"]["t"]) == 24
     json.dumps(report.to_dict(), allow_nan=False)
 

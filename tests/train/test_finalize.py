@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from streamtag.checkpoint import load_checkpoint
 from streamtag.engine import Engine, hop_windows
@@ -38,3 +39,12 @@ def test_finalize_stores_the_projection_and_the_match_projection(tmp_path: Path)
     vectors = Engine(done).reference_vectors(make_signal(3.0, 22050, seed=9))
     assert vectors.shape == (6, match.dims)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    # The sound scale: mean and spread of the same hops' sound vectors, for novelty.
+    sound = done.embedding.sound
+    with torch.inference_mode():
+        enc = done.model.encode(torch.from_numpy(np.concatenate([f.windows for f in feats])))
+    enc = enc.numpy()[:, :done.model.sound_features]
+    assert sound is not None and sound.dims == done.model.sound_features
+    np.testing.assert_allclose(sound.center, enc.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sound.scale, np.where(enc.std(axis=0) > 1e-6, enc.std(axis=0), 1),
+                               rtol=1e-4, atol=1e-6)
