@@ -21,7 +21,9 @@ ROC AUC 0.98 against 0.84; changes of piece caught within 1 s 86 % against 27 %.
   vectors are in the same [0, 2] units, and the checkpoint's calibrated ``known_distance`` is
   one of them.
 - Sound vector (novelty): the window encoding's first ``StreamTagModel.sound_features``
-  features (the mel bands' summary alone: the pitch-class features carry a 4 s key memory).
+  features (the mel bands' summary alone: the pitch-class features carry a 4 s key memory),
+  standardised feature by feature with the checkpoint's :class:`SoundScale` if it stores one
+  (fitted by the trainer on training hops).
 
 Projection (``embedding.xy``): PCA fitted once by the trainer and stored in the checkpoint, never
 refitted live, so a position means the same thing all evening. ``xy = clip((e − center) ·
@@ -66,6 +68,7 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -335,8 +338,8 @@ def validate_embedding_meta(meta: Any, dims: int | None) -> list[str]:
                 "'embedding'"]
     problems = [f"{p}.{k}: unknown key" for k in meta
                 if k not in ("projection", "known_distance", "match", "sound")]
-    problems += _match_problems(meta.get("match"))
-    problems += _sound_problems(meta.get("sound"))
+    problems += _centered_map_problems(meta.get("match"), "match", "axes", _match_axes_problem)
+    problems += _centered_map_problems(meta.get("sound"), "sound", "scale", _sound_scale_problem)
     proj = meta.get("projection")
     if proj is not None:
         if not isinstance(proj, dict):
@@ -360,40 +363,39 @@ def validate_embedding_meta(meta: Any, dims: int | None) -> list[str]:
     return problems
 
 
-def _match_problems(match: Any) -> list[str]:
-    """Problems with an ``embedding.match`` block (None is fine): center [F], axes [K, F]."""
-    p = "embedding.match"
-    if match is None:
+def _centered_map_problems(block: Any, name: str, other: str,
+                           check_other: Callable[[Any, int], str | None]) -> list[str]:
+    """Problems with a map block ``embedding.<name>`` (None is fine): an object with
+    ``center`` [F] (non-empty, finite) and ``other``, which ``check_other(value, F)`` checks
+    (returning what is wrong with it, or None)."""
+    p = f"embedding.{name}"
+    if block is None:
         return []
-    if not isinstance(match, dict):
+    if not isinstance(block, dict):
         return [f"{p}: expected an object or null"]
-    problems = [f"{p}.{k}: unknown key" for k in match if k not in ("center", "axes")]
-    center, axes = match.get("center"), match.get("axes")
+    problems = [f"{p}.{k}: unknown key" for k in block if k not in ("center", other)]
+    center = block.get("center")
     if not isinstance(center, list) or not center or not _finite_list(center, (len(center),)):
         return [*problems, f"{p}.center: expected a non-empty list of finite numbers"]
-    f = len(center)
+    wrong = check_other(block.get(other), len(center))
+    return problems + ([f"{p}.{other}: {wrong}"] if wrong else [])
+
+
+def _match_axes_problem(axes: Any, f: int) -> str | None:
+    """``embedding.match.axes`` must be [K, F], 1 <= K <= F."""
     if (not isinstance(axes, list) or not 1 <= len(axes) <= f
             or not _finite_list(axes, (len(axes), f))):
-        problems.append(f"{p}.axes: expected K rows (1 <= K <= {f}) of {f} finite numbers")
-    return problems
+        return f"expected K rows (1 <= K <= {f}) of {f} finite numbers"
+    return None
 
 
-def _sound_problems(sound: Any) -> list[str]:
-    """Problems with an ``embedding.sound`` block (None is fine): center [D], scale [D] > 0."""
-    p = "embedding.sound"
-    if sound is None:
-        return []
-    if not isinstance(sound, dict):
-        return [f"{p}: expected an object or null"]
-    problems = [f"{p}.{k}: unknown key" for k in sound if k not in ("center", "scale")]
-    center, scale = sound.get("center"), sound.get("scale")
-    if not isinstance(center, list) or not center or not _finite_list(center, (len(center),)):
-        return [*problems, f"{p}.center: expected a non-empty list of finite numbers"]
-    if not isinstance(scale, list) or not _finite_list(scale, (len(center),)):
-        problems.append(f"{p}.scale: expected {len(center)} finite numbers")
-    elif min(scale) <= 0:
-        problems.append(f"{p}.scale: expected numbers > 0, got a minimum of {min(scale)}")
-    return problems
+def _sound_scale_problem(scale: Any, d: int) -> str | None:
+    """``embedding.sound.scale`` must be [D], every number > 0."""
+    if not isinstance(scale, list) or not _finite_list(scale, (d,)):
+        return f"expected {d} finite numbers"
+    if min(scale) <= 0:
+        return f"expected numbers > 0, got a minimum of {min(scale)}"
+    return None
 
 
 def novelty_of(recent: np.ndarray, memory: np.ndarray) -> float:
