@@ -263,6 +263,11 @@ _ATTACK_WINDOW_S = 0.125  # the spectrum of the attack: 125 ms from its start, a
 
 _ENVELOPE_BLOCK_S = 0.0005
 _ENVELOPE_HOLD_S = 0.02  # |x| of a 25 Hz tone peaks every 20 ms; longer steadies noise
+# Onsets in running music (describe's lead): a rise over the least envelope of the 50 ms before,
+# to its peak within 100 ms, of at least 6 dB (less is a swell or a held note's wobble).
+_ONSET_LOOKBACK_S = 0.05
+_ONSET_PEAK_S = 0.1
+_ONSET_MIN_RISE = 2.0
 _DECAY_DB = -40.0  # depth's duration: until the envelope falls 40 dB below its peak
 
 
@@ -623,7 +628,7 @@ def _depth(a: _Analysis) -> float:
     )
 
 
-def _attack(a: _Analysis, first_block: int = 0) -> tuple[float, int]:
+def _attack(a: _Analysis) -> tuple[float, int]:
     """Attack time [s] of the loudest event and where it starts [sample].
 
     From 10 % to 60 % of the event's level, taken as the median of the envelope over its loud
@@ -632,30 +637,67 @@ def _attack(a: _Analysis, first_block: int = 0) -> tuple[float, int]:
     60 % rather than the usual 90 % keeps low, narrow-band noise (whose envelope swings
     slowly) from having a random attack time when it starts abruptly. For a steady tone the
     level is the amplitude; for a decaying hit ~0.7 of the peak, the same for every decay
-    rate. A linear fade-in of duration T therefore measures about T / 2.
-
-    first_block: envelope blocks before it are context (the sound before the described audio):
-    the event is the loudest after it, but its attack may start in the context. With no
-    context (0) audio before the clip counts as silence; with context, a sound that is already
-    loud where the context begins has no attack in view and gets the longest attack time.
+    rate. A linear fade-in of duration T therefore measures about T / 2. Audio before the clip
+    counts as silence.
     """
     env, block_s = a.envelope
-    event = env[first_block:]
-    top = float(event.max())
-    level = float(np.median(event[event >= 0.5 * top]))
+    top = float(env.max())
+    level = float(np.median(env[env >= 0.5 * top]))
     reach = int(np.argmax(env >= _ATTACK_END * level))
     quiet = np.flatnonzero(env[:reach] < _ATTACK_START * level)
-    block = max(1, round(_ENVELOPE_BLOCK_S * a.sample_rate_hz))
-    if not quiet.size and first_block:
-        return _ATTACK_MAX_S, first_block * block
     start = int(quiet[-1]) + 1 if quiet.size else 0  # the clip starts from silence before it
-    # Both ends where the envelope crosses its threshold, interpolated between blocks: counting
-    # whole blocks made an instant attack 1 or 2 blocks long (12 hardness points apart) by
-    # where the onset fell in its block.
-    end_at = _crossing(env, reach, _ATTACK_END * level)
-    start_at = _crossing(env, start, _ATTACK_START * level) if start else 0.0
-    attack_s = min(max(end_at - start_at, 1.0) * block_s, _ATTACK_MAX_S)
-    return attack_s, start * block
+    return _attack_between(env, block_s, start, reach, 0.0, level), start * _block(a)
+
+
+def _onset_attack(a: _Analysis, first_block: int) -> tuple[float, int]:
+    """Attack time [s] of the strongest onset after envelope block ``first_block`` and where it
+    starts [sample]; the blocks before it are the sound leading up to the described audio.
+
+    Music rarely falls silent between notes, so an onset is a rise over the sound before it:
+    the block whose envelope most exceeds the least envelope of the ``_ONSET_LOOKBACK_S``
+    before it (the floor). The attack goes from the floor plus 10 % to the floor plus 60 % of
+    the rise to the event's peak (the envelope's maximum over ``_ONSET_PEAK_S`` from the
+    onset). From silence that is the usual 10-60 % of the level. A rise of less than
+    ``_ONSET_MIN_RISE`` (the peak over the floor) is no attack (a held or swelling sound):
+    the longest attack time, at the start of the described audio.
+    """
+    env, block_s = a.envelope
+    back = max(1, round(_ONSET_LOOKBACK_S / block_s))
+    ahead = max(1, round(_ONSET_PEAK_S / block_s))
+    # floor[i]: least envelope over the `back` blocks before block i (none before the first)
+    padded = np.concatenate([np.full(back, np.inf), env])
+    floor = np.lib.stride_tricks.sliding_window_view(padded, back)[: env.size].min(axis=1)
+    floor = np.where(np.isfinite(floor), floor, 0.0)
+    onset = first_block + int(np.argmax(env[first_block:] - floor[first_block:]))
+    base = float(floor[onset])
+    peak = float(env[onset : onset + ahead].max())
+    if peak <= 0.0 or peak < _ONSET_MIN_RISE * base:
+        return _ATTACK_MAX_S, first_block * _block(a)
+    lo = max(0, onset - back)
+    low = lo + int(np.argmin(env[lo:onset])) if onset > lo else onset
+    reach = low + int(np.argmax(env[low:] >= base + _ATTACK_END * (peak - base)))
+    quiet = np.flatnonzero(env[low:reach] < base + _ATTACK_START * (peak - base))
+    start = low + int(quiet[-1]) + 1 if quiet.size else low
+    return _attack_between(env, block_s, start, reach, base, peak), start * _block(a)
+
+
+def _block(a: _Analysis) -> int:
+    """Samples per envelope block."""
+    return max(1, round(_ENVELOPE_BLOCK_S * a.sample_rate_hz))
+
+
+def _attack_between(env: np.ndarray, block_s: float, start: int, reach: int, base: float,
+                    level: float) -> float:
+    """Attack time [s] from where ``env`` rises through ``base`` + 10 % of ``level - base``
+    (just before block ``start``) to where it reaches ``base`` + 60 % (block ``reach``).
+
+    Both ends are interpolated between blocks: counting whole blocks made an instant attack 1 or
+    2 blocks long (12 hardness points apart) by where the onset fell in its block. At least
+    one block, at most ``_ATTACK_MAX_S``.
+    """
+    end_at = _crossing(env, reach, base + _ATTACK_END * (level - base))
+    start_at = _crossing(env, start, base + _ATTACK_START * (level - base)) if start else 0.0
+    return min(max(end_at - start_at, 1.0) * block_s, _ATTACK_MAX_S)
 
 
 def _crossing(env: np.ndarray, i: int, threshold: float) -> float:
@@ -667,9 +709,11 @@ def _crossing(env: np.ndarray, i: int, threshold: float) -> float:
 
 
 def _hardness(a: _Analysis, first_block: int = 0) -> float:
+    """Raw hardness (see ``hardness``); with ``first_block`` > 0, of the strongest onset after
+    that envelope block (``_onset_attack``), else of the loudest event (``_attack``)."""
     if a.silent:
         return 0.0
-    attack_s, start = _attack(a, first_block)
+    attack_s, start = _onset_attack(a, first_block) if first_block else _attack(a)
     n = max(2, round(_ATTACK_WINDOW_S * a.sample_rate_hz))
     seg = np.zeros(n)
     piece = a.x[start : start + n]
@@ -822,10 +866,11 @@ def describe(audio: np.ndarray, sample_rate_hz: int, *, lead: int = 0) -> dict[s
             shorter than one ~93 ms frame is zero-padded.
         sample_rate_hz: at least :data:`MIN_SAMPLE_RATE_HZ`.
         lead: the first ``lead`` samples are the sound before the described audio, not part
-            of it. Only hardness looks at them: an attack that began there is timed from its
-            real start, and a sound already going before them has no attack in view (soft),
-            where without them a window cut from the middle of a note would start with an
-            abrupt, hard attack. 0: audio before the clip counts as silence.
+            of it. With a lead, hardness is that of the strongest onset in the described audio
+            (a rise over the sound before it, which the lead shows: ``_onset_attack``), not of
+            its loudest event timed from silence: cut from the middle of a note, the audio
+            would otherwise start with an abrupt, hard attack. 0: audio before the clip counts
+            as silence.
 
     Returns:
         ``{name: value in [0, 1]}`` in :data:`DESCRIPTOR_NAMES` order; never NaN.

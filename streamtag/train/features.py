@@ -40,16 +40,16 @@ from streamtag.train.datasets import Clip, assign_splits_by_group, load_dataset
 log = logging.getLogger("streamtag.train")
 
 CACHE_VERSION = 1
-TIMBRE_CACHE_VERSION = 2  # bump when the descriptors change (2: hardness sees the lead)
+TIMBRE_CACHE_VERSION = 3  # bump when the descriptors change (3: hardness of onsets)
 CORPUS_DATASET = "corpus"
 DESCRIPTORS_SOURCE = "streamtag.train.descriptors"
 #: Hops ending this early in a recording [s] carry no embedding identity (too little heard).
 EMBEDDING_WARMUP_S = 1.0
 #: Audio each per-hop timbre label describes: the model's 1 s window ending at the hop [s].
 TIMBRE_WINDOW_S = 1.0
-#: Sound before each per-hop timbre window that hardness looks into for the start of an attack
-#: [s] (the model's LSTM has heard it): a window that cuts into a held note is not a hard attack.
-TIMBRE_LEAD_S = 0.5
+#: Sound before each per-hop timbre window that hardness looks back into [s]: an onset is a rise
+#: over the 50 ms before it, so a window that cuts into a held note does not start with one.
+TIMBRE_LEAD_S = 0.1
 
 
 # -- sources --------------------------------------------------------------------------------------
@@ -239,10 +239,10 @@ def hop_timbre(audio: np.ndarray, sample_rate_hz: int, n_hops: int, hop_s: float
     """Timbre descriptors [n_hops, 7] (``TIMBRE_NAMES`` order) of each hop's window.
 
     Hop k describes the ``TIMBRE_WINDOW_S`` of audio ending at (k + 1)·hop_s (less at the start),
-    the audio the model's window at that hop covers; hardness also looks ``TIMBRE_LEAD_S``
-    before it for where an attack began (``describe``'s ``lead``; before the recording counts
-    as silence). A window the descriptors cannot describe (silence, too short) gets the clip's
-    ``fallback`` values.
+    the audio the model's window at that hop covers; hardness is that of the window's strongest
+    onset, found with the ``TIMBRE_LEAD_S`` before the window in view (``describe``'s
+    ``lead``; before the recording counts as silence). A window the descriptors cannot
+    describe (silence, too short) gets the clip's ``fallback`` values.
     """
     from streamtag.train.descriptors import describe
 
