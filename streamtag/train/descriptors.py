@@ -887,6 +887,5 @@ def describe(audio: np.ndarray, sample_rate_hz: int, *, lead: int = 0) -> dict[s
     out = {name: map_to_unit(name, float(_MODELS[name](a))) for name in DESCRIPTOR_NAMES}
     if lead:
         whole = _Analysis(audio, sample_rate_hz, normalise=True)
-        block = max(1, round(_ENVELOPE_BLOCK_S * whole.sample_rate_hz))
-        out["hardness"] = map_to_unit("hardness", _hardness(whole, lead // block))
+        out["hardness"] = map_to_unit("hardness", _hardness(whole, lead // _block(whole)))
     return out
