@@ -537,8 +537,13 @@ def render_markdown(r: Report) -> str:
 def collect_engine(ck: Checkpoint, clips: Sequence[Clip], heads: Sequence[HeadTarget],
                    progress: Callable[[Iterable[Clip]], Iterable[Clip]] | None = None
                    ) -> tuple[dict[str, HeadData], list[str]]:
-    """Run every clip's audio through ``Engine.analyze``; gather outputs and labels per head."""
-    from streamtag.train.features import encode_labels
+    """Run every clip's audio through ``Engine.analyze``; gather outputs and labels per head.
+
+    Clips whose timbre label the descriptors computed (``timbre_per_hop``) are scored hop by
+    hop against the descriptors of each hop's window (``hop_timbre``), as the trainer trains
+    and validates them, not against the whole clip's label.
+    """
+    from streamtag.train.features import encode_labels, hop_timbre
 
     data = {h.name: HeadData(h) for h in heads}
     skipped: list[str] = []
@@ -557,8 +562,12 @@ def collect_engine(ck: Checkpoint, clips: Sequence[Clip], heads: Sequence[HeadTa
             skipped.append(f"{clip.path}: shorter than one hop")
             continue
         outputs = record_outputs(records, ck.model)
+        hop_labels = None
+        if clip.timbre_per_hop and clip.timbre is not None and any(
+                h.target == "timbre" for h in heads):
+            hop_labels = hop_timbre(audio, rate, len(records), engine.hop_s, clip.timbre)
         for h in heads:
-            target, mask = encode_labels(clip, h, len(records), engine.hop_s)
+            target, mask = encode_labels(clip, h, len(records), engine.hop_s, hop_labels)
             data[h.name].add(outputs[h.name], target, mask)
     return data, skipped
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,25 @@ def test_report_through_the_engine_equals_the_windows_path_and_has_every_part(
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((out / "report.json").read_text())
     assert data["method"] == "engine" and data["cost"]["p99_ms"] > 0
+
+
+def test_descriptor_labels_are_scored_per_hop_on_both_paths(
+        trained_run: Path, tone_corpus: Path, feature_cache: Path) -> None:
+    """Clips labelled by the descriptors are scored against each hop's own descriptors through
+    the engine too, as the trainer validates them (not against the clip's one label)."""
+    ck = load_checkpoint(trained_run / "best.safetensors")
+    clips, _ = corpus_clips(tone_corpus)
+    per_hop = [replace(c, timbre_per_hop=True) for c in clips]
+    cache = FeatureCache(feature_cache, ck.frontend)
+    by_engine = evaluate(ck, per_hop, method="engine", cost_repeats=5)
+    by_windows = evaluate(ck, per_hop, method="windows", cache=cache, cost_repeats=5)
+    clip_labels = evaluate(ck, clips, method="engine", cost_repeats=5)
+    e, w, c = (r.heads["timbre"]["per_hop"]["outputs"]
+               for r in (by_engine, by_windows, clip_labels))
+    for name in e:
+        assert e[name]["mae"] == pytest.approx(w[name]["mae"], abs=1e-5), name
+    # the tone corpus's hand-made labels are not what the descriptors measure
+    assert any(abs(e[n]["mae"] - c[n]["mae"]) > 0.01 for n in e)
 
 
 def test_evaluate_command(trained_run: Path, tone_corpus: Path, tmp_path: Path,
