@@ -156,6 +156,8 @@ def main(run_dir: Path) -> str:
         "",
         *_limits(report),
         "",
+        PREVIOUS,
+        "",
         "## Baselines on the same corpus",
         "",
         "From `benchmarks/results/baselines.md` (`benchmarks/baselines/compare.py`): the "
@@ -258,13 +260,27 @@ def _limits(report: dict) -> list[str]:
             "embedding head, whose LSTM carries seconds of context and smears neighbouring "
             "pieces together (0.704 and 0.844 for model b1c2319f5160's embedding). Novelty "
             f"(the last {nov.get('recent_s', 0):g} s against the {nov.get('memory_s', 0):g} s "
-            "before, on the CNN's summary alone) catches "
+            "before, on the CNN's summary alone, each feature standardised by the sound scale "
+            "fitted on training hops; each half of the splice streams picks the threshold the "
+            "other half is scored at) catches "
             f"{_fmt(nov.get('detection_rate'))} of changes of piece within 1 s at "
             f"{_fmt(nov.get('false_alarms_per_min'))} false alarms per minute (per-hop AUC "
             f"{_fmt(nov.get('auc_hop'))}; it {meets(nov.get('detection_rate'))} the 0.9 "
-            "target): two pieces in the same register on similar instruments barely move it, "
-            "and the embedding itself caught 0.274 (model b1c2319f5160).")
+            "target): two pieces in the same register on similar instruments barely move it. "
+            "Unstandardised, with 2 s of memory, the previous model caught 0.825 this way, "
+            "and the embedding itself 0.274 (model b1c2319f5160).")
     return out
+
+
+PREVIOUS = (
+    "Against the model it replaced (96ab9826a5cf: the same recipe for 30 epochs, trained on the "
+    "earlier hardness labels; both scored here by the same `streamtag evaluate` on the same "
+    "validation renders): instrument after 1 s 0.955 → 0.959; quadrants 0.702 → 0.682 per hop, "
+    "0.816 → 0.797 after 3 s, 0.838 → 0.800 per clip; valence r 0.648 → 0.644 per hop, "
+    "0.762 → 0.767 after 3 s; arousal r 0.855 → 0.851; the six other descriptors' MAE "
+    "0.051-0.108 → 0.052-0.104 (the same); hardness r −0.25 → 0.46 against the onset labels. "
+    "The earlier card's timbre numbers compared per-hop outputs with whole-clip labels (an "
+    "evaluation bug, fixed): they are not comparable with these.")
 
 
 def _baselines() -> list[str]:
