@@ -148,7 +148,10 @@ def main(run_dir: Path) -> str:
         _fmt(ret5.get("top1")),
         _fmt(ku.get("roc_auc")),
         f"{_fmt(nov.get('detection_rate'))} at {_fmt(nov.get('false_alarms_per_min'))} "
-        "false alarms per minute",
+        "false alarms per minute (each half of the streams at the threshold the other chose)"
+        + (f"; {_fmt(nov['all_streams']['detection_rate'])} at "
+           f"{_fmt(nov['all_streams']['false_alarms_per_min'])} with the threshold chosen on "
+           "all of them" if nov.get("all_streams") else ""),
     ]
     for (name, wanted), got in zip(TARGETS, measured, strict=True):
         lines.append(f"| {name} | {wanted} | {got} |")
@@ -244,8 +247,12 @@ def _limits(report: dict) -> list[str]:
         nov = emb.get("novelty") or {}
         ku = emb["known_unknown"]
 
-        def meets(x: float | None) -> str:
-            return "meets" if x is not None and x >= 0.9 else "misses"
+        def verdict(det: float | None, fa: float | None) -> str:
+            if det is None or fa is None or det < 0.9:
+                return "misses the target of 0.9"
+            if fa > 1.0:
+                return "detects enough, but with false alarms just over the 1 per minute allowed"
+            return "meets the target of 0.9 at no more than 1 false alarm per minute"
 
         out.append(
             f"References and novelty: among {emb['retrieval']['pieces']} pieces it never heard, "
@@ -261,13 +268,16 @@ def _limits(report: dict) -> list[str]:
             "pieces together (0.704 and 0.844 for model b1c2319f5160's embedding). Novelty "
             f"(the last {nov.get('recent_s', 0):g} s against the {nov.get('memory_s', 0):g} s "
             "before, on the CNN's summary alone, each feature standardised by the sound scale "
-            "fitted on training hops; each half of the splice streams picks the threshold the "
-            "other half is scored at) catches "
+            "fitted on training hops, less the median of the last "
+            f"{nov.get('baseline_s', 0):g} s; each half of the splice streams picks the "
+            "threshold the other half is scored at) catches "
             f"{_fmt(nov.get('detection_rate'))} of changes of piece within 1 s at "
             f"{_fmt(nov.get('false_alarms_per_min'))} false alarms per minute (per-hop AUC "
-            f"{_fmt(nov.get('auc_hop'))}; it {meets(nov.get('detection_rate'))} the 0.9 "
-            "target): two pieces in the same register on similar instruments barely move it. "
-            "Unstandardised, with 2 s of memory, the previous model caught 0.825 this way, "
+            f"{_fmt(nov.get('auc_hop'))}); it "
+            f"{verdict(nov.get('detection_rate'), nov.get('false_alarms_per_min'))}. "
+            "Two pieces in the same register on similar instruments barely move it. "
+            "Unstandardised, with 2 s of memory and no baseline, the previous model caught "
+            "0.825 this way, "
             "and the embedding itself 0.274 (model b1c2319f5160).")
     return out
 

@@ -196,7 +196,8 @@ class Engine:
         self._queries = [HopHistory(self.match_dims, window) for _ in self.streams]
         self._novelty = [
             NoveltyMeter(self.model.sound_features, hops_for(novelty.recent_s, self.hop_s),
-                         hops_for(novelty.memory_s, self.hop_s))
+                         hops_for(novelty.memory_s, self.hop_s),
+                         hops_for(novelty.baseline_s, self.hop_s) if novelty.baseline_s else 0)
             for _ in self.streams
         ]
         if library is None:

@@ -337,3 +337,24 @@ def test_broken_sound_blocks_are_named(block: object, message: str) -> None:
     problems = validate_embedding_meta({"projection": None, "known_distance": None,
                                         "sound": block}, 8)
     assert any(message in p for p in problems), problems
+
+
+def test_novelty_takes_off_the_usual_distance_of_the_hops_before() -> None:
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(scale=0.3, size=(40, 5))
+    vecs[:20, 0] += 3.0  # one piece, then another from hop 20 on
+    vecs[20:, 1] += 3.0
+    plain = NoveltyMeter(5, recent_hops=1, memory_hops=4)
+    based = NoveltyMeter(5, recent_hops=1, memory_hops=4, baseline_hops=6)
+    d = [plain.push(v) for v in vecs]
+    got = [based.push(v) for v in vecs]
+    primed = [x for i, x in enumerate(d) if i >= 1]  # the memory is full from the 2nd hop on
+    assert got[0] == d[0] == 0.0
+    for i in range(1, len(vecs)):
+        before = primed[max(0, i - 1 - 6):i - 1]
+        usual = float(np.median(before)) if before else 0.0
+        assert got[i] == pytest.approx(max(0.0, d[i] - usual), abs=1e-12), i
+    # The change stands out more against the usual wobble than the wobble itself does.
+    assert np.argmax(got) == 20 and got[20] > 3 * max(got[2:20])
+    based.reset()
+    assert based.push(vecs[0]) == 0.0 and based.push(vecs[1]) == pytest.approx(d[1])

@@ -116,15 +116,23 @@ def test_engine_feeds_novelty_the_non_silent_hops(tiny_embedding: Checkpoint, tm
     silent = [r["silent"] for r in recs]
     assert silent[6:8] == [True, True] and sum(silent) == 2
     sounding = sound[~np.asarray(silent)]
+    baseline = 6  # hops of the default baseline_s (3 s): their median distance is taken off
     k = 0
+    distances: list[float] = []  # of the hops whose memory was full
     for r in recs:
         if r["silent"]:
             assert r["novelty"] == 0.0
             continue
         k += 1  # hops heard so far, this one included
-        expected = 0.0 if k < 2 * recent else novelty_of(
-            sounding[k - recent:k], sounding[max(0, k - recent - memory):k - recent])
+        expected = 0.0
+        if k >= 2 * recent:
+            d = novelty_of(sounding[k - recent:k],
+                           sounding[max(0, k - recent - memory):k - recent])
+            usual = float(np.median(distances[-baseline:])) if distances else 0.0
+            distances.append(d)
+            expected = max(0.0, d - usual)
         assert r["novelty"] == pytest.approx(expected, abs=1e-5), r["seq"]
+    assert max(r["novelty"] for r in recs) > 0.0
     # Not the embedding's novelty: the two differ where the music changes.
     emb = vectors([r for r in recs if not r["silent"]])
     assert any(abs(novelty_of(emb[j - recent:j], emb[max(0, j - recent - memory):j - recent])
@@ -217,7 +225,7 @@ def test_golden_records_with_tags_embedding_novelty_and_reference(data_dir: Path
     ck = load_checkpoint(data_dir / "tiny-embedding.safetensors")
     lib = load_library(data_dir / "tiny-embedding-references.safetensors")
     # The windows the golden records were made with (pinned: the defaults are tunable).
-    records = Engine(ck, novelty=NoveltyConfig(memory_s=30.0, recent_s=1.0),
+    records = Engine(ck, novelty=NoveltyConfig(memory_s=30.0, recent_s=1.0, baseline_s=0.0),
                      reference=ReferenceConfig(window_s=1.0), library=lib).analyze(x)
     golden = [json.loads(line) for line in (data_dir / "golden_records_embedding.jsonl").open()]
     assert_records_equal(records, golden)

@@ -211,8 +211,9 @@ OSC_EMBEDDING_XY = OscSpec(
 OSC_NOVELTY = OscSpec(
     "novelty",
     (OscArg(KEY_NOVELTY, "f", "", _PROB),),
-    "how different the last hop sounds from the 4 s before it (0 same … 1 opposite; windows "
-    "set by `novelty` in the config); rises when the piece or section changes",
+    "how much more the last hop differs from the 4 s before it than the music has been "
+    "changing lately (0: no more than usual; windows set by `novelty` in the config); rises "
+    "when the piece or section changes",
 )
 _DISTANCE = (0.0, 2.0)
 OSC_REFERENCE = OscSpec(

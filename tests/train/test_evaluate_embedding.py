@@ -108,6 +108,7 @@ def test_whole_embedding_evaluation_runs_through_the_engine(tmp_path: Path):
     # 10 + 2 clips: streams of 10 and 2, each scored at the threshold the other one picked
     assert nv["streams"] == 2 and nv["test_splices"] == 9 + 1
     assert len(nv["fold_thresholds"]) == 2 and nv["test_minutes"] == pytest.approx(72 / 60)
+    assert 0 <= nv["all_streams"]["detection_rate"] <= 1 and nv["baseline_s"] == 3.0
     assert 0 <= nv["detection_rate"] <= 1 and len(nv["example"]["t"]) == 24
     json.dumps(report.to_dict(), allow_nan=False)
 
