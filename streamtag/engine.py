@@ -178,12 +178,10 @@ class Engine:
                         library: ReferenceLibrary | None) -> None:
         ck = self.checkpoint
         self._emb_head = ck.embedding_head
-        self.projection = ck.embedding.projection if (
-            self._emb_head is not None and ck.embedding is not None) else None
-        self._match = ck.embedding.match if (
-            self._emb_head is not None and ck.embedding is not None) else None
-        self._sound = ck.embedding.sound if (
-            self._emb_head is not None and ck.embedding is not None) else None
+        meta = ck.embedding if self._emb_head is not None else None
+        self.projection = meta.projection if meta is not None else None
+        self._match = meta.match if meta is not None else None
+        self._sound = meta.sound if meta is not None else None
         self.matcher: ReferenceMatcher | None = None
         self._queries: list[HopHistory] = []
         self._novelty: list[NoveltyMeter] = []
