@@ -230,16 +230,19 @@ def evaluate_embedding(
     if curves:
         # Two folds: each half of the streams picks the threshold the other half is scored at,
         # so every splice is scored once, by a threshold chosen without it.
-        halves = [curves[0::2], curves[1::2]] if len(curves) >= 2 else [curves, curves]
+        # One stream alone is both (scored once, not twice).
+        halves = [curves[0::2], curves[1::2]]
+        folds = ([(halves[0], halves[1]), (halves[1], halves[0])] if len(curves) >= 2
+                 else [(curves, curves)])
         det = fa = splices = 0
         minutes = 0.0
         fold_thresholds = []
-        for cal, test in ((halves[0], halves[1]), (halves[1], halves[0])):
+        for cal, test in folds:
             thr = _novelty_threshold(cal)
             d, f, m, n = _detect(test, thr)
             det, fa, minutes, splices = det + d, fa + f, minutes + m, splices + n
             fold_thresholds.append(thr)
-        t0, n0, b0 = halves[1][0]
+        t0, n0, b0 = folds[0][1][0]
         thr_all = _novelty_threshold(curves)  # the one to start from: chosen on every stream
         det_all, fa_all, min_all, n_all = _detect(curves, thr_all)
         report.novelty = {
