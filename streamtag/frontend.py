@@ -24,12 +24,11 @@ spectrum (spectral centroid, flatness, onset strength).
 
 from __future__ import annotations
 
-import warnings
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchaudio.functional as taf
 from scipy.signal import lfilter
 
 from streamtag.publish.wire import FAST_NAMES  # the order of ``Frames.fast`` columns
@@ -211,6 +210,27 @@ def finite(a: np.ndarray) -> np.ndarray:
     return a if np.count_nonzero(ok) == ok.size else np.where(ok, a, 0).astype(a.dtype, copy=False)
 
 
+def htk_mel_filterbank(n_freqs: int, f_min_hz: float, f_max_hz: float, n_mels: int,
+                       sample_rate_hz: int) -> torch.Tensor:
+    """Triangular HTK-mel filterbank, unnormalised → [n_freqs, n_mels] float32.
+
+    The same arithmetic, in the same order and precision, as torchaudio's
+    ``melscale_fbanks(..., norm=None, mel_scale="htk")``, so the seed preset stays seed 000's
+    transform without torchaudio installed (tests compare it with spectra torchaudio made).
+    Bands that fall between FFT bins (the seed's n_fft 254) are all zeros.
+    """
+    all_freqs = torch.linspace(0, sample_rate_hz // 2, n_freqs)
+    m_min = 2595.0 * math.log10(1.0 + f_min_hz / 700.0)
+    m_max = 2595.0 * math.log10(1.0 + f_max_hz / 700.0)
+    m_pts = torch.linspace(m_min, m_max, n_mels + 2)
+    f_pts = 700.0 * (10 ** (m_pts / 2595.0) - 1.0)
+    f_diff = f_pts[1:] - f_pts[:-1]  # [n_mels + 1]
+    slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)  # [n_freqs, n_mels + 2]
+    down = (-1.0 * slopes[:, :-2]) / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    return torch.max(torch.zeros(1), torch.min(down, up))
+
+
 class MelFrontend:
     """Incremental log-mel frontend with an offline twin (``process_offline``).
 
@@ -254,14 +274,11 @@ class MelFrontend:
         if config.normalized:
             window /= np.sqrt(np.sum(window**2))
         self._window = torch.from_numpy(window).float()
-        with warnings.catch_warnings():
-            # The seed preset has empty bands by design (n_fft 254); torchaudio warns on each.
-            warnings.simplefilter("ignore", UserWarning)
-            fb = taf.melscale_fbanks(
-                config.n_freqs, config.f_min_hz,
-                config.f_max_hz if config.f_max_hz is not None else config.sample_rate_hz / 2,
-                config.n_mels, config.sample_rate_hz, norm=None, mel_scale="htk",
-            )
+        fb = htk_mel_filterbank(
+            config.n_freqs, config.f_min_hz,
+            config.f_max_hz if config.f_max_hz is not None else config.sample_rate_hz / 2,
+            config.n_mels, config.sample_rate_hz,
+        )
         self._fbank = fb.float()  # [n_freqs, n_mels]
         freqs = torch.linspace(0, config.sample_rate_hz / 2, config.n_freqs).numpy()
         # [n_freqs, 2]: one product of the power spectrum gives its sum and first moment.

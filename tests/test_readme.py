@@ -24,8 +24,17 @@ def test_reference_is_generated_from_the_wire_module() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    command = "bash scripts/setup --dev && python3 -m pytest -q"
+    command = "bash scripts/setup --dev && .venv/bin/python -m pytest -q"
     assert command in readme and command in ci
+    # On the stock-OS path: Debian's own externally managed python3 first, not a private build.
+    assert 'export PATH="/usr/bin:/bin' in ci
+
+
+def test_readme_run_command_uses_the_venv_setup_makes() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "bash scripts/setup && .venv/bin/streamtag run" in readme
+    setup = (ROOT / "scripts" / "setup").read_text()
+    assert "venv=.venv" in setup and "-m venv" in setup
 
 
 def test_every_command_in_the_readme_table_exists() -> None:
