@@ -18,16 +18,22 @@ import platform
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import librosa
 import numpy as np
 import torch
-import torchaudio
 
 from streamtag.checkpoint import load_checkpoint
 from streamtag.engine import Engine
-from streamtag.frontend import DEFAULT_FRONTEND, FRONTEND_PRESETS, MelFrontend
+from streamtag.frontend import (
+    DEFAULT_FRONTEND,
+    FRONTEND_PRESETS,
+    FrontendConfig,
+    MelFrontend,
+    htk_mel_filterbank,
+)
 from streamtag.testing import make_checkpoint, make_signal
 
 OUT = Path(__file__).parent / "results" / "core.json"
@@ -72,6 +78,24 @@ def per_hop(preset: str, seconds: float, tmp: Path) -> dict:
             "parameters": sum(p.numel() for p in ck.model.parameters())}
 
 
+def window_mel(c: FrontendConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The seed's transform as torchaudio's ``MelSpectrogram(center=False)`` computes it: one
+    ``torch.stft`` of the window, its power, the HTK filterbank (torchaudio's, bit for bit; the
+    runtime does not install torchaudio). [T] samples → [n_mels, frames]."""
+    window = torch.hann_window(c.win_length)
+    fbank = htk_mel_filterbank(c.n_freqs, c.f_min_hz, c.f_max_hz or c.sample_rate_hz / 2,
+                               c.n_mels, c.sample_rate_hz)
+
+    def mel(x: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(x, c.n_fft, c.hop_length, c.win_length, window, center=False,
+                          return_complex=True).abs()
+        if c.normalized:  # torchaudio's "window" normalisation, not torch.stft's
+            spec = spec / window.pow(2).sum().sqrt()
+        return (spec.pow(c.power).T @ fbank).T
+
+    return mel
+
+
 def seed_way(preset: str, seconds: float, tmp: Path) -> dict:
     """The seed's way: the whole window's features recomputed every hop, then the model.
 
@@ -87,10 +111,7 @@ def seed_way(preset: str, seconds: float, tmp: Path) -> dict:
         def features(w: torch.Tensor) -> torch.Tensor:  # [T] → [n_features, frames]
             return torch.from_numpy(frontend.process_offline(w.numpy()).mel.T.copy())
     else:
-        mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=c.sample_rate_hz, n_fft=c.n_fft, win_length=c.win_length,
-            hop_length=c.hop_length, n_mels=c.n_mels, power=c.power, normalized=c.normalized,
-            f_min=c.f_min_hz, center=False)
+        mel = window_mel(c)
 
         def features(w: torch.Tensor) -> torch.Tensor:
             m = mel(w)
@@ -120,9 +141,7 @@ def frontend_window_vs_hop(seconds: float) -> dict:
     x = make_signal(seconds, c.sample_rate_hz)
     xt = torch.from_numpy(x)
     hop, win = c.sample_rate_hz // 2, 2 * c.sample_rate_hz
-    mel = torchaudio.transforms.MelSpectrogram(
-        sample_rate=c.sample_rate_hz, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels,
-        f_min=c.f_min_hz, center=False)
+    mel = window_mel(c)
     # Like for like: no fast lane (extra work the seed's way never does); against torchaudio,
     # which has no pitch-class rows, our frontend without them too.
     fe, fe_fast, fe_win = (MelFrontend(c, fast_lane=False), MelFrontend(c),
