@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -398,9 +399,9 @@ def test_resume_refuses_a_changed_model(make_config, tmp_path: Path) -> None:
 
 def test_torchrun_two_processes_train_and_write_a_loadable_checkpoint(
         tone_corpus: Path, feature_cache: Path, tmp_path: Path) -> None:
-    torchrun = shutil.which("torchrun")
-    if torchrun is None:
-        pytest.skip("torchrun not installed")
+    # torch installs torchrun beside the interpreter (.venv/bin), which need not be on PATH.
+    torchrun = shutil.which("torchrun", path=sysconfig.get_path("scripts"))
+    assert torchrun is not None, "torch's torchrun is missing beside this interpreter"
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
