@@ -693,7 +693,7 @@ class OscPublisher:
         for part in parts:
             self._send(part, targets)
 
-    def _count(self, packet: EncodedPacket | EncodedMessages) -> None:
+    def _count(self, packet: EncodedPacket | EncodedMessages | _Packer) -> None:
         if packet.nonfinite:
             with self._lock:
                 self._nonfinite += packet.nonfinite
@@ -718,7 +718,7 @@ class OscPublisher:
             stream = self._stream(record.get(wire.KEY_STREAM))
             if bundles or plain:
                 packer = _pack_record(record, self._prefix, stream)
-                self._count(packer.plain())
+                self._count(packer)
                 counted = True
                 if bundles and packer.messages:
                     self._send_bundle(packer.bundle(_wall(record)).dgram, bundles)
@@ -780,7 +780,7 @@ class OscPublisher:
         except (TypeError, ValueError, AttributeError, BuildError) as e:
             self._bad_fast(e)
             return
-        self._count(packer.plain())
+        self._count(packer)
         if bundles and packer.messages:
             self._send_bundle(packer.bundle(wall).dgram, bundles)
         for dgram in packer.dgrams if self._plain else ():
