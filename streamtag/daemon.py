@@ -120,8 +120,11 @@ def make_mapper(cfg: Config, hop_s: float) -> Mapper:
 
 
 def osc_targets(cfg: Config) -> list[TargetSpec]:
-    """The OSC targets of the config, with their profiles."""
-    return [TargetSpec(t.host, int(t.port or 0), t.profile, t.name, tuple(t.inputs), t.stream)
+    """The OSC targets of the config, with their profiles; a wekinator target without a
+    stream gets the first one's name (so the manifest says which)."""
+    first = stream_specs(cfg)[0].name
+    return [TargetSpec(t.host, int(t.port or 0), t.profile, t.name, tuple(t.inputs),
+                       t.stream or (first if t.profile == "wekinator" else None))
             for t in cfg.outputs.osc.targets]
 
 

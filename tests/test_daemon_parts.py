@@ -216,3 +216,6 @@ def test_a_reload_cannot_send_mappings_to_targets_only_a_restart_adds() -> None:
     assert make_mapper(new, 0.5).mappings[0].target == ("vj",)
     assert [(t.name, t.port, t.profile) for t in osc_targets(new)] == [
         ("synth", 9000, "bundle"), ("vj", 9100, "bundle")]
+    wek = config_from_dict({"outputs": {"osc": {"targets": [
+        {"profile": "wekinator", "inputs": ["novelty"]}]}}})
+    assert [(t.port, t.stream) for t in osc_targets(wek)] == [(6448, "main")]

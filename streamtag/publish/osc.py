@@ -577,6 +577,10 @@ class OscPublisher:
         names = [t.name for t in specs if t.name is not None]
         if len(set(names)) != len(names):
             raise ValueError(f"OSC targets: names must differ, got {names}")
+        for t in specs:
+            if t.stream is not None and self._streams and t.stream not in self._streams:
+                raise ValueError(f"OSC target {t.host}:{t.port}: stream {t.stream!r} is not "
+                                 f"one of {', '.join(self._streams)}")
         self._targets = [_Target(t.host, int(t.port), t) for t in specs]
         self._by_profile: dict[str, list[_Target]] = {
             profile: [t for t in self._targets if t.spec.profile == profile]

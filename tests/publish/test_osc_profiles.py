@@ -179,6 +179,12 @@ def test_invalid_targets_are_refused_naming_the_problem(kwargs: dict, message: s
         osc.TargetSpec(**spec)
 
 
+def test_a_wekinator_target_of_a_stream_that_does_not_exist_is_refused() -> None:
+    with pytest.raises(ValueError, match="stream 'drums' is not one of a, b"):
+        osc.OscPublisher([osc.TargetSpec("127.0.0.1", 6448, "wekinator", inputs=("novelty",),
+                                         stream="drums")], "/st", ["a", "b"])
+
+
 def test_manifest_describes_profiles_targets_and_the_numbers_only_twins() -> None:
     targets = [osc.TargetSpec("127.0.0.1", 9000, "touchdesigner", name="vj"),
                osc.TargetSpec("::1", 6448, "wekinator", inputs=("timbre.brightness",
