@@ -100,8 +100,13 @@ def make_mapper(cfg: Config, hop_s: float) -> Mapper:
     """User mappings with their smoothers (one per stream, mapping and value); ValueError
     names the mapping and field."""
     named = {t.name for t in cfg.outputs.osc.targets if t.name is not None}
+    streams = [s.name for s in stream_specs(cfg)]
     mappings = []
     for i, m in enumerate(cfg.outputs.osc.mappings):
+        if m.stream is not None and m.stream not in streams:  # reload: streams need a restart
+            raise ValueError(f"outputs.osc.mappings[{i}].stream: expected one of "
+                             f"{', '.join(streams)}, got {m.stream!r} (streams change on "
+                             "restart)")
         target = [m.target] if isinstance(m.target, str) else m.target
         for name in target or ():
             if name not in named:  # a reload naming a target that only a restart would add
@@ -111,7 +116,7 @@ def make_mapper(cfg: Config, hop_s: float) -> Mapper:
             tuple(m.sources) if m.sources else m.source, m.to, (m.range[0], m.range[1]),
             m.curve, None if m.in_range is None else (m.in_range[0], m.in_range[1]),
             stream=m.stream, target=None if target is None else tuple(target)))
-    if len(stream_specs(cfg)) > 1:
+    if len(streams) > 1:
         for m in mappings:
             if m.stream is None:
                 log.warning("mapping to %s has no stream: every stream drives it, their values "

@@ -213,6 +213,10 @@ def test_a_reload_cannot_send_mappings_to_targets_only_a_restart_adds() -> None:
         "mappings": [{"source": "novelty", "to": "/a", "target": "vj"}]}}})
     with pytest.raises(ValueError, match="no OSC target is named 'vj'"):
         make_mapper(keep_restart_only(old, new), 0.5)
+    two = config_from_dict({"streams": [{"name": "a"}, {"name": "b"}], "outputs": {"osc": {
+        "mappings": [{"source": "novelty", "to": "/a", "stream": "b"}]}}})
+    with pytest.raises(ValueError, match=r"mappings\[0\]\.stream: expected one of main"):
+        make_mapper(keep_restart_only(old, two), 0.5)
     assert make_mapper(new, 0.5).mappings[0].target == ("vj",)
     assert [(t.name, t.port, t.profile) for t in osc_targets(new)] == [
         ("synth", 9000, "bundle"), ("vj", 9100, "bundle")]
