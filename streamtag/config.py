@@ -88,10 +88,26 @@ class ReferenceConfig:
     known_distance: float | None = _rng(0.0, 2.0)  # threshold; None: the checkpoint's
 
 
+#: OSC target port when a target states none [UDP port]: 9000, Wekinator's 6448 for its profile.
+DEFAULT_OSC_PORT = 9000
+WEKINATOR_PORT = 6448
+
+
 @dataclass(frozen=True)
 class OscTarget:
+    """One OSC receiver and what it gets (``profile``; see streamtag.publish.wire.PROFILES)."""
+
     host: str = "127.0.0.1"
-    port: int = _rng(1, 65535, 9000)
+    port: int | None = _rng(1, 65535, None)  # None: 9000, or 6448 for profile wekinator
+    profile: Literal["bundle", "plain", "touchdesigner", "wekinator"] = "bundle"
+    name: str | None = None  # what mappings' `target` refers to
+    inputs: list[str] = field(default_factory=list)  # wekinator: record paths, one float each
+    stream: str | None = None  # wekinator: the stream that drives it; None: the first
+
+    def __post_init__(self) -> None:
+        if self.port is None:
+            port = WEKINATOR_PORT if self.profile == "wekinator" else DEFAULT_OSC_PORT
+            object.__setattr__(self, "port", port)
 
 
 @dataclass(frozen=True)
@@ -104,9 +120,13 @@ class SmoothingConfig:
 @dataclass(frozen=True)
 class MappingConfig:
     source: str = ""  # a record path: timbre.brightness, emotion.valence, level_db, …
+    sources: list[str] = field(default_factory=list)  # or several: one message, one float each
     to: str = ""  # OSC address
     range: list[float] = field(default_factory=lambda: [0.0, 1.0])  # output range
     curve: Literal["lin", "exp", "log"] = "lin"
+    in_range: list[float] | None = None  # input range; None: the source's nominal range
+    stream: str | None = None  # only this stream drives it; None: every stream
+    target: str | list[str] | None = None  # target name(s); None: every target but wekinator
 
 
 @dataclass(frozen=True)
@@ -281,10 +301,50 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         for j, ch in enumerate(s.channels or []):
             if ch < 0:
                 problems.append(f"streams[{i}].channels[{j}]: expected >= 0, got {ch}")
+    stream_names = names or [cfg.analysis.stream]
+    targets = cfg.outputs.osc.targets
+    target_names = [t.name for t in targets if t.name is not None]
+    for i, t in enumerate(targets):
+        p = f"outputs.osc.targets[{i}]"
+        if t.name is not None and target_names.count(t.name) > 1:
+            problems.append(f"{p}.name: {t.name!r} is used by more than one target")
+        if t.profile == "wekinator":
+            if not t.inputs:
+                problems.append(f"{p}.inputs: profile wekinator needs the record paths to send, "
+                                "e.g. [timbre.brightness, emotion.valence]")
+            for j, path in enumerate(t.inputs):
+                if not path or path.startswith(".") or path.endswith("."):
+                    problems.append(f"{p}.inputs[{j}]: expected a record path like "
+                                    f"timbre.brightness, got {path!r}")
+            if t.stream is not None and t.stream not in stream_names:
+                problems.append(f"{p}.stream: expected one of {', '.join(stream_names)}, "
+                                f"got {t.stream!r}")
+        else:
+            if t.inputs:
+                problems.append(f"{p}.inputs: only profile wekinator sends inputs "
+                                f"(this target's profile is {t.profile})")
+            if t.stream is not None:
+                problems.append(f"{p}.stream: only profile wekinator takes a stream "
+                                f"(this target's profile is {t.profile})")
     for i, m in enumerate(cfg.outputs.osc.mappings):
         p = f"outputs.osc.mappings[{i}]"
-        if not m.source:
-            problems.append(f"{p}.source: required (e.g. timbre.brightness)")
+        if bool(m.source) == bool(m.sources):
+            problems.append(f"{p}.source: expected either source (one path, e.g. "
+                            "timbre.brightness) or sources (a list of paths), not "
+                            f"{'both' if m.source else 'neither'}")
+        if m.in_range is not None and len(m.in_range) != 2:
+            problems.append(f"{p}.in_range: expected [low, high], got {m.in_range!r}")
+        if m.stream is not None and m.stream not in stream_names:
+            problems.append(f"{p}.stream: expected one of {', '.join(stream_names)}, "
+                            f"got {m.stream!r}")
+        wanted = [m.target] if isinstance(m.target, str) else (m.target or [])
+        if m.target is not None and not wanted:
+            problems.append(f"{p}.target: expected a target name or a list of them, got []")
+        for name in wanted:
+            if name not in target_names:
+                known = ", ".join(repr(n) for n in target_names) or "none (give targets a name)"
+                problems.append(f"{p}.target: no OSC target is named {name!r}; named "
+                                f"targets: {known}")
         if not m.to.startswith("/"):
             problems.append(f"{p}.to: expected an OSC address starting with '/', got {m.to!r}")
         if len(m.range) != 2:

@@ -34,7 +34,7 @@ from streamtag.errors import CheckpointError, ConfigError, StreamtagError
 from streamtag.publish import wire
 from streamtag.publish.control import ControlServer
 from streamtag.publish.mapping import Mapper, Mapping, Smoother
-from streamtag.publish.osc import OscPublisher
+from streamtag.publish.osc import OscPublisher, TargetSpec
 from streamtag.publish.zmq import ZmqPublisher
 from streamtag.references import ReferenceLibrary, load_library
 
@@ -97,10 +97,40 @@ def stream_specs(cfg: Config) -> list[StreamSpec]:
 
 
 def make_mapper(cfg: Config, hop_s: float) -> Mapper:
-    """User mappings with their smoothers; ValueError names the mapping and field."""
-    mappings = [Mapping(m.source, m.to, (m.range[0], m.range[1]), m.curve)
-                for m in cfg.outputs.osc.mappings]
+    """User mappings with their smoothers (one per stream, mapping and value); ValueError
+    names the mapping and field."""
+    named = {t.name for t in cfg.outputs.osc.targets if t.name is not None}
+    streams = [s.name for s in stream_specs(cfg)]
+    mappings = []
+    for i, m in enumerate(cfg.outputs.osc.mappings):
+        if m.stream is not None and m.stream not in streams:  # reload: streams need a restart
+            raise ValueError(f"outputs.osc.mappings[{i}].stream: expected one of "
+                             f"{', '.join(streams)}, got {m.stream!r} (streams change on "
+                             "restart)")
+        target = [m.target] if isinstance(m.target, str) else m.target
+        for name in target or ():
+            if name not in named:  # a reload naming a target that only a restart would add
+                raise ValueError(f"outputs.osc.mappings[{i}].target: no OSC target is named "
+                                 f"{name!r} (targets change on restart)")
+        mappings.append(Mapping(
+            tuple(m.sources) if m.sources else m.source, m.to, (m.range[0], m.range[1]),
+            m.curve, None if m.in_range is None else (m.in_range[0], m.in_range[1]),
+            stream=m.stream, target=None if target is None else tuple(target)))
+    if len(streams) > 1:
+        for m in mappings:
+            if m.stream is None:
+                log.warning("mapping to %s has no stream: every stream drives it, their values "
+                            "alternating; set `stream` to choose one", m.to)
     return Mapper(mappings, [make_smoother(cfg, hop_s) for _ in mappings])
+
+
+def osc_targets(cfg: Config) -> list[TargetSpec]:
+    """The OSC targets of the config, with their profiles; a wekinator target without a
+    stream gets the first one's name (so the manifest says which)."""
+    first = stream_specs(cfg)[0].name
+    return [TargetSpec(t.host, int(t.port or 0), t.profile, t.name, tuple(t.inputs),
+                       t.stream or (first if t.profile == "wekinator" else None))
+            for t in cfg.outputs.osc.targets]
 
 
 def make_smoother(cfg: Config, hop_s: float) -> Smoother | None:
@@ -200,9 +230,9 @@ class Daemon:
         try:
             o = cfg.outputs
             if o.osc.enabled:
-                self.osc = OscPublisher([(t.host, t.port) for t in o.osc.targets], o.osc.prefix,
-                                        self._stream_names(),
+                self.osc = OscPublisher(osc_targets(cfg), o.osc.prefix, self._stream_names(),
                                         max_datagram_bytes=o.osc.max_datagram_bytes)
+                self._name_osc_indices()
             if o.zmq.enabled:
                 self.zmq = ZmqPublisher(o.zmq.endpoint, o.zmq.hwm, manifest=self.manifest)
             if cfg.control.enabled:
@@ -210,7 +240,8 @@ class Daemon:
                             for c in ("reset", "pause", "resume", "reload")}
                 handlers["describe"] = lambda: self.manifest
                 self.control = ControlServer(cfg.control.host, cfg.control.port, o.osc.prefix,
-                                             handlers)
+                                             handlers,
+                                             max_datagram_bytes=o.osc.max_datagram_bytes)
         except Exception:
             self.close()
             raise
@@ -247,7 +278,8 @@ class Daemon:
             frame_rate / self._fast_every, sample_rate_hz=ck.frontend.sample_rate_hz,
             mappings=[m.manifest_entry() for m in mapper.mappings],
             projection=engine.projection is not None,
-            references=engine.matcher.names if engine.matcher is not None else None)
+            references=engine.matcher.names if engine.matcher is not None else None,
+            targets=[t.describe() for t in osc_targets(cfg)] if cfg.outputs.osc.enabled else ())
         self.manifest["checkpoint"] = ck.id
         self.manifest["hop_s"] = engine.hop_s
         if ck.embedding_head is not None and engine.projection is None:
@@ -255,6 +287,15 @@ class Daemon:
                         "embedding.xy is not published", ck.id)
         if library is not None:
             log.info("reference library %s: %d reference(s)", library.path, len(library.names))
+
+    def _name_osc_indices(self) -> None:
+        """Tell the OSC publisher the class and reference names the touchdesigner profile's
+        indices point into: the manifest's lists."""
+        if self.osc is None:
+            return
+        classes = next((e.get("classes") for e in self.manifest["osc"]["addresses"]
+                        if "classes" in e), None)
+        self.osc.set_names(classes, self.manifest.get("references"))
 
     def _stream_names(self, cfg: Config | None = None) -> list[str]:
         return [s.name for s in stream_specs(cfg or self.cfg)]
@@ -313,6 +354,7 @@ class Daemon:
         self.cfg, self.checkpoint = cfg, ck
         self.counters.reloads += 1
         freeze_heap()  # the old model goes now, not in a collection mid-hop
+        self._name_osc_indices()
         if self.zmq is not None:
             self.zmq.publish_meta(self.manifest)
         log.info("reloaded: checkpoint %s", ck.id)
@@ -425,8 +467,8 @@ class Daemon:
             c.hops += 1
             c.latencies_ms.append(rec["latency_ms"])
         if self.osc is not None:
-            for address, value in self.mapper.process(rec):
-                self.osc.send_raw(address, value)
+            for msg in self.mapper.process(rec):
+                self.osc.send_values(msg.address, msg.values, msg.targets)
         if self.zmq is not None:
             self.zmq.publish_record(rec)
 

@@ -87,3 +87,69 @@ def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "not valid YAML" in capsys.readouterr().err
     assert main(["check-config", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read config file" in capsys.readouterr().err
+
+
+def test_targets_take_a_profile_and_wekinator_its_own_default_port() -> None:
+    import typing
+
+    from streamtag.config import OscTarget
+    from streamtag.publish import wire
+
+    cfg = config_from_dict({"outputs": {"osc": {"targets": [
+        {"host": "127.0.0.1"},
+        {"profile": "touchdesigner", "name": "vj", "port": 7000},
+        {"profile": "wekinator", "inputs": ["timbre.brightness", "emotion.valence"]},
+    ]}}})
+    bundle, touch, wek = cfg.outputs.osc.targets
+    assert (bundle.profile, bundle.port) == ("bundle", 9000)
+    assert (touch.profile, touch.port, touch.name) == ("touchdesigner", 7000, "vj")
+    assert (wek.port, wek.inputs, wek.stream) == (6448, ["timbre.brightness", "emotion.valence"],
+                                                 None)
+    # The config's profile names are the wire module's, in the same order.
+    hint = typing.get_type_hints(OscTarget)["profile"]
+    assert typing.get_args(hint) == tuple(wire.PROFILES)
+
+
+@pytest.mark.parametrize("osc,expected", [
+    ({"targets": [{"profile": "wekinator"}]},
+     "outputs.osc.targets[0].inputs: profile wekinator needs the record paths"),
+    ({"targets": [{"profile": "wekinator", "inputs": ["timbre.", ""]}]},
+     "outputs.osc.targets[0].inputs[0]: expected a record path"),
+    ({"targets": [{"profile": "wekinator", "inputs": ["level_db"], "stream": "left"}]},
+     "outputs.osc.targets[0].stream: expected one of main, got 'left'"),
+    ({"targets": [{"inputs": ["level_db"]}]},
+     "outputs.osc.targets[0].inputs: only profile wekinator sends inputs"),
+    ({"targets": [{"profile": "max"}]}, "outputs.osc.targets[0].profile: expected one of"),
+    ({"targets": [{"name": "a"}, {"name": "a", "port": 9002}]},
+     "outputs.osc.targets[1].name: 'a' is used by more than one target"),
+    ({"mappings": [{"to": "/a"}]}, "outputs.osc.mappings[0].source: expected either source"),
+    ({"mappings": [{"source": "novelty", "sources": ["novelty"], "to": "/a"}]},
+     "outputs.osc.mappings[0].source: expected either source (one path, e.g. "
+     "timbre.brightness) or sources (a list of paths), not both"),
+    ({"mappings": [{"source": "novelty", "to": "/a", "target": "vj"}]},
+     "outputs.osc.mappings[0].target: no OSC target is named 'vj'; named targets: none"),
+    ({"mappings": [{"source": "novelty", "to": "/a", "stream": "left"}]},
+     "outputs.osc.mappings[0].stream: expected one of main, got 'left'"),
+    ({"mappings": [{"source": "novelty", "to": "/a", "in_range": [1]}]},
+     "outputs.osc.mappings[0].in_range: expected [low, high]"),
+])
+def test_profile_and_mapping_mistakes_are_named(osc: dict, expected: str) -> None:
+    problems = problems_of({"outputs": {"osc": osc}})
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_mappings_take_several_sources_a_stream_and_targets() -> None:
+    cfg = config_from_dict({
+        "streams": [{"name": "voice", "channels": [0]}, {"name": "guitar", "channels": [1]}],
+        "outputs": {"osc": {
+            "targets": [{"name": "synth"}, {"name": "vj", "port": 9002}],
+            "mappings": [
+                {"sources": ["embedding.xy.0", "embedding.xy.1"], "to": "/synth/xy",
+                 "range": [0, 1], "stream": "guitar", "target": "synth"},
+                {"source": "fast.none", "to": "/b", "in_range": [0, 5],
+                 "target": ["synth", "vj"]},
+            ]}}})
+    first, second = cfg.outputs.osc.mappings
+    assert (first.sources, first.stream, first.target) == (
+        ["embedding.xy.0", "embedding.xy.1"], "guitar", "synth")
+    assert (second.in_range, second.target) == ([0.0, 5.0], ["synth", "vj"])

@@ -211,3 +211,44 @@ def test_no_input_device_names_the_ways_out(tmp_path: Path, tiny_default_path: P
     err = proc.stderr.read()
     for hint in ("streamtag devices", "--input FILE", "jackd -d dummy"):
         assert hint in err, err
+
+
+def test_describe_answers_four_streams_in_datagrams_within_the_size_rule(
+    tmp_path: Path, tiny_default_path: Path
+) -> None:
+    """The manifest of four streams (tens of KB) comes back from a running daemon as
+    ``/streamtag/manifest iis`` parts of at most ``max_datagram_bytes``, that join into the
+    manifest ZeroMQ carries whole."""
+    import json
+
+    from pythonosc.osc_message import OscMessage
+
+    cfg, endpoint = base_config(tmp_path)
+    cfg["input"] = {"device": "synthetic:sine", "sample_rate_hz": 22050, "realtime": True}
+    cfg["streams"] = [{"name": n, "channels": [i]} for i, n in enumerate("abcd")]
+    control = cfg["control"]["port"]
+    sub = Subscriber(endpoint)
+    proc = start_daemon(["--checkpoint", str(tiny_default_path)], cfg, tmp_path)
+    try:
+        wait_status(sub, lambda s: s["hops"] >= 1, proc, timeout_s=60)
+        meta = sub.topic("streamtag.meta")[-1]
+        pieces: dict[int, str] = {}
+        sizes = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(osc_message("/streamtag/control/describe"), ("127.0.0.1", control))
+            count = None
+            while count is None or len(pieces) < count:
+                data = s.recv(65536)
+                sizes.append(len(data))
+                part, count, piece = OscMessage(data).params
+                pieces[part] = piece
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        sub.close()
+    manifest = json.loads("".join(pieces[k] for k in range(count)))
+    assert manifest == meta
+    assert manifest["osc"]["streams"] == ["a", "b", "c", "d"]
+    assert len(json.dumps(manifest)) > 20_000 and count > 10
+    assert max(sizes) <= 1472

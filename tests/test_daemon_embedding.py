@@ -123,3 +123,28 @@ def test_daemon_refuses_to_start_with_a_library_of_another_model(
     proc = start_daemon(["--checkpoint", str(tiny_default_path)], cfg, tmp_path)
     assert proc.wait(60) == 2
     assert "has no embedding head" in proc.stderr.read()
+
+
+def test_touchdesigner_profile_sends_the_reference_as_its_index_in_the_manifest(
+    tmp_path: Path, tiny_embedding_path: Path
+) -> None:
+    """The daemon tells the OSC layer the loaded library's names: a touchdesigner target gets
+    ``/streamtag/reference if`` with each hop's match as its index in the manifest's
+    ``references`` (-1 for none), and no string anywhere."""
+    wav = tmp_path / "take.wav"
+    sf.write(wav, make_signal(4.0, 44100, seed=11), 44100)  # the notes of the second reference
+    lib_path = tmp_path / "refs.safetensors"
+    build_library(tiny_embedding_path, lib_path, ["intro", "verse"])
+    sub, lines = run_file_through_daemon(
+        tmp_path, wav, tiny_embedding_path,
+        {"reference": {"library": str(lib_path), "window_s": 1.0}}, profile="touchdesigner")
+    names = sub.topic("streamtag.meta")[-1]["references"]
+    published = sub.topic("streamtag.estimate")
+    fields = [ln.split(" ") for ln in lines]
+    assert fields and all(set(f[2]) <= {"f", "i"} for f in fields)
+    sent = [f[3:] for f in fields if f[1] == "/streamtag/reference"]
+    assert names == ["intro", "verse"]
+    assert sent[0][0] == "1"  # verse: the take starts with its notes
+    expected = [str(names.index(r["reference"]["name"]) if r["reference"]["name"] else -1)
+                for r in published]
+    assert [f[0] for f in sent] == expected

@@ -55,7 +55,8 @@ def test_mappings_are_built_from_the_config() -> None:
          "curve": "exp"}]}}})
     mapper = make_mapper(cfg, 0.5)
     out = mapper.process({"stream": "main", "timbre": {"brightness": 1.0}})
-    assert out == [("/synth/cutoff", pytest.approx(8000))]
+    assert [(m.address, m.values, m.targets) for m in out] == [
+        ("/synth/cutoff", (pytest.approx(8000),), None)]
 
 
 def test_monitor_shows_a_running_daemon(tmp_path, data_dir) -> None:
@@ -181,3 +182,44 @@ def test_a_slower_fast_lane_keeps_every_onset(data_dir) -> None:
     # The signal has onsets that fall on frames not sent: the hold is what carries them.
     assert np.any(groups[:, :, onset].max(axis=1) > groups[:, -1, onset] + 1e-3)
     assert len(sent) == len(values) // 4
+
+
+def test_each_stream_drives_a_configured_mapping_through_its_own_smoother() -> None:
+    """With several streams, one smoother shared by every stream (the old make_mapper) pulled
+    each stream's output towards the others'."""
+    cfg = config_from_dict({
+        "streams": [{"name": "voice", "channels": [0]}, {"name": "guitar", "channels": [1]}],
+        "outputs": {"osc": {"smoothing": {"kind": "exp", "time_s": 1.0}, "mappings": [
+            {"source": "timbre.brightness", "to": "/synth/cutoff", "range": [0, 1]},
+            {"sources": ["timbre.brightness", "timbre.warmth"], "to": "/g", "range": [0, 1],
+             "stream": "guitar"}]}}})
+    mapper = make_mapper(cfg, 0.5)
+    out: dict[str, list] = {"voice": [], "guitar": []}
+    for _ in range(4):
+        for stream, x in (("voice", 0.0), ("guitar", 1.0)):
+            out[stream] += mapper.process({"stream": stream,
+                                           "timbre": {"brightness": x, "warmth": x}})
+    assert {m.values for m in out["voice"]} == {(0.0,)}
+    assert [m.address for m in out["guitar"]] == ["/synth/cutoff", "/g"] * 4
+    assert {m.values for m in out["guitar"]} == {(1.0,), (1.0, 1.0)}
+
+
+def test_a_reload_cannot_send_mappings_to_targets_only_a_restart_adds() -> None:
+    from streamtag.daemon import osc_targets
+
+    old = config_from_dict({"outputs": {"osc": {"targets": [{"name": "synth"}]}}})
+    new = config_from_dict({"outputs": {"osc": {
+        "targets": [{"name": "synth"}, {"name": "vj", "port": 9100}],
+        "mappings": [{"source": "novelty", "to": "/a", "target": "vj"}]}}})
+    with pytest.raises(ValueError, match="no OSC target is named 'vj'"):
+        make_mapper(keep_restart_only(old, new), 0.5)
+    two = config_from_dict({"streams": [{"name": "a"}, {"name": "b"}], "outputs": {"osc": {
+        "mappings": [{"source": "novelty", "to": "/a", "stream": "b"}]}}})
+    with pytest.raises(ValueError, match=r"mappings\[0\]\.stream: expected one of main"):
+        make_mapper(keep_restart_only(old, two), 0.5)
+    assert make_mapper(new, 0.5).mappings[0].target == ("vj",)
+    assert [(t.name, t.port, t.profile) for t in osc_targets(new)] == [
+        ("synth", 9000, "bundle"), ("vj", 9100, "bundle")]
+    wek = config_from_dict({"outputs": {"osc": {"targets": [
+        {"profile": "wekinator", "inputs": ["novelty"]}]}}})
+    assert [(t.port, t.stream) for t in osc_targets(wek)] == [(6448, "main")]

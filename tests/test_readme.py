@@ -43,3 +43,17 @@ def test_every_command_in_the_readme_table_exists() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert documented and documented <= set(sub.choices)
+
+
+def test_the_profiles_example_in_connecting_your_tools_is_a_valid_config() -> None:
+    import yaml
+
+    from streamtag.config import config_from_dict
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Connecting your tools"):]
+    block = re.search(r"```yaml\n(.*?)```", section, flags=re.S)
+    assert block is not None
+    cfg = config_from_dict(yaml.safe_load(block.group(1)))
+    assert [(t.profile, t.port) for t in cfg.outputs.osc.targets] == [
+        ("bundle", 9000), ("touchdesigner", 10000), ("wekinator", 6448)]

@@ -4,11 +4,13 @@ Addresses (no arguments; any arguments are ignored): ``<prefix>/control/reset``,
 ``resume``, ``reload``, ``describe``. Each calls the daemon's handler for that command on the
 server thread, so handlers should be quick and thread-safe (set a flag, post to a queue).
 
-``describe`` replies to the sender's address and port (the source of the datagram) with one
-plain message ``<prefix>/manifest s``: the manifest returned by the ``describe`` handler, as a
-JSON text (strict JSON, no NaN, UTF-8). A client must therefore listen on the socket it sends
-the request from. The reply is much larger than the request and goes wherever the request
-claims to come from, which is one reason the port binds to 127.0.0.1 unless configured.
+``describe`` replies to the sender's address and port (the source of the datagram) with the
+manifest returned by the ``describe`` handler as strict JSON text (no NaN, ASCII), cut into
+plain messages ``<prefix>/manifest iis`` (part, count, piece) of at most
+``max_datagram_bytes`` each (:func:`streamtag.publish.osc.encode_manifest`). A client must
+therefore listen on the socket it sends the request from. The reply is much larger than the
+request and goes wherever the request claims to come from, which is one reason the port binds
+to 127.0.0.1 unless configured.
 
 Packets that are not OSC, addresses that are not a control command, and handler exceptions are
 counted (:attr:`ControlServer.stats`), logged at a limited rate, and ignored. The receive loop
@@ -18,7 +20,6 @@ datagrams before any hook sees them, so they could not be counted.
 
 from __future__ import annotations
 
-import json
 import logging
 import selectors
 import socket
@@ -27,11 +28,11 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
 from streamtag.errors import ConfigError
 from streamtag.publish import wire
+from streamtag.publish.osc import DEFAULT_MAX_DATAGRAM_BYTES, encode_manifest
 from streamtag.publish.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class ControlServer:
             the manifest sent back; other return values are ignored. A command without a
             handler is counted as unknown.
         log_interval_s: minimum delay [s] between two log lines about the same failure.
+        max_datagram_bytes: largest datagram of the manifest reply [bytes].
 
     Raises:
         ConfigError: the host/port cannot be bound (in use, not a local address), naming it.
@@ -68,8 +70,10 @@ class ControlServer:
         handlers: Mapping[str, Callable[[], object]],
         *,
         log_interval_s: float = LOG_INTERVAL_S,
+        max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES,
     ) -> None:
         self._prefix = wire.check_prefix(prefix)
+        self._max_bytes = int(max_datagram_bytes)
         unknown = set(handlers) - set(wire.CONTROL_COMMANDS)
         if unknown:
             raise ValueError(f"handlers: unknown control commands {sorted(unknown)}; expected "
@@ -177,14 +181,8 @@ class ControlServer:
         try:
             if manifest is None:
                 raise ValueError("the describe handler returned no manifest")
-            if isinstance(manifest, str):
-                text = manifest
-            else:
-                clean, _ = wire.sanitize(manifest)
-                text = json.dumps(clean, allow_nan=False, ensure_ascii=False)
-            builder = OscMessageBuilder(wire.manifest_address(self._prefix))
-            builder.add_arg(text, "s")
-            self._sock.sendto(builder.build().dgram, sender)
+            for dgram in encode_manifest(manifest, self._prefix, self._max_bytes):  # type: ignore[arg-type]
+                self._sock.sendto(dgram, sender)
         except (OSError, TypeError, ValueError) as e:
             self._count("reply_errors")
             self._rlog.log("reply", logging.WARNING,

@@ -2,8 +2,9 @@
 optionally smoothed.
 
 A :class:`Mapping` is a frozen spec, validated on construction; a :class:`Smoother` holds the
-per-output state; a :class:`Mapper` pairs them and turns each record into ``(address, value)``
-pairs for :meth:`streamtag.publish.osc.OscPublisher.send_raw`.
+per-output state; a :class:`Mapper` pairs them, with one smoother per stream, mapping and value,
+and turns each record into :class:`MappedMessage` s (address, values, target names) for
+:meth:`streamtag.publish.osc.OscPublisher.send_values`.
 
 Curves map the input, first clipped to ``in_range`` and normalised to x in [0, 1], onto
 ``range = (lo, hi)``:
@@ -22,8 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 from streamtag.publish import wire
 
@@ -71,35 +72,50 @@ def resolve(record: MappingABC[str, Any], source: str) -> Any:
 
 @dataclass(frozen=True)
 class Mapping:
-    """Scale one record value to an OSC address.
+    """Scale one or several record values to an OSC address, sent as one message.
 
     Args:
         source: dotted path into the record: ``timbre.brightness``, ``emotion.valence``,
-            ``instrument.probs.violin``, ``instrument.confidence``, ``level_db``, ``silent``…
+            ``instrument.probs.violin``, ``instrument.confidence``, ``level_db``, ``silent``…;
+            or several paths (``["embedding.xy.0", "embedding.xy.1"]``): one message with one
+            float per path, in order (``/synth/xy ff``).
         to: OSC address to send to, e.g. ``/synth/cutoff``.
-        range: output (lo, hi), in the receiver's unit (e.g. Hz).
+        range: output (lo, hi), in the receiver's unit (e.g. Hz); the same for every value.
         curve: ``lin``, ``exp`` or ``log`` (see the module docstring).
         in_range: input (lo, hi) that maps onto ``range``; values outside are clipped. Default:
-            the source's nominal range from :func:`wire.value_range` (timbre 0…1, valence
+            each source's nominal range from :func:`wire.value_range` (timbre 0…1, valence
             −1…1, level −160…0 dBFS); required for sources without one.
-        stream: only records of this stream drive the output; None: every stream.
+        stream: only records of this stream drive the output; None: every stream (each
+            through its own smoother).
+        target: names of the OSC targets the message goes to; None: every target but
+            ``wekinator`` ones.
 
     Raises:
-        ValueError: naming the field (``source``, ``to``, ``range``, ``curve``, ``in_range``).
+        ValueError: naming the field (``source``, ``to``, ``range``, ``curve``, ``in_range``,
+            ``target``).
     """
 
-    source: str
+    source: str | tuple[str, ...]
     to: str
     range: tuple[float, float]
     curve: str
     in_range: tuple[float, float] | None = None
     stream: str | None = None
+    target: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         where = f"mapping {self.source!r} → {self.to!r}"
-        if not isinstance(self.source, str) or not self.source or self.source.startswith("."):
+        sources = (self.source,) if isinstance(self.source, str) else self.source
+        try:
+            sources = tuple(sources)
+        except TypeError:
+            sources = ()
+        if not sources or not all(isinstance(s, str) and s and not s.startswith(".")
+                                  for s in sources):
             raise ValueError(f"{where}: source: expected a dotted record path like "
-                             "'timbre.brightness'")
+                             "'timbre.brightness', or a list of them")
+        if not isinstance(self.source, str):
+            object.__setattr__(self, "source", sources)
         try:
             wire.check_address(self.to)
         except (ValueError, AttributeError, TypeError) as e:
@@ -113,19 +129,38 @@ class Mapping:
                              f"got [{lo:g}, {hi:g}]")
         object.__setattr__(self, "range", (lo, hi))
         if self.in_range is None:
-            default = wire.value_range(self.source)
-            if default is None:
-                raise ValueError(f"{where}: in_range: required, source {self.source!r} has no "
-                                 "known range")
-            object.__setattr__(self, "in_range", default)
+            defaults = [wire.value_range(s) for s in sources]
+            for s, d in zip(sources, defaults, strict=True):
+                if d is None:
+                    raise ValueError(f"{where}: in_range: required, source {s!r} has no "
+                                     "known range")
+            if len(set(defaults)) == 1:  # one range for all: state it
+                object.__setattr__(self, "in_range", defaults[0])
         else:
             object.__setattr__(self, "in_range", _pair(self.in_range, f"{where}: in_range"))
+        if self.target is not None:
+            names = (self.target,) if isinstance(self.target, str) else tuple(self.target)
+            if not names or not all(isinstance(n, str) and n for n in names):
+                raise ValueError(f"{where}: target: expected a target name or a list of them, "
+                                 f"got {self.target!r}")
+            object.__setattr__(self, "target", names)
 
-    def scale(self, value: float) -> float:
-        """Map one input value to the output range: clip to ``in_range``, normalise, apply
-        the curve. ``value`` must be finite."""
-        assert self.in_range is not None  # set by __post_init__
-        ilo, ihi = self.in_range
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The record paths, one per value of the message."""
+        return (self.source,) if isinstance(self.source, str) else self.source
+
+    @property
+    def in_ranges(self) -> tuple[tuple[float, float], ...]:
+        """The input range of each source."""
+        if self.in_range is not None:
+            return (self.in_range,) * len(self.sources)
+        return tuple(wire.value_range(s) for s in self.sources)  # type: ignore[misc]
+
+    def scale(self, value: float, index: int = 0) -> float:
+        """Map one input value (of source ``index``) to the output range: clip to its input
+        range, normalise, apply the curve. ``value`` must be finite."""
+        ilo, ihi = self.in_range if self.in_range is not None else self.in_ranges[index]
         x = min(1.0, max(0.0, (value - ilo) / (ihi - ilo)))
         lo, hi = self.range
         if self.curve == "lin":
@@ -142,30 +177,36 @@ class Mapping:
             return hi
         return y
 
-    def apply(self, record: MappingABC[str, Any]) -> list[tuple[str, float]]:
-        """``[(to, scaled value)]`` for this record, or ``[]`` when the source is absent,
-        not a number, non-finite, or the record is of another stream."""
+    def apply(self, record: MappingABC[str, Any]) -> tuple[float, ...] | None:
+        """The scaled values for this record, one per source, or None when the record is of
+        another stream or a source is absent, not a number or non-finite (a message with a
+        value missing would be misread)."""
         if self.stream is not None and record.get(wire.KEY_STREAM) != self.stream:
-            return []
-        value = resolve(record, self.source)
-        if isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            return []
-        return [(self.to, self.scale(float(value)))]
+            return None
+        out = []
+        for i, source in enumerate(self.sources):
+            value = resolve(record, source)
+            if isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                return None
+            out.append(self.scale(float(value), i))
+        return tuple(out)
 
     def manifest_entry(self) -> dict[str, Any]:
         """This mapping as a manifest address entry (see :func:`wire.build_manifest`)."""
-        assert self.in_range is not None
+        n = len(self.sources)
         return {
             "address": self.to,
-            "types": "f",
-            "args": [{"name": "value", "type": "f", "unit": "", "range": list(self.range)}],
-            "description": f"user mapping of {self.source} ({self.curve})",
-            "from": self.source,
-            "in_range": list(self.in_range),
+            "types": "f" * n,
+            "args": [{"name": "value" if n == 1 else f"value{i}", "type": "f", "unit": "",
+                      "range": list(self.range)} for i in range(n)],
+            "description": f"user mapping of {', '.join(self.sources)} ({self.curve})",
+            "from": self.source if isinstance(self.source, str) else list(self.source),
+            "in_range": [list(r) for r in self.in_ranges] if n > 1 else list(self.in_ranges[0]),
             "curve": self.curve,
             "stream": self.stream,
+            "targets": None if self.target is None else list(self.target),
         }
 
 
@@ -222,12 +263,27 @@ class Smoother:
         self._y = None
 
 
+class MappedMessage(NamedTuple):
+    """One message a mapping sends: its address, values and target names (None: default)."""
+
+    address: str
+    values: tuple[float, ...]
+    targets: tuple[str, ...] | None = None
+
+
 @dataclass
 class Mapper:
-    """The daemon's set of mappings with their smoothers (None: unsmoothed)."""
+    """The daemon's set of mappings with their smoothers.
+
+    ``smoothers`` holds one prototype per mapping (None: unsmoothed); every stream that drives
+    a mapping gets its own copies, one per value, made on the stream's first record: two
+    streams driving the same address must not pull one smoother between them.
+    """
 
     mappings: Sequence[Mapping]
     smoothers: Sequence[Smoother | None] = ()
+    _state: dict[tuple[Any, int], list[Smoother]] = field(default_factory=dict, init=False,
+                                                           repr=False)
 
     def __post_init__(self) -> None:
         if self.smoothers and len(self.smoothers) != len(self.mappings):
@@ -235,16 +291,29 @@ class Mapper:
         if not self.smoothers:
             self.smoothers = [None] * len(self.mappings)
 
-    def process(self, record: MappingABC[str, Any]) -> list[tuple[str, float]]:
-        """All ``(address, value)`` pairs this record drives, smoothed, in mapping order."""
-        out: list[tuple[str, float]] = []
-        for m, s in zip(self.mappings, self.smoothers, strict=True):
-            for addr, value in m.apply(record):
-                out.append((addr, s.process(value) if s is not None else value))
+    def _smoothers(self, stream: Any, i: int, proto: Smoother, n: int) -> list[Smoother]:
+        key = (stream, i)
+        state = self._state.get(key)
+        if state is None:
+            state = self._state[key] = [replace(proto) for _ in range(n)]
+            for s in state:
+                s.reset()
+        return state
+
+    def process(self, record: MappingABC[str, Any]) -> list[MappedMessage]:
+        """The messages this record drives, smoothed per stream, in mapping order."""
+        out: list[MappedMessage] = []
+        stream = record.get(wire.KEY_STREAM)
+        for i, (m, proto) in enumerate(zip(self.mappings, self.smoothers, strict=True)):
+            values = m.apply(record)
+            if values is None:
+                continue
+            if proto is not None:
+                state = self._smoothers(stream, i, proto, len(values))
+                values = tuple(s.process(v) for s, v in zip(state, values, strict=True))
+            out.append(MappedMessage(m.to, values, m.target))
         return out
 
     def reset(self) -> None:
         """Reset every smoother (``/control/reset``)."""
-        for s in self.smoothers:
-            if s is not None:
-                s.reset()
+        self._state.clear()

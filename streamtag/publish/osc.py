@@ -1,4 +1,4 @@
-"""OSC over UDP: one timetagged bundle per hop to every target, never raising on send.
+"""OSC over UDP: each hop to every target as its profile wants it, never raising on send.
 
 Layers, bottom up (as in python-osc): :func:`ntp_timetag` and the ``encode_*`` functions turn a
 record into datagram bytes (pure, golden-tested); :class:`OscPublisher` owns one connected UDP
@@ -20,8 +20,18 @@ Wire choices (see :mod:`streamtag.publish.wire` for the addresses):
   frame's wall time, so the four descriptors of a frame arrive together in one datagram. Sent
   50 times a second, so its bytes are built once per stream and only the timetag and values
   are written into a copy (:class:`_FastTemplate`).
-- Mappings (:meth:`OscPublisher.send_raw`): plain messages, no bundle, because their targets
-  are arbitrary user patches, some of which (e.g. Pd's ``oscparse``) do not unpack bundles.
+- Mappings (:meth:`OscPublisher.send_values`): plain messages of one or more floats, no
+  bundle, because their targets are arbitrary user patches, some of which do not unpack
+  bundles; to the targets a mapping names, else to every target but ``wekinator`` ones.
+- Profiles (:class:`TargetSpec`, :data:`wire.PROFILES`): the above is ``bundle``, the default.
+  ``plain`` sends the same messages one datagram each (hop and fast lane); ``touchdesigner``
+  too, with numbers only (``instrument if`` / ``reference if``: indices into the manifest's
+  lists, see :meth:`OscPublisher.set_names`); ``wekinator`` gets one ``/wek/inputs`` message
+  per hop of its stream (:func:`encode_wekinator`) and nothing else.
+- Manifest (:func:`encode_manifest`, used by the control port's ``describe`` reply): ASCII
+  JSON cut into ``<prefix>/manifest iis`` messages (part, count, piece) that each fit
+  ``max_datagram_bytes``; the 4-stream manifest of the bundled model (54 KB) used to go out as
+  one datagram, and with five streams would not fit UDP at all.
 - Non-finite values are never sent: NaN skips the messages that carry it, ±inf is clamped to
   the value's nominal range when it has one (``level_db = -inf`` → -160 dBFS), else skipped.
   Each such value is counted in ``stats["nonfinite"]``.
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import logging
 import math
 import socket
@@ -45,6 +56,7 @@ from typing import Any
 from pythonosc.osc_message_builder import BuildError
 
 from streamtag.publish import wire
+from streamtag.publish.mapping import resolve
 from streamtag.publish.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -87,6 +99,15 @@ class EncodedPacket:
     dgram: bytes
     messages: tuple[tuple[str, str], ...]  # (address, type tags) in order
     nonfinite: int = 0  # values clamped or skipped because they were NaN/±inf
+
+
+@dataclass(frozen=True)
+class EncodedMessages:
+    """Plain OSC messages, one datagram each, and what they hold."""
+
+    dgrams: tuple[bytes, ...]
+    messages: tuple[tuple[str, str], ...]  # (address, type tags) in order
+    nonfinite: int = 0
 
 
 def _osc_string(text: str) -> bytes:
@@ -148,18 +169,26 @@ class _Packer:
             parts.append(d)
         return EncodedPacket(b"".join(parts), tuple(self.messages), self.nonfinite)
 
+    def plain(self) -> EncodedMessages:
+        return EncodedMessages(tuple(self.dgrams), tuple(self.messages), self.nonfinite)
 
-def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) -> EncodedPacket:
-    """Encode one estimate record as the hop bundle.
 
-    Args:
-        record: an estimate record (DESIGN.md); absent heads are simply not sent.
-        prefix: OSC prefix, e.g. ``/streamtag``.
-        stream: address-safe stream part (several streams) or None (single stream).
+def _index(names: Sequence[str], name: Any) -> int:
+    """Position of ``name`` in ``names``, -1 if absent (or None)."""
+    try:
+        return names.index(str(name)) if name is not None else -1
+    except ValueError:
+        return -1
 
-    Raises:
-        TypeError, ValueError: a field has a type the record contract does not allow.
-    """
+
+def _pack_record(
+    record: Mapping[str, Any], prefix: str, stream: str | None, *, numbers_only: bool = False,
+    classes: Sequence[str] | None = None, references: Sequence[str] | None = None,
+) -> _Packer:
+    """The hop's messages in bundle order. ``numbers_only`` (touchdesigner profile) sends
+    ``instrument`` and ``reference`` as ``if`` (index into ``classes`` / ``references``, else
+    -1) instead of ``sf``; ``classes`` None: the order of ``instrument.probs``, which is the
+    checkpoint's label order (engine.head_section)."""
     p = _Packer()
 
     def a(suffix: str) -> str:
@@ -179,9 +208,15 @@ def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) ->
     if isinstance(inst, Mapping):
         top = inst.get(wire.INSTRUMENT_TOP)
         conf = p.number(inst.get(wire.INSTRUMENT_CONFIDENCE), "instrument.confidence")
-        p.add(a(wire.OSC_INSTRUMENT.suffix), wire.OSC_INSTRUMENT.types,
-              None if top is None else str(top), conf)
         probs = inst.get(wire.INSTRUMENT_PROBS)
+        if numbers_only:
+            names = classes if classes is not None else (
+                [str(c) for c in probs] if isinstance(probs, Mapping) else [])
+            p.add(a(wire.OSC_INSTRUMENT_INDEX.suffix), wire.OSC_INSTRUMENT_INDEX.types,
+                  None if top is None else _index(names, top), conf)
+        else:
+            p.add(a(wire.OSC_INSTRUMENT.suffix), wire.OSC_INSTRUMENT.types,
+                  None if top is None else str(top), conf)
         if isinstance(probs, Mapping):
             spec = wire.OSC_INSTRUMENT_CLASS
             for cls, prob in probs.items():
@@ -209,9 +244,13 @@ def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) ->
         name = ref.get(wire.REFERENCE_NAME)
         dist = p.number(ref.get(wire.REFERENCE_DISTANCE),
                         f"{wire.KEY_REFERENCE}.{wire.REFERENCE_DISTANCE}")
-        # No sound yet (distance null): nothing to say; an unknown sound sends "".
-        p.add(a(wire.OSC_REFERENCE.suffix), wire.OSC_REFERENCE.types,
-              "" if name is None else str(name), dist)
+        # No sound yet (distance null): nothing to say; an unknown sound sends "" (or -1).
+        if numbers_only:
+            p.add(a(wire.OSC_REFERENCE_INDEX.suffix), wire.OSC_REFERENCE_INDEX.types,
+                  _index(references or (), name), dist)
+        else:
+            p.add(a(wire.OSC_REFERENCE.suffix), wire.OSC_REFERENCE.types,
+                  "" if name is None else str(name), dist)
         known = ref.get(wire.REFERENCE_KNOWN)
         p.add(a(wire.OSC_REFERENCE_KNOWN.suffix), wire.OSC_REFERENCE_KNOWN.types,
               None if known is None else int(bool(known)))
@@ -220,8 +259,119 @@ def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) ->
     silent = record.get(wire.KEY_SILENT)
     p.add(a(wire.OSC_SILENT.suffix), wire.OSC_SILENT.types,
           None if silent is None else int(bool(silent)))
+    return p
+
+
+def _wall(record: Mapping[str, Any]) -> float | None:
     wall = record.get(wire.KEY_WALL)
-    return p.bundle(None if wall is None else float(wall))
+    return None if wall is None else float(wall)
+
+
+def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) -> EncodedPacket:
+    """Encode one estimate record as the hop bundle (profile ``bundle``).
+
+    Args:
+        record: an estimate record (DESIGN.md); absent heads are simply not sent.
+        prefix: OSC prefix, e.g. ``/streamtag``.
+        stream: address-safe stream part (several streams) or None (single stream).
+
+    Raises:
+        TypeError, ValueError: a field has a type the record contract does not allow.
+    """
+    return _pack_record(record, prefix, stream).bundle(_wall(record))
+
+
+def encode_record_plain(
+    record: Mapping[str, Any], prefix: str, stream: str | None, *, numbers_only: bool = False,
+    classes: Sequence[str] | None = None, references: Sequence[str] | None = None,
+) -> EncodedMessages:
+    """Encode one estimate record as plain messages, one datagram each, in bundle order:
+    profile ``plain``, or ``touchdesigner`` with ``numbers_only`` (see :func:`_pack_record`;
+    ``classes`` / ``references``: the manifest's lists the indices point into).
+
+    Raises:
+        TypeError, ValueError: a field has a type the record contract does not allow.
+    """
+    return _pack_record(record, prefix, stream, numbers_only=numbers_only, classes=classes,
+                        references=references).plain()
+
+
+def encode_wekinator(
+    record: Mapping[str, Any], inputs: Sequence[str], address: str = wire.WEKINATOR_ADDRESS
+) -> EncodedPacket | None:
+    """One Wekinator input message: ``address`` with one float per record path of ``inputs``
+    (``timbre.brightness``, ``embedding.xy.0``, ``silent`` → 0/1), in order.
+
+    Returns None when one of them is absent, not a number or not finite: Wekinator expects
+    the same number of floats in every message, so a partial one would be misread.
+    """
+    values = []
+    for path in inputs:
+        value = resolve(record, path)
+        if isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None
+        values.append(float(value))
+    types = "f" * len(values)
+    return EncodedPacket(_message(address, types, values), ((address, types),))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def encode_values(addr: str, values: Sequence[float]) -> EncodedPacket:
+    """One plain message of ``len(values)`` floats (mappings). Non-finite values give an
+    empty ``dgram`` (nothing is sent; a message with a value missing would be misread)."""
+    xs = [float(v) for v in values]
+    if not all(math.isfinite(x) for x in xs):
+        return EncodedPacket(b"", (), sum(not math.isfinite(x) for x in xs))
+    types = "f" * len(xs)
+    return EncodedPacket(_message(addr, types, xs), ((addr, types),))
+
+
+def manifest_text(manifest: Mapping[str, Any] | str) -> str:
+    """The manifest as sent over OSC: strict, compact JSON in ASCII (other characters as
+    ``\\uXXXX``), so it can be cut into pieces anywhere. A str is taken as JSON already and
+    only re-escaped to ASCII if needed."""
+    if isinstance(manifest, str):
+        return manifest if manifest.isascii() else json.dumps(json.loads(manifest))
+    clean, _ = wire.sanitize(manifest)
+    return json.dumps(clean, allow_nan=False, ensure_ascii=True, separators=(",", ":"))
+
+
+def encode_manifest(
+    manifest: Mapping[str, Any] | str, prefix: str,
+    max_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES,
+) -> list[bytes]:
+    """The manifest as ``<prefix>/manifest iis`` messages (part, count, piece of JSON text),
+    each datagram at most ``max_bytes`` [bytes]; see :data:`wire.OSC_MANIFEST`.
+
+    Joining the pieces of parts 0 … count−1 gives :func:`manifest_text`.
+
+    Raises:
+        ValueError: ``max_bytes`` leaves no room for text after the address and arguments.
+    """
+    addr = wire.manifest_address(prefix)
+    types = wire.OSC_MANIFEST.types
+    fixed = len(_message_head(addr, types)) + 8  # two int32
+    # A string of L bytes takes (L // 4 + 1) * 4 on the wire (NUL, padding).
+    room = 4 * ((max_bytes - fixed) // 4) - 1
+    if room < 1:
+        raise ValueError(f"max_datagram_bytes {max_bytes} leaves no room for the manifest "
+                         f"after its address {addr!r}")
+    text = manifest_text(manifest)
+    pieces = [text[i : i + room] for i in range(0, len(text), room)] or [""]
+    return [_message(addr, types, [k, len(pieces), piece]) for k, piece in enumerate(pieces)]
+
+
+def _pack_fast(prefix: str, stream: str | None, values: Mapping[str, float]) -> _Packer:
+    p = _Packer()
+    for name, value in values.items():
+        x = p.number(value, f"fast.{name}")
+        p.add(_fast_address(prefix, stream, name), wire.OSC_FAST.types, x)
+    return p
 
 
 def encode_fast(
@@ -229,11 +379,7 @@ def encode_fast(
 ) -> EncodedPacket:
     """Encode one fast-lane frame: a bundle of ``<prefix>[/<stream>]/fast/<name> f``,
     timetagged with ``wall`` [s since the Unix epoch]. Non-finite values are skipped."""
-    p = _Packer()
-    for name, value in values.items():
-        x = p.number(value, f"fast.{name}")
-        p.add(_fast_address(prefix, stream, name), wire.OSC_FAST.types, x)
-    return p.bundle(wall)
+    return _pack_fast(prefix, stream, values).bundle(wall)
 
 
 @functools.lru_cache(maxsize=256)
@@ -312,10 +458,58 @@ def encode_message(addr: str, value: float | int | str | bool) -> EncodedPacket:
     return EncodedPacket(_message(addr, "f", [x]), ((addr, "f"),))
 
 
+@dataclass(frozen=True)
+class TargetSpec:
+    """One OSC target and what it gets (see :data:`wire.PROFILES`).
+
+    Args:
+        host, port: where to send (port 1..65535).
+        profile: ``bundle`` (default), ``plain``, ``touchdesigner`` or ``wekinator``.
+        name: how mappings refer to it (``target:`` in the config); None: unnamed.
+        inputs: wekinator only: the record paths sent as ``/wek/inputs`` floats, in order.
+        stream: wekinator only: the stream whose records drive it; None: the first stream.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+
+    host: str
+    port: int
+    profile: str = wire.PROFILE_BUNDLE
+    name: str | None = None
+    inputs: tuple[str, ...] = ()
+    stream: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"OSC target {self.host}:{self.port}"
+        if not 1 <= int(self.port) <= 65535:
+            raise ValueError(f"{where}: port must be in 1..65535")
+        if self.profile not in wire.PROFILES:
+            raise ValueError(f"{where}: profile must be one of {', '.join(wire.PROFILES)}, "
+                             f"got {self.profile!r}")
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        wek = self.profile == wire.PROFILE_WEKINATOR
+        if wek and not self.inputs:
+            raise ValueError(f"{where}: profile wekinator needs inputs (record paths)")
+        if not wek and (self.inputs or self.stream is not None):
+            raise ValueError(f"{where}: inputs and stream are for profile wekinator only")
+
+    def describe(self) -> dict[str, Any]:
+        """This target as a manifest entry (``osc.targets``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        out: dict[str, Any] = {"target": f"{host}:{self.port}", "name": self.name,
+                               "profile": self.profile}
+        if self.profile == wire.PROFILE_WEKINATOR:
+            out.update(address=wire.WEKINATOR_ADDRESS, types="f" * len(self.inputs),
+                       inputs=list(self.inputs), stream=self.stream)
+        return out
+
+
 @dataclass
 class _Target:
     host: str
     port: int
+    spec: TargetSpec
     sock: socket.socket | None = None
     resolving: bool = False
     next_retry_s: float = 0.0
@@ -343,19 +537,27 @@ class OscPublisher:
     No method raises on a send problem; see :attr:`stats`. Thread-safe: records and fast-lane
     frames may be sent from different threads.
 
+    Each target has a profile (:class:`TargetSpec`, :data:`wire.PROFILES`): ``bundle``
+    targets get each hop and fast-lane frame as one bundle, ``plain`` ones the same messages
+    one datagram each, ``touchdesigner`` ones those with numbers only, ``wekinator`` ones one
+    ``/wek/inputs`` message per hop. A record is encoded once per profile in use.
+
     Args:
-        targets: (host, port) pairs; port 1..65535.
+        targets: :class:`TargetSpec` or (host, port) pairs (profile ``bundle``).
         prefix: OSC address prefix, e.g. ``/streamtag`` (no trailing slash).
         streams: all stream names; with more than one, addresses carry the record's stream
             (``/streamtag/<stream>/emotion``).
         resolve_retry_s: delay [s] between resolution attempts for an unresolved host.
         log_interval_s: minimum delay [s] between two log lines about the same failure.
         max_datagram_bytes: larger bundles are split (see :func:`split_bundle`) [bytes], >= 64.
+
+    Raises:
+        ValueError: a target or argument is invalid, naming it.
     """
 
     def __init__(
         self,
-        targets: Sequence[tuple[str, int]],
+        targets: Sequence[tuple[str, int] | TargetSpec],
         prefix: str,
         streams: Sequence[str] = (),
         *,
@@ -370,18 +572,49 @@ class OscPublisher:
         self._split = 0
         self._prefix = wire.check_prefix(prefix)
         self._streams = tuple(streams)
-        for host, port in targets:
-            if not 1 <= int(port) <= 65535:
-                raise ValueError(f"OSC target {host}:{port}: port must be in 1..65535")
-        self._targets = [_Target(str(h), int(p)) for h, p in targets]
+        specs = [t if isinstance(t, TargetSpec) else TargetSpec(str(t[0]), int(t[1]))
+                 for t in targets]
+        names = [t.name for t in specs if t.name is not None]
+        if len(set(names)) != len(names):
+            raise ValueError(f"OSC targets: names must differ, got {names}")
+        for t in specs:
+            if t.stream is not None and self._streams and t.stream not in self._streams:
+                raise ValueError(f"OSC target {t.host}:{t.port}: stream {t.stream!r} is not "
+                                 f"one of {', '.join(self._streams)}")
+        self._targets = [_Target(t.host, int(t.port), t) for t in specs]
+        self._by_profile: dict[str, list[_Target]] = {
+            profile: [t for t in self._targets if t.spec.profile == profile]
+            for profile in wire.PROFILES
+        }
+        # Targets that take the per-hop addresses as plain messages.
+        self._plain = (self._by_profile[wire.PROFILE_PLAIN]
+                       + self._by_profile[wire.PROFILE_TOUCHDESIGNER])
+        # Mappings without a target: every target but Wekinator's, which expects one message.
+        self._mapping_default = [t for t in self._targets
+                                 if t.spec.profile != wire.PROFILE_WEKINATOR]
+        self._by_name = {t.spec.name: t for t in self._targets if t.spec.name is not None}
+        self._classes: tuple[str, ...] | None = None
+        self._references: tuple[str, ...] | None = None
         self._retry_s = resolve_retry_s
         self._rlog = RateLimitedLog(log, log_interval_s)
         self._lock = threading.Lock()
         self._closed = False
         self._nonfinite = 0
         self._bad = 0
+        self._incomplete = 0
         for t in self._targets:
             self._resolve(t)
+
+    def set_names(self, classes: Sequence[str] | None, references: Sequence[str] | None) -> None:
+        """The manifest's instrument ``classes`` and ``references``: what the touchdesigner
+        profile's indices point into (call again after a reload). None: classes in the order
+        of the record's ``instrument.probs``; references unknown (index -1)."""
+        self._classes = None if classes is None else tuple(classes)
+        self._references = None if references is None else tuple(references)
+
+    def describe_targets(self) -> list[dict[str, Any]]:
+        """Every target as a manifest entry (:meth:`TargetSpec.describe`)."""
+        return [t.spec.describe() for t in self._targets]
 
     # -- resolution -----------------------------------------------------------------------
 
@@ -428,13 +661,14 @@ class OscPublisher:
 
     # -- sending --------------------------------------------------------------------------
 
-    def _send(self, dgram: bytes | bytearray) -> None:
+    def _send(self, dgram: bytes | bytearray, targets: Sequence[_Target] | None = None) -> None:
+        """Send one datagram to ``targets`` (None: every target)."""
         now = time.monotonic()
         failures: list[tuple[_Target, OSError]] = []
         with self._lock:
             if self._closed:
                 return
-            for t in self._targets:
+            for t in self._targets if targets is None else targets:
                 if t.sock is None:
                     t.dropped += 1
                     if not t.resolving and now >= t.next_retry_s:
@@ -452,18 +686,18 @@ class OscPublisher:
                 "OSC target %s: send failed (%s); still sending", t.name, e,
             )
 
-    def _send_bundle(self, dgram: bytes | bytearray) -> None:
+    def _send_bundle(self, dgram: bytes | bytearray, targets: Sequence[_Target]) -> None:
         """Send a bundle, split into several if it is larger than the datagram limit."""
         if len(dgram) <= self._max_bytes:
-            self._send(dgram)
+            self._send(dgram, targets)
             return
         parts = split_bundle(bytes(dgram), self._max_bytes)
         with self._lock:
             self._split += 1
         for part in parts:
-            self._send(part)
+            self._send(part, targets)
 
-    def _count(self, packet: EncodedPacket) -> None:
+    def _count(self, packet: EncodedPacket | EncodedMessages | _Packer) -> None:
         if packet.nonfinite:
             with self._lock:
                 self._nonfinite += packet.nonfinite
@@ -471,55 +705,114 @@ class OscPublisher:
     def _stream(self, stream: str | None) -> str | None:
         return wire.stream_part(self._streams, stream) if stream else None
 
+    def _bad_record(self, record: Any, e: Exception) -> None:
+        with self._lock:
+            self._bad += 1
+        self._rlog.log("bad record", logging.ERROR,
+                       "OSC: record seq=%s not sent, a field has a wrong type: %s",
+                       record.get(wire.KEY_SEQ) if isinstance(record, Mapping) else "?", e)
+
     def publish(self, record: Mapping[str, Any]) -> None:
-        """Send one estimate record as a timetagged bundle to every target. Never raises."""
+        """Send one estimate record to every target as its profile wants it. Never raises."""
+        bundles = self._by_profile[wire.PROFILE_BUNDLE]
+        plain = self._by_profile[wire.PROFILE_PLAIN]
+        touch = self._by_profile[wire.PROFILE_TOUCHDESIGNER]
+        counted = False  # a non-finite value is counted once per record, not per profile
         try:
-            packet = encode_record(record, self._prefix,
-                                   self._stream(record.get(wire.KEY_STREAM)))
+            stream = self._stream(record.get(wire.KEY_STREAM))
+            if bundles or plain:
+                packer = _pack_record(record, self._prefix, stream)
+                self._count(packer)
+                counted = True
+                if bundles and packer.messages:
+                    self._send_bundle(packer.bundle(_wall(record)).dgram, bundles)
+                for dgram in packer.dgrams if plain else ():
+                    self._send(dgram, plain)
+            if touch:
+                numbers = encode_record_plain(record, self._prefix, stream, numbers_only=True,
+                                              classes=self._classes,
+                                              references=self._references)
+                if not counted:
+                    self._count(numbers)
+                for dgram in numbers.dgrams:
+                    self._send(dgram, touch)
         except (TypeError, ValueError, AttributeError, BuildError) as e:
-            with self._lock:
-                self._bad += 1
-            self._rlog.log("bad record", logging.ERROR,
-                           "OSC: record seq=%s not sent, a field has a wrong type: %s",
-                           record.get(wire.KEY_SEQ) if isinstance(record, Mapping) else "?", e)
+            self._bad_record(record, e)
             return
-        self._count(packet)
-        if packet.messages:
-            self._send_bundle(packet.dgram)
+        for t in self._by_profile[wire.PROFILE_WEKINATOR]:
+            self._send_wekinator(t, record)
+
+    def _send_wekinator(self, t: _Target, record: Mapping[str, Any]) -> None:
+        want = t.spec.stream if t.spec.stream is not None else (
+            self._streams[0] if self._streams else None)
+        if want is not None and record.get(wire.KEY_STREAM) != want:
+            return
+        packet = encode_wekinator(record, t.spec.inputs)
+        if packet is None:
+            with self._lock:
+                self._incomplete += 1
+            missing = [p for p in t.spec.inputs if not _is_number(resolve(record, p))]
+            self._rlog.log(f"incomplete {t.name}", logging.WARNING,
+                           "OSC target %s (wekinator): hop not sent, no finite number at %s",
+                           t.name, ", ".join(missing))
+            return
+        self._send(packet.dgram, [t])
 
     def send_fast(self, stream: str, wall: float, values: Mapping[str, float]) -> None:
-        """Send one fast-lane frame (``/fast/<name> f`` for each of ``values``) as one bundle
-        timetagged ``wall`` [s since the Unix epoch]. Never raises."""
+        """Send one fast-lane frame (``/fast/<name> f`` for each of ``values``): one bundle
+        timetagged ``wall`` [s since the Unix epoch] to ``bundle`` targets, one message per
+        value to ``plain`` and ``touchdesigner`` targets, nothing to ``wekinator`` ones.
+        Never raises."""
+        bundles = self._by_profile[wire.PROFILE_BUNDLE]
         numbers = tuple(values.values())
-        if all(isinstance(v, float) and math.isfinite(v) for v in numbers):
+        if bundles and all(isinstance(v, float) and math.isfinite(v) for v in numbers):
             key = (stream, tuple(values))
             template = self._fast_templates.get(key)
             if template is None:
                 try:
                     template = _FastTemplate(self._prefix, self._stream(stream), key[1])
                 except (TypeError, ValueError) as e:
-                    with self._lock:
-                        self._bad += 1
-                    self._rlog.log("bad fast", logging.ERROR,
-                                   "OSC: fast-lane frame not sent: %s", e)
+                    self._bad_fast(e)
                     return
                 self._fast_templates[key] = template
-            self._send_bundle(template.fill(wall, numbers))
+            self._send_bundle(template.fill(wall, numbers), bundles)
+            bundles = []
+        if not (bundles or self._plain):
             return
-        try:  # non-finite values: skipped or clamped one by one
-            packet = encode_fast(self._prefix, self._stream(stream), wall, values)
+        try:  # non-finite values (skipped or clamped one by one), or plain targets
+            packer = _pack_fast(self._prefix, self._stream(stream), values)
         except (TypeError, ValueError, AttributeError, BuildError) as e:
-            with self._lock:
-                self._bad += 1
-            self._rlog.log("bad fast", logging.ERROR, "OSC: fast-lane frame not sent: %s", e)
+            self._bad_fast(e)
             return
-        self._count(packet)
-        if packet.messages:
-            self._send_bundle(packet.dgram)
+        self._count(packer)
+        if bundles and packer.messages:
+            self._send_bundle(packer.bundle(wall).dgram, bundles)
+        for dgram in packer.dgrams if self._plain else ():
+            self._send(dgram, self._plain)
+
+    def _bad_fast(self, e: Exception) -> None:
+        with self._lock:
+            self._bad += 1
+        self._rlog.log("bad fast", logging.ERROR, "OSC: fast-lane frame not sent: %s", e)
+
+    def _mapping_targets(self, names: Sequence[str] | None) -> list[_Target]:
+        if names is None:
+            return self._mapping_default
+        out = []
+        for name in names:
+            t = self._by_name.get(name)
+            if t is None:  # the config check names these; counted if one slips through
+                with self._lock:
+                    self._bad += 1
+                self._rlog.log(f"no target {name}", logging.ERROR,
+                               "OSC: no target named %r for a mapping", name)
+            else:
+                out.append(t)
+        return out
 
     def send_raw(self, address: str, value: float | int | str | bool) -> None:
-        """Send one plain message ``address value`` (user mappings). A non-finite value is
-        counted and not sent. Never raises."""
+        """Send one plain message ``address value`` to every target but ``wekinator`` ones.
+        A non-finite value is counted and not sent. Never raises."""
         try:
             packet = encode_message(address, value)
         except (TypeError, ValueError, BuildError) as e:
@@ -530,7 +823,24 @@ class OscPublisher:
             return
         self._count(packet)
         if packet.messages:
-            self._send(packet.dgram)
+            self._send(packet.dgram, self._mapping_default)
+
+    def send_values(self, address: str, values: Sequence[float],
+                    targets: Sequence[str] | None = None) -> None:
+        """Send one plain message ``address f…f`` (a mapping's values) to the targets named
+        ``targets`` (None: every target but ``wekinator`` ones). A non-finite value is counted
+        and the message not sent. Never raises."""
+        try:
+            packet = encode_values(address, values)
+        except (TypeError, ValueError, BuildError) as e:
+            with self._lock:
+                self._bad += 1
+            self._rlog.log(f"bad raw {address}", logging.ERROR,
+                           "OSC: message to %s not sent: %s", address, e)
+            return
+        self._count(packet)
+        if packet.messages:
+            self._send(packet.dgram, self._mapping_targets(targets))
 
     # -- state ----------------------------------------------------------------------------
 
@@ -539,12 +849,14 @@ class OscPublisher:
         """Counters since construction: totals ``sent`` (datagrams × targets), ``errors``
         (failed sends), ``dropped`` (not sent: host unresolved), ``nonfinite`` (values
         clamped or skipped), ``bad`` (records/frames not encodable), ``split`` (bundles sent
-        as several because they exceeded ``max_datagram_bytes``) and per target
-        ``targets[<host:port>]`` = {sent, errors, dropped, resolve_failures, resolved}."""
+        as several because they exceeded ``max_datagram_bytes``), ``incomplete`` (hops not
+        sent to a wekinator target: an input missing) and per target ``targets[<host:port>]``
+        = {profile, sent, errors, dropped, resolve_failures, resolved}."""
         with self._lock:
             per = {
-                t.name: {"sent": t.sent, "errors": t.errors, "dropped": t.dropped,
-                         "resolve_failures": t.resolve_failures, "resolved": t.sock is not None}
+                t.name: {"profile": t.spec.profile, "sent": t.sent, "errors": t.errors,
+                         "dropped": t.dropped, "resolve_failures": t.resolve_failures,
+                         "resolved": t.sock is not None}
                 for t in self._targets
             }
             return {
@@ -554,6 +866,7 @@ class OscPublisher:
                 "nonfinite": self._nonfinite,
                 "bad": self._bad,
                 "split": self._split,
+                "incomplete": self._incomplete,
                 "targets": per,
             }
 

@@ -243,9 +243,35 @@ OSC_CONTROL = OscSpec("control/{label}", (), "control input (no arguments): " + 
     ("reset", "pause", "resume", "reload", "describe")))
 OSC_MANIFEST = OscSpec(
     "manifest",
-    (OscArg("json", "s", "JSON text"),),
-    "reply to control/describe, sent to the sender's address and port: the manifest as JSON",
+    (OscArg("part", "i", "0-based part index"), OscArg("count", "i", "parts in all"),
+     OscArg("json", "s", "a piece of the JSON text")),
+    "reply to control/describe, sent to the sender's address and port: the manifest as ASCII "
+    "JSON text cut into `count` messages, each datagram within `max_datagram_bytes`, in order; "
+    "join the pieces of parts 0 … count−1 and parse (see below)",
 )
+
+# The touchdesigner profile sends numbers only (TouchDesigner's OSC In CHOP takes no strings):
+# these two replace the string-carrying addresses of the same name for its targets.
+OSC_INSTRUMENT_INDEX = OscSpec(
+    "instrument",
+    (
+        OscArg("index", "i", "index in the manifest's classes"),
+        OscArg(INSTRUMENT_CONFIDENCE, "f", "probability", _PROB),
+    ),
+    "touchdesigner profile: the most likely instrument as its index in the manifest's "
+    "`classes` (0-based), and its probability",
+)
+OSC_REFERENCE_INDEX = OscSpec(
+    "reference",
+    (OscArg("index", "i", "index in the manifest's references, -1 if unknown"),
+     OscArg(REFERENCE_DISTANCE, "f", "match distance", _DISTANCE)),
+    "touchdesigner profile: the matched reference as its index in the manifest's "
+    "`references` (0-based), -1 when none is near enough; distance to the nearest one",
+)
+#: Address spec → its numbers-only twin for the touchdesigner profile.
+NUMBERS_ONLY: dict[OscSpec, OscSpec] = {
+    OSC_INSTRUMENT: OSC_INSTRUMENT_INDEX, OSC_REFERENCE: OSC_REFERENCE_INDEX,
+}
 
 #: Per-hop addresses in the order they appear inside the hop bundle.
 OSC_HOP_SPECS = (
@@ -291,6 +317,31 @@ FAST_DESCRIPTORS: dict[str, FastDescriptor] = {
     )
 }
 FAST_NAMES = tuple(FAST_DESCRIPTORS)
+
+# --------------------------------------------------------------------------------------------
+# Output profiles: what one OSC target gets (``outputs.osc.targets[].profile``).
+
+PROFILE_BUNDLE = "bundle"
+PROFILE_PLAIN = "plain"
+PROFILE_TOUCHDESIGNER = "touchdesigner"
+PROFILE_WEKINATOR = "wekinator"
+PROFILES: dict[str, str] = {
+    PROFILE_BUNDLE: "the default: every hop as one bundle timetagged with the record's `wall` "
+    "time, every fast-lane frame as one bundle; mappings as plain messages",
+    PROFILE_PLAIN: "the same messages as `bundle`, each in a datagram of its own, no bundles "
+    "(for receivers that take plain messages only)",
+    PROFILE_TOUCHDESIGNER: "numbers only (TouchDesigner's OSC In CHOP takes no strings), plain "
+    "messages: `instrument if` (class index, confidence) and `reference if` (reference index "
+    "or -1, distance) instead of their `sf` forms, the names in the manifest; everything "
+    "else as `plain`",
+    PROFILE_WEKINATOR: "only one message per hop, `/wek/inputs` with one float per record "
+    "path in the target's `inputs`, in that order (Wekinator's input format; port 6448 by "
+    "default), from one stream (the target's `stream`, default the first); a hop in which "
+    "one of them is missing or not finite sends nothing; mappings only if they name the target",
+}
+#: Wekinator's default input message and port.
+WEKINATOR_ADDRESS = "/wek/inputs"
+WEKINATOR_PORT = 6448
 
 # OSC 1.0: an address part may hold any printable ASCII except these.
 _OSC_FORBIDDEN = set(" #*,/?[]{}")
@@ -452,6 +503,11 @@ def _entry(
             a["unit"] = unit
     entry: dict[str, Any] = {"address": address(prefix, stream, suffix), "types": spec.types,
                              "args": args, "description": spec.description}
+    twin = NUMBERS_ONLY.get(spec)
+    if twin is not None:  # what touchdesigner targets get at this address instead
+        entry["profiles"] = {PROFILE_TOUCHDESIGNER: {
+            "types": twin.types, "args": [_arg_json(a) for a in twin.args],
+            "description": twin.description}}
     if head is not None:
         entry["head"] = head
     if label is not None:
@@ -537,6 +593,7 @@ def build_manifest(
     mappings: Sequence[Mapping[str, Any]] = (),
     projection: bool = False,
     references: Sequence[str] | None = None,
+    targets: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Describe everything a running daemon publishes, as a JSON-ready dict.
 
@@ -554,13 +611,17 @@ def build_manifest(
         projection: the checkpoint stores the embedding projection (``embedding/xy`` is sent).
         references: names in the loaded reference library (None: no library; the reference
             addresses are then not sent). Novelty is listed whenever there is an embedding head.
+        targets: the OSC targets and their profiles, e.g. ``{"target": "127.0.0.1:6448",
+            "name": "wek", "profile": "wekinator", "address": "/wek/inputs", "inputs": [...],
+            "stream": "main"}`` (``OscPublisher.describe_targets()``).
 
     Returns:
         ``{"format", "version", "osc": {"prefix", "streams", "addresses", "control",
-        "manifest", "fast_rate_hz"}, "zmq": {"topics"}, "heads", "fast", "mappings"}``; each
-        address entry has ``address``, ``types``, ``args`` (name, type, unit, range),
-        ``description``, and where it applies ``head``, ``label`` (original class name) and
-        ``classes``.
+        "manifest", "fast_rate_hz", "profiles", "targets"}, "zmq": {"topics"}, "heads", "fast",
+        "mappings"}``; each address entry has ``address``, ``types``, ``args`` (name, type,
+        unit, range), ``description``, and where it applies ``head``, ``label`` (original class
+        name), ``classes`` and ``profiles`` (``{"touchdesigner": {"types", "args",
+        "description"}}``: what targets of that profile get at this address instead).
 
     Raises:
         ValueError: two labels of one head share an OSC address part.
@@ -595,6 +656,8 @@ def build_manifest(
             "manifest": {"address": manifest_address(prefix), "types": OSC_MANIFEST.types,
                          "description": OSC_MANIFEST.description},
             "fast_rate_hz": float(fast_rate_hz),
+            "profiles": dict(PROFILES),
+            "targets": [dict(t) for t in targets],
         },
         "zmq": {"topics": [{"topic": t, "payload": d} for t, d in ZMQ_TOPICS.items()]},
         "heads": head_list,
@@ -631,7 +694,9 @@ def reference_markdown(prefix: str = "/<prefix>") -> str:
         "`#*,/?[]{}`, non-ASCII) become `_` (`Hip Hop` → `Hip_Hop`); a checkpoint whose tags "
         "would collide this way is refused. Only what the loaded checkpoint has is sent: "
         "`tags` with a tags head, `embedding/xy` with an embedding head and its stored "
-        "projection, `novelty` with an embedding head, `reference` with a reference library.",
+        "projection, `novelty` with an embedding head, `reference` with a reference library. "
+        "This is what targets of the default profile, `bundle`, get; each target may have "
+        "another profile (see Output profiles below).",
         "",
         "| address | types | arguments | range | unit | meaning |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -665,7 +730,43 @@ def reference_markdown(prefix: str = "/<prefix>") -> str:
     for c in CONTROL_COMMANDS:
         lines.append(f"| `{control_address(prefix, c)}` | {_CONTROL_DESCRIPTIONS[c]} |")
     lines.append(
-        f"| `{manifest_address(prefix)} s` (reply) | {OSC_MANIFEST.description} |"
+        f"| `{manifest_address(prefix)} {OSC_MANIFEST.types}` (reply) | "
+        f"{OSC_MANIFEST.description} |"
+    )
+    lines += [
+        "",
+        "The manifest reply: part `i` of `n` carries characters of the JSON text in order "
+        "(ASCII: other characters are `\\u` escapes, so a piece may be cut anywhere). A "
+        "receiver keeps the pieces by part index; when it holds all `n` it joins them and "
+        "parses the JSON. A part 0 arriving while pieces are missing starts a new reply (a "
+        "lost datagram: ask again). The parts go out back to back: the bundled model's "
+        "manifest is 17 KB in 12 datagrams of at most 1472 bytes with one stream, 54 KB in "
+        "38 with four (as one datagram, five streams would not fit UDP at all). "
+        "`streamtag.meta` on ZeroMQ carries the same manifest whole.",
+        "",
+        "#### Output profiles",
+        "",
+        "Each target in `outputs.osc.targets` has a `profile`:",
+        "",
+        "| profile | what the target gets |",
+        "| --- | --- |",
+    ]
+    for name, desc in PROFILES.items():
+        lines.append(f"| `{name}` | {desc} |")
+    lines += [
+        "",
+        "| address (touchdesigner) | types | arguments | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for spec in NUMBERS_ONLY.values():
+        lines.append(
+            f"| `{address(prefix, None, spec.suffix)}` | `{spec.types}` | "
+            f"{', '.join(a.name for a in spec.args)} | {spec.description} |"
+        )
+    lines.append(
+        f"| `{WEKINATOR_ADDRESS}` (wekinator) | `f…f` | one per input | the target's `inputs` "
+        "(record paths) in order, e.g. `[timbre.brightness, emotion.valence, novelty]` → "
+        "`/wek/inputs fff` |"
     )
     lines += [
         "",

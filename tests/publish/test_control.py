@@ -19,7 +19,7 @@ from streamtag.errors import ConfigError
 from streamtag.publish import wire
 from streamtag.publish.control import ControlServer
 
-from .helpers import HEADS
+from .helpers import FULL_HEADS, HEADS
 
 MANIFEST = wire.build_manifest(HEADS, "/streamtag", ["main"], wire.FAST_NAMES, 50.0)
 
@@ -78,17 +78,55 @@ def test_each_command_calls_its_handler(
     assert (stats["reset"], stats["pause"], stats["resume"], stats["reload"]) == (2, 1, 1, 1)
 
 
+def _receive_manifest(client: socket.socket, expected_from: object) -> tuple[dict, list[int]]:
+    """Reassemble a manifest reply as a client written from the README would: parts by index
+    until all ``count`` are there, then join and parse. Returns (manifest, datagram sizes)."""
+    pieces: dict[int, str] = {}
+    sizes: list[int] = []
+    count = None
+    while count is None or len(pieces) < count:
+        data, sender = client.recvfrom(65535)
+        assert sender == expected_from
+        sizes.append(len(data))
+        reply = OscMessage(data)
+        assert reply.address == "/streamtag/manifest"
+        part, n, piece = reply.params
+        assert isinstance(part, int) and isinstance(n, int) and isinstance(piece, str)
+        assert count in (None, n)
+        count = n
+        pieces[part] = piece
+    assert sorted(pieces) == list(range(count))
+    return json.loads("".join(pieces[k] for k in range(count))), sizes
+
+
 def test_describe_replies_to_the_sender_with_the_manifest_as_json(
     server: ControlServer, daemon: Daemon, client: socket.socket
 ) -> None:
     _send(client, server, "/streamtag/control/describe")
-    data, sender = client.recvfrom(65535)
-    assert sender == server.address
-    reply = OscMessage(data)
-    assert reply.address == "/streamtag/manifest"
-    assert len(reply.params) == 1
-    assert json.loads(reply.params[0]) == MANIFEST
+    manifest, sizes = _receive_manifest(client, server.address)
+    assert manifest == MANIFEST
+    assert max(sizes) <= 1472
     assert daemon.next_call() == "describe"
+
+
+def test_a_four_stream_manifest_arrives_in_datagrams_within_the_size_rule(
+    client: socket.socket
+) -> None:
+    """53 KB of manifest (four streams of the full address space) used to go out as one
+    datagram, past UDP's 65,507-byte limit with a few more streams; now in parts of at most
+    ``max_datagram_bytes`` that the client joins back."""
+    manifest = wire.build_manifest(FULL_HEADS, "/streamtag", ["a", "b", "c", "d"],
+                                   wire.FAST_NAMES, 50.0, projection=True,
+                                   references=[f"ref {k} é" for k in range(20)])
+    assert len(json.dumps(manifest)) > 30_000
+    for limit in (1472, 512):
+        with ControlServer("127.0.0.1", 0, "/streamtag", {"describe": lambda: manifest},
+                           max_datagram_bytes=limit) as srv:
+            _send(client, srv, "/streamtag/control/describe")
+            got, sizes = _receive_manifest(client, srv.address)
+        assert got == manifest  # non-ASCII names survive (sent as \\u escapes)
+        assert max(sizes) <= limit
+        assert len(sizes) >= len(json.dumps(manifest)) // limit
 
 
 def test_garbage_and_unknown_addresses_are_counted_and_ignored(

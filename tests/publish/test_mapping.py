@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streamtag.publish.mapping import Mapper, Mapping, Smoother, resolve
+from streamtag.publish.mapping import MappedMessage, Mapper, Mapping, Smoother, resolve
 
 from .helpers import SAMPLE_RECORD
 
@@ -85,28 +85,28 @@ def test_invalid_specs_raise_naming_the_field(kwargs: dict[str, Any], field: str
 
 def test_apply_reads_nested_paths_including_keys_with_spaces() -> None:
     m = Mapping("instrument.probs.tenor saxophone", "/sax", (0.0, 100.0), "lin")
-    assert m.apply(SAMPLE_RECORD) == [("/sax", pytest.approx(16.0))]
+    assert m.apply(SAMPLE_RECORD) == (pytest.approx(16.0),)
     assert resolve(SAMPLE_RECORD, "emotion.quadrant") == 4
     assert resolve(SAMPLE_RECORD, "instrument.probs.oboe") is None
 
 
 def test_apply_gives_nothing_for_absent_or_non_finite_sources() -> None:
     m = _m("lin")
-    assert m.apply({k: v for k, v in SAMPLE_RECORD.items() if k != "timbre"}) == []
-    assert m.apply({**SAMPLE_RECORD, "timbre": {"brightness": math.nan}}) == []
-    assert m.apply({**SAMPLE_RECORD, "timbre": {"brightness": "bright"}}) == []
+    assert m.apply({k: v for k, v in SAMPLE_RECORD.items() if k != "timbre"}) is None
+    assert m.apply({**SAMPLE_RECORD, "timbre": {"brightness": math.nan}}) is None
+    assert m.apply({**SAMPLE_RECORD, "timbre": {"brightness": "bright"}}) is None
 
 
 def test_stream_filter() -> None:
     m = _m("lin", stream="left")
-    assert m.apply(SAMPLE_RECORD) == []
-    assert len(m.apply({**SAMPLE_RECORD, "stream": "left"})) == 1
+    assert m.apply(SAMPLE_RECORD) is None
+    assert m.apply({**SAMPLE_RECORD, "stream": "left"}) == (pytest.approx(5036.0),)
 
 
 def test_silent_bool_maps_to_the_range_ends() -> None:
     m = Mapping("silent", "/gate", (1.0, 0.0), "lin")
-    assert m.apply({"silent": True}) == [("/gate", 0.0)]
-    assert m.apply({"silent": False}) == [("/gate", 1.0)]
+    assert m.apply({"silent": True}) == (0.0,)
+    assert m.apply({"silent": False}) == (1.0,)
 
 
 def test_exponential_smoother_covers_63_percent_of_a_step_in_one_time_constant() -> None:
@@ -142,9 +142,58 @@ def test_invalid_smoother_parameters_raise(make: Any) -> None:
 def test_mapper_applies_each_mapping_with_its_smoother_and_resets() -> None:
     mapper = Mapper([_m("lin", (0.0, 1.0)), Mapping("emotion.valence", "/v", (0.0, 1.0), "lin")],
                     [Smoother.hold(0.5), None])
-    assert mapper.process(SAMPLE_RECORD) == [("/synth/cutoff", pytest.approx(0.62)),
-                                              ("/v", pytest.approx(0.705))]
+    assert mapper.process(SAMPLE_RECORD) == [
+        MappedMessage("/synth/cutoff", (pytest.approx(0.62),)),
+        MappedMessage("/v", (pytest.approx(0.705),))]
     brighter = {**SAMPLE_RECORD, "timbre": {"brightness": 0.9}}
-    assert mapper.process(brighter)[0][1] == pytest.approx(0.62)  # held
+    assert mapper.process(brighter)[0].values == (pytest.approx(0.62),)  # held
     mapper.reset()
-    assert mapper.process(brighter)[0][1] == pytest.approx(0.9)
+    assert mapper.process(brighter)[0].values == (pytest.approx(0.9),)
+
+
+def _first_value(msg: Any) -> float:
+    # (address, value) before mappings could send several values; (address, values, …) now.
+    value = msg[1]
+    return value[0] if isinstance(value, tuple) else value
+
+
+def test_each_stream_drives_a_mapping_through_its_own_smoother() -> None:
+    """Two streams on one mapping, each steady: each comes out as itself. One smoother shared
+    by the streams pulled both towards each other (after six hops left's steady 0 came out
+    at 0.37, right's steady 1 at 0.62)."""
+    mapper = Mapper([_m("lin", (0.0, 1.0))], [Smoother.exponential(1.0, 0.5)])
+    out: dict[str, list[float]] = {"left": [], "right": []}
+    for _ in range(6):
+        for stream, brightness in (("left", 0.0), ("right", 1.0)):
+            (msg,) = mapper.process({"stream": stream, "timbre": {"brightness": brightness}})
+            out[stream].append(_first_value(msg))
+    assert out == {"left": [0.0] * 6, "right": [1.0] * 6}
+    # Each stream's smoother is a real one: a step on the left moves 1 − e^(−0.5) per hop.
+    (msg,) = mapper.process({"stream": "left", "timbre": {"brightness": 1.0}})
+    assert _first_value(msg) == pytest.approx(1.0 - math.exp(-0.5))
+    mapper.reset()
+    (msg,) = mapper.process({"stream": "left", "timbre": {"brightness": 1.0}})
+    assert _first_value(msg) == 1.0
+
+
+def test_several_sources_go_in_one_message_each_smoothed_and_scaled_on_its_own() -> None:
+    m = Mapping(["emotion.valence", "level_db"], "/synth/xy", (0.0, 10.0), "lin")
+    assert m.in_range is None and m.in_ranges == ((-1.0, 1.0), (-160.0, 0.0))
+    mapper = Mapper([m], [Smoother.hold(1.0)])
+    (msg,) = mapper.process(SAMPLE_RECORD)
+    assert msg.address == "/synth/xy"
+    assert msg.values == (pytest.approx(7.05), pytest.approx(10.0 * (160 - 18.3) / 160))
+    (msg,) = mapper.process({**SAMPLE_RECORD, "emotion": {"valence": 0.5}, "level_db": -60.0})
+    assert msg.values[0] == pytest.approx(7.05)  # held: moved 0.45 < 1
+    assert msg.values[1] == pytest.approx(10.0 * 100 / 160)  # moved 2.4 ≥ 1
+    # One source missing: no message at all (a short one would be misread).
+    assert mapper.process({**SAMPLE_RECORD, "level_db": None}) == []
+    assert m.manifest_entry()["types"] == "ff"
+
+
+def test_mapping_target_names_are_kept_in_its_messages() -> None:
+    m = Mapping("timbre.brightness", "/synth/cutoff", (0.0, 1.0), "lin", target="vj")
+    assert m.target == ("vj",)
+    assert Mapper([m]).process(SAMPLE_RECORD)[0].targets == ("vj",)
+    with pytest.raises(ValueError, match=": target: "):
+        Mapping("timbre.brightness", "/synth/cutoff", (0.0, 1.0), "lin", target=[])

@@ -102,6 +102,35 @@ def test_hop_bundle_parses_back_with_python_osc() -> None:
     assert msgs[4].params[0] == "violin"
 
 
+def test_profiles_match_the_specification_encoder() -> None:
+    """plain: the bundle's elements, byte for byte, one datagram each; touchdesigner: the
+    same but ``instrument if``; wekinator: Wekinator's documented input, one ``/wek/inputs``
+    message of N float32; the manifest: ``iis`` parts."""
+    elements = _spec_elements(spec_bundle(SAMPLE_RECORD))
+    plain = osc.encode_record_plain(SAMPLE_RECORD, "/streamtag", None)
+    assert list(plain.dgrams) == elements
+    touch = osc.encode_record_plain(SAMPLE_RECORD, "/streamtag", None, numbers_only=True,
+                                    classes=["clarinet", "tenor saxophone", "violin"])
+    k = EXPECTED_LAYOUT.index(("/streamtag/instrument", "sf"))
+    assert list(touch.dgrams) == [
+        *elements[:k], _spec_message("/streamtag/instrument", "if", [2, 0.83]),
+        *elements[k + 1:]]
+    wek = osc.encode_wekinator(SAMPLE_RECORD, ["timbre.warmth", "level_db", "silent"])
+    assert wek is not None
+    assert wek.dgram == _spec_message("/wek/inputs", "fff", [0.40, -18.3, 0.0])
+    parts = osc.encode_manifest({"a": "é"}, "/st", 64)
+    assert parts == [_spec_message("/st/manifest", "iis", [0, 1, '{"a":"\\u00e9"}'])]
+
+
+def _spec_elements(bundle: bytes) -> list[bytes]:
+    out, at = [], 16
+    while at < len(bundle):
+        (n,) = struct.unpack_from(">i", bundle, at)
+        out.append(bundle[at + 4 : at + 4 + n])
+        at += 4 + n
+    return out
+
+
 def main() -> None:
     """Regenerate the stored golden file from the specification encoder."""
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,8 @@ pytestmark = pytest.mark.skipif(shutil.which("oscdump") is None,
 class OscDump:
     """``oscdump -L <port>`` in a subprocess, its stdout lines in a queue."""
 
-    def __init__(self) -> None:
-        self.port = free_udp_port()
+    def __init__(self, port: int | None = None) -> None:
+        self.port = free_udp_port() if port is None else port
         self.proc = subprocess.Popen(
             ["oscdump", "-L", str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,
