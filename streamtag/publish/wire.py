@@ -11,9 +11,10 @@ OSC addresses are written here as *suffixes* relative to ``<prefix>`` (single st
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
@@ -410,8 +411,57 @@ def compact_record(record: Mapping[str, Any]) -> Mapping[str, Any]:
     else:
         del out[HEAD_EMBEDDING]
     return out
+
+
+def head_payload(record: Mapping[str, Any], head: str) -> dict[str, Any]:
+    """A head's topic payload: ``{"seq", "t", "stream", <head>}`` of the record."""
+    payload = {k: record[k] for k in HEAD_PAYLOAD_KEYS if k in record}
+    payload[head] = record[head]
+    return payload
+
+
+def record_payloads(record: Mapping[str, Any]) -> list[tuple[str, Callable[[], Any]]]:
+    """``(topic, make_payload)`` for every topic one estimate record goes out on, in order:
+    ``streamtag.estimate`` (:func:`compact_record`), then each head present on its own topic
+    (:func:`head_payload`, the embedding with its vector). The payloads are made only when
+    called, so a publisher builds those someone wants. ZeroMQ and the WebSocket feed both
+    publish exactly these."""
+    items: list[tuple[str, Callable[[], Any]]] = [
+        (TOPIC_ESTIMATE, functools.partial(compact_record, record))]
+    for head, topic in HEAD_TOPICS.items():
+        if head in record:
+            items.append((topic, functools.partial(head_payload, record, head)))
+    return items
+
+
 #: Keys of a fast-lane payload: {"stream", "t" (optional), "wall", "values": {name: value}}.
 FAST_PAYLOAD_KEYS = (KEY_STREAM, KEY_T, KEY_WALL, "values")
+
+
+def fast_payload(
+    stream: str, wall: float, values: Mapping[str, float], t: float | None = None
+) -> dict[str, Any]:
+    """The ``streamtag.fast`` payload of one fast-lane frame: ``{"stream", "t" (if given),
+    "wall", "values": {name: value}}``; ``t`` stream time [s], ``wall`` Unix time [s]."""
+    payload: dict[str, Any] = {KEY_STREAM: stream}
+    if t is not None:
+        payload[KEY_T] = t
+    payload[KEY_WALL] = wall
+    payload["values"] = dict(values)
+    return payload
+
+
+def encode_payload(payload: Any) -> tuple[bytes, int]:
+    """Strict JSON (UTF-8, compact, no NaN: see :func:`sanitize`) of a topic payload, as every
+    publisher sends it. Returns (bytes, number of non-finite values replaced).
+
+    Raises:
+        TypeError, ValueError: not JSON-able.
+    """
+    clean, bad = sanitize(payload)
+    return json.dumps(clean, allow_nan=False, ensure_ascii=False,
+                      separators=(",", ":")).encode(), bad
+
 
 ZMQ_TOPICS: dict[str, str] = {
     TOPIC_ESTIMATE: "the whole estimate record, one per hop (the embedding without its "
