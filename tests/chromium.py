@@ -8,6 +8,7 @@ services: ``--remote-debugging-port=0`` makes it write the port it chose into
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import shutil
@@ -45,6 +46,7 @@ class Chromium:
         self._ids = itertools.count(1)
         self.timeout_s = timeout_s
         self.ws: ClientConnection | None = None
+        self._stack = contextlib.ExitStack()
         try:
             self._attach(port_file, width, height)
         except BaseException:
@@ -60,8 +62,8 @@ class Chromium:
                 raise RuntimeError(f"chromium did not start: {err[-2000:]}")
             time.sleep(0.05)
         port, path = port_file.read_text().splitlines()[:2]
-        self.ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=None,
-                          open_timeout=self.timeout_s)
+        self.ws = self._stack.enter_context(connect(f"ws://127.0.0.1:{port}{path}",
+                                                    max_size=None, open_timeout=self.timeout_s))
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.call("Target.attachToTarget", targetId=target,
                                  flatten=True)["sessionId"]
@@ -102,8 +104,7 @@ class Chromium:
 
     def close(self) -> None:
         try:
-            if self.ws is not None:
-                self.ws.close()
+            self._stack.close()
         finally:
             self.proc.terminate()
             try:

@@ -52,8 +52,7 @@ log = logging.getLogger(__name__)
 _ws_log = logging.getLogger(f"{__name__}.websockets")
 _ws_log.setLevel(logging.WARNING)
 
-#: Path of the WebSocket feed on the live-view port.
-WS_PATH = "/ws"
+WS_PATH = wire.WS_PATH
 LOG_INTERVAL_S = 10.0
 #: Longest a start or a clean stop may take [s].
 START_TIMEOUT_S = 10.0
@@ -75,7 +74,7 @@ Payload = Mapping[str, Any] | Callable[[], Any]
 
 def ws_message(topic: str, data: bytes) -> str:
     """One feed message: ``{"topic": <topic>, "data": <payload JSON as ZeroMQ sends it>}``."""
-    return f'{{"topic":{json.dumps(topic)},"data":{data.decode()}}}'
+    return f'{{"{wire.WS_KEY_TOPIC}":{json.dumps(topic)},"{wire.WS_KEY_DATA}":{data.decode()}}}'
 
 
 def _bind(host: str, port: int, what: str) -> socket.socket:
@@ -286,7 +285,8 @@ class WebServer:
             await ws.close(1008, f"the feed is at {WS_PATH}")
             return
         query = parse_qs(urlsplit(ws.request.path).query)
-        prefixes = tuple(p for arg in query.get("topics", ()) for p in arg.split(",") if p)
+        prefixes = tuple(p for arg in query.get(wire.WS_TOPICS_PARAM, ()) for p in arg.split(",")
+                         if p)
         client = _Client(ws, asyncio.Queue(self._queue_messages),
                          prefixes or (wire.TOPIC_PREFIX,))
         for topic in (wire.TOPIC_META, wire.TOPIC_STATUS):

@@ -479,6 +479,17 @@ ZMQ_TOPICS: dict[str, str] = {
 }
 
 # --------------------------------------------------------------------------------------------
+# WebSocket feed (streamtag.publish.web): the ZeroMQ topics and payloads as JSON text messages
+
+#: Path of the feed on the live view's port (``outputs.web``).
+WS_PATH = "/ws"
+#: Query parameter choosing topics by prefix, comma-separated (default: every topic).
+WS_TOPICS_PARAM = "topics"
+#: Keys of one feed message: ``{"topic": <ZeroMQ topic>, "data": <its ZeroMQ payload>}``.
+WS_KEY_TOPIC = "topic"
+WS_KEY_DATA = "data"
+
+# --------------------------------------------------------------------------------------------
 # Manifest
 
 MANIFEST_FORMAT = "streamtag.manifest"
@@ -728,6 +739,21 @@ def reference_markdown(prefix: str = "/<prefix>") -> str:
     ]
     for topic, desc in ZMQ_TOPICS.items():
         lines.append(f"| `{topic}` | {desc} |")
+    lines += [
+        "",
+        "### WebSocket",
+        "",
+        f"`ws://<outputs.web.host>:<outputs.web.port>{WS_PATH}` (default "
+        f"`ws://127.0.0.1:8090{WS_PATH}`): the ZeroMQ topics above, one JSON text message "
+        f'per topic message, `{{"{WS_KEY_TOPIC}": "{TOPIC_ESTIMATE}", "{WS_KEY_DATA}": '
+        "{...}}`, where `data` is the very payload ZeroMQ sends on that topic. Choose topics "
+        f"by prefix with `?{WS_TOPICS_PARAM}=` (comma-separated; default every topic, "
+        f"`{TOPIC_PREFIX}`), e.g. `{WS_PATH}?{WS_TOPICS_PARAM}={TOPIC_ESTIMATE},{TOPIC_FAST}`. "
+        f"On connect a client first gets the latest `{TOPIC_META}` (the manifest) and "
+        f"`{TOPIC_STATUS}`. What a client sends is ignored. A client that does not keep up "
+        "loses the messages that find its queue full (`outputs.web.queue_messages`), counted "
+        f"in `{TOPIC_STATUS}` (`dropped`, and `web.dropped`).",
+    ]
     return "\n".join(lines) + "\n"
 
 

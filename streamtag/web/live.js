@@ -183,18 +183,19 @@
       return bottom - Math.max(0, Math.min(1, v)) * (bottom - top);
     };
     // novelty: a step area per hop
-    ctx.fillStyle = "rgba(246, 173, 85, 0.85)";
+    ctx.fillStyle = "#f6ad55";
     for (const [t, v] of s.novelty) {
       const x0 = Math.max(left, X(t - 0.5)), x1 = X(t);
       if (x1 > left) ctx.fillRect(x0, lane(0, v), x1 - x0 - 1, lane(0, 0) - lane(0, v));
     }
     // onset strength: one bar per fast-lane frame, scaled by the recent maximum
-    ctx.fillStyle = "rgba(79, 209, 197, 0.9)";
+    ctx.fillStyle = "#4fd1c5";
+    const barW = Math.max(1, Math.floor((right - left) / (STRIP_S * 50)));  // ~ a 50 Hz frame
     for (const [t, v] of s.onset) {
-      const x = X(t);
+      const x = Math.round(X(t));  // whole pixels: crisp bars
       if (x < left) continue;
-      const y = lane(1, v / s.onsetMax);
-      ctx.fillRect(x - 1, y, 2, lane(1, 0) - y);
+      const y = Math.round(lane(1, v / s.onsetMax));
+      ctx.fillRect(x - barW, y, barW, Math.max(1, Math.round(lane(1, 0)) - y));
     }
     // beats: ticks across the onset lane
     ctx.strokeStyle = "rgba(255, 255, 255, 0.9)"; ctx.lineWidth = 2;
@@ -204,7 +205,7 @@
       ctx.beginPath(); ctx.moveTo(x, lane(1, 1)); ctx.lineTo(x, lane(1, 0)); ctx.stroke();
     }
     // level [-60, 0] dBFS as a line
-    ctx.strokeStyle = "rgba(104, 211, 145, 0.95)"; ctx.lineWidth = 2; ctx.beginPath();
+    ctx.strokeStyle = "#68d391"; ctx.lineWidth = 2; ctx.beginPath();
     let first = true;
     for (const [t, db] of s.level) {
       const x = X(t);
