@@ -193,3 +193,35 @@ def test_close_ends_connections_frees_the_ports_and_can_repeat() -> None:
     s.publish_status({"after": "close"})  # ignored, no error
     again = WebServer(web=("127.0.0.1", port), oscquery=None, manifest=MANIFEST)
     again.close()
+
+
+@pytest.mark.browser
+def test_the_page_shows_tempo_and_beats_when_the_records_carry_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Tempo and beat come from another stage (a ``tempo`` record section, ``beat`` in the
+    fast lane or on ``streamtag.beat``): the page shows them when they are there, a dash when
+    they are not."""
+    from chromium import Chromium, chromium_path
+
+    if chromium_path() is None:
+        pytest.skip("chromium not installed (apt-get install chromium)")
+
+    def text(browser: Chromium, element_id: str) -> str:
+        return browser.evaluate(f"document.getElementById('{element_id}').textContent")
+
+    with WebServer(web=("127.0.0.1", 0), oscquery=None, manifest=MANIFEST) as server, \
+            Chromium(tmp_path / "profile") as browser:
+        browser.navigate(server.web_url)
+        wait_for(lambda: server.clients == 1, 30)
+        server.publish_record(record(0))
+        wait_for(lambda: text(browser, "time").startswith("0.5 s"))
+        assert text(browser, "tempo") == "—"
+        rec = dict(record(1), tempo={"bpm": 120.0, "confidence": 0.75, "last_beat_t": 0.9})
+        server.publish_record(rec)
+        server.publish_fast("main", 1.7e9, {"onset": 2.0, "beat": 1.0}, t=1.02)
+        server.publish(wire.TOPIC_PREFIX + "beat", {"stream": "main", "t": 1.5, "wall": 1.7e9,
+                                                    "beat": 3, "bpm": 120.0})
+        wait_for(lambda: text(browser, "tempo") == "120.0 BPM (0.75)")
+        state = browser.evaluate("Object.assign({}, document.getElementById('state').dataset)")
+        wait_for(lambda: browser.evaluate(
+            "document.getElementById('state').dataset.beats") == "3")
+        assert state["conn"] == "open"
