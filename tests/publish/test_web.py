@@ -225,3 +225,22 @@ def test_the_page_shows_tempo_and_beats_when_the_records_carry_them(tmp_path) ->
         wait_for(lambda: browser.evaluate(
             "document.getElementById('state').dataset.beats") == "3")
         assert state["conn"] == "open"
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"\x00\xff not http\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n",  # the feed without the WebSocket upgrade
+])
+def test_malformed_requests_are_refused_and_the_server_keeps_serving(
+        server: WebServer, request_bytes: bytes) -> None:
+    for url in (server.web_url, server.oscquery_url):
+        host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as c:
+            c.sendall(request_bytes)
+            reply = c.recv(100)
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 4")
+    assert get(server.web_url + "status.json")[0] == 200
+    assert get(server.oscquery_url + "?HOST_INFO")[0] == 200
+    assert server.stats["errors"] == 0
