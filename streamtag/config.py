@@ -156,9 +156,34 @@ class ZmqConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The live view in the browser and its WebSocket feed (streamtag.publish.web)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # bind address; 0.0.0.0 shows the page to the whole network
+    port: int = _rng(0, 65535, 8090)  # 0: any free port (logged, and in the status)
+    # A client (browser tab) that does not keep up loses messages beyond this many queued;
+    # 256 is about 5 s of the 50 Hz fast lane.
+    queue_messages: int = _rng(1, 100_000, 256)
+
+
+@dataclass(frozen=True)
+class OscQueryConfig:
+    """The OSC address space as OSCQuery JSON over HTTP (streamtag.publish.oscquery)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # bind address
+    port: int = _rng(0, 65535, 8091)  # 0: any free port
+    name: str = "streamtag"  # HOST_INFO NAME and zeroconf instance name
+    zeroconf: bool = False  # advertise as _oscjson._tcp over mDNS (needs `pip install zeroconf`)
+
+
+@dataclass(frozen=True)
 class OutputsConfig:
     osc: OscConfig = field(default_factory=OscConfig)
     zmq: ZmqConfig = field(default_factory=ZmqConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    oscquery: OscQueryConfig = field(default_factory=OscQueryConfig)
 
 
 @dataclass(frozen=True)

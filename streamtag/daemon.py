@@ -35,6 +35,7 @@ from streamtag.publish import wire
 from streamtag.publish.control import ControlServer
 from streamtag.publish.mapping import Mapper, Mapping, Smoother
 from streamtag.publish.osc import OscPublisher, TargetSpec
+from streamtag.publish.web import WebServer
 from streamtag.publish.zmq import ZmqPublisher
 from streamtag.references import ReferenceLibrary, load_library
 
@@ -142,6 +143,19 @@ def make_smoother(cfg: Config, hop_s: float) -> Smoother | None:
     return None
 
 
+def make_web_server(cfg: Config, manifest: dict[str, Any]) -> WebServer | None:
+    """The live view and OSCQuery server the config asks for (None: both off)."""
+    web, oq = cfg.outputs.web, cfg.outputs.oscquery
+    if not (web.enabled or oq.enabled):
+        return None
+    return WebServer(web=(web.host, web.port) if web.enabled else None,
+                     oscquery=(oq.host, oq.port) if oq.enabled else None, manifest=manifest,
+                     queue_messages=web.queue_messages,
+                     osc_control=((cfg.control.host, cfg.control.port) if cfg.control.enabled
+                                  else None),
+                     name=oq.name, zeroconf=oq.zeroconf)
+
+
 class RecordSmoother:
     """Per-output smoothing of the heads sent over OSC (ZeroMQ gets the raw record).
 
@@ -227,6 +241,7 @@ class Daemon:
         self.source = make_source(cfg)
         self._build_analysis(cfg, self.checkpoint)
         self.osc = self.zmq = self.control = None
+        self.web: WebServer | None = None
         try:
             o = cfg.outputs
             if o.osc.enabled:
@@ -242,6 +257,7 @@ class Daemon:
                 self.control = ControlServer(cfg.control.host, cfg.control.port, o.osc.prefix,
                                              handlers,
                                              max_datagram_bytes=o.osc.max_datagram_bytes)
+            self.web = make_web_server(cfg, self.manifest)
         except Exception:
             self.close()
             raise
@@ -337,7 +353,8 @@ class Daemon:
             kept = keep_restart_only(self.cfg, cfg)
             if kept != cfg:
                 log.warning("reload: changes to input, streams, OSC targets/prefix/datagram size, "
-                            "ZeroMQ and control take effect on restart; applying the rest")
+                            "ZeroMQ, control, web and OSCQuery take effect on restart; applying "
+                            "the rest")
             cfg = kept
             old = (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every,
                    self._fast_count, self._onset_hold, self._frame_in_min)
@@ -357,6 +374,8 @@ class Daemon:
         self._name_osc_indices()
         if self.zmq is not None:
             self.zmq.publish_meta(self.manifest)
+        if self.web is not None:
+            self.web.publish_meta(self.manifest)
         log.info("reloaded: checkpoint %s", ck.id)
         return True
 
@@ -471,6 +490,8 @@ class Daemon:
                 self.osc.send_values(msg.address, msg.values, msg.targets)
         if self.zmq is not None:
             self.zmq.publish_record(rec)
+        if self.web is not None:
+            self.web.publish_record(rec)
 
     def _publish_fast(self, fast: list[FastFrames]) -> None:
         n = len(fast[0].t)
@@ -492,16 +513,20 @@ class Daemon:
                     self.osc.send_fast(f.stream, wall, values)
                 if self.zmq is not None:
                     self.zmq.publish_fast(f.stream, wall, values, t=float(f.t[i]))
+                if self.web is not None:
+                    self.web.publish_fast(f.stream, wall, values, t=float(f.t[i]))
 
     def status(self) -> dict[str, Any]:
         src = self.source.counters()
         c = self.counters
         zmq_stats = self.zmq.stats if self.zmq is not None else {}
+        web_stats = self.web.stats if self.web is not None else {}
         return {
             "uptime_s": round(time.monotonic() - self._started, 3),
             "hops": c.hops,
             "overflows": src.get("overflows", 0),
-            "dropped": src.get("dropped_frames", 0) + int(zmq_stats.get("dropped", 0)),
+            "dropped": src.get("dropped_frames", 0) + int(zmq_stats.get("dropped", 0))
+            + int(web_stats.get("dropped", 0)),
             "latency_ms": c.latency(),
             "checkpoint": self.checkpoint.id,
             "paused": self.paused,
@@ -514,6 +539,7 @@ class Daemon:
             "osc": self.osc.stats if self.osc is not None else None,
             "zmq": zmq_stats or None,
             "control": self.control.stats if self.control is not None else None,
+            "web": web_stats or None,
         }
 
     def _status(self) -> None:
@@ -523,9 +549,11 @@ class Daemon:
             log.info("input: %s", self._last_source_status)
         if self.zmq is not None:
             self.zmq.publish_status(st)
+        if self.web is not None:
+            self.web.publish_status(st)
 
     def close(self) -> None:
-        for part in (self.source, self.control, self.osc, self.zmq):
+        for part in (self.source, self.control, self.osc, self.zmq, getattr(self, "web", None)):
             if part is None:
                 continue
             try:
@@ -550,7 +578,8 @@ def keep_restart_only(old: Config, new: Config) -> Config:
     osc = replace(new.outputs.osc, targets=old.outputs.osc.targets, prefix=old.outputs.osc.prefix,
                   max_datagram_bytes=old.outputs.osc.max_datagram_bytes)
     return replace(new, input=old.input, streams=old.streams, control=old.control,
-                   outputs=replace(new.outputs, zmq=old.outputs.zmq, osc=osc))
+                   outputs=replace(new.outputs, zmq=old.outputs.zmq, osc=osc,
+                                   web=old.outputs.web, oscquery=old.outputs.oscquery))
 
 
 def install_signal_handlers(daemon: Daemon) -> None:

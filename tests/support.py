@@ -106,7 +106,9 @@ def base_config(tmp_path: Path, **outputs: object) -> tuple[dict, str]:
     zmq_port = free_port(socket.SOCK_STREAM)
     endpoint = f"tcp://127.0.0.1:{zmq_port}"
     cfg = {"outputs": {"zmq": {"endpoint": endpoint}, "osc": {"targets": [
-        {"host": "127.0.0.1", "port": free_port()}]}},
+        {"host": "127.0.0.1", "port": free_port()}]},
+        # Any free ports: daemons of tests running side by side must not collide.
+        "web": {"port": 0}, "oscquery": {"port": 0}},
         "control": {"port": free_port()}}
     cfg["outputs"]["osc"].update(outputs)
     return cfg, endpoint

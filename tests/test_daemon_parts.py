@@ -9,6 +9,9 @@ from streamtag.config import config_from_dict
 from streamtag.daemon import RecordSmoother, keep_restart_only, make_mapper
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD
 
+# In-process daemons here need no browser view or OSCQuery (their default ports may be taken).
+NO_WEB = {"web": {"enabled": False}, "oscquery": {"enabled": False}}
+
 
 def record(valence: float, arousal: float, violin: float) -> dict:
     probs = {c: (1 - violin) / 7 for c in INSTRUMENT_HEAD.labels}
@@ -93,7 +96,7 @@ def test_daemon_holds_blas_to_one_thread_and_freezes_startup_objects(data_dir) -
     cfg = config_from_dict({
         "input": {"file": str(data_dir / "signal.wav"), "realtime": False},
         "model": {"checkpoint": str(data_dir / "tiny-default.safetensors")},
-        "outputs": {"osc": {"enabled": False}, "zmq": {"enabled": False}},
+        "outputs": {"osc": {"enabled": False}, "zmq": {"enabled": False}, **NO_WEB},
         "control": {"enabled": False},
     })
     gc.unfreeze()
@@ -122,7 +125,7 @@ def test_the_loop_waits_for_the_frames_whose_results_go_out(data_dir, fast, fram
         "model": {"checkpoint": str(data_dir / "tiny-default.safetensors")},
         "outputs": {"osc": {"targets": [{"host": "127.0.0.1", "port": free_port()}],
                             "fast": fast},
-                    "zmq": {"enabled": False}},
+                    "zmq": {"enabled": False}, **NO_WEB},
         "control": {"enabled": False},
     })
     daemon = Daemon(cfg)
@@ -152,7 +155,7 @@ def test_a_slower_fast_lane_keeps_every_onset(data_dir) -> None:
         "model": {"checkpoint": str(data_dir / "tiny-default.safetensors")},
         "outputs": {"osc": {"targets": [{"host": "127.0.0.1", "port": free_port()}],
                             "fast": {"rate_hz": 12.5}},
-                    "zmq": {"enabled": False}},
+                    "zmq": {"enabled": False}, **NO_WEB},
         "control": {"enabled": False},
     })
     daemon = Daemon(cfg)

@@ -11,9 +11,10 @@ OSC addresses are written here as *suffixes* relative to ``<prefix>`` (single st
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
@@ -461,8 +462,57 @@ def compact_record(record: Mapping[str, Any]) -> Mapping[str, Any]:
     else:
         del out[HEAD_EMBEDDING]
     return out
+
+
+def head_payload(record: Mapping[str, Any], head: str) -> dict[str, Any]:
+    """A head's topic payload: ``{"seq", "t", "stream", <head>}`` of the record."""
+    payload = {k: record[k] for k in HEAD_PAYLOAD_KEYS if k in record}
+    payload[head] = record[head]
+    return payload
+
+
+def record_payloads(record: Mapping[str, Any]) -> list[tuple[str, Callable[[], Any]]]:
+    """``(topic, make_payload)`` for every topic one estimate record goes out on, in order:
+    ``streamtag.estimate`` (:func:`compact_record`), then each head present on its own topic
+    (:func:`head_payload`, the embedding with its vector). The payloads are made only when
+    called, so a publisher builds those someone wants. ZeroMQ and the WebSocket feed both
+    publish exactly these."""
+    items: list[tuple[str, Callable[[], Any]]] = [
+        (TOPIC_ESTIMATE, functools.partial(compact_record, record))]
+    for head, topic in HEAD_TOPICS.items():
+        if head in record:
+            items.append((topic, functools.partial(head_payload, record, head)))
+    return items
+
+
 #: Keys of a fast-lane payload: {"stream", "t" (optional), "wall", "values": {name: value}}.
 FAST_PAYLOAD_KEYS = (KEY_STREAM, KEY_T, KEY_WALL, "values")
+
+
+def fast_payload(
+    stream: str, wall: float, values: Mapping[str, float], t: float | None = None
+) -> dict[str, Any]:
+    """The ``streamtag.fast`` payload of one fast-lane frame: ``{"stream", "t" (if given),
+    "wall", "values": {name: value}}``; ``t`` stream time [s], ``wall`` Unix time [s]."""
+    payload: dict[str, Any] = {KEY_STREAM: stream}
+    if t is not None:
+        payload[KEY_T] = t
+    payload[KEY_WALL] = wall
+    payload["values"] = dict(values)
+    return payload
+
+
+def encode_payload(payload: Any) -> tuple[bytes, int]:
+    """Strict JSON (UTF-8, compact, no NaN: see :func:`sanitize`) of a topic payload, as every
+    publisher sends it. Returns (bytes, number of non-finite values replaced).
+
+    Raises:
+        TypeError, ValueError: not JSON-able.
+    """
+    clean, bad = sanitize(payload)
+    return json.dumps(clean, allow_nan=False, ensure_ascii=False,
+                      separators=(",", ":")).encode(), bad
+
 
 ZMQ_TOPICS: dict[str, str] = {
     TOPIC_ESTIMATE: "the whole estimate record, one per hop (the embedding without its "
@@ -478,6 +528,17 @@ ZMQ_TOPICS: dict[str, str] = {
     TOPIC_FAST: '{"stream", "t", "wall", "values": {name: value}} at the fast-lane rate',
     TOPIC_META: "the manifest: at start, on change, and to each new subscriber",
 }
+
+# --------------------------------------------------------------------------------------------
+# WebSocket feed (streamtag.publish.web): the ZeroMQ topics and payloads as JSON text messages
+
+#: Path of the feed on the live view's port (``outputs.web``).
+WS_PATH = "/ws"
+#: Query parameter choosing topics by prefix, comma-separated (default: every topic).
+WS_TOPICS_PARAM = "topics"
+#: Keys of one feed message: ``{"topic": <ZeroMQ topic>, "data": <its ZeroMQ payload>}``.
+WS_KEY_TOPIC = "topic"
+WS_KEY_DATA = "data"
 
 # --------------------------------------------------------------------------------------------
 # Manifest
@@ -779,6 +840,21 @@ def reference_markdown(prefix: str = "/<prefix>") -> str:
     ]
     for topic, desc in ZMQ_TOPICS.items():
         lines.append(f"| `{topic}` | {desc} |")
+    lines += [
+        "",
+        "### WebSocket",
+        "",
+        f"`ws://<outputs.web.host>:<outputs.web.port>{WS_PATH}` (default "
+        f"`ws://127.0.0.1:8090{WS_PATH}`): the ZeroMQ topics above, one JSON text message "
+        f'per topic message, `{{"{WS_KEY_TOPIC}": "{TOPIC_ESTIMATE}", "{WS_KEY_DATA}": '
+        "{...}}`, where `data` is the very payload ZeroMQ sends on that topic. Choose topics "
+        f"by prefix with `?{WS_TOPICS_PARAM}=` (comma-separated; default every topic, "
+        f"`{TOPIC_PREFIX}`), e.g. `{WS_PATH}?{WS_TOPICS_PARAM}={TOPIC_ESTIMATE},{TOPIC_FAST}`. "
+        f"On connect a client first gets the latest `{TOPIC_META}` (the manifest) and "
+        f"`{TOPIC_STATUS}`. What a client sends is ignored. A client that does not keep up "
+        "loses the messages that find its queue full (`outputs.web.queue_messages`), counted "
+        f"in `{TOPIC_STATUS}` (`dropped`, and `web.dropped`).",
+    ]
     return "\n".join(lines) + "\n"
 
 

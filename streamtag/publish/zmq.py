@@ -30,7 +30,6 @@ encoded. The fast lane (50 messages a second per stream) is encoded from a templ
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -69,13 +68,6 @@ def _fast_template(stream: str, with_t: bool, names: tuple[str, ...]) -> str:
     fields.append(f"{lit(wire.KEY_WALL)}:{{!r}}")
     values = ",".join(f"{lit(n)}:{{!r}}" for n in names)
     return "{{" + ",".join(fields) + f',"values":{{{{{values}}}}}' + "}}"
-
-
-def _head_payload(record: Mapping[str, Any], head: str) -> dict[str, Any]:
-    """A head's topic payload: ``{"seq", "t", "stream", <head>}`` of the record."""
-    payload = {k: record[k] for k in wire.HEAD_PAYLOAD_KEYS if k in record}
-    payload[head] = record[head]
-    return payload
 
 
 class ZmqPublisher:
@@ -157,10 +149,9 @@ class ZmqPublisher:
     # -- low level ------------------------------------------------------------------------
 
     def _encode(self, payload: Mapping[str, Any]) -> bytes:
-        clean, bad = wire.sanitize(payload)
+        data, bad = wire.encode_payload(payload)
         self._counts["nonfinite"] += bad
-        return json.dumps(clean, allow_nan=False, ensure_ascii=False,
-                          separators=(",", ":")).encode()
+        return data
 
     def _send_locked(self, topic: bytes, data: bytes) -> None:
         try:
@@ -257,12 +248,7 @@ class ZmqPublisher:
             self._rlog.log("record", logging.ERROR, "ZeroMQ: not a record: %r", type(record))
             return
         # Payloads are made only for topics someone subscribed to.
-        items: list[tuple[str, Any]] = [(wire.TOPIC_ESTIMATE,
-                                         functools.partial(wire.compact_record, record))]
-        for head, topic in wire.HEAD_TOPICS.items():
-            if head in record:
-                items.append((topic, functools.partial(_head_payload, record, head)))
-        self._publish(items)
+        self._publish(list(wire.record_payloads(record)))
 
     def publish_fast(
         self, stream: str, wall: float, values: Mapping[str, float], t: float | None = None
@@ -281,12 +267,7 @@ class ZmqPublisher:
             self._publish([(wire.TOPIC_FAST,
                             lambda: template.format(*times, *numbers).encode())])
             return
-        payload: dict[str, Any] = {wire.KEY_STREAM: stream}
-        if t is not None:
-            payload[wire.KEY_T] = t
-        payload[wire.KEY_WALL] = wall
-        payload["values"] = dict(values)
-        self._publish([(wire.TOPIC_FAST, payload)])
+        self._publish([(wire.TOPIC_FAST, wire.fast_payload(stream, wall, values, t))])
 
     def publish_status(self, status: Mapping[str, Any]) -> None:
         """Publish a heartbeat on ``streamtag.status`` (the daemon composes it)."""
