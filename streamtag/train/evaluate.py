@@ -628,7 +628,9 @@ def evaluate(
     else:
         raise ValueError(f"method: expected 'engine' or 'windows', got {method!r}")
     hop_s = hop_seconds(ck)
-    metrics = {name: head_metrics(d, hop_s) for name, d in data.items() if d.preds}
+    # A head no chosen clip labels (emotion on instrument clips alone) has nothing to score.
+    metrics = {name: head_metrics(d, hop_s) for name, d in data.items()
+               if d.preds and any(np.asarray(m).any() for m in d.masks)}
     report = Report(
         checkpoint=str(ck.path) if ck.path else "<memory>", checkpoint_id=ck.id, method=method,
         split=split, clips=len(chosen) - len(skipped), hop_s=hop_s, heads=metrics,

@@ -86,6 +86,7 @@ from streamtag.train.corpus.soundfonts import (
     check_allowed,
     find_drumkits,
     find_soundfonts,
+    holdout_splits,
     require_drumkit,
     require_soundfont,
 )
@@ -801,6 +802,7 @@ def build_corpus(
     audio_format: str = "pcm16",
     augment_config: aug.AugmentConfig | None = None,
     overwrite: bool = False,
+    holdout: Sequence[str] | None = None,
 ) -> Path:
     """Render the corpus into ``out_dir`` and return the path of its manifest.
 
@@ -829,6 +831,9 @@ def build_corpus(
         augment_config: augmentation ranges; None: ``augment.AugmentConfig()``
             (``augment.NO_AUGMENT`` for clean clips).
         overwrite: replace an existing corpus in ``out_dir``.
+        holdout: a leave-one-sample-set-out fold: these SoundFonts and kit groups
+            (``soundfonts.KIT_GROUPS``) feed validation and every other set feeds training
+            (``soundfonts.holdout_splits``); None keeps each set's own split.
 
     Returns:
         ``out_dir / "manifest.jsonl"``.
@@ -847,6 +852,8 @@ def build_corpus(
     started = time.perf_counter()
     fonts, missing = _resolve_soundfonts(soundfonts)
     kits, refused = _resolve_drumkits(drumkits)
+    if holdout:
+        fonts, kits = holdout_splits(fonts, kits, holdout)
     if fonts:
         fluidsynth_path()
     jobs = plan_corpus(
@@ -910,6 +917,7 @@ def build_corpus(
         "renders_per_piece": renders_per_piece,
         "val_renders_per_piece": val_renders_per_piece,
         "shared_window": shared_window,
+        "holdout": list(holdout) if holdout else None,
         "families": list(families),
         "soundfonts": {f.name: {"path": str(f.path), "split": f.split} for f in fonts},
         "missing_soundfonts": [{"name": m.name, "install": m.install} for m in missing],
@@ -1023,6 +1031,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-drumkits", action="store_true", help="no Hydrogen kits")
     parser.add_argument(
+        "--holdout",
+        help="comma-separated SoundFonts and kit groups (kits-acoustic, …) that feed "
+        "validation, every other set training: one leave-one-sample-set-out fold",
+    )
+    parser.add_argument(
         "--shared-windows",
         action="store_true",
         help="training renders of a piece share its notes and window and differ in SoundFont "
@@ -1060,6 +1073,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["soundfonts"] = [s.strip() for s in args.soundfonts.split(",") if s.strip()]
     if args.no_drumkits:
         overrides["drumkits"] = []
+    if args.holdout:
+        overrides["holdout"] = [s.strip() for s in args.holdout.split(",") if s.strip()]
     if args.shared_windows:
         overrides["shared_window"] = True
     try:

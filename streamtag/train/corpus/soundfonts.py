@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamtag.errors import DatasetError
+from streamtag.errors import ConfigError, DatasetError
 
 TRAIN = "train"
 VALIDATION = "validation"
@@ -68,6 +68,19 @@ CAUTION_DRUMKITS: dict[str, str] = {
 
 VALIDATION_DRUMKITS: tuple[str, ...] = ("rumpf_kit_z01_h2",)
 """Hydrogen kits held out for the validation split; every other allowed kit trains."""
+
+KIT_GROUPS: dict[str, tuple[str, ...]] = {
+    "kits-acoustic": ("BJA_Pacific", "ForzeeStereo"),
+    "kits-audiophob": ("Audiophob",),
+    "kits-artemiolabs": ("ElectricEmpireKit", "HardElectro1"),
+    "kits-varibreaks": ("VariBreaks",),
+    "kits-hand": ("Gimme A Hand 1.0",),
+    "kits-rumpf": ("rumpf_kit_z01_h2",),
+}
+"""Hydrogen kits that share a maker or a way of recording, held out together in a
+leave-one-sample-set-out fold (``holdout_splits``): two acoustic kits sampled by their
+drummers, ArtemioLabs' two synthesised kits, and one group per kit of its own. An installed kit
+not listed here is a group of its own, ``kits-<folder name>``."""
 
 SOUNDFONT_DIRS: tuple[Path, ...] = (
     Path("/usr/share/sounds/sf2"),
@@ -390,3 +403,74 @@ def require_drumkit(path: Path | str, split: str = TRAIN) -> DrumKit:
             "`apt-get install hydrogen-drumkits`"
         )
     return DrumKit(name=path.name, path=path, split=split)
+
+
+# ---------------------------------------------------------------------------------------------
+# Leave-one-sample-set-out
+
+
+def kit_group(kit_name: str) -> str:
+    """The ``KIT_GROUPS`` name a kit (by folder name) belongs to, or ``kits-<slug>`` alone."""
+    for group, members in KIT_GROUPS.items():
+        if kit_name in members:
+            return group
+    return "kits-" + re.sub(r"[^a-z0-9]+", "_", kit_name.lower()).strip("_")
+
+
+def sample_set_names(fonts: Sequence[SoundFont], kits: Sequence[DrumKit]) -> list[str]:
+    """The names ``holdout_splits`` accepts for these sets: SoundFont names, then kit groups."""
+    groups = list(dict.fromkeys(kit_group(k.name) for k in kits))
+    return [f.name for f in fonts] + groups
+
+
+def holdout_splits(
+    fonts: Sequence[SoundFont], kits: Sequence[DrumKit], holdout: Sequence[str]
+) -> tuple[list[SoundFont], list[DrumKit]]:
+    """The sets re-split for one leave-one-sample-set-out fold.
+
+    Every SoundFont named in ``holdout`` and every kit of a named kit group feeds validation;
+    every other set feeds training, TimGM6mb and the usual validation kit included. The
+    reserved sets never appear here: they are refused before (``check_allowed``).
+
+    Raises:
+        ConfigError: a name that is neither an installed SoundFont nor a kit group (the
+            message lists the names there are).
+    """
+    known = sample_set_names(fonts, kits)
+    unknown = [name for name in holdout if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"holdout: {', '.join(unknown)} is not an installed sample set; expected some of "
+            f"{', '.join(known)}"
+        )
+    held = set(holdout)
+
+    def split(name: str) -> str:
+        return VALIDATION if name in held else TRAIN
+
+    return (
+        [SoundFont(f.name, f.path, split(f.name)) for f in fonts],
+        [DrumKit(k.name, k.path, split(kit_group(k.name))) for k in kits],
+    )
+
+
+def loo_folds(fonts: Sequence[SoundFont], kits: Sequence[DrumKit]) -> list[tuple[str, ...]]:
+    """Leave-one-sample-set-out folds: fold i holds out SoundFont i and kit group i.
+
+    A SoundFont decides what the instrument and emotion clips sound like and a kit group what
+    the real-kit drum clips sound like, so one fold can hold out one of each without the two
+    meeting in any clip (General MIDI drums come from the held-out SoundFont). The shorter list
+    is cycled, so every set is held out at least once in ``max(#fonts, #groups)`` folds.
+    """
+    font_names = [f.name for f in fonts]
+    groups = list(dict.fromkeys(kit_group(k.name) for k in kits))
+    n = max(len(font_names), len(groups))
+    folds = []
+    for i in range(n):
+        fold = []
+        if font_names:
+            fold.append(font_names[i % len(font_names)])
+        if groups:
+            fold.append(groups[i % len(groups)])
+        folds.append(tuple(fold))
+    return folds
