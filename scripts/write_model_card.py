@@ -88,7 +88,9 @@ def main(run_dir: Path) -> str:
         "dynamics, articulation, timbre), labelled by the cue model in "
         "`streamtag/train/corpus/emotion_cues.py` (directions after Eerola, Friberg & Bresin "
         "2013). **These labels are a proxy, not listener ratings**: the model learns the cue "
-        "model, and its valence/arousal on real recordings are untested.",
+        "model, and its valence/arousal on real recordings are untested. Half the pieces of "
+        "each quadrant are solo melodies, half accompanied (chords below the melody); the "
+        "labels are centred for both textures: " + _label_statistics() + ".",
         "- **timbre**: labels from the project's reference descriptors "
         "(`streamtag/train/descriptors.py`), computed for every hop on the 1 s of audio the "
         "model's window covers at that hop (`data.per_hop_timbre`); hardness is that of the "
@@ -291,6 +293,20 @@ PREVIOUS = (
     "0.051-0.108 → 0.052-0.104 (the same); hardness r −0.25 → 0.46 against the onset labels. "
     "The earlier card's timbre numbers compared per-hop outputs with whole-clip labels (an "
     "evaluation bug, fixed): they are not comparable with these.")
+
+
+def _label_statistics() -> str:
+    """The cue model's valence labels over a balanced plan, per texture (a sentence)."""
+    from streamtag.train.corpus.build import emotion_label_statistics
+
+    parts = []
+    for texture, st in emotion_label_statistics(200).items():
+        by_q = st["mean_valence_by_quadrant"]
+        parts.append(f"{texture} mean valence {st['mean_valence']:+.3f} (quadrants 1-4: "
+                     + " / ".join(f"{by_q[q]:+.2f}" for q in (1, 2, 3, 4))
+                     + f"), its sign the requested quadrant's for {st['sign_split']:.3f} of "
+                     f"{st['n']} pieces")
+    return "; ".join(parts)
 
 
 def _baselines() -> list[str]:

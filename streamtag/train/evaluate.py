@@ -124,17 +124,28 @@ class HeadData:
     """One head's outputs and labels over a set of clips (lists with one entry per clip).
 
     preds: activated outputs [S, K]. targets / masks: as ``features.encode_labels`` makes them.
+    textures: each clip's ``Clip.texture`` (solo / accompanied / None).
     """
 
     head: HeadTarget
     preds: list[np.ndarray] = field(default_factory=list)
     targets: list[np.ndarray] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
+    textures: list[str | None] = field(default_factory=list)
 
-    def add(self, pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> None:
+    def add(self, pred: np.ndarray, target: np.ndarray, mask: np.ndarray,
+            texture: str | None = None) -> None:
         self.preds.append(np.asarray(pred, np.float64))
         self.targets.append(np.asarray(target))
         self.masks.append(np.asarray(mask))
+        self.textures.append(texture)
+
+    def subset(self, texture: str) -> HeadData:
+        """The clips of one texture."""
+        keep = [i for i, t in enumerate(self.textures) if t == texture]
+        return HeadData(self.head, [self.preds[i] for i in keep],
+                        [self.targets[i] for i in keep], [self.masks[i] for i in keep],
+                        [texture] * len(keep))
 
     def clip_level(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per clip means over labelled hops: (pred [C, K], target [C, K or -], mask [C, K or -]).
@@ -297,12 +308,45 @@ def head_metrics(data: HeadData, hop_s: float) -> dict[str, Any]:
         out["per_hop"] = _regression(data.head, pred_h, true_h, mask_h)
         out["per_hop_after_3s"] = _regression(data.head, *_hops(data, hop_s, SETTLED_S))
         out["per_clip"] = _regression(data.head, pred_c, true_c, mask_c)
+        if data.head.target == "emotion":
+            out["textures"] = texture_metrics(data, hop_s)
     elif spec.kind == "multilabel":
         out["per_hop"] = _tags(data.head, pred_h, true_h, mask_h)
         out["per_clip"] = _tags(data.head, pred_c, true_c, mask_c)
     else:
         out["per_clip"] = {"n": len(pred_c), "centroid_accuracy":
                            _embedding_accuracy(pred_c, true_c.astype(np.int64))}
+    return out
+
+
+def texture_metrics(data: HeadData, hop_s: float) -> dict[str, dict[str, Any]]:
+    """Emotion per texture (solo / accompanied): quadrant accuracy per hop after
+    ``SETTLED_S`` and per clip, valence and arousal r after ``SETTLED_S``, the mean valence
+    of each true quadrant's hops after ``SETTLED_S`` (centred output: + for 1 and 4, − for 2
+    and 3), and the clips counted."""
+    out: dict[str, dict[str, Any]] = {}
+    labels = list(data.head.spec.labels)
+    if not {"valence", "arousal"} <= set(labels):
+        return out
+    iv, ia = labels.index("valence"), labels.index("arousal")
+    for texture in sorted({t for t in data.textures if t is not None}):
+        sub = data.subset(texture)
+        if not any(np.asarray(m).any() for m in sub.masks):
+            continue
+        pred, true, mask = _hops(sub, hop_s, SETTLED_S)
+        late = _regression(sub.head, pred, true, mask)
+        clip = _regression(sub.head, *sub.clip_level())
+        both = (mask[:, iv] > 0) & (mask[:, ia] > 0) if len(mask) else np.zeros(0, bool)
+        q_true = np.asarray([quadrant(float(v), float(a)) for v, a in true[both][:, [iv, ia]]])
+        by_q = {str(q): float(pred[both][q_true == q, iv].mean()) for q in sorted(set(q_true))}
+        out[texture] = {
+            "clips": int(sum(1 for m in sub.masks if np.asarray(m).any())),
+            "quadrants_after_3s": late.get("quadrant_accuracy"),
+            "quadrants_per_clip": clip.get("quadrant_accuracy"),
+            "valence_r_after_3s": late["outputs"]["valence"]["pearson_r"],
+            "arousal_r_after_3s": late["outputs"]["arousal"]["pearson_r"],
+            "mean_valence_by_true_quadrant": by_q,
+        }
     return out
 
 
@@ -498,6 +542,19 @@ def render_markdown(r: Report) -> str:
                               f"hop, {_f(m['per_clip']['quadrant_accuracy'])} per clip"
                               + (f", {_f(late['quadrant_accuracy'])} per hop after "
                                  f"{SETTLED_S:g} s." if late else ".")]
+            if m.get("textures"):
+                lines += ["", f"Per texture (after {SETTLED_S:g} s; mean predicted valence of "
+                              "each true quadrant, centred = + + for 1 and 4, − − for 2 and 3):",
+                          "", "| texture | clips | quadrants hop | quadrants clip | valence r "
+                              "| arousal r | mean valence q1 / q2 / q3 / q4 |",
+                          "| --- " * 7 + "|"]
+                for texture, t in m["textures"].items():
+                    means = " / ".join(_f(t["mean_valence_by_true_quadrant"].get(q), 2)
+                                       for q in ("1", "2", "3", "4"))
+                    lines.append(f"| {texture} | {t['clips']} | {_f(t['quadrants_after_3s'])} "
+                                 f"| {_f(t['quadrants_per_clip'])} | "
+                                 f"{_f(t['valence_r_after_3s'])} | "
+                                 f"{_f(t['arousal_r_after_3s'])} | {means} |")
         elif m["kind"] == "multilabel":
             lines += ["| tag | AP hop | AP clip | F1 hop | F1 clip | positives / hops |",
                       "| --- " * 6 + "|"]
@@ -568,7 +625,7 @@ def collect_engine(ck: Checkpoint, clips: Sequence[Clip], heads: Sequence[HeadTa
             hop_labels = hop_timbre(audio, rate, len(records), engine.hop_s, clip.timbre)
         for h in heads:
             target, mask = encode_labels(clip, h, len(records), engine.hop_s, hop_labels)
-            data[h.name].add(outputs[h.name], target, mask)
+            data[h.name].add(outputs[h.name], target, mask, clip.texture)
     return data, skipped
 
 
@@ -583,7 +640,8 @@ def collect_windows(ck: Checkpoint, clips: Sequence[Clip], heads: Sequence[HeadT
     for f in feats:
         outputs = window_outputs(ck.model, f.windows[None])
         for h in heads:
-            data[h.name].add(outputs[h.name][0], f.targets[h.name], f.masks[h.name])
+            data[h.name].add(outputs[h.name][0], f.targets[h.name], f.masks[h.name],
+                             f.clip.texture)
     return data, skipped
 
 

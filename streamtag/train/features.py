@@ -86,10 +86,19 @@ def corpus_clips(corpus_dir: str | Path) -> tuple[list[Clip], list[str]]:
                 timbre=labels.get("timbre"), tags=tags, tags_known=known,
                 timbre_per_hop=(labels.get("timbre") is not None
                                 and row.get("timbre_source") == DESCRIPTORS_SOURCE),
+                texture=labels.get("texture") or _texture_from_tags(tags, known),
             ))
         except (ValueError, TypeError) as e:
             skipped.append(f"{row.get('id', row.get('path'))}: {e}")
     return clips, skipped
+
+
+def _texture_from_tags(tags: Sequence[str] | None, known: Sequence[str] | None) -> str | None:
+    """A corpus line without a ``texture`` label (built before it existed): its recipe's
+    ``accompanied`` tag says the same."""
+    if not known or "accompanied" not in known:
+        return None
+    return "accompanied" if tags and "accompanied" in tags else "solo"
 
 
 def source_clips(

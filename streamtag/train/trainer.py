@@ -866,7 +866,8 @@ class Trainer:
                 for h in self.heads:
                     act = activate_head(h.target.spec, logits[h.name]).numpy()
                     for b, f in enumerate(chunk):
-                        data[h.name].add(act[b], f.targets[h.name], f.masks[h.name])
+                        data[h.name].add(act[b], f.targets[h.name], f.masks[h.name],
+                                         f.clip.texture)
                         logits_all[h.name].append(logits[h.name][b])
                         targets_all[h.name].append(f.targets[h.name])
                         masks_all[h.name].append(f.masks[h.name])

@@ -679,3 +679,37 @@ def test_corpus_tags_follow_the_recipe():
     assert "percussive" not in on and "guitar" in on
     with pytest.raises(ValueError, match=r"render\.programs"):
         corpus_tags({"family": "instrument", "render": {}})
+
+
+def test_emotion_pieces_alternate_solo_and_accompanied_in_every_quadrant():
+    source = build.Source("plan", "soundfont", "", "train")
+    jobs = build._plan_emotion("train", [source], 8, 1, 0, 6.0)
+    by_quadrant: dict[int, list[str]] = {}
+    for job in jobs:
+        by_quadrant.setdefault(int(job.group.rsplit("-q", 1)[1][0]), []).append(
+            job.labels["texture"])
+        assert job.labels["texture"] == ("accompanied" if len(job.piece.parts) > 1 else "solo")
+    assert all(sorted(t) == ["accompanied"] * 4 + ["solo"] * 4 for t in by_quadrant.values())
+
+
+def test_valence_labels_are_centred_and_split_the_quadrants_for_each_texture():
+    stats = build.emotion_label_statistics(40, seed=3)
+    assert set(stats) == {"solo", "accompanied"}
+    for s in stats.values():
+        assert abs(s["mean_valence"]) < 0.06
+        assert s["sign_split"] >= 0.98
+        by_q = s["mean_valence_by_quadrant"]
+        assert by_q[1] > 0.3 and by_q[4] > 0.3 and by_q[2] < -0.3 and by_q[3] < -0.3
+
+
+def test_corpus_clips_carry_their_texture(tiny_corpus: Path):
+    from streamtag.train.features import _texture_from_tags, corpus_clips
+
+    clips, _ = corpus_clips(tiny_corpus.parent)
+    rows = {r["path"]: r for r in build.read_manifest(tiny_corpus)}
+    for clip in clips:
+        row = rows[clip.path.relative_to(tiny_corpus.parent).as_posix()]
+        expected = None if row["family"] == "drums" else row["labels"]["texture"]
+        assert clip.texture == expected
+        # A corpus built before the texture label: the recipe's tag says the same.
+        assert _texture_from_tags(clip.tags, clip.tags_known) == expected

@@ -102,6 +102,25 @@ def test_regression_is_also_scored_after_three_seconds() -> None:
     assert late["outputs"]["valence"]["pearson_r"] == pytest.approx(1.0)
 
 
+def test_emotion_is_broken_down_by_texture() -> None:
+    data = HeadData(EMOTION)
+    hops = 8  # 4 s: the last two hops are after 3 s
+    for sign in (1, -1):
+        truth = np.tile([[0.5 * sign, 0.4], [0.5 * sign, -0.4]], (hops // 2, 1))
+        data.add(truth.copy(), truth, np.ones((hops, 2)), "accompanied")
+        # The solo line is always rated happy: right for positive valence, wrong for negative.
+        data.add(np.tile([0.5, 0.4], (hops, 1)), truth, np.ones((hops, 2)), "solo")
+    data.add(np.zeros((hops, 2)), np.zeros((hops, 2)), np.ones((hops, 2)), None)
+    m = head_metrics(data, hop_s=0.5)
+    tx = m["textures"]
+    assert set(tx) == {"solo", "accompanied"}
+    assert tx["accompanied"]["quadrants_after_3s"] == 1.0 and tx["accompanied"]["clips"] == 2
+    assert tx["solo"]["quadrants_after_3s"] == pytest.approx(0.25)
+    assert tx["solo"]["valence_r_after_3s"] is None  # a constant output has no r
+    assert tx["solo"]["mean_valence_by_true_quadrant"]["3"] == pytest.approx(0.5)
+    assert tx["accompanied"]["mean_valence_by_true_quadrant"]["3"] == pytest.approx(-0.5)
+
+
 def test_per_clip_is_the_mean_of_the_hops_not_a_vote() -> None:
     data = HeadData(INSTRUMENT)
     probs = np.zeros((3, 8))

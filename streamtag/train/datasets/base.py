@@ -74,6 +74,9 @@ class Clip:
             model's vocabulary is known (a user's tag list names all that holds).
         timbre_per_hop: the ``timbre`` label was computed by ``streamtag.train.descriptors``
             from this very audio, so the trainer may recompute it for each hop's window.
+        texture: ``"solo"`` (one line sounds) or ``"accompanied"`` (a melody with chords, a
+            bass or a left hand), or None when unknown; not a label, a way to break the
+            evaluation down (``evaluate`` reports emotion per texture).
     """
 
     path: Path
@@ -88,6 +91,7 @@ class Clip:
     tags: tuple[str, ...] | None = None
     tags_known: tuple[str, ...] | None = None
     timbre_per_hop: bool = False
+    texture: str | None = None
 
     def __post_init__(self) -> None:
         # Loaders validate with messages naming the file and row; these checks are the safety net
