@@ -12,6 +12,19 @@ room. Each clip therefore gets, with a seed of its own so a corpus rebuilds bit 
 - **noise**: white, pink or brown noise at a random signal-to-noise ratio;
 - **gain**: a random level in dB (then scaled down only if the peak would clip).
 
+and, to change what differs from one sample set (one instrument maker, one player, one
+recording chain) to the next rather than only the room:
+
+- **spectral tilt**: the whole spectrum tilted by a few dB per octave around 1 kHz (a brighter
+  or darker instrument, microphone or placement);
+- **body resonances**: two to five narrow peaks and notches (Q 3-12) between 150 Hz and
+  5 kHz, what another instrument body, bore or bell adds to the same notes;
+- **vibrato and tremolo**: a slow periodic pitch (5-40 cents at 4-7 Hz) or level (5-30 %
+  at 3-8 Hz) modulation, as players add and sample sets often lack or bake in;
+- **lossy coding**: an MP3, Ogg Vorbis or Opus round trip through ffmpeg at 32-96 kbit/s, as
+  streamed and recorded material has (skipped when ffmpeg is not installed; ``corpus.json``
+  says whether it was).
+
 Pitch and tempo are varied earlier, on the MIDI notes (``music.shift_piece``), where they cost
 nothing and keep the timbre of the samples intact.
 
@@ -20,16 +33,31 @@ All functions take and return mono float32 signals, shape ``[samples]``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 from scipy.signal import butter, fftconvolve, sosfilt
 
 PEAK_LIMIT = 0.99
 """Largest absolute sample value a clip may have after augmentation [full scale]."""
 
 NOISE_COLOURS: tuple[str, ...] = ("white", "pink", "brown")
+CODECS: dict[str, tuple[str, str]] = {
+    "mp3": ("libmp3lame", "mp3"),
+    "vorbis": ("libvorbis", "ogg"),
+    "opus": ("libopus", "ogg"),
+}
+"""Lossy codec name → (ffmpeg encoder, container)."""
+TILT_PIVOT_HZ = 1000.0
+"""The frequency a spectral tilt leaves unchanged [Hz]."""
+TILT_LIMIT_DB = 18.0
+"""Largest boost or cut a tilt applies at any frequency [dB]."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +75,18 @@ class AugmentConfig:
         eq_gain_db: largest boost or cut of an EQ band [dB].
         highpass_p: probability of a microphone low cut.
         lowpass_p: probability of a dull-microphone high cut.
+        tilt_p: probability of a spectral tilt.
+        tilt_db_per_octave: largest tilt either way [dB per octave].
+        body_p: probability of body resonances.
+        body_gain_db: largest boost or cut of one resonance [dB].
+        vibrato_p: probability of vibrato.
+        vibrato_cents: range of the vibrato depth [cents, peak].
+        vibrato_hz: range of the vibrato rate [Hz].
+        tremolo_p: probability of tremolo.
+        tremolo_depth: range of the tremolo depth [fraction of the level, peak].
+        tremolo_hz: range of the tremolo rate [Hz].
+        lossy_p: probability of a lossy-codec round trip (ffmpeg).
+        lossy_kbps: range of the codec bit rate [kbit/s].
     """
 
     gain_db: tuple[float, float] = (-12.0, 6.0)
@@ -59,10 +99,32 @@ class AugmentConfig:
     eq_gain_db: float = 9.0
     highpass_p: float = 0.3
     lowpass_p: float = 0.2
+    tilt_p: float = 0.5
+    tilt_db_per_octave: float = 3.0
+    body_p: float = 0.5
+    body_gain_db: float = 9.0
+    vibrato_p: float = 0.3
+    vibrato_cents: tuple[float, float] = (5.0, 40.0)
+    vibrato_hz: tuple[float, float] = (4.0, 7.0)
+    tremolo_p: float = 0.2
+    tremolo_depth: tuple[float, float] = (0.05, 0.3)
+    tremolo_hz: tuple[float, float] = (3.0, 8.0)
+    lossy_p: float = 0.15
+    lossy_kbps: tuple[int, int] = (32, 96)
 
 
 NO_AUGMENT = AugmentConfig(
-    gain_db=(0.0, 0.0), noise_p=0.0, reverb_p=0.0, eq_p=0.0, highpass_p=0.0, lowpass_p=0.0
+    gain_db=(0.0, 0.0),
+    noise_p=0.0,
+    reverb_p=0.0,
+    eq_p=0.0,
+    highpass_p=0.0,
+    lowpass_p=0.0,
+    tilt_p=0.0,
+    body_p=0.0,
+    vibrato_p=0.0,
+    tremolo_p=0.0,
+    lossy_p=0.0,
 )
 """A configuration that leaves the signal unchanged."""
 
@@ -97,6 +159,11 @@ class AugmentParams:
         predelay_s: delay between the direct sound and the reverberant tail [s], or None.
         eq: EQ sections, applied in order.
         seed: seed of the noise generators (IR and noise).
+        tilt_db_per_octave: spectral tilt around ``TILT_PIVOT_HZ`` [dB/octave], or None.
+        body: resonance sections (peaks, narrow), applied before the room, or empty.
+        vibrato_cents / vibrato_hz: vibrato depth [cents] and rate [Hz], or None.
+        tremolo_depth / tremolo_hz: tremolo depth [fraction] and rate [Hz], or None.
+        codec / kbps: lossy codec (``CODECS``) and bit rate [kbit/s], or None.
     """
 
     gain_db: float = 0.0
@@ -107,14 +174,23 @@ class AugmentParams:
     predelay_s: float | None = None
     eq: tuple[Biquad, ...] = field(default_factory=tuple)
     seed: int = 0
+    tilt_db_per_octave: float | None = None
+    body: tuple[Biquad, ...] = field(default_factory=tuple)
+    vibrato_cents: float | None = None
+    vibrato_hz: float | None = None
+    tremolo_depth: float | None = None
+    tremolo_hz: float | None = None
+    codec: str | None = None
+    kbps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, floats rounded to 4 decimals."""
         raw = asdict(self)
-        raw["eq"] = [
-            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in b.items()}
-            for b in raw["eq"]
-        ]
+        for key in ("eq", "body"):
+            raw[key] = [
+                {k: (round(v, 4) if isinstance(v, float) else v) for k, v in b.items()}
+                for b in raw[key]
+            ]
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in raw.items()}
 
 
@@ -147,7 +223,7 @@ def sample_params(rng: np.random.Generator, config: AugmentConfig | None = None)
         eq.append(Biquad("lowpass", float(rng.uniform(5000.0, 10000.0))))
     reverb = rng.random() < config.reverb_p
     noisy = rng.random() < config.noise_p
-    return AugmentParams(
+    base = AugmentParams(
         gain_db=float(rng.uniform(*config.gain_db)),
         noise=str(rng.choice(NOISE_COLOURS)) if noisy else None,
         snr_db=float(rng.uniform(*config.snr_db)) if noisy else None,
@@ -156,6 +232,48 @@ def sample_params(rng: np.random.Generator, config: AugmentConfig | None = None)
         predelay_s=float(rng.uniform(0.003, 0.03)) if reverb else None,
         eq=tuple(eq),
         seed=int(rng.integers(2**31)),
+    )
+    # The timbre levers draw from a generator of their own, so adding them left every draw
+    # above (gain, room, noise, EQ) as the earlier corpora had it.
+    lever = np.random.default_rng(rng.integers(2**63))
+    tilt = body = vibrato = tremolo = codec = None
+    if lever.random() < config.tilt_p:
+        tilt = float(lever.uniform(-config.tilt_db_per_octave, config.tilt_db_per_octave))
+    if lever.random() < config.body_p:
+        body = tuple(
+            Biquad(
+                "peak",
+                float(np.exp(lever.uniform(np.log(150.0), np.log(5000.0)))),
+                float(lever.uniform(-config.body_gain_db, config.body_gain_db)),
+                float(lever.uniform(3.0, 12.0)),
+            )
+            for _ in range(int(lever.integers(2, 6)))
+        )
+    if lever.random() < config.vibrato_p:
+        vibrato = (
+            float(lever.uniform(*config.vibrato_cents)),
+            float(lever.uniform(*config.vibrato_hz)),
+        )
+    if lever.random() < config.tremolo_p:
+        tremolo = (
+            float(lever.uniform(*config.tremolo_depth)),
+            float(lever.uniform(*config.tremolo_hz)),
+        )
+    if lever.random() < config.lossy_p:
+        codec = (
+            str(lever.choice(list(CODECS))),
+            int(lever.integers(config.lossy_kbps[0], config.lossy_kbps[1] + 1)),
+        )
+    return replace(
+        base,
+        tilt_db_per_octave=tilt,
+        body=body or (),
+        vibrato_cents=vibrato[0] if vibrato else None,
+        vibrato_hz=vibrato[1] if vibrato else None,
+        tremolo_depth=tremolo[0] if tremolo else None,
+        tremolo_hz=tremolo[1] if tremolo else None,
+        codec=codec[0] if codec else None,
+        kbps=codec[1] if codec else None,
     )
 
 
@@ -256,6 +374,116 @@ def apply_eq(x: np.ndarray, bands: tuple[Biquad, ...], sample_rate_hz: int) -> n
     return sosfilt(sos, x).astype(np.float32)
 
 
+def apply_tilt(x: np.ndarray, db_per_octave: float, sample_rate_hz: int) -> np.ndarray:
+    """``x`` with its spectrum tilted by ``db_per_octave`` around ``TILT_PIVOT_HZ``
+    (zero-phase, in the frequency domain; the gain is limited to ±``TILT_LIMIT_DB``)."""
+    if x.size < 2 or db_per_octave == 0:
+        return x.astype(np.float32)
+    spectrum = np.fft.rfft(x.astype(np.float64))
+    freqs = np.fft.rfftfreq(x.shape[0], 1.0 / sample_rate_hz)
+    octaves = np.log2(np.maximum(freqs, 20.0) / TILT_PIVOT_HZ)
+    gain_db = np.clip(db_per_octave * octaves, -TILT_LIMIT_DB, TILT_LIMIT_DB)
+    return np.fft.irfft(spectrum * 10.0 ** (gain_db / 20.0), x.shape[0]).astype(np.float32)
+
+
+def apply_vibrato(x: np.ndarray, cents: float, rate_hz: float, sample_rate_hz: int) -> np.ndarray:
+    """``x`` read through a sinusoidally moving delay: its pitch swings ±``cents`` at
+    ``rate_hz`` (linear interpolation between samples)."""
+    if x.size < 2 or cents <= 0 or rate_hz <= 0:
+        return x.astype(np.float32)
+    # Reading at speed 1 + d·cos(ωt) shifts pitch by that factor: d = 2^(cents/1200) − 1.
+    depth = 2.0 ** (cents / 1200.0) - 1.0
+    n = np.arange(x.shape[0], dtype=np.float64)
+    omega = 2.0 * np.pi * rate_hz / sample_rate_hz
+    pos = n + depth / omega * np.sin(omega * n)
+    return np.interp(np.clip(pos, 0, x.shape[0] - 1), n, x).astype(np.float32)
+
+
+def apply_tremolo(
+    x: np.ndarray, depth: float, rate_hz: float, sample_rate_hz: int, phase: float = 0.0
+) -> np.ndarray:
+    """``x`` times ``1 + depth · sin(2π rate t + phase)``."""
+    t = np.arange(x.shape[0]) / sample_rate_hz
+    return (x * (1.0 + depth * np.sin(2.0 * np.pi * rate_hz * t + phase))).astype(np.float32)
+
+
+def ffmpeg_available() -> bool:
+    """True when the ``ffmpeg`` program (Debian ``ffmpeg``) is installed."""
+    return shutil.which("ffmpeg") is not None
+
+
+def lossy_round_trip(
+    x: np.ndarray, codec: str, kbps: int, sample_rate_hz: int
+) -> np.ndarray | None:
+    """``x`` encoded with ``codec`` at ``kbps`` and decoded again by ffmpeg, aligned and cut to
+    the length of ``x``; None when ffmpeg is missing or fails (the clip stays uncoded)."""
+    exe = shutil.which("ffmpeg")
+    if exe is None or codec not in CODECS or x.size == 0:
+        return None
+    encoder, container = CODECS[codec]
+    rate = 48000 if codec == "opus" else sample_rate_hz  # Opus codes at 48 kHz only
+    with tempfile.TemporaryDirectory() as tmp:
+        src, coded, back = (Path(tmp) / n for n in ("in.wav", f"c.{container}", "out.wav"))
+        sf.write(str(src), x, sample_rate_hz, subtype="FLOAT")
+        steps = (
+            [
+                exe,
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(src),
+                "-ar",
+                str(rate),
+                "-c:a",
+                encoder,
+                "-b:a",
+                f"{kbps}k",
+                str(coded),
+            ],
+            [
+                exe,
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(coded),
+                "-ar",
+                str(sample_rate_hz),
+                "-ac",
+                "1",
+                "-c:a",
+                "pcm_f32le",
+                str(back),
+            ],
+        )
+        for cmd in steps:
+            try:
+                proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+            except (OSError, subprocess.TimeoutExpired):
+                return None
+            if proc.returncode != 0:
+                return None
+        y, _ = sf.read(str(back), dtype="float32", always_2d=True)
+    y = y.mean(axis=1)
+    # Encoders add a start-up delay; find it by cross-correlation (at most 100 ms).
+    lag = _delay(x, y, int(0.1 * sample_rate_hz))
+    y = y[lag:]
+    if y.shape[0] < x.shape[0]:
+        y = np.pad(y, (0, x.shape[0] - y.shape[0]))
+    return y[: x.shape[0]].astype(np.float32)
+
+
+def _delay(x: np.ndarray, y: np.ndarray, max_lag: int) -> int:
+    n = min(x.shape[0], y.shape[0] - max_lag)
+    if n <= 0:
+        return 0
+    seg = min(n, 1 << 15)
+    ref = x[:seg].astype(np.float64)
+    scores = [float(np.dot(ref, y[lag : lag + seg])) for lag in range(max_lag + 1)]
+    return int(np.argmax(scores))
+
+
 def room_impulse_response(
     rng: np.random.Generator,
     *,
@@ -302,7 +530,8 @@ def augment(
     *,
     keep_last: int | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Apply one clip's augmentation: EQ → reverb → (cut) → noise → gain → peak protection.
+    """Apply one clip's augmentation: vibrato → tremolo → body resonances → tilt → EQ →
+    reverb → (cut) → noise → lossy coding → gain → peak protection.
 
     Args:
         x: mono signal, shape ``[samples]``; may start with a pre-roll that feeds the reverb.
@@ -316,7 +545,16 @@ def augment(
         ≤ 0] applied so that ``max |y| ≤ PEAK_LIMIT``.
     """
     rng = np.random.default_rng(params.seed)
-    y = apply_eq(x.astype(np.float32), params.eq, sample_rate_hz)
+    y = x.astype(np.float32)
+    # What the instrument and player change comes first, then the microphone and the room.
+    if params.vibrato_cents is not None and params.vibrato_hz is not None:
+        y = apply_vibrato(y, params.vibrato_cents, params.vibrato_hz, sample_rate_hz)
+    if params.tremolo_depth is not None and params.tremolo_hz is not None:
+        y = apply_tremolo(y, params.tremolo_depth, params.tremolo_hz, sample_rate_hz)
+    y = apply_eq(y, params.body, sample_rate_hz)
+    if params.tilt_db_per_octave is not None:
+        y = apply_tilt(y, params.tilt_db_per_octave, sample_rate_hz)
+    y = apply_eq(y, params.eq, sample_rate_hz)
     if params.rt60_s is not None:
         ir = room_impulse_response(
             rng,
@@ -330,6 +568,10 @@ def augment(
         y = y[-keep_last:] if keep_last > 0 else y[:0]
     if params.noise is not None and params.snr_db is not None:
         y = add_noise(y, params.snr_db, rng, params.noise)
+    if params.codec is not None and params.kbps is not None:
+        coded = lossy_round_trip(y, params.codec, params.kbps, sample_rate_hz)
+        if coded is not None:
+            y = coded
     y = apply_gain(y, params.gain_db)
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     peak_scale_db = 0.0

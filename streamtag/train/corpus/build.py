@@ -991,6 +991,7 @@ def build_corpus(
         "counts": counts,
         "dropped": dropped,
         "augment": {k: v for k, v in vars(augment_config).items()},
+        "ffmpeg": aug.ffmpeg_available(),
         "stats": {
             "audio_s": round(audio_total, 3),
             "wall_s": round(wall, 3),
