@@ -780,3 +780,84 @@ def test_lossy_round_trip_keeps_the_signal_aligned_and_loses_the_top(codec: str)
     assert y is not None and y.shape == x.shape
     assert np.corrcoef(x, y)[0, 1] > 0.6  # aligned: a misaligned copy correlates near 0
     assert not np.allclose(x, y, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# STK physical models
+
+
+def _line(pitches: list[int], dur: float = 0.4) -> music.Piece:
+    notes = tuple(music.Note(p, i * dur, dur, 90) for i, p in enumerate(pitches))
+    return music.Piece((music.Part(71, notes),), len(pitches) * dur, "scale", 120.0)
+
+
+def test_skini_score_plays_each_melody_once_with_releases_before_the_next_note():
+    from streamtag.train.corpus import stk
+
+    score, starts = stk.skini_score([_line([60, 62, 64]), _line([67, 65])], "Clarinet", [1, 2])
+    assert starts[0] == 1.0 and starts[1] == pytest.approx(1.0 + 1.2 + 0.5 + 1.0)
+    times, t = [], 0.0
+    for line in score.splitlines():
+        kind, delta, *rest = line.split()
+        t += float(delta)
+        times.append((t, kind, rest))
+    ons = [(t, round(float(r[1]))) for t, k, r in times if k == "NoteOn"]
+    offs = [(t, round(float(r[1]))) for t, k, r in times if k == "NoteOff"]
+    assert [p for _, p in ons] == [60, 62, 64, 67, 65] and len(offs) == 5
+    for (t_off, _), (t_next, _) in zip(offs[:2], ons[1:3], strict=True):
+        assert t_off < t_next
+    controls = [(int(r[1]), int(r[2])) for t, k, r in times if k == "ControlChange"][:-1]
+    for number, value in controls:
+        low, high = {n: (lo, hi) for n, lo, hi in stk.STK_CONTROLS["Clarinet"]}[number]
+        assert low <= value <= high
+
+
+@pytest.mark.skipif(shutil.which("stk-demo") is None, reason="needs Debian stk")
+@pytest.mark.parametrize("name", ["clarinet", "tenor saxophone", "trumpet", "flute"])
+def test_stk_renders_each_piece_at_its_pitch(name: str):
+    import librosa
+
+    from streamtag.train.corpus import stk
+
+    rate = 22050
+    spec = music.INSTRUMENT_SPECS[name]
+    low, high = stk.STK_RANGES.get(stk.STK_CLASSES[name], (0, 127))
+    midis = [max(spec.low_midi, low), min(spec.high_midi, high)]
+    pieces = [_line([m] * 3, 0.6) for m in midis]
+    audios, stats = stk.render_stk_batch(pieces, stk.STK_CLASSES[name], [3, 4],
+                                         sample_rate_hz=rate)
+    assert stats.calls == 1
+    for piece, audio, midi in zip(pieces, audios, midis, strict=True):
+        assert audio.shape == (round((piece.duration_s + 0.5) * rate),)
+        held = audio[int(0.3 * rate) : int(1.7 * rate)].astype(np.float64)
+        assert aug.level_db(held.astype(np.float32)) > -55  # the builder sets the level
+        f0 = np.median(librosa.yin(held, fmin=60, fmax=2500, sr=rate, frame_length=2048))
+        assert 1200 * np.log2(f0 / (440 * 2 ** ((midi - 69) / 12))) == pytest.approx(0, abs=30)
+
+
+def test_stk_plays_only_its_classes_and_only_instrument_clips():
+    from streamtag.train.corpus import stk
+
+    stk_font = soundfonts.SoundFont("stk", Path("/usr/bin/stk-demo"), "train")
+    other = soundfonts.SoundFont("fluidr3", Path("/x/FluidR3_GM.sf2"), "train")
+    val = soundfonts.SoundFont("timgm6mb", Path("/x/TimGM6mb.sf2"), "validation")
+    jobs = build.plan_corpus(n_per_class=4, val_per_class=1, seed=0, clip_s=6.0,
+                             soundfonts=[stk_font, other, val], drumkits=[])
+    on_stk = [j for j in jobs if j.source.name == "stk"]
+    assert on_stk and all(j.family == "instrument" for j in on_stk)
+    assert {j.labels["instrument"] for j in on_stk} == set(stk.STK_CLASSES)
+    assert all(j.source.kind == "stk" for j in on_stk)
+    # The classes STK does not play keep their clip count through the other set.
+    piano = [j for j in jobs if j.labels["instrument"] == "piano" and j.split == "train"]
+    assert len(piano) == 4 and {j.source.name for j in piano} == {"fluidr3"}
+
+
+def test_stk_files_are_not_reserved_and_it_joins_the_folds():
+    from streamtag.train.corpus import stk
+
+    for path in (Path("/usr/bin/stk-demo"), stk.STK_RAWWAVES):
+        soundfonts.check_allowed(path)
+    folds = soundfonts.loo_folds(
+        [soundfonts.SoundFont("fluidr3", Path("/x.sf2"), "train"),
+         soundfonts.SoundFont("stk", Path("/usr/bin/stk-demo"), "train")], [])
+    assert folds == [("fluidr3",), ("stk",)]

@@ -475,13 +475,16 @@ def lossy_round_trip(
 
 
 def _delay(x: np.ndarray, y: np.ndarray, max_lag: int) -> int:
+    """The lag [samples, 0 … max_lag] at which ``y`` best matches ``x`` (FFT correlation)."""
     n = min(x.shape[0], y.shape[0] - max_lag)
     if n <= 0:
         return 0
     seg = min(n, 1 << 15)
-    ref = x[:seg].astype(np.float64)
-    scores = [float(np.dot(ref, y[lag : lag + seg])) for lag in range(max_lag + 1)]
-    return int(np.argmax(scores))
+    size = 1 << int(np.ceil(np.log2(seg + max_lag + seg)))
+    ref = np.fft.rfft(x[:seg].astype(np.float64), size)
+    sig = np.fft.rfft(y[: seg + max_lag].astype(np.float64), size)
+    corr = np.fft.irfft(sig * np.conj(ref), size)[: max_lag + 1]
+    return int(np.argmax(corr))
 
 
 def room_impulse_response(

