@@ -1,6 +1,10 @@
 """Write the model card of a training run (markdown on stdout) and copy its figures.
 
-Run: python scripts/write_model_card.py RUN_DIR > streamtag/assets/MODEL_CARD.md
+Run: python scripts/write_model_card.py RUN_DIR [--previous EVAL_DIR] [--loo LOO_MD]
+        > streamtag/assets/MODEL_CARD.md
+--previous: a ``streamtag evaluate`` report folder of the model this one replaces, scored on the
+same validation clips (the card then compares the two, head by head and per texture); --loo:
+the leave-one-sample-set-out tables (``python -m streamtag.train.loo``'s ``loo.md``).
 The numbers come from the run's own files: metrics.json (per epoch), report/report.json and
 report.md (the final evaluation through the engine on the held-out SoundFont), the corpus's
 corpus.json and the checkpoint's metadata. Figures are copied to streamtag/assets/card/.
@@ -8,10 +12,11 @@ corpus.json and the checkpoint's metadata. Figures are copied to streamtag/asset
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -33,7 +38,7 @@ TARGETS = [
 ]
 
 
-def main(run_dir: Path) -> str:
+def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None) -> str:
     report = json.loads((run_dir / "report" / "report.json").read_text())
     report_md = (run_dir / "report" / "report.md").read_text()
     epochs = json.loads((run_dir / "metrics.json").read_text())
@@ -161,8 +166,14 @@ def main(run_dir: Path) -> str:
         "",
         *_limits(report),
         "",
-        PREVIOUS,
+        *(_comparison(report, json.loads((previous / "report.json").read_text()))
+          if previous is not None else [PREVIOUS]),
         "",
+        *(["## Leave one sample set out", "",
+           "Each row is a model trained without that SoundFont (and one Hydrogen kit group) and "
+           "scored on it through the engine (`bash scripts/leave_one_out.sh`; "
+           "`streamtag/train/loo.py`).", "", loo.read_text().strip(), ""]
+          if loo is not None and loo.is_file() else []),
         "## Baselines on the same corpus",
         "",
         "From `benchmarks/results/baselines.md` (`benchmarks/baselines/compare.py`): the "
@@ -309,6 +320,56 @@ def _label_statistics() -> str:
     return "; ".join(parts)
 
 
+def _metric_rows(report: dict[str, Any]) -> dict[str, float | None]:
+    """The headline numbers the comparison lines up, by name (None: not measured)."""
+    h = report["heads"]
+    out: dict[str, float | None] = {}
+    ins = h.get("instrument")
+    if ins:
+        late = ins["per_hop_after_1s"]
+        out["instrument per hop after 1 s"] = late["accuracy"]
+        conf = late["confusion"]
+        for i, label in enumerate(ins["labels"]):
+            n = sum(conf[i])
+            out[f"  {label} after 1 s"] = conf[i][i] / n if n else None
+    emo = h.get("emotion")
+    if emo:
+        late = emo.get("per_hop_after_3s") or {}
+        out["quadrants after 3 s"] = late.get("quadrant_accuracy")
+        out["quadrants per clip"] = emo["per_clip"].get("quadrant_accuracy")
+        out["valence r after 3 s"] = late.get("outputs", {}).get("valence", {}).get("pearson_r")
+        out["arousal r after 3 s"] = late.get("outputs", {}).get("arousal", {}).get("pearson_r")
+        for texture, t in (emo.get("textures") or {}).items():
+            out[f"  {texture}: quadrants after 3 s"] = t.get("quadrants_after_3s")
+            out[f"  {texture}: valence r after 3 s"] = t.get("valence_r_after_3s")
+    tim = h.get("timbre")
+    if tim:
+        out["timbre mean MAE per hop"] = tim["per_hop"].get("mean_mae")
+    tags = h.get("tags")
+    if tags:
+        out["tags mean AP per hop"] = tags["per_hop"].get("mean_ap")
+    emb = report.get("embedding") or {}
+    ret = (emb.get("retrieval") or {}).get("by_seconds", {}).get("5", {})
+    if ret:
+        out["piece retrieval top-1 after 5 s"] = ret.get("top1")
+    out["model.step p99 [ms]"] = report["cost"]["p99_ms"]
+    return out
+
+
+def _comparison(report: dict[str, Any], previous: dict[str, Any]) -> list[str]:
+    """This model against the one it replaces, both scored on the same validation clips."""
+    new, old = _metric_rows(report), _metric_rows(previous)
+    lines = [f"Against the model it replaces ({previous['checkpoint_id']}), both scored by the "
+             "same `streamtag evaluate` through the engine on this corpus's validation clips "
+             "(the held-out SoundFont; per-hop cost measured in each evaluation, on whatever "
+             "load the machine had):", "",
+             f"| measure | {previous['checkpoint_id']} | {report['checkpoint_id']} |",
+             "| --- | --- | --- |"]
+    for name in new:
+        lines.append(f"| {name} | {_fmt(old.get(name))} | {_fmt(new[name])} |")
+    return lines
+
+
 def _baselines() -> list[str]:
     """The baseline table's lines (without its title), or a line saying it is missing."""
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "baselines.md"
@@ -327,4 +388,9 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 if __name__ == "__main__":
-    print(main(Path(sys.argv[1])))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--previous", type=Path, help="evaluate report folder of the old model")
+    parser.add_argument("--loo", type=Path, help="leave-one-sample-set-out tables (loo.md)")
+    args = parser.parse_args()
+    print(main(args.run_dir, args.previous, args.loo))

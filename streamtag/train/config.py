@@ -48,6 +48,8 @@ KIND_LOSSES: dict[str, tuple[str, ...]] = {
     "embedding": ("triplet",),
 }
 EMBEDDING_DIMS = 32  # the default model's embedding size
+#: What a pre-rolled training copy starts with (``streamtag.train.preroll``).
+PRE_ROLL_KINDS: tuple[str, ...] = ("silence", "noise", "piece")
 DATASET_KINDS = Literal["medley", "pmemo", "deam", "freesound_oneshot", "generic"]
 
 
@@ -115,6 +117,9 @@ class TrainSection:
     threads: int | None = _rng(1, 256, 1)  # torch intra-op threads per process; None: torch's
     deterministic: bool = True  # torch.use_deterministic_algorithms (warn-only where missing)
     grad_clip_norm: float | None = _rng(0.0, None, 5.0)  # None: no clipping
+    # Batches interleave the instrument classes (and the other families): each step sees them
+    # in equal shares instead of as they fall after sorting by length.
+    balanced_batches: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,11 @@ class AugmentConfig:
     time_mask_frames: int = _rng(0, 10000, 6)  # widest time mask [frames]
     freq_masks: int = _rng(0, 100, 2)
     freq_mask_bands: int = _rng(0, 10000, 6)  # widest frequency mask [mel bands]
+    # Pre-rolls (streamtag.train.preroll): a share of the training recordings get a copy that
+    # starts after silence, room noise or another piece, at a random phase of the hop grid.
+    pre_roll_p: float = _rng(0.0, 1.0, 0.0)  # share of training recordings with a copy
+    pre_roll_s: list[float] = field(default_factory=lambda: [0.05, 6.0])  # length range [s]
+    pre_roll_kinds: list[str] = field(default_factory=lambda: list(PRE_ROLL_KINDS))
 
 
 @dataclass(frozen=True)
@@ -268,6 +278,14 @@ def check_train_config(cfg: TrainConfig, check_paths: bool = True) -> list[str]:
                 problems.append(f"{p}.labels: an embedding of dims {h.dims} needs {h.dims} names")
         elif target == "tags":
             problems.append(f"{p}.labels: a tags head needs its tag vocabulary")
+    pre = cfg.augment.pre_roll_s
+    if len(pre) != 2 or not 0 <= pre[0] <= pre[1] <= 60:
+        problems.append(f"augment.pre_roll_s: expected [low, high] with 0 <= low <= high <= 60 "
+                        f"[s], got {pre}")
+    bad = [k for k in cfg.augment.pre_roll_kinds if k not in PRE_ROLL_KINDS]
+    if bad or not cfg.augment.pre_roll_kinds:
+        problems.append(f"augment.pre_roll_kinds: expected some of {', '.join(PRE_ROLL_KINDS)}, "
+                        f"got {cfg.augment.pre_roll_kinds}")
     if len(cfg.optimizer.betas) != 2 or not all(0 <= b < 1 for b in cfg.optimizer.betas):
         problems.append(f"optimizer.betas: expected [b1, b2] in [0, 1), got {cfg.optimizer.betas}")
     ov = cfg.model.overrides

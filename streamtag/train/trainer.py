@@ -335,13 +335,27 @@ def batch_group(clip: Any) -> str:
     return f"{clip.dataset}\n{clip.group}"
 
 
+def batch_stratum(clip: Any) -> str:
+    """What ``train.balanced_batches`` spreads evenly over a batch: the instrument class, else
+    the kind of labels a recording carries (emotion, or the rest)."""
+    if clip.instrument is not None:
+        return f"instrument:{clip.instrument}"
+    if clip.valence is not None or clip.arousal is not None or clip.dynamic is not None:
+        return "emotion"
+    return "other"
+
+
 def epoch_batches(lengths: Sequence[int], batch_clips: int, seed: int, epoch: int,
-                  groups: Sequence[str] | None = None) -> list[list[int]]:
+                  groups: Sequence[str] | None = None,
+                  strata: Sequence[str] | None = None) -> list[list[int]]:
     """Recordings grouped into batches of ``batch_clips``, by length with random ties.
 
     groups: each recording's piece; recordings of one piece (and equal length) are kept next
     to each other, so a batch holds several renders of a piece: the triplet loss then finds
     its positives across renders, not only across hops of one recording.
+    strata: each recording's stratum (``batch_stratum``); when given, the pieces of each length
+    are dealt round-robin over the strata (in a random order per round), so every batch
+    holds the strata in near-equal shares instead of runs of one.
     The same on every process (it depends on seed and epoch only); the sampler deals them.
     """
     rng = np.random.default_rng([seed, epoch, 17])
@@ -351,9 +365,37 @@ def epoch_batches(lengths: Sequence[int], batch_clips: int, seed: int, epoch: in
         group_key = dict(zip(names, rng.random(len(names)), strict=True))
         order = sorted(range(len(lengths)),
                        key=lambda i: (lengths[i], group_key[groups[i]], keys[i]))
+        if strata is not None:
+            order = _interleave_strata(order, lengths, groups, strata, rng)
     else:
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], keys[i]))
     return [order[i:i + batch_clips] for i in range(0, len(order), batch_clips)]
+
+
+def _interleave_strata(order: list[int], lengths: Sequence[int], groups: Sequence[str],
+                       strata: Sequence[str], rng: np.random.Generator) -> list[int]:
+    """``order`` with each length's pieces (runs of one group) dealt round-robin over strata."""
+    out: list[int] = []
+    i = 0
+    while i < len(order):
+        j = i
+        while j < len(order) and lengths[order[j]] == lengths[order[i]]:
+            j += 1
+        units: dict[str, list[list[int]]] = {}
+        k = i
+        while k < j:
+            m = k
+            while m < j and groups[order[m]] == groups[order[k]]:
+                m += 1
+            units.setdefault(strata[order[k]], []).append(order[k:m])
+            k = m
+        queues = [units[name] for name in sorted(units)]
+        while any(queues):
+            for q in rng.permutation(len(queues)):
+                if queues[q]:
+                    out += queues[q].pop(0)
+        i = j
+    return out
 
 
 def spec_augment(windows: torch.Tensor, fill: torch.Tensor, cfg: Any,
@@ -692,6 +734,18 @@ class Trainer:
             self.model.input_mean.copy_(torch.from_numpy(mean))
             self.model.input_std.copy_(torch.from_numpy(std))
         self.silence = silence_frame(self.frontend)
+        self.variants = {}
+        if cfg.augment.pre_roll_p > 0:
+            from streamtag.train.preroll import make_variants
+
+            self.variants = make_variants(
+                self.train_set, self.cache, arch, self.silence, targets, self.hop_s,
+                share=cfg.augment.pre_roll_p, seconds=cfg.augment.pre_roll_s,
+                kinds=cfg.augment.pre_roll_kinds, seed=cfg.train.seed, rank=self.dist.rank,
+                world=self.dist.world, barrier=self._barrier,
+                progress=lambda xs: self._bar(xs, desc="pre-rolls", unit="clip"))
+            log.info("pre-rolls: %d of %d training recordings have a pre-rolled copy",
+                     len(self.variants), len(self.train_set))
         self.step_module: nn.Module = SequenceStep(self.model)
         if self.dist.world > 1:
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module)
@@ -787,18 +841,30 @@ class Trainer:
         dist.all_reduce(t)
         return float(t.item())
 
+    def _epoch_recordings(self, epoch: int) -> list[ClipFeatures]:
+        """The recordings this epoch trains on: each pre-rolled clip plays its copy or itself
+        (``preroll.epoch_recordings``)."""
+        if not getattr(self, "variants", None):
+            return list(self.train_set)
+        from streamtag.train.preroll import epoch_recordings
+
+        return epoch_recordings(self.train_set, self.variants, self.cfg.train.seed, epoch)
+
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
         seed_everything(cfg.train.seed, epoch + 1, self.dist.rank)
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
-        batches = epoch_batches([f.n_hops for f in self.train_set], cfg.train.batch_clips,
+        recordings = self._epoch_recordings(epoch)
+        batches = epoch_batches([f.n_hops for f in recordings], cfg.train.batch_clips,
                                 cfg.train.seed, epoch,
-                                [batch_group(f.clip) for f in self.train_set])
+                                [batch_group(f.clip) for f in recordings],
+                                [batch_stratum(f.clip) for f in recordings]
+                                if cfg.train.balanced_batches else None)
         sampler = DistributedSampler(range(len(batches)), num_replicas=self.dist.world,
                                      rank=self.dist.rank, shuffle=True, seed=cfg.train.seed)
         sampler.set_epoch(epoch)
         mine = [batches[i] for i in sampler]
-        lengths = torch.tensor([max(self.train_set[j].n_hops for j in b) for b in mine])
+        lengths = torch.tensor([max(recordings[j].n_hops for j in b) for b in mine])
         if self.dist.world > 1:  # every process pads to the longest: same number of steps
             dist.all_reduce(lengths, op=dist.ReduceOp.MAX)
         augment = None
@@ -814,7 +880,7 @@ class Trainer:
         bar = self._bar(list(zip(mine, lengths.tolist(), strict=True)),
                         desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch")
         for idx, hops in bar:
-            batch = collate([self.train_set[j] for j in idx], self.heads, self.silence, hops)
+            batch = collate([recordings[j] for j in idx], self.heads, self.silence, hops)
             results = train_batch(self.step_module, self.model, self.optimizer, batch,
                                   self.heads, cfg.train.segment_hops, augment=augment,
                                   grad_clip_norm=cfg.train.grad_clip_norm,
@@ -1065,6 +1131,7 @@ __all__ = [
     "batch_group",
     "batch_hard_pairs",
     "batch_hard_triplet_loss",
+    "batch_stratum",
     "class_balance_weights",
     "clip_embeddings",
     "collate",
