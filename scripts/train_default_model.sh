@@ -7,7 +7,9 @@
 # the leave-one-sample-set-out folds, copy the checkpoint into the package and write the card.
 #
 # Usage: bash scripts/train_default_model.sh [WORK_DIR]
-#   EPOCHS=40 (training epochs), LOO=1 (0: skip the folds), LOO_EPOCHS=8, LOO_SIZE=small.
+#   EPOCHS=40 (training epochs), SIZE=default (corpus size), LOO=1 (0: skip the folds),
+#   LOO_EPOCHS=8, LOO_SIZE=small. (SIZE=tiny EPOCHS=1 LOO_SIZE=tiny LOO_EPOCHS=1 tries the
+#   whole chain in minutes; it overwrites the shipped model and card like a real run.)
 # Every step keeps what it finished: rerun the same command after an interruption.
 #
 # Time on 2 idle cores (estimated; see the commit that sized it for how): corpus ~10 min,
@@ -19,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-work}"
 epochs="${EPOCHS:-40}"
+size="${SIZE:-default}"
 mkdir -p "$work"
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 
@@ -29,7 +32,7 @@ fi
 
 if [ ! -f "$work/corpus/manifest.jsonl" ]; then
     stamp "corpus"
-    streamtag corpus build --out "$work/corpus" --size default --seed 0 --overwrite
+    streamtag corpus build --out "$work/corpus" --size "$size" --seed 0 --overwrite --no-progress
 fi
 
 stamp "training ($epochs epochs)"

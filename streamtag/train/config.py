@@ -117,8 +117,8 @@ class TrainSection:
     threads: int | None = _rng(1, 256, 1)  # torch intra-op threads per process; None: torch's
     deterministic: bool = True  # torch.use_deterministic_algorithms (warn-only where missing)
     grad_clip_norm: float | None = _rng(0.0, None, 5.0)  # None: no clipping
-    # Batches interleave the instrument classes (and the other families): each step sees them
-    # in equal shares instead of as they fall after sorting by length.
+    # Each instrument class (and the emotion and other clips) is spread evenly over the
+    # epoch's batches: each step sees them in their overall shares, not as chance has it.
     balanced_batches: bool = False
 
 

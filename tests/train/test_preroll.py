@@ -119,6 +119,11 @@ def test_balanced_batches_mix_the_classes_and_keep_renders_together():
         assert all(Counter(groups[i] for i in batch)[groups[i]] == 2 for i in batch)
     worst_plain = min(len({strata[i] for i in b}) for b in plain)
     assert worst_plain < 4  # without balancing some batch misses a class
+    # A stratum four times as large comes four times as often in every part of the epoch.
+    strata2 = ["emotion"] * 64 + ["instrument:a"] * 16
+    groups2 = [f"g{i}" for i in range(80)]
+    batches = epoch_batches([12] * 80, 10, seed=1, epoch=0, groups=groups2, strata=strata2)
+    assert all(sum(strata2[i] == "instrument:a" for i in b) in (1, 2, 3) for b in batches)
 
 
 def test_strata_name_the_class_or_the_family(tone_corpus: Path):
