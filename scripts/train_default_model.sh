@@ -12,11 +12,22 @@
 #   whole chain in minutes; it overwrites the shipped model and card like a real run.)
 # Every step keeps what it finished: rerun the same command after an interruption.
 #
-# Time on 2 idle cores (estimated; see the commit that sized it for how): corpus ~10 min,
-# features ~7 min (once, cached), 40 epochs of ~55 s = ~37 min, final report ~2 min, the old
-# model's evaluation ~1 min: ~57 min for the main model (budget 90). The folds (6 × small corpus,
-# 8 epochs) add ~35 min; run them after the main model (LOO=1, the default) or in a second
-# session (LOO=0 now, then `bash scripts/leave_one_out.sh WORK_DIR/loo` and this script again).
+# Time on 2 idle cores, estimated (this machine was shared by 8 jobs, load 10-17, so wall times
+# measured here were 3-5x slow; CPU times and side-by-side ratios were used instead):
+#   corpus  ~11 min: the small corpus of this recipe took 162 CPU-s (user+sys, children
+#           included) against ~120 for the shipped recipe's (README), x1.35 (augmentation
+#           15 -> 29 ms of CPU per clip, plus an ffmpeg round trip on 15 % of the clips;
+#           STK renders at ~500x real time); the shipped default corpus took ~8 min.
+#   features ~6 min once (cached): as before (~5 min, mostly per-hop timbre labels) plus the
+#           pre-rolled copies (313 of 1040 small-corpus clips in 8 s; frontend 3 ms CPU per s).
+#   training ~36 min: 40 epochs of ~54 s (the shipped recipe: 50 s; on the small corpus, side
+#           by side, field.yaml took 72.5 s per epoch against 69.8 s for default.yaml, +4 %;
+#           the pre-rolled copies add 7.6 % hops by count).
+#   final report ~2 min, the old model's evaluation ~1-2 min.
+# Main model: ~57 min (budget 90). The folds (6 x small corpus with field.yaml, 8 epochs:
+# ~1.5 min corpus, ~1 min features, ~3 min training, ~0.5 min scoring each) add ~36 min: run
+# them in the same session only with the main model finished (LOO=0 first, then this script
+# again, which skips everything done and runs the folds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-work}"
