@@ -7,6 +7,8 @@
 #   e.g. bash scripts/leave_one_out.sh work/loo --epochs 8 --size small
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The project venv (bash scripts/setup --train) when there is one: streamtag, torchrun, python3.
+if [ -x .venv/bin/python3 ]; then PATH="$PWD/.venv/bin:$PATH"; fi
 work="${1:-work/loo}"
 shift || true
 python3 -m streamtag.train.loo --list

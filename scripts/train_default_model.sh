@@ -6,6 +6,8 @@
 # SoundFont (TimGM6mb) through the engine, score the model it replaces on the same clips, run
 # the leave-one-sample-set-out folds, copy the checkpoint into the package and write the card.
 #
+# Needs: bash scripts/setup --train, and `apt-get install stk` (the STK set; without it the corpus
+# leaves STK out and corpus.json says so).
 # Usage: bash scripts/train_default_model.sh [WORK_DIR]
 #   EPOCHS=40 (training epochs), SIZE=default (corpus size), LOO=1 (0: skip the folds),
 #   LOO_EPOCHS=8, LOO_SIZE=small. (SIZE=tiny EPOCHS=1 LOO_SIZE=tiny LOO_EPOCHS=1 tries the
@@ -30,6 +32,8 @@
 # again, which skips everything done and runs the folds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The project venv (bash scripts/setup --train) when there is one: streamtag, torchrun, python3.
+if [ -x .venv/bin/python3 ]; then PATH="$PWD/.venv/bin:$PATH"; fi
 work="${1:-work}"
 epochs="${EPOCHS:-40}"
 size="${SIZE:-default}"
