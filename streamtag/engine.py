@@ -15,6 +15,11 @@ vectors for ``novelty``, their match vectors for the ``reference`` query with a 
 library; both derived from the model's window encoding, :mod:`streamtag.embedding`). Both are
 computed when records are built, in hop order, by the same code for ``process`` and ``analyze``,
 so they are equal too.
+
+Entry after a pause: a silent hop (level below ``silence_db``) is stepped from the fresh LSTM
+state and leaves the fresh state behind (:func:`run_hops`, the one place this rule lives; both
+paths call it). Music that starts after silence therefore starts from the state a fresh start
+on it would have, whatever the model heard before the pause and however long the pause was.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from streamtag.config import NoveltyConfig, ReferenceConfig
 from streamtag.embedding import HopHistory, NoveltyMeter, hops_for, match_vectors
 from streamtag.errors import LibraryError
 from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix
-from streamtag.model import ArchConfig, HeadSpec, LstmState
+from streamtag.model import ArchConfig, HeadSpec, LstmState, StreamTagModel
 from streamtag.publish.wire import (
     EMBEDDING_VECTOR,
     EMBEDDING_XY,
@@ -120,6 +125,53 @@ def hop_windows(mel: np.ndarray, arch: ArchConfig, silence: np.ndarray) -> np.nd
     pad = np.broadcast_to(silence, (w - hop, mel.shape[1]))
     padded = np.concatenate([pad, mel[: n_hops * hop]])
     return np.lib.stride_tricks.sliding_window_view(padded, w, axis=0)[::hop][:n_hops]
+
+
+def run_hops(
+    model: StreamTagModel, feats: torch.Tensor, state: LstmState | None, silent: np.ndarray
+) -> tuple[dict[str, torch.Tensor], LstmState | None]:
+    """The LSTM and heads over consecutive hops, with the engine's rule for the state.
+
+    feats: ``model.encode`` outputs [B, S, F] of S consecutive hops of B streams. state: the
+    state before the first of them (None: fresh). silent: [B, S] bool, the hops' ``silent``
+    flags. Returns ({head: [B, S, K]}, the state after the last hop; None when fresh).
+
+    The rule: a silent hop is stepped from the fresh state, and the state after it is the fresh
+    state. Without it the state carried what the model made of the silence (seconds of it drove
+    the bundled model's state to "trumpet" at 0.8-0.9, which took ~5 s of violin to undo), so
+    live estimates after a pause differed from ``analyze`` of the music alone. Runs of hops with
+    no silent stream go through the LSTM in one call; single hops take ``step_features``'s
+    one-step path (equal outputs, ~1e-6).
+    """
+    s = silent.shape[1]
+    outs: list[dict[str, torch.Tensor]] = []
+    i = 0
+    while i < s:
+        j = i + 1
+        if not silent[:, i].any():
+            while j < s and not silent[:, j].any():
+                j += 1
+        quiet = silent[:, i]
+        # Silent streams' rows of the state: fresh before the hop and after it.
+        keep = None if not quiet.any() or quiet.all() else torch.from_numpy(~quiet)[None, :, None]
+        if quiet.all():
+            state = None
+        elif keep is not None and state is not None:
+            state = LstmState(state.h * keep, state.c * keep)
+        if j - i == 1:
+            out, state = model.step_features(feats[:, i], state)
+            out = {k: v[:, None] for k, v in out.items()}
+        else:
+            out, state = model.sequence_features(feats[:, i:j], state)
+        if quiet.all():
+            state = None
+        elif keep is not None:
+            state = LstmState(state.h * keep, state.c * keep)
+        outs.append(out)
+        i = j
+    if len(outs) == 1:
+        return outs[0], state
+    return {k: torch.cat([o[k] for o in outs], dim=1) for k in outs[0]}, state
 
 
 class Engine:
@@ -323,15 +375,17 @@ class Engine:
 
     def _emit(self, arrival: float) -> list[dict]:
         windows = torch.from_numpy(self._window.transpose(0, 2, 1).copy())  # [B, M, W]
+        levels = [self._level_db(e) for e in self._energy]
+        silent = np.array([[level < self.silence_db] for level in levels])  # [B, 1]
         with torch.inference_mode():
             feats = self.model.encode(windows)
-            outputs, self.state = self.model.step_features(feats, self.state)
-        values = {k: v.numpy() for k, v in outputs.items()}
+            outputs, self.state = run_hops(self.model, feats[:, None], self.state, silent)
+        values = {k: v[:, 0].numpy() for k, v in outputs.items()}
         encoded = feats.numpy()
         t = self._hop_end_time(self.seq)
         records = [
-            self._record(self.seq, t, b, {k: v[b] for k, v in values.items()},
-                         self._level_db(self._energy[b]), 0.0, encoded[b])
+            self._record(self.seq, t, b, {k: v[b] for k, v in values.items()}, levels[b], 0.0,
+                         encoded[b])
             for b in range(len(self.streams))
         ]
         latency_ms = round((time.perf_counter() - arrival) * 1e3, 3)
@@ -370,6 +424,8 @@ class Engine:
         n_hops = mels[0].shape[0]
         if n_hops == 0:
             return []
+        levels = np.array([[self._level_db(e) for e in energy] for energy in energies])
+        silent = levels < self.silence_db  # [B, S]
         windows = torch.from_numpy(np.stack(mels).astype(np.float32))  # [B, S, M, W]
         values: dict[str, np.ndarray] = {}
         encodings: list[np.ndarray] = []  # [B, chunk, F] each, for novelty and references
@@ -382,7 +438,7 @@ class Engine:
         with torch.inference_mode():
             for i in range(0, n_hops, chunk):
                 feats = self.model.encode_sequence(windows[:, i:i + chunk])
-                out, state = self.model.sequence_features(feats, state)
+                out, state = run_hops(self.model, feats, state, silent[:, i:i + chunk])
                 if self._emb_head is not None:
                     encodings.append(feats.numpy())
                 for k, v in out.items():
@@ -397,7 +453,7 @@ class Engine:
             t = self._hop_end_time(k)
             for b in range(len(self.streams)):
                 records.append(self._record(k, t, b, {h: v[b, k] for h, v in values.items()},
-                                            self._level_db(energies[b][k]), latency_ms,
+                                            float(levels[b, k]), latency_ms,
                                             None if encoded is None else encoded[b, k]))
         self.reset()
         return records
