@@ -13,42 +13,16 @@ trained on; a trumpet piece from the same render is the "other piece".
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
-import soundfile as sf
 
-from streamtag.checkpoint import BUNDLED_CHECKPOINT, Checkpoint, load_checkpoint
+from streamtag.checkpoint import Checkpoint
 from streamtag.engine import Engine
-
-pytestmark = [
-    pytest.mark.skipif(not BUNDLED_CHECKPOINT.exists(), reason="no bundled model"),
-    pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs fluidsynth"),
-]
 
 PHASE_HOPS = 0.37  # where in a hop the piece starts
 SETTLE_S = 1.0  # the first second of the piece is not compared
 BLOCK = 512  # samples per process() call, as a sound card delivers them
 NOISE_DB = -45.0  # room noise: above the silence gate (-60 dBFS), below the music
-
-
-@pytest.fixture(scope="session")
-def bundled() -> Checkpoint:
-    return load_checkpoint(BUNDLED_CHECKPOINT)
-
-
-@pytest.fixture(scope="session")
-def pieces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    """One 8 s validation render per instrument class, by class name (about 3 s to render)."""
-    from streamtag.train.corpus import build_corpus, read_manifest
-
-    out = tmp_path_factory.mktemp("entry-corpus")
-    manifest = build_corpus(out, n_per_class=0, val_per_class=1, seed=11, clip_s=8.0,
-                            soundfonts=["timgm6mb"], drumkits=[], families=["instrument"],
-                            workers=1, progress=False)
-    return {row["labels"]["instrument"]: sf.read(out / row["path"], dtype="float32")[0]
-            for row in read_manifest(manifest)}
 
 
 def pink_noise(seconds: float, rate_hz: int, level_db: float, seed: int = 0) -> np.ndarray:
@@ -104,11 +78,26 @@ def entry(bundled: Checkpoint, pieces: dict[str, np.ndarray], kind: str,
     return agreement(live, engine.analyze(music), pre.size / rate)
 
 
-@pytest.mark.parametrize("seconds", [1, 4, 30])
-def test_music_after_silence_is_estimated_as_a_fresh_start(
-    bundled: Checkpoint, pieces: dict[str, np.ndarray], seconds: int
+# Silence: the engine holds the state fresh while silent (streamtag.engine.run_hops). Noise and
+# another piece are not silent: the state they leave is the bundled model's to shake off, and
+# it cannot yet (measured on 36 validation renders, see README "How it works"); the retrain of
+# issue 19 trains with such pre-rolls. These cases fail today and are marked so, strictly: when
+# a model passes them, the mark must go.
+NEEDS_RETRAIN = pytest.mark.xfail(
+    strict=True, reason="the bundled model keeps what it made of a long pre-roll that is not "
+    "silent for several seconds (issue 19: train with random pre-rolls)")
+
+
+@pytest.mark.parametrize(("kind", "seconds"), [
+    ("silence", 1), ("silence", 4), ("silence", 30),
+    ("noise", 1), ("noise", 4), pytest.param("noise", 30, marks=NEEDS_RETRAIN),
+    pytest.param("other", 1, marks=NEEDS_RETRAIN), pytest.param("other", 4, marks=NEEDS_RETRAIN),
+    pytest.param("other", 30, marks=NEEDS_RETRAIN),
+])
+def test_music_after_a_preroll_is_estimated_as_a_fresh_start(
+    bundled: Checkpoint, pieces: dict[str, np.ndarray], kind: str, seconds: int
 ) -> None:
-    same, dv, n = entry(bundled, pieces, "silence", seconds)
+    same, dv, n = entry(bundled, pieces, kind, seconds)
     assert n >= 12
     assert same >= 0.95, f"top instrument agrees on {same:.2f} of {n} hops"
     assert dv <= 0.1, f"median |Δvalence| {dv:.3f}"
