@@ -136,13 +136,20 @@ class SchedulerConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """SpecAugment on training windows only (masked cells get the band's training mean)."""
+    """SpecAugment on training windows only (masked cells get the band's training mean), and
+    pre-rolls before training recordings."""
 
     spec_augment: bool = True
     time_masks: int = _rng(0, 100, 2)  # masks per window
     time_mask_frames: int = _rng(0, 10000, 6)  # widest time mask [frames]
     freq_masks: int = _rng(0, 100, 2)
     freq_mask_bands: int = _rng(0, 10000, 6)  # widest frequency mask [mel bands]
+    # Pre-rolls (streamtag.train.preroll): this share of training recordings starts after up to
+    # preroll_max_s of noise (preroll_noise_share of them) or of another recording, at a random
+    # hop phase, so the model learns to enter music after sound that is not silence. 0: off.
+    preroll_p: float = _rng(0.0, 1.0, 0.0)
+    preroll_max_s: float = _rng(0.0, 600.0, 4.0)  # longest pre-roll [s]
+    preroll_noise_share: float = _rng(0.0, 1.0, 0.5)
 
 
 @dataclass(frozen=True)

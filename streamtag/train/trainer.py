@@ -84,6 +84,7 @@ from streamtag.train.features import (
     silence_frame,
     source_clips,
 )
+from streamtag.train.preroll import NoiseBank, draw_preroll, noise_bank, with_preroll
 
 log = logging.getLogger("streamtag.train")
 
@@ -692,6 +693,7 @@ class Trainer:
             self.model.input_mean.copy_(torch.from_numpy(mean))
             self.model.input_std.copy_(torch.from_numpy(std))
         self.silence = silence_frame(self.frontend)
+        self._noise_bank: NoiseBank | None = None  # made on first use (augment.preroll_p)
         self.step_module: nn.Module = SequenceStep(self.model)
         if self.dist.world > 1:
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module)
@@ -787,6 +789,20 @@ class Trainer:
         dist.all_reduce(t)
         return float(t.item())
 
+    def _maybe_preroll(self, feats: ClipFeatures, rng: np.random.Generator) -> ClipFeatures:
+        """``feats``, or with probability ``augment.preroll_p`` the same recording played after
+        a random pre-roll (``streamtag.train.preroll``)."""
+        aug = self.cfg.augment
+        hop = self.model.arch.hop_frames
+        if aug.preroll_p <= 0 or feats.n_hops < 2 or rng.random() >= aug.preroll_p:
+            return feats
+        if self._noise_bank is None:
+            self._noise_bank = noise_bank(self.frontend, seed=self.cfg.train.seed)
+        max_frames = max(1, round(aug.preroll_max_s * self.frontend.frame_rate_hz))
+        pre = draw_preroll(rng, feats, self.train_set, self._noise_bank, max_frames,
+                           aug.preroll_noise_share, hop)
+        return with_preroll(feats, pre, self.model.arch, self.silence, self.frontend)
+
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
         seed_everything(cfg.train.seed, epoch + 1, self.dist.rank)
@@ -813,8 +829,10 @@ class Trainer:
         head_losses: dict[str, list[float]] = {h.name: [] for h in self.heads}
         bar = self._bar(list(zip(mine, lengths.tolist(), strict=True)),
                         desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch")
+        rng = np.random.default_rng([cfg.train.seed, epoch, self.dist.rank, 23])
         for idx, hops in bar:
-            batch = collate([self.train_set[j] for j in idx], self.heads, self.silence, hops)
+            batch = collate([self._maybe_preroll(self.train_set[j], rng) for j in idx],
+                            self.heads, self.silence, hops)
             results = train_batch(self.step_module, self.model, self.optimizer, batch,
                                   self.heads, cfg.train.segment_hops, augment=augment,
                                   grad_clip_norm=cfg.train.grad_clip_norm,
