@@ -16,10 +16,13 @@ library; both derived from the model's window encoding, :mod:`streamtag.embeddin
 computed when records are built, in hop order, by the same code for ``process`` and ``analyze``,
 so they are equal too.
 
-Entry after a pause: a silent hop (level below ``silence_db``) is stepped from the fresh LSTM
-state and leaves the fresh state behind (:func:`run_hops`, the one place this rule lives; both
-paths call it). Music that starts after silence therefore starts from the state a fresh start
-on it would have, whatever the model heard before the pause and however long the pause was.
+Entry after a pause: a silent hop (level below ``silence_db``) is a fresh start. It is stepped
+from the fresh LSTM state and leaves the fresh state behind (:func:`run_hops`, the one place
+this rule lives; both paths call it), and its frames are framed from a fresh pitch-class memory
+(``process``: ``MelFrontend.restart_pitch_memory`` before the hop's rows; ``analyze``: the same
+restart applied to the whole file's rows, ``restart_pitch_rows``; pinned equal by the tests).
+Music after a pause of a hop or more therefore starts as a fresh start on it would, whatever
+the model heard before the pause and however long the pause was.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig
 from streamtag.embedding import HopHistory, NoveltyMeter, hops_for, match_vectors
 from streamtag.errors import LibraryError
-from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix
+from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix, restart_pitch_rows
 from streamtag.model import ArchConfig, HeadSpec, LstmState, StreamTagModel
 from streamtag.publish.wire import (
     EMBEDDING_VECTOR,
@@ -346,8 +349,12 @@ class Engine:
             self._filled += take
             i += take
             if self._filled == hop:
+                levels = [self._level_db(e) for e in self._energy]
+                silent = np.array([level < self.silence_db for level in levels])  # [B]
+                # A silent hop is framed as a fresh start too (see run_hops).
+                self._frontend.restart_pitch_memory(silent)
                 self._slide(self._frontend.rows(self._power))
-                out.records += self._emit(arrival)
+                out.records += self._emit(arrival, levels, silent)
                 self._filled = 0
         return out
 
@@ -373,13 +380,13 @@ class Engine:
             raise ValueError(f"stream {stream.name!r} wants channels {ch} of a mono input")
         return downmix(block, ch if block.ndim == 2 else None)
 
-    def _emit(self, arrival: float) -> list[dict]:
+    def _emit(self, arrival: float, levels: list[float], silent: np.ndarray) -> list[dict]:
+        """Records of the hop just completed; levels [B] its level_db, silent [B] its flags."""
         windows = torch.from_numpy(self._window.transpose(0, 2, 1).copy())  # [B, M, W]
-        levels = [self._level_db(e) for e in self._energy]
-        silent = np.array([[level < self.silence_db] for level in levels])  # [B, 1]
         with torch.inference_mode():
             feats = self.model.encode(windows)
-            outputs, self.state = run_hops(self.model, feats[:, None], self.state, silent)
+            outputs, self.state = run_hops(self.model, feats[:, None], self.state,
+                                           silent[:, None])
         values = {k: v[:, 0].numpy() for k, v in outputs.items()}
         encoded = feats.numpy()
         t = self._hop_end_time(self.seq)
@@ -416,16 +423,20 @@ class Engine:
         self.reset()
         start = time.perf_counter()
         hop = self.arch.hop_frames
-        mels, energies = [], []
+        mels, level_rows = [], []
         for f in self._frontend.process_offline_channels(self._stream_block(signal)):
-            view = hop_windows(f.mel, self.arch, self._silence)
-            mels.append(view)  # [S, M, W]
-            energies.append(f.energy[: view.shape[0] * hop].reshape(view.shape[0], hop))
+            n = f.mel.shape[0] // hop
+            level_rows.append([self._level_db(e) for e in f.energy[: n * hop].reshape(n, hop)])
+            # A silent hop is framed as a fresh start too: its pitch-class memory restarts.
+            restarts = np.zeros(n * hop, bool)
+            restarts[::hop] = np.asarray(level_rows[-1]) < self.silence_db
+            mel = restart_pitch_rows(f.mel[: n * hop], restarts, self.fe_config)
+            mels.append(hop_windows(mel, self.arch, self._silence))  # [S, M, W]
         n_hops = mels[0].shape[0]
         if n_hops == 0:
             return []
-        levels = np.array([[self._level_db(e) for e in energy] for energy in energies])
-        silent = levels < self.silence_db  # [B, S]
+        levels = np.array(level_rows)  # [B, S]
+        silent = levels < self.silence_db
         windows = torch.from_numpy(np.stack(mels).astype(np.float32))  # [B, S, M, W]
         values: dict[str, np.ndarray] = {}
         encodings: list[np.ndarray] = []  # [B, chunk, F] each, for novelty and references

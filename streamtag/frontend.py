@@ -498,6 +498,12 @@ class MelFrontend:
             self._chroma_avg = share[:, -1]
         return np.log(12.0 * share).astype(np.float32)
 
+    def restart_pitch_memory(self, channels: np.ndarray) -> None:
+        """Restart the pitch-class memory of the channels where ``channels`` [C] (bool) is
+        true: their next rows are computed from an even spread, as after ``reset``."""
+        if self._chroma_avg is not None:
+            self._chroma_avg[np.asarray(channels, bool)] = 1.0 / 12.0
+
     def silence_frame(self) -> np.ndarray:
         """The frame [n_features] of digital silence: what the engine pads its context with."""
         z = np.zeros((1, self.config.n_mels))
@@ -505,6 +511,34 @@ class MelFrontend:
             z = np.log(z + self.config.log_floor)
         chroma = np.zeros(self.config.n_chroma)  # log(12 · an even share)
         return np.concatenate([z[0], chroma]).astype(np.float32)
+
+
+def restart_pitch_rows(rows: np.ndarray, restarts: np.ndarray,
+                       config: FrontendConfig) -> np.ndarray:
+    """Feature rows [N, n_features] of one channel, framed with one continuous pitch-class
+    memory → the rows had the memory been restarted (``MelFrontend.restart_pitch_memory``)
+    before each frame where ``restarts`` [N] (bool) is true.
+
+    Exact up to float32 rounding: the memory y is linear in its start, so a restart to the even
+    spread p0 = 1/12 before frame r changes every later frame k ≥ r (up to the next restart) by
+    −a^(k−r+1) · (y[r−1] − p0), with a the memory's per-frame factor and y the unrestarted
+    memory (log(12·y) is what the rows hold).
+    """
+    c = config.n_chroma
+    if not c or config.chroma_memory_s <= 0 or not np.any(restarts[1:]):
+        return rows
+    a = np.exp(-config.hop_length / (config.sample_rate_hz * config.chroma_memory_s))
+    n = rows.shape[0]
+    k = np.arange(n)
+    # The frame before the latest restart at or before each frame (-1: none since the start).
+    before = np.maximum.accumulate(np.where(restarts, k - 1, -1))
+    hit = before >= 0
+    y = np.exp(rows[:, -c:].astype(np.float64)) / 12.0
+    z = y.copy()
+    z[hit] -= a ** (k[hit] - before[hit])[:, None] * (y[before[hit]] - 1.0 / 12.0)
+    out = rows.copy()
+    out[hit, -c:] = np.log(12.0 * z[hit]).astype(np.float32)
+    return out
 
 
 def spectral_peak_chroma(power: np.ndarray, config: FrontendConfig) -> np.ndarray:

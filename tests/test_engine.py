@@ -124,6 +124,12 @@ def test_a_pause_inside_a_stream_restarts_the_state_offline_as_live(
     assert_records_equal(stream_records(engine, stereo, [333, 4096]), offline)
     engine.reset()
     assert_records_equal(stream_records(engine, stereo, [5000, 1, 17]), offline)
+    # After the pause the left stream is a fresh start on what follows it: its LSTM state and
+    # its pitch-class memory restarted, nothing of the music before the pause is left.
+    lefts = [{**r, "stream": "main"} for r in offline if r["stream"] == "l"]
+    alone = Engine(tiny_default).analyze(np.concatenate([np.zeros(4 * hop, np.float32),
+                                                        left[4 * hop:]]))
+    assert_records_equal(lefts[4:], alone[4:])
 
 
 def test_run_hops_steps_silent_hops_from_the_fresh_state(tiny_default: Checkpoint) -> None:

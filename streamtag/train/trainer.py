@@ -1057,6 +1057,7 @@ class Trainer:
                               embedding_report=emb if emb and (emb.retrieval or emb.novelty)
                               else None,
                               out_dir=self.run_dir / "report", plots=self.cfg.output.plots,
+                              entry=self.cfg.augment.preroll_p > 0,
                               progress=lambda it: self._bar(list(it), desc="report",
                                                             unit="clip"))
             log.info("report: %s (%.1f s)", self.run_dir / "report" / "report.md", report.seconds)
