@@ -430,7 +430,7 @@ class Engine:
             # A silent hop is framed as a fresh start too: its pitch-class memory restarts.
             restarts = np.zeros(n * hop, bool)
             restarts[::hop] = np.asarray(level_rows[-1]) < self.silence_db
-            mel = restart_pitch_rows(f.mel[: n * hop], restarts, self.fe_config)
+            mel, _ = restart_pitch_rows(f.mel[: n * hop], restarts, self.fe_config)
             mels.append(hop_windows(mel, self.arch, self._silence))  # [S, M, W]
         n_hops = mels[0].shape[0]
         if n_hops == 0:

@@ -300,6 +300,13 @@ def test_restarting_the_pitch_memory_offline_equals_restarting_it_live() -> None
         start = stop
     rows = np.concatenate(rows)
     whole = MelFrontend(cfg, fast_lane=False).process_offline(x[: len(restarts) * hop]).mel
-    offline = restart_pitch_rows(whole, restarts, cfg)
+    offline, _ = restart_pitch_rows(whole, restarts, cfg)
     assert np.abs(offline - rows).max() < 1e-4
     assert np.abs(whole - rows)[41:, cfg.n_mels:].max() > 0.05  # the restart changed them
+    assert np.array_equal(offline[:40], whole[:40])  # nothing before the first restart
+    # Run by run (a run may start at a restart, or between them), carrying what it returns.
+    parts, carry = [], None
+    for lo, hi in ((0, 30), (30, 41), (41, 100), (100, 120), (120, len(restarts))):
+        part, carry = restart_pitch_rows(whole[lo:hi], restarts[lo:hi], cfg, carry)
+        parts.append(part)
+    assert np.abs(np.concatenate(parts) - offline).max() < 1e-6
