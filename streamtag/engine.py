@@ -15,6 +15,14 @@ vectors for ``novelty``, their match vectors for the ``reference`` query with a 
 library; both derived from the model's window encoding, :mod:`streamtag.embedding`). Both are
 computed when records are built, in hop order, by the same code for ``process`` and ``analyze``,
 so they are equal too.
+
+Entry after a pause: a silent hop (level below ``silence_db``) is a fresh start. It is stepped
+from the fresh LSTM state and leaves the fresh state behind (:func:`run_hops`, the one place
+this rule lives; both paths call it), and its frames are framed from a fresh pitch-class memory
+(``process``: ``MelFrontend.restart_pitch_memory`` before the hop's rows; ``analyze``: the same
+restart applied to the whole file's rows, ``restart_pitch_rows``; pinned equal by the tests).
+Music after a pause of a hop or more therefore starts as a fresh start on it would, whatever
+the model heard before the pause and however long the pause was.
 """
 
 from __future__ import annotations
@@ -31,8 +39,8 @@ from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig
 from streamtag.embedding import HopHistory, NoveltyMeter, hops_for, match_vectors
 from streamtag.errors import LibraryError
-from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix
-from streamtag.model import ArchConfig, HeadSpec, LstmState
+from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix, restart_pitch_rows
+from streamtag.model import ArchConfig, HeadSpec, LstmState, StreamTagModel
 from streamtag.publish.wire import (
     EMBEDDING_VECTOR,
     EMBEDDING_XY,
@@ -120,6 +128,53 @@ def hop_windows(mel: np.ndarray, arch: ArchConfig, silence: np.ndarray) -> np.nd
     pad = np.broadcast_to(silence, (w - hop, mel.shape[1]))
     padded = np.concatenate([pad, mel[: n_hops * hop]])
     return np.lib.stride_tricks.sliding_window_view(padded, w, axis=0)[::hop][:n_hops]
+
+
+def run_hops(
+    model: StreamTagModel, feats: torch.Tensor, state: LstmState | None, silent: np.ndarray
+) -> tuple[dict[str, torch.Tensor], LstmState | None]:
+    """The LSTM and heads over consecutive hops, with the engine's rule for the state.
+
+    feats: ``model.encode`` outputs [B, S, F] of S consecutive hops of B streams. state: the
+    state before the first of them (None: fresh). silent: [B, S] bool, the hops' ``silent``
+    flags. Returns ({head: [B, S, K]}, the state after the last hop; None when fresh).
+
+    The rule: a silent hop is stepped from the fresh state, and the state after it is the fresh
+    state. Without it the state carried what the model made of the silence (seconds of it drove
+    the bundled model's state to "trumpet" at 0.8-0.9, which took ~5 s of violin to undo), so
+    live estimates after a pause differed from ``analyze`` of the music alone. Runs of hops with
+    no silent stream go through the LSTM in one call; single hops take ``step_features``'s
+    one-step path (equal outputs, ~1e-6).
+    """
+    s = silent.shape[1]
+    outs: list[dict[str, torch.Tensor]] = []
+    i = 0
+    while i < s:
+        j = i + 1
+        if not silent[:, i].any():
+            while j < s and not silent[:, j].any():
+                j += 1
+        quiet = silent[:, i]
+        # Silent streams' rows of the state: fresh before the hop and after it.
+        keep = None if not quiet.any() or quiet.all() else torch.from_numpy(~quiet)[None, :, None]
+        if quiet.all():
+            state = None
+        elif keep is not None and state is not None:
+            state = LstmState(state.h * keep, state.c * keep)
+        if j - i == 1:
+            out, state = model.step_features(feats[:, i], state)
+            out = {k: v[:, None] for k, v in out.items()}
+        else:
+            out, state = model.sequence_features(feats[:, i:j], state)
+        if quiet.all():
+            state = None
+        elif keep is not None:
+            state = LstmState(state.h * keep, state.c * keep)
+        outs.append(out)
+        i = j
+    if len(outs) == 1:
+        return outs[0], state
+    return {k: torch.cat([o[k] for o in outs], dim=1) for k in outs[0]}, state
 
 
 class Engine:
@@ -294,8 +349,12 @@ class Engine:
             self._filled += take
             i += take
             if self._filled == hop:
+                levels = [self._level_db(e) for e in self._energy]
+                silent = np.array([level < self.silence_db for level in levels])  # [B]
+                # A silent hop is framed as a fresh start too (see run_hops).
+                self._frontend.restart_pitch_memory(silent)
                 self._slide(self._frontend.rows(self._power))
-                out.records += self._emit(arrival)
+                out.records += self._emit(arrival, levels, silent)
                 self._filled = 0
         return out
 
@@ -321,17 +380,19 @@ class Engine:
             raise ValueError(f"stream {stream.name!r} wants channels {ch} of a mono input")
         return downmix(block, ch if block.ndim == 2 else None)
 
-    def _emit(self, arrival: float) -> list[dict]:
+    def _emit(self, arrival: float, levels: list[float], silent: np.ndarray) -> list[dict]:
+        """Records of the hop just completed; levels [B] its level_db, silent [B] its flags."""
         windows = torch.from_numpy(self._window.transpose(0, 2, 1).copy())  # [B, M, W]
         with torch.inference_mode():
             feats = self.model.encode(windows)
-            outputs, self.state = self.model.step_features(feats, self.state)
-        values = {k: v.numpy() for k, v in outputs.items()}
+            outputs, self.state = run_hops(self.model, feats[:, None], self.state,
+                                           silent[:, None])
+        values = {k: v[:, 0].numpy() for k, v in outputs.items()}
         encoded = feats.numpy()
         t = self._hop_end_time(self.seq)
         records = [
-            self._record(self.seq, t, b, {k: v[b] for k, v in values.items()},
-                         self._level_db(self._energy[b]), 0.0, encoded[b])
+            self._record(self.seq, t, b, {k: v[b] for k, v in values.items()}, levels[b], 0.0,
+                         encoded[b])
             for b in range(len(self.streams))
         ]
         latency_ms = round((time.perf_counter() - arrival) * 1e3, 3)
@@ -362,14 +423,20 @@ class Engine:
         self.reset()
         start = time.perf_counter()
         hop = self.arch.hop_frames
-        mels, energies = [], []
+        mels, level_rows = [], []
         for f in self._frontend.process_offline_channels(self._stream_block(signal)):
-            view = hop_windows(f.mel, self.arch, self._silence)
-            mels.append(view)  # [S, M, W]
-            energies.append(f.energy[: view.shape[0] * hop].reshape(view.shape[0], hop))
+            n = f.mel.shape[0] // hop
+            level_rows.append([self._level_db(e) for e in f.energy[: n * hop].reshape(n, hop)])
+            # A silent hop is framed as a fresh start too: its pitch-class memory restarts.
+            restarts = np.zeros(n * hop, bool)
+            restarts[::hop] = np.asarray(level_rows[-1]) < self.silence_db
+            mel, _ = restart_pitch_rows(f.mel[: n * hop], restarts, self.fe_config)
+            mels.append(hop_windows(mel, self.arch, self._silence))  # [S, M, W]
         n_hops = mels[0].shape[0]
         if n_hops == 0:
             return []
+        levels = np.array(level_rows)  # [B, S]
+        silent = levels < self.silence_db
         windows = torch.from_numpy(np.stack(mels).astype(np.float32))  # [B, S, M, W]
         values: dict[str, np.ndarray] = {}
         encodings: list[np.ndarray] = []  # [B, chunk, F] each, for novelty and references
@@ -382,7 +449,7 @@ class Engine:
         with torch.inference_mode():
             for i in range(0, n_hops, chunk):
                 feats = self.model.encode_sequence(windows[:, i:i + chunk])
-                out, state = self.model.sequence_features(feats, state)
+                out, state = run_hops(self.model, feats, state, silent[:, i:i + chunk])
                 if self._emb_head is not None:
                     encodings.append(feats.numpy())
                 for k, v in out.items():
@@ -397,7 +464,7 @@ class Engine:
             t = self._hop_end_time(k)
             for b in range(len(self.streams)):
                 records.append(self._record(k, t, b, {h: v[b, k] for h, v in values.items()},
-                                            self._level_db(energies[b][k]), latency_ms,
+                                            float(levels[b, k]), latency_ms,
                                             None if encoded is None else encoded[b, k]))
         self.reset()
         return records

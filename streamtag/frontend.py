@@ -498,6 +498,12 @@ class MelFrontend:
             self._chroma_avg = share[:, -1]
         return np.log(12.0 * share).astype(np.float32)
 
+    def restart_pitch_memory(self, channels: np.ndarray) -> None:
+        """Restart the pitch-class memory of the channels where ``channels`` [C] (bool) is
+        true: their next rows are computed from an even spread, as after ``reset``."""
+        if self._chroma_avg is not None:
+            self._chroma_avg[np.asarray(channels, bool)] = 1.0 / 12.0
+
     def silence_frame(self) -> np.ndarray:
         """The frame [n_features] of digital silence: what the engine pads its context with."""
         z = np.zeros((1, self.config.n_mels))
@@ -505,6 +511,51 @@ class MelFrontend:
             z = np.log(z + self.config.log_floor)
         chroma = np.zeros(self.config.n_chroma)  # log(12 · an even share)
         return np.concatenate([z[0], chroma]).astype(np.float32)
+
+
+@dataclass
+class PitchCarry:
+    """What ``restart_pitch_rows`` carries from one run of a channel's frames into the next:
+    y [12], the unrestarted pitch-class memory at the run's last frame, and offset [12], how
+    far the restarted memory is below it there."""
+
+    y: np.ndarray
+    offset: np.ndarray
+
+
+def restart_pitch_rows(rows: np.ndarray, restarts: np.ndarray, config: FrontendConfig,
+                       carry: PitchCarry | None = None) -> tuple[np.ndarray, PitchCarry | None]:
+    """Feature rows [N, n_features] of one channel, framed with one continuous pitch-class
+    memory → the rows had the memory been restarted (``MelFrontend.restart_pitch_memory``)
+    before each frame where ``restarts`` [N] (bool) is true; and what the next run of the same
+    channel's frames needs (None: nothing to carry), so restarting a signal run by run equals
+    restarting it whole.
+
+    Exact up to float32 rounding: the memory y is linear in its start, so a restart to the even
+    spread p0 = 1/12 before frame r changes every later frame k ≥ r (up to the next restart) by
+    −a^(k−r+1) · (y[r−1] − p0), with a the memory's per-frame factor and y the unrestarted
+    memory (log(12·y) is what the rows hold).
+    """
+    c = config.n_chroma
+    if not c or config.chroma_memory_s <= 0 or (carry is None and not np.any(restarts)):
+        return rows, None
+    a = np.exp(-config.hop_length / (config.sample_rate_hz * config.chroma_memory_s))
+    n = rows.shape[0]
+    k = np.arange(n)
+    y = np.exp(rows[:, -c:].astype(np.float64)) / 12.0
+    p0 = np.full(c, 1.0 / 12.0)
+    # y before each frame: the previous run's last (an even spread at the start), then this run's.
+    y_before = np.concatenate([[carry.y if carry is not None else p0], y[:-1]])
+    latest = np.maximum.accumulate(np.where(restarts, k, -1))  # latest restart at or before k
+    hit = latest >= 0
+    shift = np.zeros((n, c))
+    shift[hit] = (a ** (k[hit] - latest[hit] + 1))[:, None] * (y_before[latest[hit]] - p0)
+    if carry is not None:
+        shift[~hit] = (a ** (k[~hit] + 1))[:, None] * carry.offset
+    moved = np.any(shift != 0.0, axis=1)
+    out = rows.copy()
+    out[moved, -c:] = np.log(12.0 * (y[moved] - shift[moved])).astype(np.float32)
+    return out, PitchCarry(y[-1].copy(), shift[-1].copy()) if n else carry
 
 
 def spectral_peak_chroma(power: np.ndarray, config: FrontendConfig) -> np.ndarray:

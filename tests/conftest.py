@@ -59,3 +59,34 @@ def tiny_embedding_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_embedding(tiny_embedding_path: Path) -> Checkpoint:
     return load_checkpoint(tiny_embedding_path)
+
+
+@pytest.fixture(scope="session")
+def bundled() -> Checkpoint:
+    """The model that ships in the package (tests using it skip when it is absent)."""
+    from streamtag.checkpoint import BUNDLED_CHECKPOINT
+
+    if not BUNDLED_CHECKPOINT.exists():
+        pytest.skip("no bundled model")
+    return load_checkpoint(BUNDLED_CHECKPOINT)
+
+
+@pytest.fixture(scope="session")
+def pieces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """One 8 s piece per instrument class [n] float32 at 22050 Hz, by class name: validation
+    renders through TimGM6mb, the SoundFont the bundled model never trained on (FluidSynth;
+    about 3 s). Skips without fluidsynth."""
+    import shutil
+
+    import soundfile as sf
+
+    from streamtag.train.corpus import build_corpus, read_manifest
+
+    if shutil.which("fluidsynth") is None:
+        pytest.skip("needs fluidsynth")
+    out = tmp_path_factory.mktemp("pieces")
+    manifest = build_corpus(out, n_per_class=0, val_per_class=1, seed=11, clip_s=8.0,
+                            soundfonts=["timgm6mb"], drumkits=[], families=["instrument"],
+                            workers=1, progress=False)
+    return {row["labels"]["instrument"]: sf.read(out / row["path"], dtype="float32")[0]
+            for row in read_manifest(manifest)}

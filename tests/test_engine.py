@@ -11,10 +11,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from support import assert_records_equal
 
 from streamtag.checkpoint import Checkpoint, load_checkpoint
-from streamtag.engine import Engine, StreamSpec, quadrant
+from streamtag.engine import Engine, StreamSpec, quadrant, run_hops
 from streamtag.model import EMOTION_HEAD
 from streamtag.testing import make_checkpoint, make_signal
 
@@ -84,6 +85,85 @@ def test_silence_gate(tiny_default: Checkpoint) -> None:
     assert not any(r["silent"] for r in loud)
     # A full-scale sine at amplitude 0.5 has a mean square of 1/8: -9.03 dBFS.
     assert loud[-1]["level_db"] == pytest.approx(10 * math.log10(0.125), abs=0.05)
+
+
+def shifted(records: list[dict], hops: int) -> list[dict]:
+    """Records from hop ``hops`` on, renumbered as if the stream had started there."""
+    hop_s = records[1]["t"] - records[0]["t"]
+    return [{**r, "seq": r["seq"] - hops, "t": round(r["t"] - hops * hop_s, 6)}
+            for r in records[hops:]]
+
+
+@pytest.mark.parametrize("hops", [1, 3, 8])
+def test_music_after_silence_starts_from_the_fresh_state(tiny_default: Checkpoint,
+                                                         hops: int) -> None:
+    # Whole hops of digital silence: the windows after it hold what analyze pads with, so with
+    # the state held fresh while silent the music's records are exactly a fresh start's.
+    x = make_signal(3.0, 22050)
+    engine = Engine(tiny_default)
+    hop = int(engine.hop_s * 22050)
+    live = stream_records(engine, np.concatenate([np.zeros(hops * hop, np.float32), x]), [700])
+    assert all(r["silent"] for r in live[:hops]) and not live[hops]["silent"]
+    assert_records_equal(shifted(live, hops), engine.analyze(x))
+
+
+def test_a_pause_inside_a_stream_restarts_the_state_offline_as_live(
+    tiny_default: Checkpoint,
+) -> None:
+    # Two streams, music - pause - music on the left, music throughout on the right: analyze
+    # applies the rule as process does, stream by stream, whatever the blocks.
+    x = make_signal(4.0, 22050)
+    engine = Engine(tiny_default, streams=[StreamSpec("l", (0,)), StreamSpec("r", (1,))])
+    hop = round(engine.hop_s * 22050)
+    left = x.copy()
+    left[2 * hop:4 * hop] = 0.0
+    stereo = np.stack([left, x[::-1].copy()], axis=1)
+    offline = engine.analyze(stereo)
+    assert [r["silent"] for r in offline if r["stream"] == "l"][:5] == [False, False, True,
+                                                                        True, False]
+    assert_records_equal(stream_records(engine, stereo, [333, 4096]), offline)
+    engine.reset()
+    assert_records_equal(stream_records(engine, stereo, [5000, 1, 17]), offline)
+    # After the pause the left stream is a fresh start on what follows it: its LSTM state and
+    # its pitch-class memory restarted, nothing of the music before the pause is left.
+    lefts = [{**r, "stream": "main"} for r in offline if r["stream"] == "l"]
+    alone = Engine(tiny_default).analyze(np.concatenate([np.zeros(4 * hop, np.float32),
+                                                        left[4 * hop:]]))
+    assert_records_equal(lefts[4:], alone[4:])
+
+
+def test_run_hops_steps_silent_hops_from_the_fresh_state(tiny_default: Checkpoint) -> None:
+    model = tiny_default.model
+    feats = torch.randn(2, 9, model.encoded_features, generator=torch.Generator().manual_seed(0))
+    silent = np.zeros((2, 9), bool)
+    silent[0, 3:5] = True  # stream 0 pauses for two hops; stream 1 never does
+    with torch.inference_mode():
+        out, state = run_hops(model, feats, None, silent)
+        whole, _ = model.sequence_features(feats[1:], None)
+        before, _ = model.sequence_features(feats[:1, :3], None)
+        after, end = model.sequence_features(feats[:1, 5:], None)  # a fresh start after it
+        pause, _ = model.step_features(feats[0, 3:5], None)  # each silent hop from fresh
+    for name, v in out.items():
+        assert torch.allclose(v[1], whole[name][0], atol=1e-5)
+        assert torch.allclose(v[0, :3], before[name][0], atol=1e-5)
+        assert torch.allclose(v[0, 3:5], pause[name], atol=1e-5)
+        assert torch.allclose(v[0, 5:], after[name][0], atol=1e-5)
+    assert state is not None and torch.allclose(state.h[:, 0], end.h[:, 0], atol=1e-5)
+    # Every stream silent on the last hop: the state left behind is the fresh one.
+    silent[:, -1] = True
+    assert run_hops(model, feats, None, silent)[1] is None
+
+
+def test_sound_that_is_not_silent_carries_the_state(tiny_default: Checkpoint) -> None:
+    # Only silence restarts the state: after a second of noise above the gate, the music's
+    # records still differ from a fresh start (the LSTM state is real).
+    x = make_signal(2.0, 22050)
+    engine = Engine(tiny_default, silence_db=-60)
+    noise = (0.01 * np.random.default_rng(0).standard_normal(22050)).astype(np.float32)
+    live = engine.analyze(np.concatenate([noise, x]))
+    assert not any(r["silent"] for r in live)
+    fresh = engine.analyze(x)
+    assert abs(live[2]["emotion"]["valence"] - fresh[0]["emotion"]["valence"]) > 1e-5
 
 
 @pytest.mark.parametrize("kind", ["nan", "inf", "clipped", "dc"])

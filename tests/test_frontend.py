@@ -15,8 +15,10 @@ from streamtag.frontend import (
     FrontendConfig,
     MelFrontend,
     downmix,
+    restart_pitch_rows,
     spectral_peak_chroma,
 )
+from streamtag.testing import make_signal
 
 RTOL = 1e-5
 DATA = Path(__file__).parent / "data"
@@ -282,3 +284,29 @@ def test_deferred_rows_equal_the_inline_ones() -> None:
     # What the deferred frames do carry is what the offline ones carry.
     np.testing.assert_allclose(frames.energy, offline.energy[:len(frames)], rtol=1e-6)
     np.testing.assert_allclose(frames.fast, offline.fast[:len(frames)], rtol=1e-5, atol=1e-5)
+
+
+def test_restarting_the_pitch_memory_offline_equals_restarting_it_live() -> None:
+    cfg = FRONTEND_PRESETS["default"]
+    x = make_signal(4.0, cfg.sample_rate_hz, seed=5)
+    hop = cfg.hop_length
+    restarts = np.zeros(len(x) // hop, bool)
+    restarts[[40, 41, 120]] = True  # before frames 40, 41 and 120
+    live = MelFrontend(cfg, fast_lane=False)
+    rows, start = [], 0
+    for stop in (40, 41, 120, len(restarts)):  # feed up to each restart, then restart
+        rows.append(live.process(x[start * hop:stop * hop]).mel)
+        live.restart_pitch_memory(np.array([True]))
+        start = stop
+    rows = np.concatenate(rows)
+    whole = MelFrontend(cfg, fast_lane=False).process_offline(x[: len(restarts) * hop]).mel
+    offline, _ = restart_pitch_rows(whole, restarts, cfg)
+    assert np.abs(offline - rows).max() < 1e-4
+    assert np.abs(whole - rows)[41:, cfg.n_mels:].max() > 0.05  # the restart changed them
+    assert np.array_equal(offline[:40], whole[:40])  # nothing before the first restart
+    # Run by run (a run may start at a restart, or between them), carrying what it returns.
+    parts, carry = [], None
+    for lo, hi in ((0, 30), (30, 41), (41, 100), (100, 120), (120, len(restarts))):
+        part, carry = restart_pitch_rows(whole[lo:hi], restarts[lo:hi], cfg, carry)
+        parts.append(part)
+    assert np.abs(np.concatenate(parts) - offline).max() < 1e-6

@@ -115,7 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate(ck, clips, method=args.method, split=args.split, out_dir=args.out,
                       cache=FeatureCache(args.cache_dir, ck.frontend),
-                      plots=not args.no_plots, progress=bar)
+                      plots=not args.no_plots, progress=bar, entry=args.entry)
     print(f"{report.clips} clips evaluated; report: {Path(args.out) / 'report.md'}")
     return EXIT_OK
 
@@ -169,6 +169,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--threads", type=int, metavar="N", help="torch threads")
     e.add_argument("--cache-dir", metavar="DIR", help="feature cache (method windows)")
     e.add_argument("--no-plots", action="store_true", help="no PNG figures")
+    e.add_argument("--entry", action="store_true",
+                   help="also measure entry after a pause: 3 clips per class played after "
+                        "1, 4 and 30 s of silence, noise and another piece (minutes)")
     e.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar on stderr")
     e.set_defaults(func=cmd_evaluate)

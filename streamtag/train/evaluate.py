@@ -481,6 +481,7 @@ class Report:
     figures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     embedding: dict[str, Any] | None = None  # ``EmbeddingReport.to_dict`` with an embedding head
+    entry: dict[str, Any] | None = None  # ``EntryReport.to_dict`` (``evaluate(entry=True)``)
 
     def to_dict(self) -> dict[str, Any]:
         return finite(dict(vars(self)))
@@ -577,6 +578,11 @@ def render_markdown(r: Report) -> str:
         from streamtag.train.evaluate_embedding import EmbeddingReport, report_markdown
 
         lines += report_markdown(EmbeddingReport(**r.embedding), r.figures)
+    if r.entry is not None:
+        from streamtag.train.evaluate_entry import EntryCase, EntryReport
+
+        entry = EntryReport(**{**r.entry, "cases": [EntryCase(**c) for c in r.entry["cases"]]})
+        lines += ["## Entry after a pause", "", *entry.to_markdown(), ""]
     c = r.cost
     lines += ["## Cost per hop", "",
               f"`model.step` on one window, state carried: mean {_f(c['mean_ms'], 2)} ms, "
@@ -663,6 +669,7 @@ def evaluate(
     progress: Callable[[Iterable[Clip]], Iterable[Clip]] | None = None,
     embedding: bool = True,
     embedding_report: Any = None,
+    entry: bool = False,
 ) -> Report:
     """Evaluate a checkpoint on labelled clips; write ``report.md``, ``report.json`` and PNGs.
 
@@ -670,6 +677,7 @@ def evaluate(
     novelty (``evaluate_embedding``; clips grouped into pieces by dataset and group).
     embedding_report: an ``EmbeddingReport`` already measured on these clips with this model
     (the trainer's ``finalize_embedding`` makes one), used instead of measuring again.
+    entry: also measure entry after a pause (``evaluate_entry``, on a few clips per class).
 
     method: ``engine`` (audio through ``Engine.analyze``) or ``windows`` (cached windows
     through ``forward_sequence``; needs ``cache`` or uses the default cache folder).
@@ -705,6 +713,10 @@ def evaluate(
             emb_report = evaluate_embedding(ck, pieces)
             report.embedding = emb_report.to_dict()
         report.skipped += emb_skipped
+    if entry:
+        from streamtag.train.evaluate_entry import evaluate_entry
+
+        report.entry = evaluate_entry(ck, chosen).to_dict()
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
