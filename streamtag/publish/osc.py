@@ -271,7 +271,7 @@ def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) ->
     """Encode one estimate record as the hop bundle (profile ``bundle``).
 
     Args:
-        record: an estimate record (DESIGN.md); absent heads are simply not sent.
+        record: an estimate record (README, "The estimate record"); absent heads are simply not sent.
         prefix: OSC prefix, e.g. ``/streamtag``.
         stream: address-safe stream part (several streams) or None (single stream).
 

@@ -20,7 +20,7 @@ from numbers import Integral, Real
 from typing import Any
 
 # --------------------------------------------------------------------------------------------
-# Estimate record (DESIGN.md, "The estimate record")
+# Estimate record (README, "The estimate record"; docs/ARCHITECTURE.md)
 
 KEY_SEQ = "seq"
 KEY_T = "t"  # stream time [s] of the end of the audio the hop describes
@@ -75,7 +75,7 @@ RECORD_KEYS = (
 )
 
 #: Thayer quadrants: number → (label, sign of valence, sign of arousal). Quadrant 2 is
-#: "angry/tense" in DESIGN.md; the one-word label in the record is "tense".
+#: "angry/tense" in the README; the one-word label in the record is "tense".
 QUADRANTS: dict[int, tuple[str, int, int]] = {
     1: ("happy", +1, +1),
     2: ("tense", -1, +1),

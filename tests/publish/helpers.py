@@ -8,7 +8,7 @@ from typing import Any
 from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 
-# The DESIGN.md example record, plus a class name OSC cannot carry as-is ("tenor saxophone").
+# The README's example record, plus a class name OSC cannot carry as-is ("tenor saxophone").
 # wall is exactly representable (…0.125) so timetags are exact.
 SAMPLE_RECORD: dict[str, Any] = {
     "seq": 17, "t": 9.0, "stream": "main", "wall": 1763768400.125, "latency_ms": 4.2,

@@ -1,7 +1,7 @@
 """Golden bytes for the hop bundle: a fixed record → exact datagram bytes.
 
 The expected bytes come from :func:`spec_bundle`, an OSC 1.0 encoder written here from the
-specification (not python-osc, not streamtag), fed with the address list of DESIGN.md. The
+specification (not python-osc, not streamtag), fed with the address list of the README. The
 stored copy in ``data/osc_hop_bundle.hex`` pins the format across changes; regenerate it with
 ``python -m tests.publish.test_osc_golden`` after a deliberate contract change.
 """
@@ -21,7 +21,7 @@ from .helpers import SAMPLE_RECORD
 
 GOLDEN = Path(__file__).parent / "data" / "osc_hop_bundle.hex"
 
-# DESIGN.md's hop bundle for SAMPLE_RECORD, in order: emotion, instrument, timbre, level, silent.
+# The README's hop bundle for SAMPLE_RECORD, in order: emotion, instrument, timbre, level, silent.
 EXPECTED_LAYOUT = [
     ("/streamtag/emotion", "ff"),
     ("/streamtag/emotion/valence", "f"),
@@ -63,7 +63,7 @@ def _spec_timetag(unix_s: float) -> bytes:
 
 
 def spec_bundle(r: dict[str, Any]) -> bytes:
-    """The hop bundle for record ``r`` per DESIGN.md and OSC 1.0, prefix ``/streamtag``."""
+    """The hop bundle for record ``r`` per the README and OSC 1.0, prefix ``/streamtag``."""
     e, i, tb = r["emotion"], r["instrument"], r["timbre"]
     values: list[list[Any]] = [
         [e["valence"], e["arousal"]], [e["valence"]], [e["arousal"]], [e["quadrant"]],
