@@ -2,7 +2,8 @@
 estimate-record keys, value ranges, and the manifest that describes them at run time.
 
 The README's OSC/ZeroMQ reference is rendered from this module by :func:`reference_markdown`,
-so a change here is a change of contract (see DESIGN.md, "Contracts").
+so a change here is a change of contract (docs/ARCHITECTURE.md, "Contracts and where they
+live").
 
 OSC addresses are written here as *suffixes* relative to ``<prefix>`` (single stream) or
 ``<prefix>/<stream>`` (several streams); :func:`address` joins them.
