@@ -8,7 +8,7 @@ Wire choices (see :mod:`streamtag.publish.wire` for the addresses):
 
 - Hop: one bundle per record, timetag = the record's ``wall`` time [s since the Unix epoch],
   messages in the order emotion, instrument, timbre, tags, embedding/xy, novelty, reference,
-  level, silent. Only heads and fields present in the record are sent. The timetag is in the
+  tempo, level, silent. Only heads and fields present in the record are sent. The timetag is in the
   past by the time it arrives, so receivers that schedule bundles (SuperCollider, liblo)
   dispatch at once — provided sender and receiver clocks agree; a receiver whose clock runs
   behind holds bundles by the difference.
@@ -20,6 +20,8 @@ Wire choices (see :mod:`streamtag.publish.wire` for the addresses):
   frame's wall time, so the four descriptors of a frame arrive together in one datagram. Sent
   50 times a second, so its bytes are built once per stream and only the timetag and values
   are written into a copy (:class:`_FastTemplate`).
+- Beat (:meth:`OscPublisher.send_beat`): a bundle of one ``beat i`` message at each beat,
+  timetag = the beat's wall-clock time, so a scheduling receiver can place it exactly.
 - Mappings (:meth:`OscPublisher.send_raw`): plain messages, no bundle, because their targets
   are arbitrary user patches, some of which (e.g. Pd's ``oscparse``) do not unpack bundles.
 - Non-finite values are never sent: NaN skips the messages that carry it, ±inf is clamped to
@@ -215,6 +217,12 @@ def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) ->
         known = ref.get(wire.REFERENCE_KNOWN)
         p.add(a(wire.OSC_REFERENCE_KNOWN.suffix), wire.OSC_REFERENCE_KNOWN.types,
               None if known is None else int(bool(known)))
+    tempo = record.get(wire.KEY_TEMPO)
+    if isinstance(tempo, Mapping):
+        p.add(a(wire.OSC_TEMPO.suffix), wire.OSC_TEMPO.types,
+              p.number(tempo.get(wire.TEMPO_BPM), f"{wire.KEY_TEMPO}.{wire.TEMPO_BPM}"),
+              p.number(tempo.get(wire.TEMPO_CONFIDENCE),
+                       f"{wire.KEY_TEMPO}.{wire.TEMPO_CONFIDENCE}"))
     level = p.number(record.get(wire.KEY_LEVEL_DB), wire.KEY_LEVEL_DB)
     p.add(a(wire.OSC_LEVEL.suffix), wire.OSC_LEVEL.types, level)
     silent = record.get(wire.KEY_SILENT)
@@ -233,6 +241,14 @@ def encode_fast(
     for name, value in values.items():
         x = p.number(value, f"fast.{name}")
         p.add(_fast_address(prefix, stream, name), wire.OSC_FAST.types, x)
+    return p.bundle(wall)
+
+
+def encode_beat(prefix: str, stream: str | None, wall: float | None, count: int) -> EncodedPacket:
+    """Encode one beat: a bundle of ``<prefix>[/<stream>]/beat i`` (the beat counter),
+    timetagged with the beat's ``wall`` time [s since the Unix epoch]."""
+    p = _Packer()
+    p.add(wire.address(prefix, stream, wire.OSC_BEAT.suffix), wire.OSC_BEAT.types, int(count))
     return p.bundle(wall)
 
 
@@ -516,6 +532,19 @@ class OscPublisher:
         self._count(packet)
         if packet.messages:
             self._send_bundle(packet.dgram)
+
+    def send_beat(self, stream: str, wall: float, count: int) -> None:
+        """Send one beat (``/beat i``, the counter) as a bundle timetagged ``wall`` [s since the
+        Unix epoch], the beat's time. Never raises."""
+        try:
+            packet = encode_beat(self._prefix, self._stream(stream), wall, count)
+        except (TypeError, ValueError, BuildError) as e:
+            with self._lock:
+                self._bad += 1
+            self._rlog.log("bad beat", logging.ERROR, "OSC: beat not sent: %s", e)
+            return
+        self._count(packet)
+        self._send_bundle(packet.dgram)
 
     def send_raw(self, address: str, value: float | int | str | bool) -> None:
         """Send one plain message ``address value`` (user mappings). A non-finite value is
