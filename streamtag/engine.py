@@ -49,6 +49,7 @@ from streamtag.references import ReferenceLibrary, ReferenceMatcher
 from streamtag.tempo import ONSET_DELAY_FRAMES, BeatTracker, TempoFrames, TempoParams
 
 ONSET = FAST_NAMES.index("onset")
+LOUDNESS = FAST_NAMES.index("loudness")
 
 
 def quadrant(valence: float, arousal: float) -> int:
@@ -331,7 +332,8 @@ class Engine:
                 self._energy[b, self._filled:self._filled + take] = f.energy[i:i + take]
                 self._power[b, self._filled:self._filled + take] = f.power[i:i + take]
             for b, tracker in enumerate(self._trackers):
-                out.beats += self._beats(b, tracker.process(frames[b].fast[i:i + take, ONSET]),
+                fast = frames[b].fast[i:i + take]
+                out.beats += self._beats(b, tracker.process(fast[:, ONSET], fast[:, LOUDNESS]),
                                          tracker.frames_seen - take)
             self._filled += take
             i += take
@@ -433,7 +435,8 @@ class Engine:
             energies.append(f.energy[: view.shape[0] * hop].reshape(view.shape[0], hop))
             if self._trackers:
                 tempi.append(self._tempo_sections(
-                    self._trackers[b].process_offline(f.fast[:, ONSET]), view.shape[0]))
+                    self._trackers[b].process_offline(f.fast[:, ONSET], f.fast[:, LOUDNESS]),
+                    view.shape[0]))
         n_hops = mels[0].shape[0]
         if n_hops == 0:
             return []
