@@ -249,8 +249,9 @@ OSC_TEMPO = OscSpec(
 OSC_BEAT = OscSpec(
     "beat",
     (OscArg(BEAT_COUNT, "i", "beat counter"),),
-    "at each beat, its own bundle timetagged with the beat's wall-clock time (fast lane; "
-    "with tempo tracking on); the counter starts at 1 after a start or reset",
+    "at each beat, its own bundle timetagged with the beat's wall-clock time, sent with the "
+    "frame the beat falls in (like the fast lane, but whenever tempo tracking is on, also with "
+    "the fast lane off); the counter starts at 1 after a start or reset",
 )
 OSC_LEVEL = OscSpec(
     "level", (OscArg(KEY_LEVEL_DB, "f", "dBFS", (LEVEL_FLOOR_DB, 0.0)),), "input level of the hop"
