@@ -158,7 +158,6 @@ class BeatTracker:
         for r in FASTER_RATIOS:
             j = np.rint(np.log(r) / np.log(GRID_STEP)).astype(int) + np.arange(n_tempi)
             self._faster[r] = np.where(j < n_tempi, j, -1)
-        self._smooth = np.asarray(SMOOTHING[::-1])  # applied to the newest values, oldest first
         # Per candidate, the three lags nearest each multiple [T, K, 3], and each lag divided
         # by its multiple (what a unit of mass there says the period is).
         k = np.arange(1, HARMONICS + 1)
@@ -194,7 +193,7 @@ class BeatTracker:
         self._x = np.zeros(2 * self._hx)  # onset signal, written at i and i + hx
         self._acf = np.zeros(self._n_lags)  # leaky autocorrelation at lags 0 … n_lags-1
         self._decay = 1.0  # decay owed to the autocorrelation by frames of silence
-        self._raw = np.zeros(len(SMOOTHING))  # the newest onset values, oldest first
+        self._raw = (0.0,) * len(SMOOTHING)  # the newest onset values, oldest first
         self._grid_index = 0
         self._c = np.zeros(2 * self._hc)  # comb output, written at i and i + hc
         self._mean = 0.0
@@ -285,10 +284,12 @@ class BeatTracker:
         x = max(value - self._mean, 0.0)
         self._mean = self._mean_a * self._mean + (1.0 - self._mean_a) * value
         self._active = 0 if x > 0.0 else self._active + 1
-        raw = self._raw
-        raw[:-1] = raw[1:]
-        raw[-1] = x
-        xs = float(self._smooth @ raw)
+        # Plain floats: five numbers cost less in Python than in two numpy calls.
+        r = self._raw
+        r0, r1, r2, r3 = r[1], r[2], r[3], r[4]
+        self._raw = r = (r0, r1, r2, r3, x)
+        w = SMOOTHING
+        xs = w[0] * (r0 + x) + w[1] * (r1 + r3) + w[2] * r2
         i = t % self._hx
         self._x[i] = xs
         self._x[i + self._hx] = xs
@@ -314,7 +315,7 @@ class BeatTracker:
             return
         score = self._weights @ self._acf  # [T]; a common decay factor cancels below
         weighted = score * self._prior
-        best = int(np.argmax(weighted))
+        best = int(weighted.argmax())
         if score[best] <= 0.0:
             return  # nothing periodic (yet): keep what there is
         best = self._fastest(score, best)
@@ -375,7 +376,7 @@ class BeatTracker:
         # The latest beat: the largest comb value of the last period (newest wins ties).
         n = min(math.ceil(period), t + 1)
         window = self._c[i + hc - n + 1:i + hc + 1]
-        j = n - 1 - int(np.argmax(window[::-1]))  # index in window; window[-1] is frame t
+        j = n - 1 - int(window[::-1].argmax())  # index in window; window[-1] is frame t
         peak = float(window[j])
         if peak <= 0.0:
             self._next = math.inf
