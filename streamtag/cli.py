@@ -108,7 +108,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             continue
         engine = Engine(ck, input_rate_hz=rate, streams=[StreamSpec(cfg.analysis.stream)],
                         silence_db=cfg.analysis.silence_db, novelty=cfg.novelty,
-                        reference=cfg.reference, library=library)
+                        reference=cfg.reference, library=library, tempo=cfg.tempo)
         with progress(name, audio.shape[0] / rate) as bar:
             recs = engine.analyze(audio, progress=bar)
         if not args.vectors:

@@ -94,6 +94,20 @@ WEKINATOR_PORT = 6448
 
 
 @dataclass(frozen=True)
+class TempoConfig:
+    """Tempo and beat tracking on the frontend's onset strength (streamtag.tempo)."""
+
+    enabled: bool = True  # record section `tempo`, /tempo each hop, /beat at each beat
+    # Tempo range [BPM]. A tempo outside it is reported at its double or half inside it
+    # (so max_bpm >= 2 × min_bpm).
+    min_bpm: float = _rng(30.0, 300.0, 60.0)
+    max_bpm: float = _rng(30.0, 300.0, 180.0)
+    # Time constant [s] of the periodicity estimate: how long a tempo change takes to be
+    # followed (and how much of the past speaks for the current tempo).
+    memory_s: float = _rng(1.0, 60.0, 8.0)
+
+
+@dataclass(frozen=True)
 class OscTarget:
     """One OSC receiver and what it gets (``profile``; see streamtag.publish.wire.PROFILES)."""
 
@@ -206,6 +220,7 @@ class Config:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    tempo: TempoConfig = field(default_factory=TempoConfig)
     streams: list[StreamConfig] = field(default_factory=list)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
@@ -382,6 +397,10 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
     if lib is not None and not Path(lib).expanduser().is_file():
         problems.append(f"reference.library: file not found: {lib} (create it with "
                         "`streamtag reference add NAME FILE… --library FILE`)")
+    if cfg.tempo.min_bpm * 2.0 > cfg.tempo.max_bpm:
+        problems.append(f"tempo.max_bpm: expected at least 2 × min_bpm ({cfg.tempo.min_bpm:g}) "
+                        f"so that every tempo has a double or half in range, got "
+                        f"{cfg.tempo.max_bpm:g}")
     if cfg.reference.known_distance is not None and cfg.reference.known_distance <= 0:
         problems.append(f"reference.known_distance: expected 0 < value <= 2, got "
                         f"{cfg.reference.known_distance}")

@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from streamtag.audio.sources import DeviceSource, FileSource, Source, SyntheticSource
 from streamtag.checkpoint import Checkpoint, resolve_checkpoint
 from streamtag.config import Config, load_config
-from streamtag.engine import Engine, FastFrames, StreamSpec, head_section
+from streamtag.engine import Beat, Engine, FastFrames, StreamSpec, head_section
 from streamtag.errors import CheckpointError, ConfigError, StreamtagError
 from streamtag.publish import wire
 from streamtag.publish.control import ControlServer
@@ -269,7 +269,8 @@ class Daemon:
             engine = Engine(ck, input_rate_hz=self.source.sample_rate_hz,
                             streams=stream_specs(cfg), silence_db=cfg.analysis.silence_db,
                             fast_lane=cfg.outputs.osc.enabled and cfg.outputs.osc.fast.enabled,
-                            novelty=cfg.novelty, reference=cfg.reference, library=library)
+                            novelty=cfg.novelty, reference=cfg.reference, library=library,
+                            tempo=cfg.tempo)
             probe = np.zeros((1, self.source.channels), np.float32)
             engine.process(probe)  # channel selections that do not exist fail here, not live
             engine.reset()
@@ -295,7 +296,8 @@ class Daemon:
             mappings=[m.manifest_entry() for m in mapper.mappings],
             projection=engine.projection is not None,
             references=engine.matcher.names if engine.matcher is not None else None,
-            targets=[t.describe() for t in osc_targets(cfg)] if cfg.outputs.osc.enabled else ())
+            targets=[t.describe() for t in osc_targets(cfg)] if cfg.outputs.osc.enabled else (),
+            tempo=engine.tempo)
         self.manifest["checkpoint"] = ck.id
         self.manifest["hop_s"] = engine.hop_s
         if ck.embedding_head is not None and engine.projection is None:
@@ -472,6 +474,8 @@ class Daemon:
             self._publish(rec, captured)
         if step.fast:
             self._publish_fast(step.fast)
+        if step.beats:
+            self._publish_beats(step.beats)
 
     def _publish(self, rec: dict, captured: float) -> None:
         """OSC first, then ``latency_ms`` = now − ``captured`` (``time.perf_counter()`` when
@@ -515,6 +519,19 @@ class Daemon:
                     self.zmq.publish_fast(f.stream, wall, values, t=float(f.t[i]))
                 if self.web is not None:
                     self.web.publish_fast(f.stream, wall, values, t=float(f.t[i]))
+
+    def _publish_beats(self, beats: list[Beat]) -> None:
+        """Each beat on OSC (``/beat i``, its own bundle) and ZeroMQ (``streamtag.beat``),
+        stamped with its wall-clock time: now, shifted by how far the beat lies from the newest
+        frame (a beat is reported in the frame it falls in, so by at most a frame)."""
+        wall = time.time()
+        newest = self.engine.stream_time_s
+        for beat in beats:
+            beat_wall = wall + (beat.t - newest)
+            if self.osc is not None:
+                self.osc.send_beat(beat.stream, beat_wall, beat.count)
+            if self.zmq is not None:
+                self.zmq.publish_beat(beat.stream, beat.t, beat_wall, beat.count, beat.bpm)
 
     def status(self) -> dict[str, Any]:
         src = self.source.counters()

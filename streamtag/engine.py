@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from streamtag.checkpoint import Checkpoint
-from streamtag.config import NoveltyConfig, ReferenceConfig
+from streamtag.config import NoveltyConfig, ReferenceConfig, TempoConfig
 from streamtag.embedding import HopHistory, NoveltyMeter, hops_for, match_vectors
 from streamtag.errors import LibraryError
 from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix, restart_pitch_rows
@@ -46,10 +46,18 @@ from streamtag.publish.wire import (
     EMBEDDING_XY,
     KEY_NOVELTY,
     KEY_REFERENCE,
+    KEY_TEMPO,
     LEVEL_FLOOR_DB,
     QUADRANTS,
+    TEMPO_BPM,
+    TEMPO_CONFIDENCE,
+    TEMPO_LAST_BEAT_T,
 )
 from streamtag.references import ReferenceLibrary, ReferenceMatcher
+from streamtag.tempo import ONSET_DELAY_FRAMES, BeatTracker, TempoFrames, TempoParams
+
+ONSET = FAST_NAMES.index("onset")
+LOUDNESS = FAST_NAMES.index("loudness")
 
 
 def quadrant(valence: float, arousal: float) -> int:
@@ -81,11 +89,23 @@ class FastFrames:
 
 
 @dataclass
+class Beat:
+    """A beat of one stream: its counter (1 for the first after a reset), stream time [s]
+    and the tempo [BPM] when it was reported."""
+
+    stream: str
+    count: int
+    t: float
+    bpm: float
+
+
+@dataclass
 class EngineStep:
     """What one ``process`` call produced."""
 
     records: list[dict] = field(default_factory=list)
     fast: list[FastFrames] = field(default_factory=list)
+    beats: list[Beat] = field(default_factory=list)
 
 
 def _round(x: float) -> float:
@@ -190,6 +210,8 @@ class Engine:
     library: reference library to match every hop against (needs an embedding head and the
         checkpoint it was made with, else LibraryError; also if no known_distance is set in
         ``reference`` nor calibrated in the checkpoint).
+    tempo: tempo and beat tracking (default: the config defaults, on): each record gets a
+        ``tempo`` section and ``process`` returns the beats (``EngineStep.beats``).
     """
 
     def __init__(
@@ -202,6 +224,7 @@ class Engine:
         novelty: NoveltyConfig | None = None,
         reference: ReferenceConfig | None = None,
         library: ReferenceLibrary | None = None,
+        tempo: TempoConfig | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.model = checkpoint.model.eval()
@@ -212,9 +235,16 @@ class Engine:
         self.silence_db = silence_db
         # One frontend frames every stream: one FFT batch per block, whatever the stream count.
         # Feature rows are computed once per hop, for the hop's frames (see defer_rows).
-        self._frontend = MelFrontend(self.fe_config, self.input_rate_hz, fast_lane,
+        tempo = tempo or TempoConfig()
+        # The tracker reads the fast lane's onset strength: computed whenever tempo is on.
+        self._frontend = MelFrontend(self.fe_config, self.input_rate_hz,
+                                     fast_lane or tempo.enabled,
                                      channels=len(self.streams), defer_rows=True)
         self.fast_lane = fast_lane
+        self.frame_s = self.fe_config.hop_length / self.fe_config.sample_rate_hz
+        params = TempoParams(self.fe_config.frame_rate_hz, tempo.min_bpm, tempo.max_bpm,
+                             tempo.memory_s)
+        self._trackers = [BeatTracker(params) for _ in self.streams] if tempo.enabled else []
         self._silence = self._frontend.silence_frame()
         fe = self.fe_config
         self.hop_s = self.arch.hop_frames * fe.hop_length / fe.sample_rate_hz
@@ -314,8 +344,13 @@ class Engine:
         self._energy[:] = 0.0
         self.state: LstmState | None = None
         self.seq = 0
-        for h in [*self._queries, *self._novelty]:
+        for h in [*self._queries, *self._novelty, *self._trackers]:
             h.reset()
+
+    @property
+    def tempo(self) -> bool:
+        """Tempo and beat tracking is on."""
+        return bool(self._trackers)
 
     # -- streaming ---------------------------------------------------------------------------
     def input_needed(self, frames: int = 1) -> int:
@@ -323,6 +358,11 @@ class Engine:
         complete: a live caller has no work before, and feeding exactly this many ends on the
         last of them."""
         return max(1, self._frontend.input_needed(frames))
+
+    @property
+    def stream_time_s(self) -> float:
+        """Stream time [s] of the newest frame processed (its end, less the resampler's delay)."""
+        return self._frontend.frames_out * self.frame_s - self.latency_s
 
     @property
     def frames_to_hop(self) -> int:
@@ -346,6 +386,10 @@ class Engine:
             for b, f in enumerate(frames):
                 self._energy[b, self._filled:self._filled + take] = f.energy[i:i + take]
                 self._power[b, self._filled:self._filled + take] = f.power[i:i + take]
+            for b, tracker in enumerate(self._trackers):
+                fast = frames[b].fast[i:i + take]
+                out.beats += self._beats(b, tracker.process(fast[:, ONSET], fast[:, LOUDNESS]),
+                                         tracker.frames_seen - take)
             self._filled += take
             i += take
             if self._filled == hop:
@@ -392,7 +436,7 @@ class Engine:
         t = self._hop_end_time(self.seq)
         records = [
             self._record(self.seq, t, b, {k: v[b] for k, v in values.items()}, levels[b], 0.0,
-                         encoded[b])
+                         encoded[b], self._live_tempo(b))
             for b in range(len(self.streams))
         ]
         latency_ms = round((time.perf_counter() - arrival) * 1e3, 3)
@@ -400,6 +444,28 @@ class Engine:
             r["latency_ms"] = latency_ms
         self.seq += 1
         return records
+
+    def _beats(self, b: int, tf: TempoFrames, first_frame: int) -> list[Beat]:
+        """Stream ``b``'s beats in a tracker output whose first frame is ``first_frame``."""
+        bpm = tf.bpm[tf.frames - first_frame]  # the tempo at each beat's frame
+        return [Beat(self.streams[b].name, c, self._beat_time(p), _round(x))
+                for p, c, x in zip(tf.beats.tolist(), tf.counts.tolist(), bpm.tolist(),
+                                   strict=True)]
+
+    def _live_tempo(self, b: int) -> dict | None:
+        if not self._trackers:
+            return None
+        tr = self._trackers[b]
+        return self._tempo_section(tr.bpm, tr.confidence, tr.last_beat)
+
+    def _beat_time(self, position: float) -> float:
+        """A beat's position [fractional frame index] → its stream time [s]: the end of that
+        frame less the onset's mean delay in it and the resampler's delay."""
+        return round((position + 1.0 - ONSET_DELAY_FRAMES) * self.frame_s - self.latency_s, 6)
+
+    def _tempo_section(self, bpm: float, confidence: float, last_beat: float | None) -> dict:
+        return {TEMPO_BPM: _round(bpm), TEMPO_CONFIDENCE: _round(confidence),
+                TEMPO_LAST_BEAT_T: None if last_beat is None else self._beat_time(last_beat)}
 
     def _fast(self, frames: list[Frames], first_index: int) -> list[FastFrames]:
         if not self.fast_lane or not len(frames[0]):
@@ -423,8 +489,8 @@ class Engine:
         self.reset()
         start = time.perf_counter()
         hop = self.arch.hop_frames
-        mels, level_rows = [], []
-        for f in self._frontend.process_offline_channels(self._stream_block(signal)):
+        mels, level_rows, tempi = [], [], []
+        for b, f in enumerate(self._frontend.process_offline_channels(self._stream_block(signal))):
             n = f.mel.shape[0] // hop
             level_rows.append([self._level_db(e) for e in f.energy[: n * hop].reshape(n, hop)])
             # A silent hop is framed as a fresh start too: its pitch-class memory restarts.
@@ -432,6 +498,10 @@ class Engine:
             restarts[::hop] = np.asarray(level_rows[-1]) < self.silence_db
             mel, _ = restart_pitch_rows(f.mel[: n * hop], restarts, self.fe_config)
             mels.append(hop_windows(mel, self.arch, self._silence))  # [S, M, W]
+            if self._trackers:
+                tempi.append(self._tempo_sections(
+                    self._trackers[b].process_offline(f.fast[:, ONSET], f.fast[:, LOUDNESS]),
+                    mels[-1].shape[0]))
         n_hops = mels[0].shape[0]
         if n_hops == 0:
             return []
@@ -465,9 +535,21 @@ class Engine:
             for b in range(len(self.streams)):
                 records.append(self._record(k, t, b, {h: v[b, k] for h, v in values.items()},
                                             float(levels[b, k]), latency_ms,
-                                            None if encoded is None else encoded[b, k]))
+                                            None if encoded is None else encoded[b, k],
+                                            tempi[b][k] if tempi else None))
         self.reset()
         return records
+
+    def _tempo_sections(self, tf: TempoFrames, n_hops: int) -> list[dict]:
+        """Each hop's tempo section from a whole signal's tracker output: the state after the
+        hop's last frame, as ``process`` reports it."""
+        hop = self.arch.hop_frames
+        ends = np.arange(1, n_hops + 1) * hop - 1  # [n_hops] each hop's last frame
+        # Beats reported by each hop's end: how many, so the last is at index count - 1.
+        reported = np.searchsorted(tf.frames, ends, side="right")
+        return [self._tempo_section(float(tf.bpm[e]), float(tf.confidence[e]),
+                                    float(tf.beats[r - 1]) if r else None)
+                for e, r in zip(ends.tolist(), reported.tolist(), strict=True)]
 
     # -- records -----------------------------------------------------------------------------
     def _hop_end_time(self, k: int) -> float:
@@ -478,9 +560,11 @@ class Engine:
         return max(LEVEL_FLOOR_DB, 10 * math.log10(ms)) if ms > 0 else LEVEL_FLOOR_DB
 
     def _record(self, seq: int, t: float, b: int, values: dict[str, np.ndarray],
-                level_db: float, latency_ms: float, encoded: np.ndarray | None) -> dict:
+                level_db: float, latency_ms: float, encoded: np.ndarray | None,
+                tempo: dict | None = None) -> dict:
         """One stream's record of hop ``seq``; encoded: the hop's window encoding [F]
-        (``model.encode``; needed with an embedding head, for novelty and references)."""
+        (``model.encode``; needed with an embedding head, for novelty and references); tempo:
+        its tempo section (with tempo tracking)."""
         rec: dict = {
             "seq": seq,
             "t": round(t, 6),
@@ -495,6 +579,8 @@ class Engine:
         if self._emb_head is not None:
             assert encoded is not None
             self._embedding_fields(rec, b, values[self._emb_head.name], encoded)
+        if tempo is not None:
+            rec[KEY_TEMPO] = tempo
         return rec
 
     def _embedding_fields(self, rec: dict, b: int, emb: np.ndarray, encoded: np.ndarray) -> None:

@@ -87,6 +87,10 @@ def test_silence_gate(tiny_default: Checkpoint) -> None:
     assert loud[-1]["level_db"] == pytest.approx(10 * math.log10(0.125), abs=0.05)
 
 
+def without_tempo(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "tempo"}
+
+
 def shifted(records: list[dict], hops: int) -> list[dict]:
     """Records from hop ``hops`` on, renumbered as if the stream had started there."""
     hop_s = records[1]["t"] - records[0]["t"]
@@ -104,7 +108,11 @@ def test_music_after_silence_starts_from_the_fresh_state(tiny_default: Checkpoin
     hop = int(engine.hop_s * 22050)
     live = stream_records(engine, np.concatenate([np.zeros(hops * hop, np.float32), x]), [700])
     assert all(r["silent"] for r in live[:hops]) and not live[hops]["silent"]
-    assert_records_equal(shifted(live, hops), engine.analyze(x))
+    # The silence rule is the model's (LSTM state, pitch-class memory); the tempo tracker keeps
+    # its own frame-rate memory across a pause and stamps beats in stream time, so its section
+    # is compared in the tempo tests, not here.
+    assert_records_equal([without_tempo(r) for r in shifted(live, hops)],
+                         [without_tempo(r) for r in engine.analyze(x)])
 
 
 def test_a_pause_inside_a_stream_restarts_the_state_offline_as_live(
@@ -129,7 +137,8 @@ def test_a_pause_inside_a_stream_restarts_the_state_offline_as_live(
     lefts = [{**r, "stream": "main"} for r in offline if r["stream"] == "l"]
     alone = Engine(tiny_default).analyze(np.concatenate([np.zeros(4 * hop, np.float32),
                                                         left[4 * hop:]]))
-    assert_records_equal(lefts[4:], alone[4:])
+    assert_records_equal([without_tempo(r) for r in lefts[4:]],
+                         [without_tempo(r) for r in alone[4:]])
 
 
 def test_run_hops_steps_silent_hops_from_the_fresh_state(tiny_default: Checkpoint) -> None:

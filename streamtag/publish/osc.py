@@ -8,7 +8,7 @@ Wire choices (see :mod:`streamtag.publish.wire` for the addresses):
 
 - Hop: one bundle per record, timetag = the record's ``wall`` time [s since the Unix epoch],
   messages in the order emotion, instrument, timbre, tags, embedding/xy, novelty, reference,
-  level, silent. Only heads and fields present in the record are sent. The timetag is in the
+  tempo, level, silent. Only heads and fields present in the record are sent. The timetag is in the
   past by the time it arrives, so receivers that schedule bundles (SuperCollider, liblo)
   dispatch at once — provided sender and receiver clocks agree; a receiver whose clock runs
   behind holds bundles by the difference.
@@ -23,6 +23,8 @@ Wire choices (see :mod:`streamtag.publish.wire` for the addresses):
 - Mappings (:meth:`OscPublisher.send_values`): plain messages of one or more floats, no
   bundle, because their targets are arbitrary user patches, some of which do not unpack
   bundles; to the targets a mapping names, else to every target but ``wekinator`` ones.
+- Beat (:meth:`OscPublisher.send_beat`): a bundle of one ``beat i`` message at each beat,
+  timetag = the beat's wall-clock time, so a scheduling receiver can place it exactly.
 - Profiles (:class:`TargetSpec`, :data:`wire.PROFILES`): the above is ``bundle``, the default.
   ``plain`` sends the same messages one datagram each (hop and fast lane); ``touchdesigner``
   too, with numbers only (``instrument if`` / ``reference if``: indices into the manifest's
@@ -254,6 +256,12 @@ def _pack_record(
         known = ref.get(wire.REFERENCE_KNOWN)
         p.add(a(wire.OSC_REFERENCE_KNOWN.suffix), wire.OSC_REFERENCE_KNOWN.types,
               None if known is None else int(bool(known)))
+    tempo = record.get(wire.KEY_TEMPO)
+    if isinstance(tempo, Mapping):
+        p.add(a(wire.OSC_TEMPO.suffix), wire.OSC_TEMPO.types,
+              p.number(tempo.get(wire.TEMPO_BPM), f"{wire.KEY_TEMPO}.{wire.TEMPO_BPM}"),
+              p.number(tempo.get(wire.TEMPO_CONFIDENCE),
+                       f"{wire.KEY_TEMPO}.{wire.TEMPO_CONFIDENCE}"))
     level = p.number(record.get(wire.KEY_LEVEL_DB), wire.KEY_LEVEL_DB)
     p.add(a(wire.OSC_LEVEL.suffix), wire.OSC_LEVEL.types, level)
     silent = record.get(wire.KEY_SILENT)
@@ -271,7 +279,7 @@ def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) ->
     """Encode one estimate record as the hop bundle (profile ``bundle``).
 
     Args:
-        record: an estimate record (README, "The estimate record"); absent heads are simply not sent.
+        record: an estimate record (README, "The estimate record"); absent heads are not sent.
         prefix: OSC prefix, e.g. ``/streamtag``.
         stream: address-safe stream part (several streams) or None (single stream).
 
@@ -380,6 +388,18 @@ def encode_fast(
     """Encode one fast-lane frame: a bundle of ``<prefix>[/<stream>]/fast/<name> f``,
     timetagged with ``wall`` [s since the Unix epoch]. Non-finite values are skipped."""
     return _pack_fast(prefix, stream, values).bundle(wall)
+
+
+def _pack_beat(prefix: str, stream: str | None, count: int) -> _Packer:
+    p = _Packer()
+    p.add(wire.address(prefix, stream, wire.OSC_BEAT.suffix), wire.OSC_BEAT.types, int(count))
+    return p
+
+
+def encode_beat(prefix: str, stream: str | None, wall: float | None, count: int) -> EncodedPacket:
+    """Encode one beat: a bundle of ``<prefix>[/<stream>]/beat i`` (the beat counter),
+    timetagged with the beat's ``wall`` time [s since the Unix epoch]."""
+    return _pack_beat(prefix, stream, count).bundle(wall)
 
 
 @functools.lru_cache(maxsize=256)
@@ -809,6 +829,25 @@ class OscPublisher:
             else:
                 out.append(t)
         return out
+
+    def send_beat(self, stream: str, wall: float, count: int) -> None:
+        """Send one beat (``/beat i``, the counter): a bundle timetagged ``wall`` [s since the
+        Unix epoch], the beat's time, to ``bundle`` targets; the plain message to ``plain`` and
+        ``touchdesigner`` targets (a number: fine for both); nothing to ``wekinator`` ones.
+        Never raises."""
+        try:
+            packer = _pack_beat(self._prefix, self._stream(stream), count)
+        except (TypeError, ValueError, BuildError) as e:
+            with self._lock:
+                self._bad += 1
+            self._rlog.log("bad beat", logging.ERROR, "OSC: beat not sent: %s", e)
+            return
+        self._count(packer)
+        bundles = self._by_profile[wire.PROFILE_BUNDLE]
+        if bundles:
+            self._send_bundle(packer.bundle(wall).dgram, bundles)
+        for dgram in packer.dgrams if self._plain else ():
+            self._send(dgram, self._plain)
 
     def send_raw(self, address: str, value: float | int | str | bool) -> None:
         """Send one plain message ``address value`` to every target but ``wekinator`` ones.

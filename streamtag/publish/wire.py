@@ -70,9 +70,20 @@ REFERENCE_NEAREST = "nearest"
 REFERENCE_DISTANCE = "distance"
 REFERENCE_KNOWN = "known"
 
+#: Tempo and beat (streamtag.tempo), when tracking is on: tempo.bpm [BPM], 0 until a tempo is
+#: found; tempo.confidence, 0 … 1, how periodic the onsets are at that tempo; tempo.last_beat_t,
+#: stream time [s] of the last beat reported (null: none yet), comparable with ``t``.
+KEY_TEMPO = "tempo"
+TEMPO_BPM = "bpm"
+TEMPO_CONFIDENCE = "confidence"
+TEMPO_LAST_BEAT_T = "last_beat_t"
+#: Beat payload keys (ZeroMQ ``streamtag.beat``): beat is the beat counter (1 for the first
+#: beat after a start or reset), bpm the tempo when it was reported.
+BEAT_COUNT = "beat"
+
 RECORD_KEYS = (
     KEY_SEQ, KEY_T, KEY_STREAM, KEY_WALL, KEY_LATENCY_MS, KEY_LEVEL_DB, KEY_SILENT, *HEADS,
-    KEY_NOVELTY, KEY_REFERENCE,
+    KEY_NOVELTY, KEY_REFERENCE, KEY_TEMPO,
 )
 
 #: Thayer quadrants: number → (label, sign of valence, sign of arousal). Quadrant 2 is
@@ -109,6 +120,7 @@ _EXACT_RANGES: dict[str, tuple[float, float]] = {
     KEY_NOVELTY: (0.0, 1.0),
     f"{KEY_REFERENCE}.{REFERENCE_DISTANCE}": (0.0, 2.0),
     f"{KEY_REFERENCE}.{REFERENCE_KNOWN}": (0.0, 1.0),
+    f"{KEY_TEMPO}.{TEMPO_CONFIDENCE}": (0.0, 1.0),
 }
 _PREFIX_RANGES: dict[str, tuple[float, float]] = {
     f"{HEAD_INSTRUMENT}.{INSTRUMENT_PROBS}.": (0.0, 1.0),
@@ -230,6 +242,19 @@ OSC_REFERENCE_KNOWN = OscSpec(
     (OscArg(REFERENCE_KNOWN, "i", "0/1", (0.0, 1.0)),),
     "1 while the sound matches a reference, 0 for new material (only with a reference library)",
 )
+OSC_TEMPO = OscSpec(
+    "tempo",
+    (OscArg(TEMPO_BPM, "f", "BPM"), OscArg(TEMPO_CONFIDENCE, "f", "", _PROB)),
+    "tempo (0 until one is found) and how periodic the onsets are at it (0 … 1); with "
+    "tempo tracking on (`tempo.enabled`)",
+)
+OSC_BEAT = OscSpec(
+    "beat",
+    (OscArg(BEAT_COUNT, "i", "beat counter"),),
+    "at each beat, its own bundle timetagged with the beat's wall-clock time, sent with the "
+    "frame the beat falls in (like the fast lane, but whenever tempo tracking is on, also with "
+    "the fast lane off); the counter starts at 1 after a start or reset",
+)
 OSC_LEVEL = OscSpec(
     "level", (OscArg(KEY_LEVEL_DB, "f", "dBFS", (LEVEL_FLOOR_DB, 0.0)),), "input level of the hop"
 )
@@ -279,7 +304,7 @@ NUMBERS_ONLY: dict[OscSpec, OscSpec] = {
 OSC_HOP_SPECS = (
     OSC_EMOTION, OSC_EMOTION_VALENCE, OSC_EMOTION_AROUSAL, OSC_EMOTION_QUADRANT,
     OSC_INSTRUMENT, OSC_INSTRUMENT_CLASS, OSC_TIMBRE, OSC_TAG, OSC_EMBEDDING_XY, OSC_NOVELTY,
-    OSC_REFERENCE, OSC_REFERENCE_KNOWN, OSC_LEVEL, OSC_SILENT,
+    OSC_REFERENCE, OSC_REFERENCE_KNOWN, OSC_TEMPO, OSC_LEVEL, OSC_SILENT,
 )
 
 CONTROL_RESET = "reset"
@@ -439,6 +464,7 @@ TOPIC_TAGS = "streamtag.tags"
 TOPIC_EMBEDDING = "streamtag.embedding"
 TOPIC_STATUS = "streamtag.status"
 TOPIC_FAST = "streamtag.fast"
+TOPIC_BEAT = "streamtag.beat"
 TOPIC_META = "streamtag.meta"
 HEAD_TOPICS = {
     HEAD_EMOTION: TOPIC_EMOTION, HEAD_INSTRUMENT: TOPIC_INSTRUMENT, HEAD_TIMBRE: TOPIC_TIMBRE,
@@ -488,6 +514,8 @@ def record_payloads(record: Mapping[str, Any]) -> list[tuple[str, Callable[[], A
 
 #: Keys of a fast-lane payload: {"stream", "t" (optional), "wall", "values": {name: value}}.
 FAST_PAYLOAD_KEYS = (KEY_STREAM, KEY_T, KEY_WALL, "values")
+#: Keys of a beat payload: {"stream", "t", "wall", "beat", "bpm"}.
+BEAT_PAYLOAD_KEYS = (KEY_STREAM, KEY_T, KEY_WALL, BEAT_COUNT, TEMPO_BPM)
 
 
 def fast_payload(
@@ -524,6 +552,8 @@ ZMQ_TOPICS: dict[str, str] = {
     TOPIC_TAGS: '{"seq", "t", "stream", "tags": {tag: probability}} per hop',
     TOPIC_EMBEDDING: '{"seq", "t", "stream", "embedding": {"xy": [x, y], "vector": [D '
     'floats, unit length]}} per hop',
+    TOPIC_BEAT: '{"stream", "t", "wall", "beat", "bpm"} at each beat: stream time and '
+    'wall-clock time [s] of the beat, the beat counter, the tempo [BPM]',
     TOPIC_STATUS: "heartbeat each second: uptime, hops, overflows, dropped, latency p50/p99, "
     "checkpoint id",
     TOPIC_FAST: '{"stream", "t", "wall", "values": {name: value}} at the fast-lane rate',
@@ -587,7 +617,7 @@ def _head_range(head: Mapping[str, Any], default: tuple[float, float]) -> tuple[
 def _stream_entries(
     heads: Sequence[Mapping[str, Any]], prefix: str, stream: str | None,
     fast_names: Sequence[str], sample_rate_hz: float | None, projection: bool,
-    references: Sequence[str] | None,
+    references: Sequence[str] | None, tempo: bool = False,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     by_name = {str(h.get("name")): h for h in heads}
@@ -629,8 +659,12 @@ def _stream_entries(
             ref["references"] = list(references)
             out.append(ref)
             out.append(_entry(prefix, stream, OSC_REFERENCE_KNOWN, head=None))
+    if tempo:
+        out.append(_entry(prefix, stream, OSC_TEMPO, head=None))
     out.append(_entry(prefix, stream, OSC_LEVEL, head=None))
     out.append(_entry(prefix, stream, OSC_SILENT, head=None))
+    if tempo:
+        out.append(_entry(prefix, stream, OSC_BEAT, head=None))
     for name in fast_names:
         desc = FAST_DESCRIPTORS.get(name)
         rng = desc.range if desc else None
@@ -656,6 +690,7 @@ def build_manifest(
     projection: bool = False,
     references: Sequence[str] | None = None,
     targets: Sequence[Mapping[str, Any]] = (),
+    tempo: bool = False,
 ) -> dict[str, Any]:
     """Describe everything a running daemon publishes, as a JSON-ready dict.
 
@@ -676,6 +711,7 @@ def build_manifest(
         targets: the OSC targets and their profiles, e.g. ``{"target": "127.0.0.1:6448",
             "name": "wek", "profile": "wekinator", "address": "/wek/inputs", "inputs": [...],
             "stream": "main"}`` (``OscPublisher.describe_targets()``).
+        tempo: tempo tracking is on (``tempo`` and ``beat`` are sent).
 
     Returns:
         ``{"format", "version", "osc": {"prefix", "streams", "addresses", "control",
@@ -695,7 +731,7 @@ def build_manifest(
     addresses: list[dict[str, Any]] = []
     for part in parts:
         addresses.extend(_stream_entries(heads, prefix, part, fast_names, sample_rate_hz,
-                                         projection, references))
+                                         projection, references, tempo))
     head_list = []
     for h in heads:
         name = str(h.get("name"))
@@ -756,7 +792,8 @@ def reference_markdown(prefix: str = "/<prefix>") -> str:
         "`#*,/?[]{}`, non-ASCII) become `_` (`Hip Hop` → `Hip_Hop`); a checkpoint whose tags "
         "would collide this way is refused. Only what the loaded checkpoint has is sent: "
         "`tags` with a tags head, `embedding/xy` with an embedding head and its stored "
-        "projection, `novelty` with an embedding head, `reference` with a reference library. "
+        "projection, `novelty` with an embedding head, `reference` with a reference library, "
+        "`tempo` and `beat` with tempo tracking on. "
         "This is what targets of the default profile, `bundle`, get; each target may have "
         "another profile (see Output profiles below).",
         "",
@@ -764,7 +801,7 @@ def reference_markdown(prefix: str = "/<prefix>") -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     placeholder = {OSC_INSTRUMENT_CLASS: "<class>", OSC_TAG: "<tag>"}
-    for spec in (*OSC_HOP_SPECS, OSC_FAST):
+    for spec in (*OSC_HOP_SPECS, OSC_BEAT, OSC_FAST):
         suffix = spec.suffix.replace("{label}", placeholder.get(spec, "<name>"))
         lines.append(
             f"| `{address(prefix, None, suffix)}` | `{spec.types}` | "

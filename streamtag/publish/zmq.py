@@ -269,6 +269,14 @@ class ZmqPublisher:
             return
         self._publish([(wire.TOPIC_FAST, wire.fast_payload(stream, wall, values, t))])
 
+    def publish_beat(self, stream: str, t: float, wall: float, count: int, bpm: float) -> None:
+        """Publish one beat on ``streamtag.beat``: ``{"stream", "t", "wall", "beat", "bpm"}``;
+        ``t`` the beat's stream time [s], ``wall`` its Unix time [s], ``beat`` the counter,
+        ``bpm`` the tempo [BPM]."""
+        self._publish([(wire.TOPIC_BEAT, {wire.KEY_STREAM: stream, wire.KEY_T: t,
+                                          wire.KEY_WALL: wall, wire.BEAT_COUNT: int(count),
+                                          wire.TEMPO_BPM: bpm})])
+
     def publish_status(self, status: Mapping[str, Any]) -> None:
         """Publish a heartbeat on ``streamtag.status`` (the daemon composes it)."""
         self._publish([(wire.TOPIC_STATUS, status)])

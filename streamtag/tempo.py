@@ -1,0 +1,402 @@
+"""Causal tempo and beat tracking on the frontend's frame-rate onset strength.
+
+The tracker follows the shape of madmom's online beat tracking (a tempo estimate from the
+periodicity of the onset signal, then a causal beat phase that predicts the next beat) but is
+our own, built for a cheap per-frame step at the frontend's 50 frames/s:
+
+1. Onset signal. The frontend's onset strength (half-wave rectified log-power flux, one value
+   per frame) plus the rise of its loudness (dB, half-wave rectified), each divided by its
+   own running mean; minus the sum's running mean, half-wave rectified again: peaks stand out
+   whatever the level of the music's continuous flux. The log flux, a mean over linear-
+   frequency bins, hears hi-hats as loud as snares and hardly hears a kick; the loudness rise
+   hears the kick and the snare: on the benchmark's drum grooves the sum found the tempo in
+   73 % of hops after 6 s and its beats scored an F-measure of 0.58 at ±30 ms, the flux
+   alone 68 % and 0.48 (the loudness rise alone 71 % and 0.59).
+2. Tempo. A leaky autocorrelation of that signal over lags up to four beat periods of the
+   slowest tempo (one multiply-add over ~200 lags per frame; ``memory_s`` is its time
+   constant). Each candidate tempo on a 0.5 % grid between ``min_bpm`` and ``max_bpm`` scores
+   the autocorrelation at its first four multiples, weighted by a broad log-normal prior
+   around 120 BPM that only breaks near-ties. A pulse train at period P is as periodic at 2P
+   and 3P, so the best candidate gives way to its double or triple tempo when that scores
+   nearly as high (``FASTER_SHARE``). The winning candidate is refined to a fraction of a
+   frame from where the autocorrelation's mass sits around its multiples (integer lags alone
+   would be 2 % apart at 180 BPM). A new candidate takes over only when it beats the current
+   tempo's score clearly (hysteresis), so the beat phase is not thrown between octaves.
+3. Beat phase. A comb filter at the current period, ``c[t] = x[t] + a·c[t − P]`` (P
+   fractional, linearly interpolated): it sums the onsets of the same beat phase over the last
+   few beats. The largest value of the last period marks the latest beat; the next one is
+   predicted one period later. A beat is reported at the frame it is predicted in (no look
+   ahead, so no delay: the beat goes out when it happens), or at an onset that comes early,
+   shortly before the predicted one. Beats are reported only while the tempo's confidence is
+   at least ``MIN_CONFIDENCE`` and the onset signal has been active within the last two beats.
+
+Latency: the tracker adds none (``LATENCY_FRAMES``). A beat's position is a fractional frame
+index; frame ``k``'s stream time is the frontend's (end of frame ``k``, less the resampler's
+delay), and the engine converts with it. Streaming and offline are the same per-frame
+arithmetic, so ``process`` in any blocks equals ``process_offline`` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Frames of delay the tracker adds beyond the frontend's: none, it predicts.
+LATENCY_FRAMES = 0
+#: Where an onset lies, on average, before the end of the frame whose flux shows it [frames]:
+#: a frame's flux rises with the sound that entered its newest hop, anywhere in it, so half a
+#: hop. A beat's stream time is taken this much before its frame position (measured on
+#: click tracks at random phases against the frame grid: mean error within ±2 ms with it).
+ONSET_DELAY_FRAMES = 0.5
+#: Tempo grid step (ratio between neighbouring candidates).
+GRID_STEP = 1.005
+#: Multiples of the period whose autocorrelation a candidate scores.
+HARMONICS = 4
+#: A pulse train at period P is as periodic at 2P and 3P: the tempo is the fastest candidate
+#: whose score is at least this share of the best one's, looking at 2 and 3 times the best.
+FASTER_SHARE = 0.8
+FASTER_RATIOS = (2, 3)
+#: The tempo is re-estimated every this many frames (10 times a second at 50 frames/s); the
+#: beat phase follows every frame.
+TEMPO_EVERY = 5
+#: Binomial smoothing of the onset signal before the autocorrelation [taps]: spreads a peak
+#: over neighbouring frames, so that periods between two integer lags score as high as those
+#: on one (a 180 BPM beat is 16.67 frames: its onsets fall 16 and 17 frames apart).
+SMOOTHING = (0.0625, 0.25, 0.375, 0.25, 0.0625)
+#: Centre [BPM] and width [octaves] of the log-normal tempo prior (breaks near-ties only).
+PRIOR_BPM = 120.0
+PRIOR_OCTAVES = 1.5
+#: A new tempo candidate replaces the current one when its score is this much higher.
+SWITCH_RATIO = 1.15
+#: Candidates within this ratio of the current period are followed at once (tempo drift).
+FOLLOW_RATIO = 1.04
+#: Feedback of the beat-phase comb filter (memory of about 1 / (1 - a) beats).
+COMB_FEEDBACK = 0.85
+#: Beats are reported only at a tempo confidence at least this.
+MIN_CONFIDENCE = 0.15
+#: Time constant [s] of the running mean subtracted from the onset signal.
+ONSET_MEAN_S = 1.0
+#: Time constant [s] of the running means the onset strength and loudness rise are divided by.
+NORM_S = 10.0
+#: An onset up to this fraction of a period before the predicted beat is taken as the beat.
+EARLY_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class TempoParams:
+    """Tracker parameters. frame_rate_hz: onset frames per second (the frontend's, 50).
+    min_bpm, max_bpm: the tempo range [BPM]. memory_s: time constant [s] of the
+    autocorrelation, how long the tempo takes to follow a change."""
+
+    frame_rate_hz: float = 50.0
+    min_bpm: float = 60.0
+    max_bpm: float = 180.0
+    memory_s: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not self.frame_rate_hz > 0:
+            raise ValueError(f"frame_rate_hz: expected > 0, got {self.frame_rate_hz}")
+        if not 0 < self.min_bpm < self.max_bpm:
+            raise ValueError(f"min_bpm/max_bpm: expected 0 < min < max, got "
+                             f"{self.min_bpm}/{self.max_bpm}")
+        if 60.0 * self.frame_rate_hz / self.max_bpm < 4.0:
+            raise ValueError(f"max_bpm {self.max_bpm}: a beat must span at least 4 onset "
+                             f"frames ({self.frame_rate_hz:g} frames/s)")
+        if not self.memory_s > 0:
+            raise ValueError(f"memory_s: expected > 0, got {self.memory_s}")
+
+
+@dataclass
+class TempoFrames:
+    """What one ``process`` call produced, for its N frames.
+
+    bpm: [N] float64 tempo after each frame [BPM], 0 until one is found.
+    confidence: [N] float64 periodicity of the onsets at that tempo, 0 … 1.
+    beats: [M] float64 positions of the beats reported, fractional frame indices counted
+    from the last reset (a beat at position p lies p - k frames after the end of frame k).
+    counts: [M] int64 beat counter of each (1 for the first beat after a reset).
+    frames: [M] int64 frame index (from the last reset) at which each was reported.
+    """
+
+    bpm: np.ndarray
+    confidence: np.ndarray
+    beats: np.ndarray
+    counts: np.ndarray
+    frames: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.bpm.shape[0])
+
+
+class BeatTracker:
+    """Causal tempo and beat tracker (see the module docstring), one onset signal.
+
+    ``process(onsets)`` takes any number of consecutive onset frames [N] and returns their
+    ``TempoFrames``; ``reset()`` forgets everything; ``process_offline`` is the twin for a whole
+    signal. Buffers are sized from the parameters up front.
+    """
+
+    def __init__(self, params: TempoParams | None = None) -> None:
+        self.params = p = params or TempoParams()
+        fps = p.frame_rate_hz
+        self._min_period = 60.0 * fps / p.max_bpm  # [frames]
+        self._max_period = 60.0 * fps / p.min_bpm
+        self._gamma = math.exp(-1.0 / (p.memory_s * fps))
+        self._mean_a = math.exp(-1.0 / (ONSET_MEAN_S * fps))
+        self._norm_a = math.exp(-1.0 / (NORM_S * fps))
+        # Lags 0 … n_lags-1 [frames]: the highest multiple of the slowest period, interpolated.
+        self._n_lags = math.ceil(HARMONICS * self._max_period) + 2
+        n_tempi = math.ceil(math.log(p.max_bpm / p.min_bpm) / math.log(GRID_STEP)) + 1
+        self.bpm_grid = p.min_bpm * GRID_STEP ** np.arange(n_tempi)
+        self.bpm_grid[-1] = min(self.bpm_grid[-1], p.max_bpm)
+        self._periods = 60.0 * fps / self.bpm_grid  # [T] frames
+        self._weights = self._score_matrix()  # [T, n_lags]
+        # Grid index of each candidate's tempo × r (-1 outside the range).
+        self._faster = {}
+        for r in FASTER_RATIOS:
+            j = np.rint(np.log(r) / np.log(GRID_STEP)).astype(int) + np.arange(n_tempi)
+            self._faster[r] = np.where(j < n_tempi, j, -1)
+        # Per candidate, the three lags nearest each multiple [T, K, 3], and each lag divided
+        # by its multiple (what a unit of mass there says the period is).
+        k = np.arange(1, HARMONICS + 1)
+        centre = np.rint(self._periods[:, None] * k[None, :]).astype(int)  # [T, K]
+        near = np.clip(centre[..., None] + np.arange(-1, 2), 1, self._n_lags - 1)
+        self._near = near
+        self._near_lag = near / k[None, :, None]
+        octaves = np.log2(self.bpm_grid / PRIOR_BPM) / PRIOR_OCTAVES
+        self._prior = np.exp(-0.5 * octaves**2)
+        # Onset history, doubled so the newest n_lags values are always one contiguous slice.
+        self._hx = self._n_lags
+        # Comb history: a period back plus the interpolation's neighbour, and the last period.
+        self._hc = math.ceil(self._max_period) + 3
+        self.reset()
+
+    def _score_matrix(self) -> np.ndarray:
+        """[T, n_lags]: a candidate's score is this times the autocorrelation [n_lags]."""
+        w = np.zeros((len(self._periods), self._n_lags))
+        rows = np.arange(len(self._periods))
+
+        def add(lags: np.ndarray, weight: float) -> None:
+            lo = np.floor(lags).astype(int)
+            frac = lags - lo
+            np.add.at(w, (rows, lo), weight * (1.0 - frac))
+            np.add.at(w, (rows, lo + 1), weight * frac)
+
+        for k in range(1, HARMONICS + 1):
+            add(k * self._periods, 1.0)
+        return w
+
+    def reset(self) -> None:
+        """Forget all onsets: the next frame is frame 0."""
+        self._x = np.zeros(2 * self._hx)  # onset signal, written at i and i + hx
+        self._acf = np.zeros(self._n_lags)  # leaky autocorrelation at lags 0 … n_lags-1
+        self._decay = 1.0  # decay owed to the autocorrelation by frames of silence
+        self._raw = (0.0,) * len(SMOOTHING)  # the newest onset values, oldest first
+        self._grid_index = 0
+        self._c = np.zeros(2 * self._hc)  # comb output, written at i and i + hc
+        self._mean = 0.0
+        self._level = 0.0  # the previous frame's loudness [dB]
+        self._norm_onset = 0.0  # recent means of the onset strength and the loudness rise
+        self._norm_rise = 0.0
+        self._norm_weight = 0.0
+        self._active = 0  # frames since the onset signal was last above zero
+        self._t = 0  # frames seen
+        self._period = 0.0  # current beat period [frames]; 0: no tempo yet
+        self._confidence = 0.0
+        self._next = math.inf  # predicted position of the next beat [frames]
+        self._last_beat = -math.inf
+        self.beats_out = 0
+
+    @property
+    def bpm(self) -> float:
+        """The current tempo [BPM], 0 before one is found."""
+        return 60.0 * self.params.frame_rate_hz / self._period if self._period else 0.0
+
+    @property
+    def frames_seen(self) -> int:
+        """Frames processed since the last reset."""
+        return self._t
+
+    @property
+    def confidence(self) -> float:
+        return self._confidence
+
+    @property
+    def last_beat(self) -> float | None:
+        """Position [fractional frame index] of the last beat reported, None if none yet."""
+        return None if self._last_beat == -math.inf else self._last_beat
+
+    def process(self, onsets: np.ndarray, level_db: np.ndarray | None = None) -> TempoFrames:
+        """Feed the onset strengths [N] of consecutive frames, and their loudness [N] [dB]
+        (the fast lane's ``onset`` and ``loudness``; without loudness, the onsets alone);
+        return their tempo and beats. Give the loudness always or never after a reset."""
+        onsets = np.asarray(onsets, dtype=np.float64).reshape(-1)
+        n = onsets.shape[0]
+        levels = (np.zeros(n) if level_db is None
+                  else np.asarray(level_db, dtype=np.float64).reshape(-1))
+        if levels.shape[0] != n:
+            raise ValueError(f"level_db: expected {n} values, one per onset, got "
+                             f"{levels.shape[0]}")
+        bpm, conf = np.empty(n), np.empty(n)
+        beats: list[float] = []
+        counts: list[int] = []
+        frames: list[int] = []
+        for i in range(n):
+            beat = self._step(float(onsets[i]), float(levels[i]))
+            if beat is not None:
+                beats.append(beat)
+                counts.append(self.beats_out)
+                frames.append(self._t - 1)
+            bpm[i], conf[i] = self.bpm, self._confidence
+        return TempoFrames(bpm, conf, np.asarray(beats, np.float64),
+                           np.asarray(counts, np.int64), np.asarray(frames, np.int64))
+
+    def process_offline(self, onsets: np.ndarray,
+                        level_db: np.ndarray | None = None) -> TempoFrames:
+        """The whole onset signal [N] (and loudness [N] [dB]) from a fresh state (the same
+        arithmetic as ``process``, so equal to it in any blocks). Leaves the tracker reset."""
+        self.reset()
+        out = self.process(onsets, level_db)
+        self.reset()
+        return out
+
+    # -- one frame ---------------------------------------------------------------------------
+    def _step(self, onset: float, level_db: float) -> float | None:
+        """Advance by one frame of onset strength and loudness [dB]; return the position of a
+        beat reported at this frame, else None."""
+        t = self._t
+        # Finite and non-negative: the frontend guarantees it, a hostile caller might not.
+        onset = onset if 0.0 < onset < 1e30 else 0.0
+        level_db = level_db if -1e4 < level_db < 1e4 else self._level
+        rise = max(level_db - self._level, 0.0) if t else 0.0
+        self._level = level_db
+        # Each part relative to its own recent mean: neither dominates by its units.
+        # Means of all frames so far while fewer than NORM_S seconds have passed (the leaky
+        # sums divided by their total weight), so the first onsets are not magnified.
+        a = self._norm_a
+        self._norm_onset = a * self._norm_onset + onset
+        self._norm_rise = a * self._norm_rise + rise
+        self._norm_weight = a * self._norm_weight + 1.0
+        value = (onset * self._norm_weight / self._norm_onset if onset > 0.0 else 0.0) + (
+            rise * self._norm_weight / self._norm_rise if rise > 0.0 else 0.0)
+        x = max(value - self._mean, 0.0)
+        self._mean = self._mean_a * self._mean + (1.0 - self._mean_a) * value
+        self._active = 0 if x > 0.0 else self._active + 1
+        # Plain floats: five numbers cost less in Python than in two numpy calls.
+        r = self._raw
+        r0, r1, r2, r3 = r[1], r[2], r[3], r[4]
+        self._raw = r = (r0, r1, r2, r3, x)
+        w = SMOOTHING
+        xs = w[0] * (r0 + x) + w[1] * (r1 + r3) + w[2] * r2
+        i = t % self._hx
+        self._x[i] = xs
+        self._x[i + self._hx] = xs
+        if xs > 0.0:  # in silence the autocorrelation only decays: one multiply, later
+            # Newest first: recent[j] = xs[t - j], j = 0 … n_lags-1.
+            recent = self._x[i + 1:i + self._hx + 1][::-1]
+            if self._decay != 1.0:
+                self._acf *= self._decay
+                self._decay = 1.0
+            self._acf *= self._gamma
+            self._acf += xs * recent
+        else:
+            self._decay *= self._gamma
+        if t % TEMPO_EVERY == TEMPO_EVERY - 1:
+            self._update_tempo()
+        beat = self._update_phase(t, x)
+        self._t = t + 1
+        return beat
+
+    def _update_tempo(self) -> None:
+        energy = self._acf[0]
+        if energy <= 0.0:
+            return
+        score = self._weights @ self._acf  # [T]; a common decay factor cancels below
+        weighted = score * self._prior
+        best = int(weighted.argmax())
+        if score[best] <= 0.0:
+            return  # nothing periodic (yet): keep what there is
+        best = self._fastest(score, best)
+        if self._period:
+            cur = self._grid_index
+            ratio = self._periods[best] / self._periods[cur]
+            if not (1.0 / FOLLOW_RATIO < ratio < FOLLOW_RATIO
+                    or weighted[best] > SWITCH_RATIO * weighted[cur]):
+                best = cur
+        self._grid_index = best
+        self._period = self._refine(best)
+        self._confidence = min(max(float(score[best]) / (HARMONICS * energy), 0.0), 1.0)
+
+    def _fastest(self, score: np.ndarray, best: int) -> int:
+        """The fastest of ``best`` and its tempo × 2, × 3 (within the range) that scores at
+        least ``FASTER_SHARE`` of it: clicks at 180 BPM are as periodic at 90 and 60, whose
+        harmonics the prior may favour; onsets between the beats are what tell them apart."""
+        out = best
+        for r in FASTER_RATIOS:
+            j = self._faster[r][best]
+            if j >= 0 and score[j] >= FASTER_SHARE * score[best]:
+                out = max(out, int(j))  # a higher index is a faster tempo
+        return out
+
+    def _refine(self, best: int) -> float:
+        """Grid candidate ``best`` → its period [frames] refined to the mass centre of the
+        autocorrelation around its multiples (each divided by its multiple, weighted by mass):
+        sub-frame precise, where the grid's integer-lag interpolation is not."""
+        period = float(self._periods[best])
+        a = np.maximum(self._acf[self._near[best]], 0.0)  # [K, 3]
+        mass = float(a.sum())
+        if mass <= 0.0:
+            return period
+        refined = float(np.einsum("kj,kj->", a, self._near_lag[best])) / mass
+        # Stay within the candidate's neighbourhood and the tempo range.
+        lo = max(period / FOLLOW_RATIO, self._min_period)
+        return min(max(refined, lo), period * FOLLOW_RATIO, self._max_period)
+
+    def _update_phase(self, t: float, x: float) -> float | None:
+        hc = self._hc
+        i = t % hc
+        period = self._period
+        if period:
+            # c[t - period], linearly interpolated; the history holds hc - 1 frames back.
+            back = period
+            j0 = math.floor(back)
+            frac = back - j0
+            older = self._c[(t - j0 - 1) % hc]
+            newer = self._c[(t - j0) % hc]
+            c = x + COMB_FEEDBACK * ((1.0 - frac) * newer + frac * older)
+        else:
+            c = x
+        self._c[i] = c
+        self._c[i + hc] = c
+        if not period:
+            return None
+        predicted = self._next
+        # The latest beat: the largest comb value of the last period (newest wins ties).
+        n = min(math.ceil(period), t + 1)
+        window = self._c[i + hc - n + 1:i + hc + 1]
+        j = n - 1 - int(window[::-1].argmax())  # index in window; window[-1] is frame t
+        peak = float(window[j])
+        if peak <= 0.0:
+            self._next = math.inf
+            return None
+        pos = float(t - (n - 1 - j))
+        if 0 < j < n - 1:
+            a, b, d = float(window[j - 1]), peak, float(window[j + 1])
+            curve = a - 2.0 * b + d
+            if curve < 0.0:
+                pos += min(max(0.5 * (a - d) / curve, -0.5), 0.5)
+        self._next = pos + period
+        if (self._confidence < MIN_CONFIDENCE or self._active > 2 * period
+                or t - self._last_beat < 0.5 * period):
+            return None
+        if predicted < t + 0.5 and predicted >= t - 0.5:
+            beat = predicted
+        elif j == n - 1 and x > 0.0 and predicted - t < EARLY_FRACTION * period:
+            beat = float(t)  # an onset shortly before the predicted beat
+        else:
+            return None
+        self._last_beat = beat
+        self.beats_out += 1
+        return beat
