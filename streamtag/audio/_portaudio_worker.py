@@ -52,6 +52,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -253,6 +254,9 @@ def main_capture(cfg: dict[str, Any]) -> None:
         fail(f"device scan failed: {exc}")
 
     notified = [head[H_WANTED]]  # the last target we woke the parent for (this child)
+    wake = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    wake.connect(("127.0.0.1", int(cfg["wake_port"])))
+    wake.setblocking(False)  # never block the audio thread
 
     def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio's audio thread: copy, publish, maybe write one byte; nothing that blocks.
@@ -282,7 +286,7 @@ def main_capture(cfg: dict[str, Any]) -> None:
             wanted = head[H_WANTED]
             if written >= wanted and wanted != notified[0]:
                 notified[0] = wanted
-                os.write(out_fd, WAKE)
+                wake.send(WAKE)
         except Exception:  # the parent is gone (or its pipe is full): it notices on its own
             pass
 

@@ -13,7 +13,7 @@ block and carries on from the same counters, so stream time and counters survive
 
 from __future__ import annotations
 
-import threading
+import socket
 import time
 from multiprocessing import shared_memory
 
@@ -41,7 +41,12 @@ class SharedRing:
         self._channels = int(channels)
         self._table = int(table_entries) or self._capacity // 16 + 64
         self._shm: shared_memory.SharedMemory | None = None
-        self._data_ready = threading.Event()
+        # The worker's wake-ups: one datagram each, straight to the thread waiting in ``wait``
+        # (no relay thread). UDP on the loopback exists on every system; a stray datagram only
+        # makes ``wait`` look at the counters once more.
+        self._wake = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._wake.bind(("127.0.0.1", 0))
+        self._wakeups = 0
         self._read = 0
         self._map(None)
         # The snapshot of block times that covers the last block read (see ``capture_time``).
@@ -69,6 +74,16 @@ class SharedRing:
         self._shm = shm
 
     # -- lifetime -------------------------------------------------------------------------------
+    @property
+    def wake_port(self) -> int:
+        """The loopback UDP port the worker sends its wake-ups to."""
+        return int(self._wake.getsockname()[1])
+
+    @property
+    def wakeups(self) -> int:
+        """Wake-ups received from workers [events]."""
+        return self._wakeups
+
     @property
     def name(self) -> str:
         """The shared block's name, for the worker to attach to. Reopens it after ``unlink``."""
@@ -98,6 +113,7 @@ class SharedRing:
             self.unlink()
             self._close(self._shm)
             self._shm = None
+        self._wake.close()
 
     def _close(self, shm: shared_memory.SharedMemory) -> None:
         # numpy views hold exports of the mapping: drop ours first, then unmap.
@@ -126,26 +142,39 @@ class SharedRing:
         """Frames written and not yet read [frames]."""
         return int(self._head[wire.H_WRITTEN]) - self._read
 
-    def woken(self) -> None:
-        """The worker says the frames asked for in ``wait`` are there (called by the thread
-        that reads its pipe)."""
-        self._data_ready.set()
+    def _drain_wakes(self) -> None:
+        self._wake.setblocking(False)
+        try:
+            while True:
+                self._wake.recv(64)
+        except OSError:  # BlockingIOError: empty (or a reset reported by some systems)
+            pass
 
     def wait(self, timeout_s: float, min_frames: int) -> bool:
         """Sleep until ``min_frames`` frames are available or ``timeout_s`` [s] passes; the
-        worker wakes us only then (not for every block before). True if they are there."""
+        worker wakes us only then (not for every block before). True if they are there.
+        One consumer thread only."""
         want = min(max(int(min_frames), 1), self._capacity)
         deadline = time.monotonic() + max(timeout_s, 0.0)
         while self.available() < want:
             # Clear, ask, re-check: a wake-up for an earlier request cannot be taken for this
             # one, and frames that arrived before the request are seen here.
-            self._data_ready.clear()
+            self._drain_wakes()
             self._head[wire.H_WANTED] = self._read + want
             if self.available() >= want:
                 break
             left = deadline - time.monotonic()
-            if left <= 0 or not self._data_ready.wait(left):
+            if left <= 0:
                 break
+            self._wake.settimeout(left)
+            try:
+                self._wake.recv(64)
+            except TimeoutError:
+                break
+            except OSError:
+                time.sleep(min(left, 0.005))  # (a reset from a vanished worker, on Windows)
+                continue
+            self._wakeups += 1
         return self.available() >= want
 
     def read(self, max_frames: int) -> np.ndarray:

@@ -514,21 +514,19 @@ class _RateLimitedLog:
 class _Child:
     """One capture worker process: its pipes, and what it has said so far.
 
-    A thread reads the worker's stdout (see ``_portaudio_worker``): each wake-up byte calls
-    ``on_wake``; the ready and error messages are kept, and end of file means the worker is
-    gone. Every change sets ``changed``, which the supervisor waits on.
+    A thread reads the worker's stdout (see ``_portaudio_worker``): the ready and error
+    messages are kept, and end of file means the worker is gone. Every change sets
+    ``changed``, which the supervisor waits on. (Wake-ups for audio go to the ring directly.)
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], on_wake: Any) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
         self.spawned = time.monotonic()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=8)
         self.ready: dict[str, Any] | None = None
         self.error: str | None = None
         self.ended = False
-        self.wakeups = 0
         self.changed = threading.Event()
-        self._on_wake = on_wake
         self._events = threading.Thread(target=self._read_events, name="streamtag-capture-events",
                                         daemon=True)
         self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
@@ -546,10 +544,6 @@ class _Child:
                 data = b""
             if not data:
                 break
-            if line is None and data.count(wire.WAKE) == len(data):  # the usual case
-                self.wakeups += len(data)
-                self._on_wake()
-                continue
             for byte in data:
                 char = bytes((byte,))
                 if line is not None:
@@ -558,9 +552,6 @@ class _Child:
                         continue
                     self._message(bytes(line))
                     line = None
-                elif char == wire.WAKE:
-                    self.wakeups += 1
-                    self._on_wake()
                 elif char in (wire.READY, wire.ERROR):
                     line = bytearray(char)
         self.ended = True
@@ -694,7 +685,6 @@ class DeviceSource(_SourceBase):
         self._delivered = 0
         self._errors = 0
         self._restarts = 0
-        self._wakeups = 0  # from workers that have ended
         self._stopped_once = False
 
     # -- public -------------------------------------------------------------------------------
@@ -791,13 +781,12 @@ class DeviceSource(_SourceBase):
         [events], ``errors`` (failures seen) [events], ``restarts`` (recoveries) [events],
         ``wakeups`` (times the capture worker woke this process: about once per frame a
         reader waits for, not once per PortAudio block) [events]."""
-        child = self._child
         return {
             "frames_delivered": self._delivered,
             **self._ring.counters(),
             "errors": self._errors,
             "restarts": self._restarts,
-            "wakeups": self._wakeups + (child.wakeups if child is not None else 0),
+            "wakeups": self._ring.wakeups,
         }
 
     # -- worker processes ---------------------------------------------------------------------
@@ -805,6 +794,7 @@ class DeviceSource(_SourceBase):
     def _spawn(self) -> _Child:
         config = {
             "shm": self._ring.name,
+            "wake_port": self._ring.wake_port,
             "device_name": self._info.name,
             "host_api": self._info.host_api,
             "index_hint": self._info.index,
@@ -826,7 +816,7 @@ class DeviceSource(_SourceBase):
             bufsize=0,
             **detach,
         )
-        child = _Child(proc, self._ring.woken)
+        child = _Child(proc)
         self._child = child
         return child
 
@@ -834,7 +824,6 @@ class DeviceSource(_SourceBase):
         child.end(grace_s)
         if self._child is child:
             self._child = None
-            self._wakeups += child.wakeups
 
     def _watch(self, child: _Child, until_ready: bool) -> str | None:
         """Watch the worker until it fails (return the reason), becomes ready (return
