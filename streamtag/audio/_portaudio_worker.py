@@ -206,9 +206,9 @@ def main_capture(cfg: dict[str, Any]) -> None:
     out_fd = os.dup(1)
     os.dup2(2, 1)
     try:
-        os.set_blocking(out_fd, False)  # never block the audio thread on a full pipe
-    except OSError:
-        pass  # (Windows before Python 3.12): 64 KiB of wake bytes is minutes of slack anyway
+        os.set_blocking(out_fd, False)  # a stuck parent must not hang us
+    except (OSError, AttributeError):
+        pass  # (Windows before Python 3.12) only two short messages ever go this way
 
     def send(kind: bytes, text: str) -> None:
         data = kind + text.replace("\n", " ").encode()[:4000] + b"\n"

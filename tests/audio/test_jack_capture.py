@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -307,3 +308,39 @@ def test_reads_that_need_a_frame_get_batched_blocks_with_capture_times(
         assert returned - last_t < 0.5
         assert first_t >= last
         last = last_t
+
+
+def test_the_capture_worker_dies_with_its_parent(jack_server: JackServer) -> None:
+    """A daemon killed outright (SIGKILL: no clean-up runs) leaves no capture worker behind:
+    the worker sees its stdin close, on every system, and leaves."""
+    script = (
+        "import sys, time\n"
+        "from streamtag.audio.sources import DeviceSource\n"
+        f"src = DeviceSource('system', None, {SAMPLE_RATE_HZ}, 256, 2.0, client_name='{CLIENT}')\n"
+        "src.start()\n"
+        "print(src._child.proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env=jack_server.env, preexec_fn=die_with_parent)
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        assert Path(f"/proc/{worker}").exists()
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 5.0
+        while _alive(worker):
+            assert time.monotonic() < deadline, "the capture worker outlived its parent"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, waiting for init to reap it, has left)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
