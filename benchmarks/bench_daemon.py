@@ -876,8 +876,10 @@ def _ab_numbers(m: dict[str, Any], jack: dict[str, Any]) -> dict[str, Any]:
     cpu, hop, click = m["cpu_share"], m["hop_latency"], m["click_latency"]
     return {"cpu_pct": cpu["cpu_pct"], "daemon_only_pct": cpu["daemon_only_pct"],
             "capture_worker_pct": cpu["capture_worker_pct"], "jackd_pct": cpu["jackd_pct"],
+            "hop_rx_p50_ms": hop["receiver_ms"]["p50"],
             "hop_rx_p99_ms": hop["receiver_ms"]["p99"],
             "hop_daemon_p99_ms": hop["daemon_latency_ms"]["p99"],
+            "click_frame_complete_p50_ms": click["system_ms"]["p50"],
             "click_frame_complete_p99_ms": click["system_ms"]["p99"],
             "click_detected": f"{click['detected']}/{click['clicks']}",
             "xruns": jack["xruns"], "load": jack["load"]}
@@ -900,8 +902,9 @@ def ab_compare(ck: Path, workdir: Path, quick: bool, baseline: str,
                                     before if side == "before" else REPO, length)
             sessions.append({"side": side, "round": r + 1,
                              **_ab_numbers(out["measurements"], out["jack"])})
-    keys = ("cpu_pct", "daemon_only_pct", "capture_worker_pct", "hop_rx_p99_ms",
-            "hop_daemon_p99_ms", "click_frame_complete_p99_ms")
+    keys = ("cpu_pct", "daemon_only_pct", "capture_worker_pct", "hop_rx_p50_ms",
+            "hop_rx_p99_ms", "hop_daemon_p99_ms", "click_frame_complete_p50_ms",
+            "click_frame_complete_p99_ms")
     med = {side: {k: (round(float(np.median(v)), 2) if (v := [s[k] for s in sessions
                                                                if s["side"] == side
                                                                and s[k] is not None]) else None)
@@ -930,7 +933,9 @@ def ab_table(ab: dict[str, Any]) -> str:
     med, ratio = ab["median"], ab["ratio_after_over_before"]
     names = {"cpu_pct": "CPU daemon + worker [% core]", "daemon_only_pct": "  daemon [% core]",
              "capture_worker_pct": "  capture worker [% core]",
+             "hop_rx_p50_ms": "hop → OSC rx p50 [ms]",
              "hop_rx_p99_ms": "hop → OSC rx p99 [ms]", "hop_daemon_p99_ms": "hop latency_ms p99",
+             "click_frame_complete_p50_ms": "click frame complete → rx p50 [ms]",
              "click_frame_complete_p99_ms": "click frame complete → rx p99 [ms]"}
     lines = [f"before = {ab['baseline']} ({ab['baseline_commit']}), after = this tree; "
              f"medians of {ab['rounds']} sessions each, interleaved",
