@@ -216,15 +216,19 @@ def daemon_config(zmq_endpoint: str, osc_port: int, **overrides: Any) -> dict[st
 
 
 def start_daemon(cleanup: Cleanup, workdir: Path, name: str, config: dict[str, Any],
-                 args: list[str], env: dict[str, str] | None = None) -> Tracked:
-    """``python -m streamtag.cli run --config <written config> ARGS``; output to ``name.log``."""
+                 args: list[str], env: dict[str, str] | None = None,
+                 repo: Path = REPO) -> Tracked:
+    """``python -m streamtag.cli run --config <written config> ARGS``; output to ``name.log``.
+    ``repo``: the source tree whose streamtag runs (another revision's, for before/after)."""
+    if repo != REPO:
+        env = {**(env if env is not None else os.environ), "PYTHONPATH": str(repo)}
     cfg_path = workdir / f"{name}.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
     log = (workdir / f"{name}.log").open("wb")
     cleanup.callback(log.close)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamtag.cli", "run", "--config", str(cfg_path), *args],
-        cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        cwd=repo, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         env=env, preexec_fn=die_with_parent)
     return cleanup.track(proc, name)
 

@@ -361,6 +361,29 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return monitor(args.zmq)
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    from streamtag import service
+
+    kind = args.kind or service.this_kind()
+    if args.action == "install":
+        if args.config is not None:
+            from streamtag.config import load_config
+
+            load_config(args.config)  # a config that cannot load would restart forever
+        path, svc, notes = service.install(kind, args.config, args.now)
+        print(f"wrote {path}\nruns: {' '.join(svc.argv())}")
+    elif args.action == "uninstall":
+        path, existed, notes = service.uninstall(kind)
+        print(f"removed {path}" if existed else f"not installed ({path} does not exist)")
+    else:
+        ok, notes = service.status(kind)
+        print("\n".join(notes))
+        return EXIT_OK if ok else EXIT_RUNTIME
+    for note in notes:
+        print(note)
+    return EXIT_OK
+
+
 # -- main ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="streamtag", description="Real-time audio analysis for performers.")
@@ -385,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(add, list, remove)")
     ref_sub = ref.add_subparsers(dest="reference_command", metavar="ACTION",
                                  parser_class=_Parser, required=True)
-    lib_help = ("library file (default: $XDG_DATA_HOME/streamtag/references.safetensors, i.e. "
-                "~/.local/share/streamtag/references.safetensors)")
+    lib_help = ("library file (default: references.safetensors in the user's data folder: "
+                "~/.local/share/streamtag on Linux, ~/Library/Application Support/streamtag on "
+                "macOS)")
     ra = ref_sub.add_parser("add", help="analyse recordings and store their match vectors "
                             "under a name")
     ra.add_argument("name", metavar="NAME", help="reference name, e.g. intro")
@@ -427,6 +451,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--zmq", metavar="ENDPOINT", default="tcp://127.0.0.1:5556",
                    help="the daemon's ZeroMQ endpoint (default tcp://127.0.0.1:5556)")
     m.set_defaults(func=cmd_monitor)
+
+    sv = sub.add_parser("service", help="run the daemon at login: a systemd user unit (Linux) "
+                        "or a launchd agent (macOS)")
+    sv.add_argument("action", choices=("install", "uninstall", "status"),
+                    help="install: write the service file (start it only with --now); "
+                    "uninstall: stop, disable and remove it; status: what is installed")
+    sv.add_argument("--config", metavar="F", help="config the service runs with (install; "
+                    "default: streamtag.yaml in the user's config folder if it exists, e.g. "
+                    "~/.config/streamtag/streamtag.yaml)")
+    sv.add_argument("--now", action="store_true", help="install: also enable and start it "
+                    "(systemctl --user enable --now / launchctl bootstrap)")
+    sv.add_argument("--kind", choices=("systemd", "launchd"), help="service manager (default: "
+                    "this system's)")
+    sv.set_defaults(func=cmd_service)
 
     c = sub.add_parser("check-config", help="validate a config file (exit 0, or 2 naming "
                        "every problem)")

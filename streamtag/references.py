@@ -69,10 +69,12 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def default_library_path() -> Path:
-    """``$XDG_DATA_HOME/streamtag/references.safetensors`` (``~/.local/share/…`` by default):
-    where ``streamtag reference`` reads and writes when no ``--library`` is given."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "streamtag" / "references.safetensors"
+    """Where ``streamtag reference`` reads and writes when no ``--library`` is given:
+    ``references.safetensors`` in the user's data folder (``streamtag.paths``; Linux
+    ``~/.local/share/streamtag``, macOS ``~/Library/Application Support/streamtag``)."""
+    from streamtag.paths import default_library_path as path
+
+    return path()
 
 
 def check_name(name: str) -> str:

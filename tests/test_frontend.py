@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from streamtag.frontend import (
     DEFAULT_FRONTEND,
@@ -310,3 +311,21 @@ def test_restarting_the_pitch_memory_offline_equals_restarting_it_live() -> None
         part, carry = restart_pitch_rows(whole[lo:hi], restarts[lo:hi], cfg, carry)
         parts.append(part)
     assert np.abs(np.concatenate(parts) - offline).max() < 1e-6
+
+
+@pytest.mark.parametrize("preset", ["default", "seed"])
+@pytest.mark.parametrize("n_frames", [1, 3, 25, 401])
+def test_spectra_equal_torch_stft_bit_for_bit(preset: str, n_frames: int) -> None:
+    """The frontend calls torch.stft's arithmetic (window product, real FFT) directly; the
+    power spectra must be torch.stft's exactly, so nothing downstream can tell."""
+    cfg = FRONTEND_PRESETS[preset]
+    fe = MelFrontend(cfg)
+    n = (n_frames - 1) * cfg.hop_length + cfg.n_fft
+    buf = np.random.default_rng(n_frames).standard_normal((2, n)).astype(np.float32)
+    got = fe._features(buf, n_frames, defer_rows=True)
+    spec = torch.stft(torch.from_numpy(buf), cfg.n_fft, cfg.hop_length, cfg.n_fft, fe._window,
+                      center=False, return_complex=True).numpy().transpose(0, 2, 1)
+    power = np.square(spec.real)
+    power += np.square(spec.imag)
+    for c in range(2):
+        np.testing.assert_array_equal(got[c].power, power[c])

@@ -14,27 +14,36 @@ fresh PortAudio scan, and a wedged or dead one is simply killed. The child leave
 ``os._exit`` so PortAudio's teardown never runs where it could hang or abort.
 
 Run as ``python _portaudio_worker.py list`` (prints the scan as JSON on stdout) or
-``python _portaudio_worker.py capture CONFIG_JSON`` (streams audio to the parent over an
-``AF_UNIX``/``SOCK_SEQPACKET`` socket inherited as ``CONFIG["fd"]``). This file imports nothing
-from streamtag, so the child starts in ~0.15 s whatever the rest of the package pulls in.
+``python _portaudio_worker.py capture CONFIG_JSON``. This file imports nothing from streamtag,
+so the child starts in ~0.15 s whatever the rest of the package pulls in. The child is started
+as a fresh interpreter (``subprocess``: the "spawn" way, the one start method every system
+has). ``multiprocessing``'s own spawn would re-import the daemon's ``__main__`` (torch, the
+model) in the child first; a plain script does not.
 
-Wire format, one message per packet: ``HEADER`` (kind, frames, input_overflows,
-dropped_frames, blocks, 0), then for ``KIND_AUDIO`` a table of the ``blocks`` PortAudio blocks
-the packet holds (``blocks`` float64 capture times, then ``blocks`` uint32 frame counts) and
-``frames × channels`` interleaved float32 samples; for ``KIND_READY`` a UTF-8 JSON object, for
-``KIND_ERROR`` a UTF-8 message. ``input_overflows`` [events] and ``dropped_frames`` [frames] are
-cumulative over the child's life. A block's capture time is ``time.monotonic()`` [s] (one
-clock for every process on the machine) when PortAudio handed the block to our callback: the
-moment its last sample became available to software.
+Transport (the same on Linux, macOS and Windows: nothing here needs a Unix socket):
 
-Batching (why: one packet per 5 ms block woke two threads of the daemon ~190 times a second,
-while the analysis only has work when a 20 ms frame completes). By default every block is sent
-at once. The parent may send ``NEED`` (kind ``KIND_NEED``, target): "I have nothing to do until
-your sent frames reach ``target`` (counted over this child's life)". Until then blocks are held
-and sent together, at the latest in the callback that reaches the target, so the sample the
-parent waits for is sent exactly when it would have been without batching. Once the target is
-reached, blocks go out one by one again until the next ``NEED``; at most ``max_batch_frames``
-frames or ``MAX_BLOCKS`` blocks are ever held.
+* **Audio** goes through a ``multiprocessing.shared_memory`` block the parent creates and names
+  in ``CONFIG["shm"]``: a single-producer/single-consumer ring (layout below). The PortAudio
+  callback copies each block into it and publishes its frame counter after the copy; the parent
+  copies out and publishes its own counter after its copy. Neither side locks; the child drops
+  the newest frames when the ring is full (the parent fell behind) and counts them.
+* **Capture times**: a table beside the samples holds, per PortAudio block, the ring position
+  just past its last frame and ``time.monotonic()`` [s] when PortAudio handed it to our callback
+  (one clock for every process on the machine): the moment its last sample became available.
+* **Wake-ups** go over the child's stdout pipe, one ``.`` byte, and only when the frame counter
+  reaches the ``WANTED`` target the parent wrote into the header ("I have nothing to do before
+  frame N"): the parent sleeps through the blocks in between instead of being woken for each
+  PortAudio period. Besides those bytes, stdout carries ``R{json}\n`` (ready) and
+  ``E{message}\n`` (failure). The real fd 1 is redirected to stderr first, so nothing a library
+  prints can corrupt it.
+* **Control** comes on stdin: ``S\n`` asks for a clean stop. End of file without it means the
+  parent is gone (whatever killed it, on every system): the child leaves at once.
+
+Shared-memory layout (native byte order): ``HEADER_SLOTS`` int64 (indices ``H_*``), then
+``table`` int64 block ends, ``table`` float64 block times, then ``capacity × channels`` float32
+interleaved samples. Frame counters count from the ring's creation and carry on across
+children (a restarted child continues where the last one stopped); ``H_INPUT_OVERFLOWS``
+[events], ``H_OVERFLOWS`` [events] and ``H_DROPPED`` [frames] are cumulative too.
 """
 
 from __future__ import annotations
@@ -43,26 +52,56 @@ import ctypes
 import ctypes.util
 import json
 import os
-import select
 import socket
-import struct
 import sys
+import threading
 import time
 from typing import Any, NoReturn
 
-HEADER = struct.Struct("<IIQQII")
-KIND_AUDIO = 1
-KIND_READY = 2
-KIND_ERROR = 3
-KIND_STOP = 4  # parent → child
-KIND_NEED = 5  # parent → child: HEADER with the target [frames] in the dropped_frames field
-#: Most PortAudio blocks one packet holds (bounds the timing table).
-MAX_BLOCKS = 64
+#: int64 slots at the start of the shared block; the H_* constants index them.
+HEADER_SLOTS = 16
+H_MAGIC = 0  # MAGIC, written by the parent: the child checks it is reading our layout
+H_WRITTEN = 1  # frames written since the ring was created (child; after the copy)
+H_READ = 2  # frames read (parent; after its copy)
+H_WANTED = 3  # parent: wake me once H_WRITTEN reaches this [frames]
+H_BLOCKS = 4  # blocks entered in the time table since creation (child)
+H_INPUT_OVERFLOWS = 5  # PortAudio input overflows [events] (child, cumulative)
+H_OVERFLOWS = 6  # blocks that did not fit (ring full) [events] (child, cumulative)
+H_DROPPED = 7  # frames that did not fit [frames] (child, cumulative)
+H_CAPACITY = 8  # ring size [frames] (parent)
+H_CHANNELS = 9  # channels per frame (parent)
+H_TABLE = 10  # entries of the block time table (parent)
+MAGIC = 0x53544147_52494E47  # "STAGRING"
+WAKE = b"."
+READY = b"R"
+ERROR = b"E"
+STOP = b"S\n"
 
 
-def table_bytes(blocks: int) -> int:
-    """Size [bytes] of the timing table of a packet of ``blocks`` blocks (float64 + uint32)."""
-    return 12 * blocks
+def layout(capacity: int, channels: int, table: int) -> tuple[int, int, int, int]:
+    """Byte offsets of the block ends, the block times and the samples, and the total size
+    [bytes] of a shared ring of ``capacity`` frames × ``channels`` with ``table`` block entries."""
+    ends = 8 * HEADER_SLOTS
+    times = ends + 8 * table
+    samples = times + 8 * table
+    return ends, times, samples, samples + 4 * capacity * channels
+
+
+def attach(name: str) -> Any:
+    """Open the parent's shared block without handing it to a resource tracker: the parent owns
+    (and unlinks) it; a tracker of the child's would unlink it when the child exits (Python
+    < 3.13 registers every attach)."""
+    from multiprocessing import resource_tracker, shared_memory
+
+    if sys.version_info >= (3, 13):
+        return shared_memory.SharedMemory(name, track=False)
+    register = resource_tracker.register
+    resource_tracker.register = lambda *args, **kwargs: None  # type: ignore[assignment]
+    try:
+        return shared_memory.SharedMemory(name)
+    finally:
+        resource_tracker.register = register  # type: ignore[assignment]
+
 
 EXIT_OK = 0
 EXIT_NO_PORTAUDIO = 2
@@ -163,18 +202,45 @@ def _find_device(sd: Any, cfg: dict[str, Any]) -> int:
 
 
 def main_capture(cfg: dict[str, Any]) -> None:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=int(cfg["fd"]))
+    # Our messages go to the parent on the stdout pipe; stray prints from libraries to stderr.
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(cfg["sndbuf_bytes"]))
-    except OSError:
-        pass  # the kernel keeps its default; the parent only drains more often
+        os.set_blocking(out_fd, False)  # a stuck parent must not hang us
+    except (OSError, AttributeError):
+        pass  # (Windows before Python 3.12) only two short messages ever go this way
+
+    def send(kind: bytes, text: str) -> None:
+        data = kind + text.replace("\n", " ").encode()[:4000] + b"\n"
+        deadline = time.monotonic() + 1.0
+        while data and time.monotonic() < deadline:
+            try:
+                data = data[os.write(out_fd, data):]
+            except BlockingIOError:
+                time.sleep(0.01)
 
     def fail(message: str) -> NoReturn:
         try:
-            sock.send(HEADER.pack(KIND_ERROR, 0, 0, 0, 0, 0) + message.encode()[:4000])
+            send(ERROR, message)
         except OSError:
-            pass
+            pass  # the parent is gone
         _exit(EXIT_FAILED)
+
+    try:
+        shm = attach(cfg["shm"])
+    except (OSError, ValueError) as exc:
+        fail(f"cannot open the capture buffer shared with the daemon: {exc}")
+    head = shm.buf[: 8 * HEADER_SLOTS].cast("q")
+    if head[H_MAGIC] != MAGIC:
+        fail("the capture buffer shared with the daemon has an unknown layout")
+    capacity, channels, table = head[H_CAPACITY], head[H_CHANNELS], head[H_TABLE]
+    ends_at, times_at, samples_at, size = layout(capacity, channels, table)
+    ends = shm.buf[ends_at:times_at].cast("q")
+    times = shm.buf[times_at:samples_at].cast("d")
+    samples = shm.buf[samples_at:size]
+    frame_bytes = 4 * channels
+    if channels != int(cfg["channels"]):
+        fail(f"the capture buffer holds {channels} channels, not {cfg['channels']}")
 
     try:
         sd = _import_sounddevice(cfg.get("client_name"))
@@ -187,62 +253,42 @@ def main_capture(cfg: dict[str, Any]) -> None:
     except Exception as exc:  # any PortAudio failure is reported, not raised
         fail(f"device scan failed: {exc}")
 
-    channels = int(cfg["channels"])
-    frame_bytes = 4 * channels
-    max_batch = max(1, int(cfg.get("max_batch_frames", 0)) or 1)
-    # The packet being gathered: header and timing table, then the samples (preallocated: the
-    # callback allocates nothing).
-    head = bytearray(HEADER.size + table_bytes(MAX_BLOCKS))
-    samples = bytearray(max_batch * frame_bytes)
-    sample_view = memoryview(samples)
-    times = [0.0] * MAX_BLOCKS
-    sizes = [0] * MAX_BLOCKS
-    # [input overflows reported by PortAudio, frames the parent was too slow to take,
-    #  frames sent, blocks held, frames held, the parent's NEED target (frames sent)]
-    counts = [0, 0, 0, 0, 0, 0]
-    tables = [struct.Struct(f"<{n}d{n}I") for n in range(MAX_BLOCKS + 1)]
-
-    def flush() -> None:
-        n, frames = counts[3], counts[4]
-        counts[3] = counts[4] = 0
-        HEADER.pack_into(head, 0, KIND_AUDIO, frames, counts[0], counts[1], n, 0)
-        tables[n].pack_into(head, HEADER.size, *times[:n], *sizes[:n])
-        try:
-            sock.sendmsg((memoryview(head)[: HEADER.size + table_bytes(n)],
-                          sample_view[: frames * frame_bytes]), (), socket.MSG_DONTWAIT)
-            counts[2] += frames
-        except BlockingIOError:
-            counts[1] += frames
-        except Exception:  # the parent is gone; the main loop notices
-            counts[1] += frames
+    notified = [head[H_WANTED]]  # the last target we woke the parent for (this child)
+    wake = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    wake.connect(("127.0.0.1", int(cfg["wake_port"])))
+    wake.setblocking(False)  # never block the audio thread
 
     def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
-        # Runs in PortAudio's audio thread: copy, maybe send without blocking, count; nothing else.
+        # PortAudio's audio thread: copy, publish, maybe write one byte; nothing that blocks.
         now = time.monotonic()
         try:
             if status.input_overflow:
-                counts[0] += 1
-            if counts[4] + frames > max_batch or counts[3] == MAX_BLOCKS:
-                flush()  # the held blocks first: never reorder, never exceed the buffers
-            if frames > max_batch:  # a block larger than the buffer (host-chosen size): alone
-                HEADER.pack_into(head, 0, KIND_AUDIO, frames, counts[0], counts[1], 1, 0)
-                tables[1].pack_into(head, HEADER.size, now, frames)
-                sock.sendmsg((memoryview(head)[: HEADER.size + table_bytes(1)], indata), (),
-                             socket.MSG_DONTWAIT)
-                counts[2] += frames
-                return
-            at = counts[4] * frame_bytes
-            sample_view[at : at + frames * frame_bytes] = indata
-            times[counts[3]] = now
-            sizes[counts[3]] = frames
-            counts[3] += 1
-            counts[4] += frames
-            if counts[2] + counts[4] >= counts[5]:  # the parent waits for these (or no NEED)
-                flush()
-        except BlockingIOError:
-            counts[1] += frames
-        except Exception:  # the parent is gone; the main loop notices
-            counts[1] += frames
+                head[H_INPUT_OVERFLOWS] += 1
+            written = head[H_WRITTEN]
+            k = min(frames, capacity - (written - head[H_READ]))
+            if k < frames:  # the parent fell behind: drop the newest, never unread frames
+                head[H_OVERFLOWS] += 1
+                head[H_DROPPED] += frames - k
+            if k > 0:
+                data = memoryview(indata).cast("B")
+                start = written % capacity
+                first = min(k, capacity - start) * frame_bytes
+                at = start * frame_bytes
+                samples[at : at + first] = data[:first]
+                if k * frame_bytes > first:
+                    samples[: k * frame_bytes - first] = data[first : k * frame_bytes]
+                block = head[H_BLOCKS]
+                ends[block % table] = written + k
+                times[block % table] = now
+                head[H_BLOCKS] = block + 1
+                written += k
+                head[H_WRITTEN] = written  # publish only after the copy and its time
+            wanted = head[H_WANTED]
+            if written >= wanted and wanted != notified[0]:
+                notified[0] = wanted
+                wake.send(WAKE)
+        except Exception:  # the parent is gone (or its pipe is full): it notices on its own
+            pass
 
     rate = int(cfg["sample_rate_hz"])
     try:
@@ -263,38 +309,34 @@ def main_capture(cfg: dict[str, Any]) -> None:
         )
     ready = {"index": index, "name": cfg["device_name"], "latency_s": float(stream.latency)}
     try:
-        sock.send(HEADER.pack(KIND_READY, 0, 0, 0, 0, 0) + json.dumps(ready).encode())
+        send(READY, json.dumps(ready))
     except OSError:
         _exit(EXIT_OK)  # the parent is gone
 
-    parent = os.getppid()
-    next_check = time.monotonic() + 0.1
-    while True:
-        readable, _, _ = select.select([sock], [], [], 0.1)
-        if readable:
-            try:
-                msg = sock.recv(64, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                msg = b"\x00"
-            except OSError:
-                msg = b""
-            kind = struct.unpack_from("<I", msg)[0] if len(msg) >= 4 else 0
-            if not msg or kind == KIND_STOP:
-                break
-            if kind == KIND_NEED and len(msg) >= HEADER.size:
-                # Read by the callback; an int store is atomic under the GIL.
-                counts[5] = HEADER.unpack_from(msg)[3]
-        # NEED arrives ~50 times a second: look after the parent and the stream less often.
-        if readable and time.monotonic() < next_check:
-            continue
-        next_check = time.monotonic() + 0.1
-        if os.getppid() != parent:
-            _exit(EXIT_OK)
+    # stdin: b"S\n" is a clean stop; end of file without it, a parent that is gone.
+    asked = threading.Event()
+    closed = threading.Event()
+
+    def control() -> None:
+        try:
+            for line in sys.stdin.buffer:
+                if line.startswith(STOP[:1]):
+                    asked.set()
+                    break
+        except (OSError, ValueError):
+            pass
+        closed.set()
+
+    threading.Thread(target=control, name="control", daemon=True).start()
+    # Look after the stream 5 times a second; nothing else wakes this thread.
+    while not closed.wait(0.2):
         if not stream.active:
             fail(
                 "the audio stream stopped by itself (device unplugged, or the audio server "
                 "such as JACK went away)"
             )
+    if not asked.is_set():
+        _exit(EXIT_OK)  # the parent died: do not wait for anything
     # A healthy stream stops cleanly; if this hangs, the parent kills us.
     stream.stop()
     stream.close()

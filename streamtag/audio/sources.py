@@ -20,11 +20,11 @@ import json
 import logging
 import math
 import os
-import socket
 import subprocess
 import threading
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from streamtag.audio import _portaudio_worker as wire
 from streamtag.audio.devices import DeviceInfo, resolve_device, worker_command, worker_env
-from streamtag.audio.ring import RingBuffer
+from streamtag.audio.shared_ring import SharedRing
 from streamtag.errors import AudioError, DeviceError
 
 logger = logging.getLogger("streamtag.audio")
@@ -512,22 +512,61 @@ class _RateLimitedLog:
 
 
 class _Child:
-    """One capture worker process and our end of its socket."""
+    """One capture worker process: its pipes, and what it has said so far.
 
-    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+    A thread reads the worker's stdout (see ``_portaudio_worker``): the ready and error
+    messages are kept, and end of file means the worker is gone. Every change sets
+    ``changed``, which the supervisor waits on. (Wake-ups for audio go to the ring directly.)
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
-        self.sock = sock
         self.spawned = time.monotonic()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=8)
-        self.input_overflows = 0
-        self.transport_dropped = 0
-        self.received = 0  # frames received from this worker [frames]
-        self.need_sent = 0  # the last NEED target sent to it [frames]
-        self.ready = False
-        self.got_audio = False
-        self.last_audio = self.spawned
+        self.ready: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.ended = False
+        self.changed = threading.Event()
+        self._events = threading.Thread(target=self._read_events, name="streamtag-capture-events",
+                                        daemon=True)
         self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._events.start()
         self._drain.start()
+
+    def _read_events(self) -> None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        line: bytearray | None = None  # a ready/error message being gathered
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            for byte in data:
+                char = bytes((byte,))
+                if line is not None:
+                    if char != b"\n":
+                        line.append(byte)
+                        continue
+                    self._message(bytes(line))
+                    line = None
+                elif char in (wire.READY, wire.ERROR):
+                    line = bytearray(char)
+        self.ended = True
+        self.changed.set()
+
+    def _message(self, line: bytes) -> None:
+        text = line[1:].decode(errors="replace")
+        if line[:1] == wire.READY:
+            try:
+                self.ready = json.loads(text)
+            except json.JSONDecodeError:
+                self.ready = {}
+        elif self.error is None:
+            self.error = text
+        self.changed.set()
 
     def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -540,16 +579,21 @@ class _Child:
     def end(self, grace_s: float) -> None:
         """Ask the worker to stop; kill it if it has not left after ``grace_s`` [s]."""
         try:
-            self.sock.send(wire.HEADER.pack(wire.KIND_STOP, 0, 0, 0, 0, 0))
-        except OSError:
-            pass
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(wire.STOP)
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            pass  # it is gone already
         try:
             self.proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.sock.close()
+        self._events.join(timeout=1.0)
         self._drain.join(timeout=1.0)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 _READY = "ready"
@@ -558,9 +602,10 @@ _READY = "ready"
 class DeviceSource(_SourceBase):
     """Live capture from a PortAudio input device (ALSA, JACK, CoreAudio, ...).
 
-    PortAudio runs in a child process whose audio callback only sends each block to this
-    process; a receiver thread here copies it into a ``RingBuffer`` that ``read`` drains. The
-    same thread supervises: if the worker reports an error, dies, or sends no audio for
+    PortAudio runs in a child process whose audio callback copies each block into a ring in
+    shared memory (``SharedRing``) that ``read`` drains; the worker wakes a waiting ``read``
+    only once the frames it asked for are there. A supervisor thread here watches the worker:
+    if it reports an error, dies, or writes no audio for
     ``stall_timeout_s``, it records the reason (``status``, ``counters()["errors"]``, a
     rate-limited log line), waits (``backoff_initial_s`` doubling to ``backoff_max_s``) and
     starts a new worker, which scans the devices afresh and re-finds the device by name. The
@@ -620,7 +665,9 @@ class DeviceSource(_SourceBase):
         self._channels = len(channels)
         self._rate = int(sample_rate_hz or round(info.default_sample_rate_hz))
         self._blocksize = int(blocksize)
-        self._ring = RingBuffer(max(1, math.ceil(ring_s * self._rate)), self._open_channels)
+        self._ring = SharedRing(max(1, math.ceil(ring_s * self._rate)), self._open_channels)
+        # Unlink and unmap the shared block when this source goes, whoever forgets to stop it.
+        self._finalizer = weakref.finalize(self, self._ring.close)
         self._client_name = client_name
         self._stall_timeout_s = stall_timeout_s
         self._start_timeout_s = start_timeout_s
@@ -628,18 +675,7 @@ class DeviceSource(_SourceBase):
         self._backoff_max_s = backoff_max_s
         self._log = _RateLimitedLog(log_interval_s)
 
-        rx_frames = max(4 * self._blocksize, 16384)
-        # The worker holds at most half of what one packet may carry (a block larger than
-        # that goes alone): 8192 frames, 0.17 s at 48 kHz, if the reader's NEED were stale.
-        self._max_batch_frames = rx_frames // 2
-        head = wire.HEADER.size + wire.table_bytes(wire.MAX_BLOCKS)
-        self._rx = np.empty(head + rx_frames * self._open_channels * 4, np.uint8)
-        # (end, t): frames [.., end) of the ring's stream (its written counter) arrived in a
-        # PortAudio block handed to the worker at time.monotonic() t. Appended by the capture
-        # thread, trimmed by the reader; deque appends and pops are atomic.
-        self._timeline: collections.deque[tuple[int, float]] = collections.deque()
-        self._read_start = 0  # ring position of the first frame the last read returned
-        self._child: _Child | None = None  # the worker now pumping (for NEED requests)
+        self._child: _Child | None = None  # the worker now capturing
 
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -649,9 +685,7 @@ class DeviceSource(_SourceBase):
         self._delivered = 0
         self._errors = 0
         self._restarts = 0
-        self._input_overflows = 0
-        self._transport_dropped = 0
-        self._packets = 0
+        self._stopped_once = False
 
     # -- public -------------------------------------------------------------------------------
 
@@ -687,14 +721,16 @@ class DeviceSource(_SourceBase):
         self._stop_event.clear()
         self._status = "starting"
         self._started = True
+        if self._stopped_once:
+            self._ring.relink()  # stop() unlinked it: a new name, same audio and counters
         try:
             child = self._spawn()
         except OSError as exc:
             self._status = "stopped"
             raise DeviceError(f"cannot start the audio capture process: {exc}") from exc
-        outcome = self._pump(child, until_ready=True)
+        outcome = self._watch(child, until_ready=True)
         if outcome != _READY:
-            child.end(grace_s=1.0)
+            self._end(child, grace_s=1.0)
             self._status = "stopped"
             raise DeviceError(f"cannot capture from '{self._info.name}': {outcome}")
         self._thread = threading.Thread(
@@ -708,6 +744,8 @@ class DeviceSource(_SourceBase):
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self._ring.unlink()  # nobody attaches any more; the mapping stays for ``read``
+        self._stopped_once = True
         self._status = "stopped"
 
     def read(self, max_frames: int, timeout_s: float, min_frames: int = 1) -> np.ndarray:
@@ -716,20 +754,13 @@ class DeviceSource(_SourceBase):
         nothing, on timeout).
 
         ``min_frames`` is how much the caller needs before it has work (the analysis: until its
-        next frame completes). The capture worker is told, so it sends the blocks before that
-        point together rather than one by one (see ``_portaudio_worker``); the frame that
-        completes the need is sent exactly when it would have been anyway.
+        next frame completes). The capture worker is told, and wakes this process only once
+        that many frames are in the ring, not for every PortAudio block before.
         """
         self._require_started()
         want = max(1, min(int(min_frames), int(max_frames), self._ring.capacity_frames))
-        missing = want - self._ring.available()
-        if missing > 0 and timeout_s > 0:
-            self._request(missing)
+        if self._ring.available() < want and timeout_s > 0:
             self._ring.wait(timeout_s, want)
-        self._read_start = self._ring.read_frames
-        timeline = self._timeline
-        while timeline and timeline[0][0] <= self._read_start:
-            timeline.popleft()
         block = self._ring.read(max_frames)
         if self._select is not None:
             block = np.ascontiguousarray(block[:, self._select])
@@ -741,54 +772,29 @@ class DeviceSource(_SourceBase):
         ``time.monotonic()`` [s] at which PortAudio handed its block to the capture worker (the
         moment the sample became available to software; the interface's own input latency
         comes before that). None if unknown (e.g. frames dropped around it)."""
-        pos = self._read_start + int(index)
-        for end, t in list(self._timeline):
-            if pos < end:
-                return t
-        return None
-
-    def _request(self, missing: int) -> None:
-        """Tell the worker we need ``missing`` more frames before we have work (NEED)."""
-        child = self._child
-        if child is None:
-            return
-        target = child.received + missing
-        if target == child.need_sent:
-            return
-        child.need_sent = target
-        try:
-            child.sock.send(wire.HEADER.pack(wire.KIND_NEED, 0, 0, target, 0, 0),
-                            socket.MSG_DONTWAIT)
-        except OSError:
-            pass  # a worker that cannot take it sends every block, as without NEED
+        return self._ring.capture_time(index)
 
     def counters(self) -> dict[str, int]:
         """``frames_delivered``, ring ``written``/``read`` [frames], ``overflows`` (ring full)
-        [events], ``dropped_frames`` (ring full or this process too slow to take a block)
-        [frames], ``input_overflows`` (PortAudio flagged lost input; with JACK, any xrun of the
-        graph) [events], ``errors`` (failures seen) [events], ``restarts`` (recoveries)
-        [events], ``packets`` (audio messages from the capture worker: one per PortAudio block,
-        fewer when reads ask for ``min_frames``) [events]."""
-        ring = self._ring.counters()
+        [events], ``dropped_frames`` (ring full: this process too slow to take them) [frames],
+        ``input_overflows`` (PortAudio flagged lost input; with JACK, any xrun of the graph)
+        [events], ``errors`` (failures seen) [events], ``restarts`` (recoveries) [events],
+        ``wakeups`` (times the capture worker woke this process: about once per frame a
+        reader waits for, not once per PortAudio block) [events]."""
         return {
             "frames_delivered": self._delivered,
-            "written": ring["written"],
-            "read": ring["read"],
-            "overflows": ring["overflows"],
-            "dropped_frames": ring["dropped_frames"] + self._transport_dropped,
-            "input_overflows": self._input_overflows,
+            **self._ring.counters(),
             "errors": self._errors,
             "restarts": self._restarts,
-            "packets": self._packets,
+            "wakeups": self._ring.wakeups,
         }
 
     # -- worker processes ---------------------------------------------------------------------
 
     def _spawn(self) -> _Child:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        bytes_per_s = self._rate * self._open_channels * 4
         config = {
-            "fd": theirs.fileno(),
+            "shm": self._ring.name,
+            "wake_port": self._ring.wake_port,
             "device_name": self._info.name,
             "host_api": self._info.host_api,
             "index_hint": self._info.index,
@@ -796,107 +802,69 @@ class DeviceSource(_SourceBase):
             "sample_rate_hz": self._rate,
             "blocksize": self._blocksize,
             "client_name": self._client_name,
-            "max_batch_frames": self._max_batch_frames,
-            # ~1 s of audio in flight if this process is briefly too busy to receive.
-            "sndbuf_bytes": min(max(2 * bytes_per_s, 1 << 18), 1 << 23),
         }
-        try:
-            proc = subprocess.Popen(
-                worker_command("capture", json.dumps(config)),
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env=worker_env(),
-                start_new_session=True,  # a Ctrl-C reaches us, and we stop the worker cleanly
-            )
-        except OSError:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        ours.settimeout(0.1)
-        return _Child(proc, ours)
-
-    def _pump(self, child: _Child, until_ready: bool) -> str | None:
-        """Move the worker's audio into the ring until it fails (return the reason), becomes
-        ready (return ``_READY``, only with ``until_ready``), or we are stopped (None)."""
-        channels = self._open_channels
+        # A Ctrl-C in the terminal reaches us, not the worker: we stop it cleanly.
+        detach: dict[str, Any] = (
+            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"  # type: ignore[attr-defined]
+            else {"start_new_session": True})
+        proc = subprocess.Popen(
+            worker_command("capture", json.dumps(config)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=worker_env(),
+            bufsize=0,
+            **detach,
+        )
+        child = _Child(proc)
         self._child = child
+        return child
+
+    def _end(self, child: _Child, grace_s: float) -> None:
+        child.end(grace_s)
+        if self._child is child:
+            self._child = None
+
+    def _watch(self, child: _Child, until_ready: bool) -> str | None:
+        """Watch the worker until it fails (return the reason), becomes ready (return
+        ``_READY``, only with ``until_ready``), or we are stopped (None). Wakes on the worker's
+        messages and 4 times a second to look for a stall; the audio itself never passes here."""
+        last_written = self._ring.written_frames
+        last_progress = time.monotonic()
         while not self._stop_event.is_set():
-            try:
-                nbytes, _, flags, _ = child.sock.recvmsg_into([self._rx])
-            except TimeoutError:
-                now = time.monotonic()
-                if child.ready and now - child.last_audio > self._stall_timeout_s:
-                    return f"no audio from the device for {now - child.last_audio:.1f} s"
-                if not child.ready and now - child.spawned > self._start_timeout_s:
-                    return f"the device did not start within {self._start_timeout_s:g} s"
-                continue
-            except OSError as exc:
-                return f"lost the capture process ({exc})"
-            if nbytes == 0:
+            child.changed.wait(0.25)
+            child.changed.clear()
+            if child.error is not None:
+                return child.error
+            if child.ended:
                 code = child.proc.wait()
                 tail = f": {child.stderr_tail[-1]}" if child.stderr_tail else ""
                 return f"the capture process ended with exit code {code}{tail}"
-            if nbytes < wire.HEADER.size:
+            now = time.monotonic()
+            if child.ready is None:
+                if now - child.spawned > self._start_timeout_s:
+                    return f"the device did not start within {self._start_timeout_s:g} s"
                 continue
-            kind, frames, overflows, dropped, blocks, _ = wire.HEADER.unpack_from(self._rx, 0)
-            if kind == wire.KIND_AUDIO:
-                start = wire.HEADER.size + wire.table_bytes(blocks)
-                if (flags & socket.MSG_TRUNC or blocks > wire.MAX_BLOCKS
-                        or nbytes != start + frames * channels * 4):
-                    self._transport_dropped += frames
-                    self._log.log(logging.WARNING, "block", f"dropped a malformed block ({frames})")
-                    continue
-                self._store(frames, blocks, start)
-                child.received += frames
-                self._packets += 1
-                self._input_overflows += overflows - child.input_overflows
-                self._transport_dropped += dropped - child.transport_dropped
-                child.input_overflows, child.transport_dropped = overflows, dropped
-                child.last_audio = time.monotonic()
-                if not child.got_audio:
-                    child.got_audio = True
-            elif kind == wire.KIND_READY:
-                child.ready = True
-                child.last_audio = time.monotonic()
+            if until_ready:
                 self._status = (
                     f"running: {self._info.name} ({self._info.host_api}), {self._rate} Hz, "
                     f"{self._channels} ch"
                 )
-                if until_ready:
-                    return _READY
-            elif kind == wire.KIND_ERROR:
-                return bytes(self._rx[wire.HEADER.size : nbytes]).decode(errors="replace")
+                return _READY
+            written = self._ring.written_frames
+            if written != last_written:
+                last_written, last_progress = written, now
+            elif now - last_progress > self._stall_timeout_s:
+                return f"no audio from the device for {now - last_progress:.1f} s"
         return None
 
-    def _store(self, frames: int, blocks: int, start: int) -> None:
-        """Write a received packet's samples (at byte ``start`` of the receive buffer) into the
-        ring, and its blocks' capture times into the timeline first, so a reader never sees a
-        frame whose time is missing."""
-        channels = self._open_channels
-        times = np.frombuffer(self._rx, np.float64, blocks, wire.HEADER.size)
-        sizes = np.frombuffer(self._rx, np.uint32, blocks, wire.HEADER.size + 8 * blocks)
-        base = self._ring.written_frames
-        stored = min(frames, self._ring.free())  # the ring drops the newest frames if full
-        end = 0
-        for t, n in zip(times.tolist(), sizes.tolist(), strict=True):
-            end += n
-            if end > stored:
-                if end - n < stored:
-                    self._timeline.append((base + stored, t))
-                break
-            self._timeline.append((base + end, t))
-        samples = self._rx[start : start + frames * channels * 4].view(np.float32)
-        self._ring.write(samples.reshape(frames, channels))
-
     def _supervise(self, child: _Child | None) -> None:
-        """The capture thread: pump audio; on failure report, back off, and reopen."""
+        """The capture thread: watch the worker; on failure report, back off, and reopen."""
         delay = self._backoff_initial_s
         failed_at: float | None = None
         while True:
             reason: str | None
+            got_audio = False
             if child is None:
                 self._status = f"reopening: {self._info.name}"
                 try:
@@ -904,7 +872,7 @@ class DeviceSource(_SourceBase):
                 except OSError as exc:
                     reason = f"cannot start the capture process ({exc})"
                 else:
-                    reason = self._pump(child, until_ready=True)
+                    reason = self._watch(child, until_ready=True)
                     if reason == _READY:
                         self._restarts += 1
                         outage = time.monotonic() - (failed_at or time.monotonic())
@@ -912,12 +880,16 @@ class DeviceSource(_SourceBase):
                             "audio capture from '%s' resumed after %.1f s", self._info.name, outage
                         )
                         failed_at = None
-                        reason = self._pump(child, until_ready=False)
+                        written = self._ring.written_frames
+                        reason = self._watch(child, until_ready=False)
+                        got_audio = self._ring.written_frames != written
             else:
-                reason = self._pump(child, until_ready=False)
+                written = self._ring.written_frames
+                reason = self._watch(child, until_ready=False)
+                got_audio = self._ring.written_frames != written
             if reason is None:
                 break  # stopped
-            if child is not None and child.got_audio:
+            if got_audio:
                 delay = self._backoff_initial_s
             failed_at = failed_at or time.monotonic()
             self._errors += 1
@@ -930,10 +902,10 @@ class DeviceSource(_SourceBase):
                 f"retrying in {delay:.1f} s",
             )
             if child is not None:
-                child.end(grace_s=0.5)  # a failed worker is often wedged inside PortAudio
+                self._end(child, grace_s=0.5)  # a failed worker is often wedged inside PortAudio
                 child = None
             if self._stop_event.wait(delay):
                 break
             delay = min(delay * 2.0, self._backoff_max_s)
         if child is not None:
-            child.end(grace_s=2.0)
+            self._end(child, grace_s=2.0)

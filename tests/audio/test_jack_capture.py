@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -254,8 +255,9 @@ def test_reads_that_need_a_frame_get_batched_blocks_with_capture_times(
     jack_server: JackServer, tmp_path: Path
 ) -> None:
     """The daemon's way of reading: wait for a 20 ms frame (960 frames at 48 kHz) of 5 ms
-    blocks. The worker then sends the blocks of a frame together, the audio still arrives
-    bit-exact, and every frame read carries the time its block reached the worker."""
+    blocks. The worker then wakes the reader about once per frame, not once per block (through
+    the same shared-memory ring and pipe on every system), the audio still arrives bit-exact,
+    and every frame read carries the time its block reached the worker."""
     wav = tmp_path / "probe.wav"
     reference = make_probe(wav)
     need = 960
@@ -293,9 +295,9 @@ def test_reads_that_need_a_frame_get_batched_blocks_with_capture_times(
     else:
         assert exact_piece_fraction(captured, reference) >= 0.75
     frames = after["written"] - before["written"]
-    packets = after["packets"] - before["packets"]
-    # Without NEED every 256-frame block is a packet; batched, about one per frame.
-    assert frames / packets > 2 * 256, (frames, packets)
+    wakeups = after["wakeups"] - before["wakeups"]
+    # Woken for every 256-frame block would be frames / 256; asked for 960, about one per frame.
+    assert frames / wakeups > 2 * 256, (frames, wakeups)
     # Reads wake about once per frame, not once per block.
     assert np.median([n for _, n, _, _ in reads]) >= need
     last = -np.inf
@@ -306,3 +308,39 @@ def test_reads_that_need_a_frame_get_batched_blocks_with_capture_times(
         assert returned - last_t < 0.5
         assert first_t >= last
         last = last_t
+
+
+def test_the_capture_worker_dies_with_its_parent(jack_server: JackServer) -> None:
+    """A daemon killed outright (SIGKILL: no clean-up runs) leaves no capture worker behind:
+    the worker sees its stdin close, on every system, and leaves."""
+    script = (
+        "import sys, time\n"
+        "from streamtag.audio.sources import DeviceSource\n"
+        f"src = DeviceSource('system', None, {SAMPLE_RATE_HZ}, 256, 2.0, client_name='{CLIENT}')\n"
+        "src.start()\n"
+        "print(src._child.proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env=jack_server.env, preexec_fn=die_with_parent)
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        assert Path(f"/proc/{worker}").exists()
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 5.0
+        while _alive(worker):
+            assert time.monotonic() < deadline, "the capture worker outlived its parent"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, waiting for init to reap it, has left)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
