@@ -244,7 +244,8 @@ OSC_CONTROL = OscSpec("control/{label}", (), "control input (no arguments): " + 
 OSC_MANIFEST = OscSpec(
     "manifest",
     (OscArg("json", "s", "JSON text"),),
-    "reply to control/describe, sent to the sender's address and port: the manifest as JSON",
+    "reply to control/describe, sent to the sender's address and port (loopback or "
+    "`control.allow` only): the manifest as JSON",
 )
 
 #: Per-hop addresses in the order they appear inside the hop bundle.
@@ -266,7 +267,8 @@ _CONTROL_DESCRIPTIONS = {
     CONTROL_RESUME: "resume after pause",
     CONTROL_RELOAD: "re-read config, checkpoint and reference library; a bad one is refused, "
     "the running ones kept",
-    CONTROL_DESCRIBE: "reply with the manifest (see manifest)",
+    CONTROL_DESCRIBE: "reply with the manifest (see manifest) to a loopback sender or one in "
+                      "`control.allow`; others get none (see Security)",
 }
 
 
