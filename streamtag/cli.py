@@ -80,6 +80,18 @@ def write_records(records: Iterable[dict], fmt: str, out: io.TextIOBase) -> None
     writer.writerows(rows)
 
 
+#: Sample rates of files analysed [Hz]: beyond them resampling to the model's rate costs
+#: without bound (a 1 Hz file asked for 76 GB) and no real recording lies there.
+FILE_RATES_HZ = (4000, 768000)
+
+
+def check_rate(name: str, rate: int) -> None:
+    """AudioError naming a file whose sample rate is outside ``FILE_RATES_HZ``."""
+    lo, hi = FILE_RATES_HZ
+    if not lo <= rate <= hi:
+        raise AudioError(f"{name}: sample rate {rate} Hz, expected {lo}..{hi} Hz")
+
+
 def check_long_enough(name: str, audio: object, rate: int, hop_s: float) -> None:
     """AudioError naming a file shorter than one hop: it makes no estimate (README: Commands)."""
     frames = int(getattr(audio, "shape", (0,))[0])
@@ -116,10 +128,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             error(str(e))
             failed += 1
             continue
-        engine = Engine(ck, input_rate_hz=rate, streams=[StreamSpec(cfg.analysis.stream)],
-                        silence_db=cfg.analysis.silence_db, novelty=cfg.novelty,
-                        reference=cfg.reference, library=library)
         try:  # one file that fails must not lose the records of the others
+            check_rate(name, rate)
+            engine = Engine(ck, input_rate_hz=rate, streams=[StreamSpec(cfg.analysis.stream)],
+                            silence_db=cfg.analysis.silence_db, novelty=cfg.novelty,
+                            reference=cfg.reference, library=library)
             check_long_enough(name, audio, rate, engine.hop_s)
             with progress(name, audio.shape[0] / rate) as bar:
                 recs = engine.analyze(audio, progress=bar)
@@ -184,6 +197,7 @@ def cmd_reference_add(args: argparse.Namespace) -> int:
     for name in args.files:
         try:
             audio, rate = read_audio(name)
+            check_rate(name, rate)
             engine = Engine(ck, input_rate_hz=rate, silence_db=cfg.analysis.silence_db)
             check_long_enough(name, audio, rate, engine.hop_s)
             segments.append(engine.reference_vectors(audio))
@@ -346,10 +360,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # First thing: a service manager's SIGTERM during start-up must end us cleanly.
     signal.signal(signal.SIGTERM, _stop_before_running)
     signal.signal(signal.SIGINT, _stop_before_running)
+    cfg = config_with_flags(args)  # a bad config is named before seconds of loading torch
     from streamtag.daemon import Daemon, install_signal_handlers, setup_logging
     from streamtag.errors import DeviceError
 
-    cfg = config_with_flags(args)
     setup_logging(cfg.logging.level, cfg.logging.format)
     try:
         daemon = Daemon(cfg, config_path=args.config, checkpoint_override=args.checkpoint)

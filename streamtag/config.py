@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -238,7 +239,15 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                out = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                out = math.inf
+            if math.isfinite(out):
+                return out
+            # NaN would pass every range check, ±inf is no setting
+            problems.append(f"{path}: expected a finite number, got {_short(value)}")
+            return _MISSING
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -254,7 +263,8 @@ def _from_mapping(cls: type, data: Any, path: str, problems: list[str]) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        key_path = f"{path}.{key}" if path else str(key)
+        name = str(key) if len(str(key)) <= 80 else _short(str(key))
+        key_path = f"{path}.{name}" if path else name
         if key not in fields:
             close = [k for k in fields if k.startswith(str(key)[:3])]
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -269,7 +279,7 @@ def _from_mapping(cls: type, data: Any, path: str, problems: list[str]) -> Any:
         ):
             lo_s = "-inf" if lo is None else f"{lo:g}"
             hi_s = "inf" if hi is None else f"{hi:g}"
-            problems.append(f"{key_path}: expected {lo_s}..{hi_s}, got {out!r}")
+            problems.append(f"{key_path}: expected {lo_s}..{hi_s}, got {_short(out)}")
             continue
         kwargs[key] = out
     return cls(**kwargs)
@@ -280,7 +290,7 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
     if not cfg.outputs.osc.prefix.startswith("/") or cfg.outputs.osc.prefix.endswith("/"):
         problems.append(
             f"outputs.osc.prefix: expected an OSC address like '/streamtag', "
-            f"got {cfg.outputs.osc.prefix!r}"
+            f"got {_short(cfg.outputs.osc.prefix)}"
         )
     for i, ch in enumerate(cfg.input.channels or []):
         if ch < 0:
@@ -288,9 +298,10 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
     names = [s.name for s in cfg.streams]
     for i, s in enumerate(cfg.streams):
         if not s.name or not s.name.replace("_", "").replace("-", "").isalnum():
-            problems.append(f"streams[{i}].name: expected letters, digits, - or _, got {s.name!r}")
+            problems.append(f"streams[{i}].name: expected letters, digits, - or _, "
+                            f"got {_short(s.name)}")
         if names.count(s.name) > 1:
-            problems.append(f"streams[{i}].name: {s.name!r} is used by more than one stream")
+            problems.append(f"streams[{i}].name: {_short(s.name)} is used by more than one stream")
         for j, ch in enumerate(s.channels or []):
             if ch < 0:
                 problems.append(f"streams[{i}].channels[{j}]: expected >= 0, got {ch}")
@@ -299,11 +310,13 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         if not m.source:
             problems.append(f"{p}.source: required (e.g. timbre.brightness)")
         if not m.to.startswith("/"):
-            problems.append(f"{p}.to: expected an OSC address starting with '/', got {m.to!r}")
+            problems.append(f"{p}.to: expected an OSC address starting with '/', "
+                            f"got {_short(m.to)}")
         if len(m.range) != 2:
-            problems.append(f"{p}.range: expected [low, high], got {m.range!r}")
+            problems.append(f"{p}.range: expected [low, high], got {_short(m.range)}")
         elif m.curve in ("exp", "log") and min(m.range) <= 0:
-            problems.append(f"{p}.range: curve {m.curve!r} needs both ends > 0, got {m.range!r}")
+            problems.append(f"{p}.range: curve {m.curve!r} needs both ends > 0, "
+                            f"got {_short(m.range)}")
     if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).expanduser().exists():
         problems.append(f"model.checkpoint: file not found: {cfg.model.checkpoint}")
     lib = cfg.reference.library
@@ -315,7 +328,7 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
             ipaddress.ip_network(a, strict=False)
         except ValueError:
             problems.append(f"control.allow[{i}]: expected an IP address or network like "
-                            f"192.168.1.0/24, got {a!r}")
+                            f"192.168.1.0/24, got {_short(a)}")
     if cfg.reference.known_distance is not None and cfg.reference.known_distance <= 0:
         problems.append(f"reference.known_distance: expected 0 < value <= 2, got "
                         f"{cfg.reference.known_distance}")
