@@ -14,7 +14,7 @@ Meanwhile, on the wall clock:
 - control traffic: every 0.25 s one of reset, reload, describe, pause+resume, an unknown
   address, random bytes; every 20 s a burst of 300 reloads (they coalesce; see the README);
 - subscriber churn: a subscriber connects, subscribes to random topics, reads for 0.1–1 s and
-  leaves, again and again; every 30 s one tries a 1 MB subscription (refused by libzmq);
+  leaves, again and again; every 30 s another process tries a 1 MB subscription (refused by libzmq);
 - one steady subscriber records every estimate (its ``seq`` must have no gap and its
   ``latency_ms``), every status (stream time, latency p50/p99, counters) and the daemon's RSS
   from /proc every second.
@@ -47,6 +47,14 @@ import zmq
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 OUT = Path(__file__).parent / "results" / "soak.json"
+OVERSIZED = """import os, resource, time, zmq
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+s = zmq.Context().socket(zmq.SUB)
+s.connect({endpoint!r})
+s.setsockopt(zmq.SUBSCRIBE, b"\\0" * 1_000_000)
+time.sleep(1.0)
+os._exit(0)
+"""
 
 
 def free_port(kind: int) -> int:
@@ -112,7 +120,8 @@ def churn(endpoint: str, stop: threading.Event, rng: random.Random, counts: dict
             sock.setsockopt(zmq.SUBSCRIBE, t)
         if time.monotonic() >= next_big:
             next_big += 30
-            sock.setsockopt(zmq.SUBSCRIBE, b"\0" * 1_000_000)
+            # In a process of its own: libzmq may crash in the client it disconnects.
+            subprocess.Popen([sys.executable, "-c", OVERSIZED.format(endpoint=endpoint)])
             counts["oversized"] = counts.get("oversized", 0) + 1
         end = time.monotonic() + rng.uniform(0.1, 1.0)
         while time.monotonic() < end and not stop.is_set():
