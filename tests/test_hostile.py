@@ -175,6 +175,8 @@ def test_a_16_mb_subscription_neither_grows_the_daemon_nor_stalls_hops(live: Liv
         peak = max(peak, rss_mb(live.proc.pid))
     end = time.monotonic()
     client.wait(30)
+    print(f"16 MB subscription: RSS {before:.0f} → peak {peak:.0f} MB, longest hop gap "
+          f"{max_gap(times, start, end):.2f} s")
     assert peak - before < MAX_GROWTH_MB, (before, peak)
     assert max_gap(times, start, end) < MAX_HOP_GAP_S, [t - start for t in times]
     # Still serving everyone else, and the status says so.
@@ -199,6 +201,8 @@ def test_many_distinct_subscriptions_are_bounded_and_given_back(live: Live) -> N
         after = rss_mb(live.proc.pid)
         if after - before < 16:
             break
+    print(f"20,000 subscriptions: RSS {before:.0f} → peak {peak:.0f} → {after:.0f} MB after "
+          f"the client left; longest hop gap {max_gap(times, start, end):.2f} s")
     assert max_gap(times, start, end) < MAX_HOP_GAP_S
     assert peak - before < 100, (before, peak)  # 20,000 × 48 B held by libzmq while connected
     assert after - before < 16, (before, peak, after)  # ... and given back once it left
@@ -224,8 +228,16 @@ def test_a_burst_of_reloads_is_one_or_two_and_hops_keep_flowing(live: Live) -> N
 
     start = time.monotonic()
     times = live.hops_for(5.0, during=burst)
-    assert max_gap(times, start, time.monotonic()) < MAX_HOP_GAP_S
+    gap = max_gap(times, start, time.monotonic())
     after = live.status()
+    deadline = time.monotonic() + 30  # under load a reload may take seconds to prepare
+    while after["reloads"] == before["reloads"] and time.monotonic() < deadline:
+        after = live.status()
+    after = live.status()
+    print(f"reload burst: {after['reloads'] - before['reloads']} reload(s) applied, "
+          f"{after['control']['rate_limited'] - before['control']['rate_limited']} rate-limited, "
+          f"longest hop gap {gap:.2f} s")
+    assert gap < MAX_HOP_GAP_S
     assert 1 <= after["reloads"] - before["reloads"] <= 2
     assert after["reloads_refused"] == before["reloads_refused"]
     assert after["control"]["rate_limited"] > before["control"]["rate_limited"]
