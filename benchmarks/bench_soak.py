@@ -161,7 +161,11 @@ def main() -> int:
     cmd = [sys.executable, "-m", "streamtag.cli", "run", "--config", str(config)]
     if args.checkpoint:
         cmd += ["--checkpoint", args.checkpoint]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The daemon's log to a file: a pipe nobody reads fills after ~800 lines (64 KB) and then
+    # blocks the daemon's next log line, and with it the loop (the first soak stalled so).
+    log_path = tmp / "daemon.log"
+    log_file = open(log_path, "w")  # closed below, after the daemon
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file)
     stop = threading.Event()
     sent: dict[str, int] = {}
     counts: dict[str, int] = {}
@@ -177,6 +181,9 @@ def main() -> int:
     target_s = args.audio_hours * 3600
     next_sample = start
     seq_gaps = 0
+    last_status: dict = {}
+    last_progress = time.monotonic()
+    stalled = False
     last_seq: int | None = None
     try:
         while proc.poll() is None and time.monotonic() - start < args.max_wall_s + (
@@ -211,6 +218,12 @@ def main() -> int:
                                 "latency": status["latency_ms"]})
                 if status["input"]["stream_time_s"] >= target_s:
                     break
+                if status is not last_status:
+                    last_status, last_progress = status, now
+                elif now - last_progress > 15 and not stalled:
+                    # No status for 15 s: the loop is stuck. Every thread's stack to stderr.
+                    stalled = True
+                    proc.send_signal(signal.SIGUSR1)
     finally:
         stop.set()
         for t in threads:
@@ -222,7 +235,10 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
-        err = proc.stderr.read() if proc.stderr else ""
+        log_file.close()
+        err = log_path.read_text(errors="replace")
+        if stalled:
+            (args.out.parent / "soak-stall-stderr.txt").write_text(err[-200_000:])
         steady.close()
     if not samples:
         print(err[-3000:], file=sys.stderr)
@@ -267,7 +283,7 @@ def main() -> int:
                        "max": round(float(lat_all.max()), 2)},
         "max_wall_gap_between_records_s": round(float(np.diff(arrivals).max()), 3)
         if len(arrivals) > 1 else None,
-        "control_sent": sent, "churn": counts,
+        "stalled": stalled, "control_sent": sent, "churn": counts,
         "reloads": samples[-1]["reloads"], "reloads_refused": samples[-1]["reloads_refused"],
         "rate_limited": samples[-1]["rate_limited"], "dropped": samples[-1]["dropped"],
         "tenths": rows,

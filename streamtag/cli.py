@@ -360,6 +360,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # First thing: a service manager's SIGTERM during start-up must end us cleanly.
     signal.signal(signal.SIGTERM, _stop_before_running)
     signal.signal(signal.SIGINT, _stop_before_running)
+    if hasattr(signal, "SIGUSR1"):  # every thread's stack to stderr, even with one stuck in C
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     cfg = config_with_flags(args)  # a bad config is named before seconds of loading torch
     from streamtag.daemon import Daemon, install_signal_handlers, setup_logging
     from streamtag.errors import DeviceError
