@@ -6,6 +6,8 @@ import argparse
 import csv
 import io
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -42,7 +44,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         load_config(args.file)
     except ConfigError as e:
         for p in e.problems:
-            error(f"{args.file}: {p}")
+            error(p if p.startswith(f"{args.file}:") else f"{args.file}: {p}")
         return EXIT_USAGE
     print(f"{args.file}: ok")
     return EXIT_OK
@@ -78,6 +80,26 @@ def write_records(records: Iterable[dict], fmt: str, out: io.TextIOBase) -> None
     writer.writerows(rows)
 
 
+#: Sample rates of files analysed [Hz]: beyond them resampling to the model's rate costs
+#: without bound (a 1 Hz file asked for 76 GB) and no real recording lies there.
+FILE_RATES_HZ = (4000, 768000)
+
+
+def check_rate(name: str, rate: int) -> None:
+    """AudioError naming a file whose sample rate is outside ``FILE_RATES_HZ``."""
+    lo, hi = FILE_RATES_HZ
+    if not lo <= rate <= hi:
+        raise AudioError(f"{name}: sample rate {rate} Hz, expected {lo}..{hi} Hz")
+
+
+def check_long_enough(name: str, audio: object, rate: int, hop_s: float) -> None:
+    """AudioError naming a file shorter than one hop: it makes no estimate (README: Commands)."""
+    frames = int(getattr(audio, "shape", (0,))[0])
+    if frames < round(hop_s * rate):
+        raise AudioError(f"{name}: {frames / rate:.3f} s of audio, shorter than one hop "
+                         f"({hop_s:g} s): no estimate")
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from streamtag.audiofile import read_audio
     from streamtag.checkpoint import resolve_checkpoint
@@ -106,11 +128,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             error(str(e))
             failed += 1
             continue
-        engine = Engine(ck, input_rate_hz=rate, streams=[StreamSpec(cfg.analysis.stream)],
-                        silence_db=cfg.analysis.silence_db, novelty=cfg.novelty,
-                        reference=cfg.reference, library=library, tempo=cfg.tempo)
-        with progress(name, audio.shape[0] / rate) as bar:
-            recs = engine.analyze(audio, progress=bar)
+        try:  # one file that fails must not lose the records of the others
+            check_rate(name, rate)
+            engine = Engine(ck, input_rate_hz=rate, streams=[StreamSpec(cfg.analysis.stream)],
+                            silence_db=cfg.analysis.silence_db, novelty=cfg.novelty,
+                            reference=cfg.reference, library=library, tempo=cfg.tempo)
+            check_long_enough(name, audio, rate, engine.hop_s)
+            with progress(name, audio.shape[0] / rate) as bar:
+                recs = engine.analyze(audio, progress=bar)
+        except (StreamtagError, ValueError) as e:
+            error(str(e) if isinstance(e, StreamtagError) else f"{name}: cannot analyze: {e}")
+            failed += 1
+            continue
         if not args.vectors:
             recs = [dict(compact_record(r)) for r in recs]
         if several:
@@ -146,7 +175,7 @@ def cmd_reference_add(args: argparse.Namespace) -> int:
     from streamtag.checkpoint import resolve_checkpoint
     from streamtag.config import load_config
     from streamtag.engine import Engine
-    from streamtag.references import check_name, load_library
+    from streamtag.references import check_name, library_lock, load_library
 
     cfg = load_config(args.config)
     path = _library_path(args)
@@ -158,28 +187,40 @@ def cmd_reference_add(args: argparse.Namespace) -> int:
             raise LibraryError(f"checkpoint {ck.id} has no embedding head: reference "
                                "recognition needs a model with one (--checkpoint F)")
         maker = Engine(ck, silence_db=cfg.analysis.silence_db)
-        if path.exists():
-            library = load_library(path)
-            library.check_checkpoint(ck.weights_sha256, maker.match_id)
-        else:
-            library = maker.new_library()
+        if path.exists():  # refuse a mismatched library before the analysis, not after
+            load_library(path).check_checkpoint(ck.weights_sha256, maker.match_id)
     except (CheckpointError, LibraryError) as e:
         error(str(e))
         return EXIT_USAGE
     segments, files = [], []
+    hop_s = maker.hop_s
     for name in args.files:
         try:
             audio, rate = read_audio(name)
+            check_rate(name, rate)
+            engine = Engine(ck, input_rate_hz=rate, silence_db=cfg.analysis.silence_db)
+            check_long_enough(name, audio, rate, engine.hop_s)
+            segments.append(engine.reference_vectors(audio))
         except AudioError as e:
             error(str(e))
             return EXIT_RUNTIME
-        engine = Engine(ck, input_rate_hz=rate, silence_db=cfg.analysis.silence_db)
-        library.hop_s = engine.hop_s
-        segments.append(engine.reference_vectors(audio))
+        except ValueError as e:
+            error(f"{name}: cannot analyze: {e}")
+            return EXIT_RUNTIME
+        hop_s = engine.hop_s
         files.append(name)
     try:
-        ref = library.add(args.name, segments, files)
-        library.save(path)
+        # Read, add and write under the library's lock: a concurrent `reference add` waits, then
+        # adds to what this one wrote (neither is lost).
+        with library_lock(path):
+            if path.exists():
+                library = load_library(path)
+                library.check_checkpoint(ck.weights_sha256, maker.match_id)
+            else:
+                library = maker.new_library()
+            library.hop_s = hop_s
+            ref = library.add(args.name, segments, files)
+            library.save(path)
     except LibraryError as e:
         error(str(e))
         return EXIT_RUNTIME
@@ -212,13 +253,14 @@ def cmd_reference_list(args: argparse.Namespace) -> int:
 
 
 def cmd_reference_remove(args: argparse.Namespace) -> int:
-    from streamtag.references import load_library
+    from streamtag.references import library_lock, load_library
 
     path = _library_path(args)
     try:
-        library = load_library(path)
-        library.remove(args.name)
-        library.save(path)
+        with library_lock(path):
+            library = load_library(path)
+            library.remove(args.name)
+            library.save(path)
     except LibraryError as e:
         error(str(e))
         return EXIT_USAGE
@@ -307,11 +349,25 @@ def config_with_flags(args: argparse.Namespace) -> Config:
     return config_from_dict(asdict(cfg))
 
 
+def _stop_before_running(signum: int, frame: object) -> None:
+    """SIGINT/SIGTERM before the daemon's own handler exists (loading torch and the model
+    takes seconds): nothing runs yet, so stopping is leaving, cleanly (exit 0, not 143)."""
+    sys.stderr.flush()
+    os._exit(EXIT_OK)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    # First thing: a service manager's SIGTERM during start-up must end us cleanly.
+    signal.signal(signal.SIGTERM, _stop_before_running)
+    signal.signal(signal.SIGINT, _stop_before_running)
+    if hasattr(signal, "SIGUSR1"):  # every thread's stack to stderr, even with one stuck in C
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    cfg = config_with_flags(args)  # a bad config is named before seconds of loading torch
     from streamtag.daemon import Daemon, install_signal_handlers, setup_logging
     from streamtag.errors import DeviceError
 
-    cfg = config_with_flags(args)
     setup_logging(cfg.logging.level, cfg.logging.format)
     try:
         daemon = Daemon(cfg, config_path=args.config, checkpoint_override=args.checkpoint)
@@ -326,7 +382,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Every socket and the audio are closed by now. Tearing down torch's interpreter state can
     # take most of a second, and a service manager expects SIGTERM to end the process fast.
     import logging
-    import os
 
     logging.shutdown()
     sys.stdout.flush()

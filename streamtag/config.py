@@ -9,6 +9,8 @@ before raising one ``ConfigError``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -205,6 +207,12 @@ class ControlConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = _rng(1, 65535, 9001)
+    # Senders (addresses or networks, e.g. 192.168.1.20 or 192.168.1.0/24) whose control
+    # messages are obeyed besides loopback; empty: every sender that can reach the port.
+    allow: list[str] = field(default_factory=list)
+    # Control messages obeyed per second (every message of a bundle counts); the rest are
+    # dropped and counted (`rate_limited`).
+    max_messages_per_s: float = _rng(1.0, 10000.0, 50.0)
 
 
 @dataclass(frozen=True)
@@ -246,6 +254,12 @@ def _type_name(tp: Any) -> str:
             str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to ``limit`` characters: a message names a value, it does not echo a file."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
     """Check ``value`` against type ``tp``; return the converted value or _MISSING."""
     origin = typing.get_origin(tp)
@@ -261,16 +275,16 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
             out = _convert(arg, value, path, sub)
             if not sub:
                 return out
-        problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        problems.append(f"{path}: expected {_type_name(tp)}, got {_short(value)}")
         return _MISSING
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        problems.append(f"{path}: expected {_type_name(tp)}, got {_short(value)}")
         return _MISSING
     if origin is list:
         if not isinstance(value, list):
-            problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+            problems.append(f"{path}: expected {_type_name(tp)}, got {_short(value)}")
             return _MISSING
         (item_tp,) = typing.get_args(tp)
         items = [_convert(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
@@ -285,23 +299,32 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                out = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                out = math.inf
+            if math.isfinite(out):
+                return out
+            # NaN would pass every range check, ±inf is no setting
+            problems.append(f"{path}: expected a finite number, got {_short(value)}")
+            return _MISSING
     elif tp is str:
         if isinstance(value, str):
             return value
-    problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    problems.append(f"{path}: expected {_type_name(tp)}, got {_short(value)}")
     return _MISSING
 
 
 def _from_mapping(cls: type, data: Any, path: str, problems: list[str]) -> Any:
     if not isinstance(data, dict):
-        problems.append(f"{path or '<top>'}: expected a mapping, got {data!r}")
+        problems.append(f"{path or '<top>'}: expected a mapping, got {_short(data)}")
         return _MISSING
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        key_path = f"{path}.{key}" if path else str(key)
+        name = str(key) if len(str(key)) <= 80 else _short(str(key))
+        key_path = f"{path}.{name}" if path else name
         if key not in fields:
             close = [k for k in fields if k.startswith(str(key)[:3])]
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -316,7 +339,7 @@ def _from_mapping(cls: type, data: Any, path: str, problems: list[str]) -> Any:
         ):
             lo_s = "-inf" if lo is None else f"{lo:g}"
             hi_s = "inf" if hi is None else f"{hi:g}"
-            problems.append(f"{key_path}: expected {lo_s}..{hi_s}, got {out!r}")
+            problems.append(f"{key_path}: expected {lo_s}..{hi_s}, got {_short(out)}")
             continue
         kwargs[key] = out
     return cls(**kwargs)
@@ -327,7 +350,7 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
     if not cfg.outputs.osc.prefix.startswith("/") or cfg.outputs.osc.prefix.endswith("/"):
         problems.append(
             f"outputs.osc.prefix: expected an OSC address like '/streamtag', "
-            f"got {cfg.outputs.osc.prefix!r}"
+            f"got {_short(cfg.outputs.osc.prefix)}"
         )
     for i, ch in enumerate(cfg.input.channels or []):
         if ch < 0:
@@ -335,9 +358,10 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
     names = [s.name for s in cfg.streams]
     for i, s in enumerate(cfg.streams):
         if not s.name or not s.name.replace("_", "").replace("-", "").isalnum():
-            problems.append(f"streams[{i}].name: expected letters, digits, - or _, got {s.name!r}")
+            problems.append(f"streams[{i}].name: expected letters, digits, - or _, "
+                            f"got {_short(s.name)}")
         if names.count(s.name) > 1:
-            problems.append(f"streams[{i}].name: {s.name!r} is used by more than one stream")
+            problems.append(f"streams[{i}].name: {_short(s.name)} is used by more than one stream")
         for j, ch in enumerate(s.channels or []):
             if ch < 0:
                 problems.append(f"streams[{i}].channels[{j}]: expected >= 0, got {ch}")
@@ -386,11 +410,13 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
                 problems.append(f"{p}.target: no OSC target is named {name!r}; named "
                                 f"targets: {known}")
         if not m.to.startswith("/"):
-            problems.append(f"{p}.to: expected an OSC address starting with '/', got {m.to!r}")
+            problems.append(f"{p}.to: expected an OSC address starting with '/', "
+                            f"got {_short(m.to)}")
         if len(m.range) != 2:
-            problems.append(f"{p}.range: expected [low, high], got {m.range!r}")
+            problems.append(f"{p}.range: expected [low, high], got {_short(m.range)}")
         elif m.curve in ("exp", "log") and min(m.range) <= 0:
-            problems.append(f"{p}.range: curve {m.curve!r} needs both ends > 0, got {m.range!r}")
+            problems.append(f"{p}.range: curve {m.curve!r} needs both ends > 0, "
+                            f"got {_short(m.range)}")
     if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).expanduser().exists():
         problems.append(f"model.checkpoint: file not found: {cfg.model.checkpoint}")
     lib = cfg.reference.library
@@ -401,6 +427,12 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         problems.append(f"tempo.max_bpm: expected at least 2 × min_bpm ({cfg.tempo.min_bpm:g}) "
                         f"so that every tempo has a double or half in range, got "
                         f"{cfg.tempo.max_bpm:g}")
+    for i, a in enumerate(cfg.control.allow):
+        try:
+            ipaddress.ip_network(a, strict=False)
+        except ValueError:
+            problems.append(f"control.allow[{i}]: expected an IP address or network like "
+                            f"192.168.1.0/24, got {_short(a)}")
     if cfg.reference.known_distance is not None and cfg.reference.known_distance <= 0:
         problems.append(f"reference.known_distance: expected 0 < value <= 2, got "
                         f"{cfg.reference.known_distance}")
@@ -429,17 +461,85 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
     return cfg
 
 
+#: Largest config file read [bytes]: a config is a page of settings, not a data set.
+MAX_CONFIG_BYTES = 256_000
+#: Deepest nesting of mappings and lists [levels] (the deepest real config key has 5).
+MAX_CONFIG_DEPTH = 32
+#: Most YAML nodes a config may stand for once its aliases are expanded: a tree this size takes
+#: milliseconds to check, while a "billion laughs" file of a few hundred bytes stands for 10⁹.
+MAX_CONFIG_NODES = 100_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with limits checked while the node graph is composed, before any
+    Python object is built: nesting depth, and the node count with every alias expanded (an
+    alias costs the expanded size of what it points to, counted from a memo, not by walking)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) → expanded size of its subtree [nodes]
+        self._total = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            self._add(self._sizes.get(id(node), 1), node)
+            return node
+        self._depth += 1
+        if self._depth > MAX_CONFIG_DEPTH:
+            mark = self.peek_event().start_mark
+            raise _LimitError(f"nested deeper than {MAX_CONFIG_DEPTH} levels (line "
+                              f"{mark.line + 1})")
+        before = self._total
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        # The subtree's own nodes were counted as they were composed; this one is one more.
+        self._sizes[id(node)] = self._total - before + 1
+        self._add(1, node)
+        return node
+
+    def _add(self, n: int, node: Any) -> None:
+        self._total += n
+        if self._total > MAX_CONFIG_NODES:
+            raise _LimitError(f"stands for more than {MAX_CONFIG_NODES:,} values once its "
+                              f"aliases (*name) are expanded (line {node.start_mark.line + 1}); "
+                              "refused as an alias bomb")
+
+
+class _LimitError(Exception):
+    """A config file exceeds one of the loader's limits."""
+
+
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file (safe loader); ConfigError names the file and what is wrong."""
+    """Parse a YAML file (safe loader, bounded: size, nesting, expanded aliases); ConfigError
+    names the file and what is wrong. Never recurses without bound or grows memory with what
+    the file claims to hold."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes; not a config file")
     try:
-        return yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+                          f"{e.start}); save it as UTF-8") from e
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except _LimitError as e:
+        raise ConfigError(f"{path}: {e}") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except (ValueError, OverflowError, RecursionError, MemoryError) as e:
+        # e.g. an integer of more digits than Python converts (ValueError)
+        raise ConfigError(f"{path}: a value cannot be read: {e}") from e
+    finally:
+        loader.dispose()
 
 
 def load_config(path: str | Path | None) -> Config:

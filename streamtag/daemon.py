@@ -1,19 +1,24 @@
 """The live daemon: source → engine → OSC / ZeroMQ, with control, heartbeat and reload.
 
 One analysis loop (the thread that calls ``run``) reads the source, runs the engine and
-publishes. Everything else talks to it through a command queue: the OSC control port, signals
-(SIGINT/SIGTERM stop, SIGHUP reloads) and tests. Nothing a user sends can kill the loop:
-control messages and reloads that fail are counted, logged and refused, and the running model
-is kept.
+publishes. Everything else talks to it through commands: the OSC control port, signals
+(SIGINT/SIGTERM stop, SIGHUP reloads) and tests. Commands coalesce instead of queueing: any
+number of resets before the loop looks is one reset, pause/resume keep the last one asked, and
+any number of reloads while one is being prepared is one more reload. A reload is prepared
+whole (config read and checked, checkpoint and library loaded, engine built and probed) on a
+worker thread, the ``reloader``, while the loop keeps analysing and publishing; the loop only
+swaps the finished parts in. Nothing a user sends can kill the loop: control messages and
+reloads that fail are counted, logged and refused, and the running model is kept.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import json
 import logging
-import queue
+import os
 import signal
 import sys
 import threading
@@ -45,6 +50,11 @@ SYNTHETIC_PREFIX = "synthetic:"
 ONSET_COLUMN = wire.FAST_NAMES.index("onset")
 #: Longest the loop waits for input [s]: how long a command or a stop can wait for it.
 MAX_WAIT_S = 0.1
+#: A reload starts once requests have been quiet this long [s] (a burst, or an editor saving a
+#: file in several writes, is one reload) ...
+RELOAD_QUIET_S = 0.1
+#: ... or this long after the first request at the latest [s].
+RELOAD_MAX_DELAY_S = 1.0
 #: With a file read as fast as possible, how long to wait for a first ZeroMQ subscriber [s].
 SUBSCRIBER_WAIT_S = 1.0
 
@@ -229,7 +239,13 @@ class Daemon:
             checkpoint_override or cfg.model.checkpoint)
         self.counters = Counters()
         self.paused = False
-        self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
+        # Coalesced commands (see the module docstring), guarded by _cmd_lock.
+        self._cmd_lock = threading.Lock()
+        self._want_reset = False
+        self._want_paused: bool | None = None
+        self._reload_wanted = threading.Event()
+        self._prepared: _Prepared | None = None  # a reload ready to swap in
+        self._reloader: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._last_source_status = ""
@@ -239,7 +255,7 @@ class Daemon:
         # OpenBLAS's 2 threads on 5 ms periods, none with 1.
         threadpool_limits(limits=1, user_api="blas")
         self.source = make_source(cfg)
-        self._build_analysis(cfg, self.checkpoint)
+        self._install(self._build_analysis(cfg, self.checkpoint))
         self.osc = self.zmq = self.control = None
         self.web: WebServer | None = None
         try:
@@ -251,19 +267,23 @@ class Daemon:
             if o.zmq.enabled:
                 self.zmq = ZmqPublisher(o.zmq.endpoint, o.zmq.hwm, manifest=self.manifest)
             if cfg.control.enabled:
-                handlers = {c: (lambda c=c: self._commands.put(c))
+                handlers = {c: (lambda c=c: self.command(c))
                             for c in ("reset", "pause", "resume", "reload")}
                 handlers["describe"] = lambda: self.manifest
                 self.control = ControlServer(cfg.control.host, cfg.control.port, o.osc.prefix,
                                              handlers,
-                                             max_datagram_bytes=o.osc.max_datagram_bytes)
+                                             max_datagram_bytes=o.osc.max_datagram_bytes,
+                                             allow=cfg.control.allow,
+                                             max_messages_per_s=cfg.control.max_messages_per_s)
             self.web = make_web_server(cfg, self.manifest)
         except Exception:
             self.close()
             raise
 
     # -- the parts that a reload replaces --------------------------------------------------------
-    def _build_analysis(self, cfg: Config, ck: Checkpoint) -> None:
+    def _build_analysis(self, cfg: Config, ck: Checkpoint) -> _Prepared:
+        """Everything a config and checkpoint make, built without touching the running parts
+        (a reload calls this on the reloader thread). ConfigError/LibraryError if unusable."""
         library = reference_library(cfg)  # re-read on every reload; LibraryError if unusable
         try:
             engine = Engine(ck, input_rate_hz=self.source.sample_rate_hz,
@@ -277,34 +297,41 @@ class Daemon:
             mapper = make_mapper(cfg, engine.hop_s)
         except ValueError as e:
             raise ConfigError(str(e)) from e
-        self.engine, self.mapper = engine, mapper
         fe = ck.frontend
         # Fewest input samples between two frame ends [samples] (one hop of the frontend at
         # the input rate; a resampler's rounding can make one a sample shorter).
-        self._frame_in_min = max(1, fe.hop_length * engine.input_rate_hz // fe.sample_rate_hz - 1)
-        self.smoother = RecordSmoother(cfg, engine.hop_s, ck.heads)
+        frame_in_min = max(1, fe.hop_length * engine.input_rate_hz // fe.sample_rate_hz - 1)
         frame_rate = ck.frontend.frame_rate_hz
-        self._fast_every = max(1, round(frame_rate / cfg.outputs.osc.fast.rate_hz))
-        self._fast_count = 0
-        # Strongest onset per stream since the last fast-lane message: below the frame rate
-        # the frames in between are not sent, and a click lives in one frame.
-        self._onset_hold: dict[str, float] = {}
-        self.manifest = wire.build_manifest(
+        fast_every = max(1, round(frame_rate / cfg.outputs.osc.fast.rate_hz))
+        manifest = wire.build_manifest(
             [h.to_dict() for h in ck.heads], cfg.outputs.osc.prefix, self._stream_names(cfg),
             wire.FAST_NAMES if engine.fast_lane else (),
-            frame_rate / self._fast_every, sample_rate_hz=ck.frontend.sample_rate_hz,
+            frame_rate / fast_every, sample_rate_hz=ck.frontend.sample_rate_hz,
             mappings=[m.manifest_entry() for m in mapper.mappings],
             projection=engine.projection is not None,
             references=engine.matcher.names if engine.matcher is not None else None,
             targets=[t.describe() for t in osc_targets(cfg)] if cfg.outputs.osc.enabled else (),
             tempo=engine.tempo)
-        self.manifest["checkpoint"] = ck.id
-        self.manifest["hop_s"] = engine.hop_s
+        manifest["checkpoint"] = ck.id
+        manifest["hop_s"] = engine.hop_s
         if ck.embedding_head is not None and engine.projection is None:
             log.warning("checkpoint %s has an embedding head but no stored projection: "
                         "embedding.xy is not published", ck.id)
         if library is not None:
             log.info("reference library %s: %d reference(s)", library.path, len(library.names))
+        return _Prepared(cfg, ck, engine, mapper, RecordSmoother(cfg, engine.hop_s, ck.heads),
+                         manifest, fast_every, frame_in_min)
+
+    def _install(self, p: _Prepared) -> None:
+        """Swap prepared parts in (the analysis thread, between blocks): assignments only."""
+        self.cfg, self.checkpoint = p.cfg, p.ck
+        self.engine, self.mapper, self.smoother = p.engine, p.mapper, p.smoother
+        self.manifest, self._fast_every, self._frame_in_min = (p.manifest, p.fast_every,
+                                                               p.frame_in_min)
+        self._fast_count = 0
+        # Strongest onset per stream since the last fast-lane message: below the frame rate
+        # the frames in between are not sent, and a click lives in one frame.
+        self._onset_hold: dict[str, float] = {}
 
     def _name_osc_indices(self) -> None:
         """Tell the OSC publisher the class and reference names the touchdesigner profile's
@@ -320,35 +347,53 @@ class Daemon:
 
     # -- commands ------------------------------------------------------------------------------
     def command(self, name: str) -> None:
-        """Queue a command for the analysis loop (thread-safe): reset, pause, resume, reload."""
-        self._commands.put(name)
+        """Ask for reset, pause, resume or reload (thread-safe; coalesced, see the module
+        docstring). Returns at once: the loop applies it between blocks, a reload once the
+        reloader has prepared it."""
+        if name == "reload":
+            self.counters.commands += 1
+            self._reload_wanted.set()  # no lock: SIGHUP calls this from a signal handler
+            return
+        with self._cmd_lock:
+            self.counters.commands += 1
+            if name == "reset":
+                self._want_reset = True
+            elif name in ("pause", "resume"):
+                self._want_paused = name == "pause"
+            else:
+                raise ValueError(f"unknown command {name!r}")
 
     def stop(self) -> None:
         self._stop.set()
+        self._reload_wanted.set()  # wakes the reloader to see the stop
 
     def _handle_commands(self) -> None:
-        while True:
-            try:
-                cmd = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            self.counters.commands += 1
-            if cmd == "reset":
-                self.engine.reset()
-                self.mapper.reset()
-                self.smoother.reset()
-                log.info("reset: model state cleared")
-            elif cmd == "pause":
-                self.paused = True
-                log.info("paused")
-            elif cmd == "resume":
-                self.paused = False
-                log.info("resumed")
-            elif cmd == "reload":
-                self.reload()
+        with self._cmd_lock:
+            reset, self._want_reset = self._want_reset, False
+            paused, self._want_paused = self._want_paused, None
+            prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            self._install(prepared)
+            self.counters.reloads += 1
+            self._name_osc_indices()
+            if self.zmq is not None:
+                self.zmq.publish_meta(self.manifest)
+            if self.web is not None:
+                self.web.publish_meta(self.manifest)
+            log.info("reloaded: checkpoint %s", prepared.ck.id)
+        if reset:
+            self.engine.reset()
+            self.mapper.reset()
+            self.smoother.reset()
+            log.info("reset: model state cleared")
+        if paused is not None and paused != self.paused:
+            self.paused = paused
+            log.info("paused" if paused else "resumed")
 
-    def reload(self) -> bool:
-        """Re-read config and checkpoint; a bad one is refused and the running model kept."""
+    def prepare_reload(self) -> _Prepared | None:
+        """Re-read config and checkpoint and build everything from them, without touching the
+        running parts. A bad one (whatever the file holds) is refused: logged, counted in
+        ``reloads_refused``, None returned; the running model is kept."""
         try:
             cfg = load_config(self.config_path) if self.config_path else self.cfg
             ck = resolve_checkpoint(self.checkpoint_override or cfg.model.checkpoint)
@@ -357,34 +402,53 @@ class Daemon:
                 log.warning("reload: changes to input, streams, OSC targets/prefix/datagram size, "
                             "ZeroMQ, control, web and OSCQuery take effect on restart; applying "
                             "the rest")
-            cfg = kept
-            old = (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every,
-                   self._fast_count, self._onset_hold, self._frame_in_min)
-            try:
-                self._build_analysis(cfg, ck)
-            except Exception:
-                (self.engine, self.mapper, self.smoother, self.manifest, self._fast_every,
-                 self._fast_count, self._onset_hold, self._frame_in_min) = old
-                raise
+            return self._build_analysis(kept, ck)
         except (ConfigError, CheckpointError, StreamtagError, ValueError) as e:
-            self.counters.reloads_refused += 1
-            log.error("reload refused, keeping the running model %s: %s", self.checkpoint.id, e)
-            return False
-        self.cfg, self.checkpoint = cfg, ck
-        self.counters.reloads += 1
-        freeze_heap()  # the old model goes now, not in a collection mid-hop
-        self._name_osc_indices()
-        if self.zmq is not None:
-            self.zmq.publish_meta(self.manifest)
-        if self.web is not None:
-            self.web.publish_meta(self.manifest)
-        log.info("reloaded: checkpoint %s", ck.id)
-        return True
+            reason = str(e)
+        except Exception as e:  # nothing in a file may kill the daemon: refuse it
+            reason = f"{type(e).__name__}: {e}"
+        self.counters.reloads_refused += 1
+        log.error("reload refused, keeping the running model %s: %s", self.checkpoint.id, reason)
+        return None
+
+    def _reload_worker(self) -> None:
+        """The reloader thread: once requests are quiet (``RELOAD_QUIET_S``), prepares one
+        reload, hands it to the loop, and waits until the loop has swapped it in before
+        preparing the next: a burst of requests is one reload, at most two if it outlasts
+        ``RELOAD_MAX_DELAY_S``."""
+        # Below the analysis loop and the capture: a reload may take a while, a hop may not.
+        with _suppress_os_error():
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        while not self._stop.is_set():
+            self._reload_wanted.wait()
+            deadline = time.monotonic() + RELOAD_MAX_DELAY_S
+            while not self._stop.is_set():
+                self._reload_wanted.clear()
+                if not self._reload_wanted.wait(RELOAD_QUIET_S) or time.monotonic() > deadline:
+                    break
+            if self._stop.is_set():
+                return
+            self._reload_wanted.clear()
+            prepared = self.prepare_reload()
+            if prepared is None:
+                continue
+            with self._cmd_lock:
+                self._prepared = prepared
+            del prepared
+            while not self._stop.is_set():
+                with self._cmd_lock:
+                    if self._prepared is None:
+                        break
+                time.sleep(0.01)
+            freeze_heap()  # the old model goes now, not in a collection mid-hop
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> int:
         """Analyse until stopped; returns the process exit code."""
         freeze_heap()
+        self._reloader = threading.Thread(target=self._reload_worker, name="reloader",
+                                          daemon=True)
+        self._reloader.start()
         self.source.start()
         next_status = time.monotonic()
         # A read returns at once with whatever has arrived (up to this), so a large bound adds
@@ -422,6 +486,8 @@ class Daemon:
                     log.info("input finished after %.1f s of audio", self.source.stream_time_s)
                     break
         finally:
+            self._stop.set()
+            self._reload_wanted.set()
             self._status()
             self.close()
         return 0
@@ -577,6 +643,24 @@ class Daemon:
                 part.stop() if part is self.source else part.close()  # type: ignore[union-attr]
             except Exception as e:  # closing must close everything it can
                 log.warning("closing %s: %s", type(part).__name__, e)
+
+
+@dataclass
+class _Prepared:
+    """What a config and a checkpoint make: built off the loop, swapped in whole."""
+
+    cfg: Config
+    ck: Checkpoint
+    engine: Engine
+    mapper: Mapper
+    smoother: RecordSmoother
+    manifest: dict
+    fast_every: int  # send every n-th fast-lane frame
+    frame_in_min: int  # fewest input samples between two frame ends [samples]
+
+
+def _suppress_os_error() -> contextlib.AbstractContextManager:
+    return contextlib.suppress(OSError, AttributeError)
 
 
 def freeze_heap() -> None:

@@ -557,7 +557,8 @@ class Engine:
 
     def _level_db(self, energy: np.ndarray) -> float:
         ms = float(np.mean(energy))
-        return max(LEVEL_FLOOR_DB, 10 * math.log10(ms)) if ms > 0 else LEVEL_FLOOR_DB
+        # −160…0 dBFS as documented: a float file above full scale (±1) would read above 0.
+        return min(0.0, max(LEVEL_FLOOR_DB, 10 * math.log10(ms))) if ms > 0 else LEVEL_FLOOR_DB
 
     def _record(self, seq: int, t: float, b: int, values: dict[str, np.ndarray],
                 level_db: float, latency_ms: float, encoded: np.ndarray | None,

@@ -9,8 +9,16 @@ manifest returned by the ``describe`` handler as strict JSON text (no NaN, ASCII
 plain messages ``<prefix>/manifest iis`` (part, count, piece) of at most
 ``max_datagram_bytes`` each (:func:`streamtag.publish.osc.encode_manifest`). A client must
 therefore listen on the socket it sends the request from. The reply is much larger than the
-request and goes wherever the request claims to come from, which is one reason the port binds
-to 127.0.0.1 unless configured.
+request (about 18 KB for 32 bytes) and goes wherever the request claims to come from, and a
+UDP source address can be forged: so it is sent only to verified senders, loopback (which no
+remote host can forge) or an address in the allow-list; anyone else's describe is refused and
+counted (``describe_refused``), and gets the manifest from ZeroMQ's ``streamtag.meta`` instead.
+
+Bounded by construction: with an allow-list, datagrams from other senders are dropped and
+counted (``refused``) before they are parsed; at most ``max_messages_per_s`` control messages
+are obeyed per second (a token bucket holding one second's worth; every message of a bundle
+counts), the rest counted as ``rate_limited``. Binding beyond loopback logs a warning naming
+what becomes reachable.
 
 Packets that are not OSC, addresses that are not a control command, and handler exceptions are
 counted (:attr:`ControlServer.stats`), logged at a limited rate, and ignored. The receive loop
@@ -20,11 +28,13 @@ datagrams before any hook sees them, so they could not be counted.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import selectors
 import socket
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -56,6 +66,9 @@ class ControlServer:
             handler is counted as unknown.
         log_interval_s: minimum delay [s] between two log lines about the same failure.
         max_datagram_bytes: largest datagram of the manifest reply [bytes].
+        allow: senders obeyed besides loopback (IP addresses or networks, ``10.0.0.0/24``);
+            empty: every sender. Also who gets a describe reply (always: loopback).
+        max_messages_per_s: control messages obeyed per second; the rest are dropped.
 
     Raises:
         ConfigError: the host/port cannot be bound (in use, not a local address), naming it.
@@ -71,9 +84,18 @@ class ControlServer:
         *,
         log_interval_s: float = LOG_INTERVAL_S,
         max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES,
+        allow: Sequence[str] = (),
+        max_messages_per_s: float = 50.0,
     ) -> None:
         self._prefix = wire.check_prefix(prefix)
         self._max_bytes = int(max_datagram_bytes)
+        try:
+            self._allow = [ipaddress.ip_network(a, strict=False) for a in allow]
+        except ValueError as e:
+            raise ConfigError(f"control.allow: {e}") from e
+        self._rate = float(max_messages_per_s)
+        self._tokens = self._rate  # a second's worth of burst
+        self._refilled = time.monotonic()
         unknown = set(handlers) - set(wire.CONTROL_COMMANDS)
         if unknown:
             raise ValueError(f"handlers: unknown control commands {sorted(unknown)}; expected "
@@ -84,6 +106,7 @@ class ControlServer:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {
             "received": 0, "malformed": 0, "unknown": 0, "handler_errors": 0, "reply_errors": 0,
+            "refused": 0, "rate_limited": 0, "describe_refused": 0,
             **{c: 0 for c in wire.CONTROL_COMMANDS},
         }
         try:
@@ -102,6 +125,12 @@ class ControlServer:
         self._thread = threading.Thread(target=self._serve, name="osc-control", daemon=True)
         self._thread.start()
         log.info("OSC control on %s:%d", *self.address[:2])
+        if not _is_loopback_host(host):
+            log.warning(
+                "OSC control bound to %s:%d, beyond loopback: %s can reset, pause and reload "
+                "this daemon%s (README: Security)", host, self.address[1],
+                "the hosts in control.allow" if self._allow else "any host that can reach it",
+                "" if self._allow else "; set control.allow to the senders you trust")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -138,6 +167,11 @@ class ControlServer:
                     self._rlog.log("recv", logging.WARNING, "OSC control: receive failed: %s", e)
                     continue
                 self._count("received")
+                if self._allow and not self._verified(sender):
+                    self._count("refused")
+                    self._rlog.log("refused", logging.WARNING, "OSC control: ignoring %s, not "
+                                   "in control.allow", sender[0])
+                    continue
                 try:
                     self._handle(data, sender)
                 except Exception:  # the control port must outlive any bug in handling
@@ -163,7 +197,32 @@ class ControlServer:
                                "OSC control: ignoring unknown address %s from %s",
                                msg.address, sender)
                 continue
+            if not self._take_token():
+                self._count("rate_limited")
+                self._rlog.log("rate", logging.WARNING, "OSC control: more than %g messages "
+                               "a second; dropping the rest", self._rate)
+                continue
             self._run(command, sender)
+
+    def _take_token(self) -> bool:
+        """One control message's worth from the bucket (refilled at ``_rate`` per second)."""
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def _verified(self, sender: Any) -> bool:
+        """Loopback (no remote host can forge it) or an allow-listed address."""
+        try:
+            addr = ipaddress.ip_address(sender[0].split("%")[0])
+        except (ValueError, IndexError, TypeError):
+            return False
+        if getattr(addr, "ipv4_mapped", None) is not None:
+            addr = addr.ipv4_mapped  # type: ignore[union-attr]
+        return addr.is_loopback or any(addr in net for net in self._allow)
 
     def _run(self, command: str, sender: Any) -> None:
         try:
@@ -175,6 +234,12 @@ class ControlServer:
             return
         self._count(command)
         if command == wire.CONTROL_DESCRIBE:
+            if not self._verified(sender):
+                self._count("describe_refused")
+                self._rlog.log("describe", logging.WARNING, "OSC control: no describe reply to "
+                               "%s (neither loopback nor in control.allow; the manifest is on "
+                               "ZeroMQ streamtag.meta)", sender[0])
+                return
             self._reply_manifest(result, sender)
 
     def _reply_manifest(self, manifest: object, sender: Any) -> None:
@@ -205,3 +270,13 @@ class ControlServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or address to bind) is loopback only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -272,9 +272,10 @@ OSC_MANIFEST = OscSpec(
     "manifest",
     (OscArg("part", "i", "0-based part index"), OscArg("count", "i", "parts in all"),
      OscArg("json", "s", "a piece of the JSON text")),
-    "reply to control/describe, sent to the sender's address and port: the manifest as ASCII "
-    "JSON text cut into `count` messages, each datagram within `max_datagram_bytes`, in order; "
-    "join the pieces of parts 0 … count−1 and parse (see below)",
+    "reply to control/describe, sent to the sender's address and port (loopback or "
+    "`control.allow` only): the manifest as ASCII JSON text cut into `count` messages, each "
+    "datagram within `max_datagram_bytes`, in order; join the pieces of parts 0 … count−1 and "
+    "parse (see below)",
 )
 
 # The touchdesigner profile sends numbers only (TouchDesigner's OSC In CHOP takes no strings):
@@ -319,7 +320,8 @@ _CONTROL_DESCRIPTIONS = {
     CONTROL_RESUME: "resume after pause",
     CONTROL_RELOAD: "re-read config, checkpoint and reference library; a bad one is refused, "
     "the running ones kept",
-    CONTROL_DESCRIBE: "reply with the manifest (see manifest)",
+    CONTROL_DESCRIBE: "reply with the manifest (see manifest) to a loopback sender or one in "
+                      "`control.allow`; others get none (see Security)",
 }
 
 

