@@ -1,8 +1,9 @@
 """The engine: audio → frontend → window → model step → post-processing → estimate records.
 
 One engine serves the daemon (``process``: hop by hop, any block sizes) and ``analyze``
-(``analyze``: all CNN windows of a file in one batch, then the LSTM over the sequence); their
-records are equal (the cornerstone test). Several streams (channel groups of one input) each get
+(``analyze_blocks``: a file read block by block; the CNN windows of each chunk of hops in one
+batch, then the LSTM over the chunk, its state carried on; memory bounded whatever the file's
+length); their records are equal (the cornerstone test). Several streams (channel groups of one input) each get
 their own frontend and LSTM state and go through the model in one batched forward.
 
 Latency, declared per stage: the frontend completes a frame when its last sample arrives; the
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -355,52 +356,104 @@ class Engine:
     ) -> list[dict]:
         """Records of a whole signal [n] or [n, channels], from a fresh state.
 
-        Equal to ``process`` fed the same audio in any blocks (the CNN windows are batched and
-        the LSTM runs over the whole sequence). A trailing partial hop is not reported. Leaves
-        the engine reset. progress(done_hops, total_hops) is called as the model runs.
+        ``analyze_blocks`` with the signal as one block. progress(done_hops, total_hops) is
+        called as the model runs. Leaves the engine reset.
+        """
+        total = self._frontend_hops(np.shape(signal)[0])
+        records: list[dict] = []
+        for chunk in self.analyze_blocks([signal]):
+            records += chunk
+            if progress is not None:
+                progress(len(records) // len(self.streams), total)
+        return records
+
+    def analyze_blocks(self, blocks: Iterable[np.ndarray]) -> Iterator[list[dict]]:
+        """Records of a signal that arrives as consecutive blocks [n] or [n, channels] (any
+        sizes: a file read block by block, standard input), from a fresh state; yields them a
+        chunk of hops at a time, in order.
+
+        The offline fast path: the CNN windows of a chunk of hops go through the model in one
+        batch and the LSTM runs over the chunk, its state carried to the next. The records are
+        equal to ``process`` fed the same audio in any blocks, and the same whatever the block
+        sizes here (the frontend's runs and the model's chunks start at the same frames and
+        hops). Memory is bounded by the block size, the frontend's run and the model's chunk,
+        not by the signal's length. A trailing partial hop is not reported. ``latency_ms`` is
+        the compute time per hop of the record's chunk. Leaves the engine reset.
         """
         self.reset()
-        start = time.perf_counter()
-        hop = self.arch.hop_frames
-        mels, energies = [], []
-        for f in self._frontend.process_offline_channels(self._stream_block(signal)):
-            view = hop_windows(f.mel, self.arch, self._silence)
-            mels.append(view)  # [S, M, W]
-            energies.append(f.energy[: view.shape[0] * hop].reshape(view.shape[0], hop))
-        n_hops = mels[0].shape[0]
-        if n_hops == 0:
-            return []
-        windows = torch.from_numpy(np.stack(mels).astype(np.float32))  # [B, S, M, W]
-        values: dict[str, np.ndarray] = {}
-        encodings: list[np.ndarray] = []  # [B, chunk, F] each, for novelty and references
-        state = None
+        a = self.arch
+        hop, w, n_streams = a.hop_frames, a.window_frames, len(self.streams)
         # Chunks of hops bound memory (the first conv layer's activations dominate: ~64 MB per
         # chunk); the LSTM state carries across chunks.
-        a = self.arch
-        chunk = max(1, min(256, 2**24 // (len(self.streams) * a.window_frames * a.n_features
+        chunk = max(1, min(256, 2**24 // (n_streams * a.window_frames * a.n_features
                                           * a.channels[0])))
+        context = w - hop  # frames of the previous hops each window also holds
+        # Per stream: the last `context` frames before the pending ones (silence before the
+        # start), the frames of hops not yet run and their energies.
+        rows = np.broadcast_to(self._silence, (n_streams, context, a.n_features)).copy()
+        energy = np.zeros((n_streams, 0))
+        state: LstmState | None = None
+        spent = 0.0  # compute time [s] since the last yield
+        hop_index = 0
+        try:
+            started = time.perf_counter()
+            stream_blocks = (self._stream_block(x) for x in blocks)
+            for run in self._frontend.process_offline_blocks(stream_blocks):
+                rows = np.concatenate([rows, np.stack([f.mel for f in run])], axis=1)
+                energy = np.concatenate([energy, np.stack([f.energy for f in run])], axis=1)
+                while rows.shape[1] - context >= chunk * hop:
+                    records, state = self._analyze_chunk(rows, energy, chunk, hop_index, state,
+                                                         started, spent)
+                    rows, energy = rows[:, chunk * hop:], energy[:, chunk * hop:]
+                    hop_index += chunk
+                    yield records
+                    started, spent = time.perf_counter(), 0.0
+                spent += time.perf_counter() - started
+                started = time.perf_counter()
+            n = (rows.shape[1] - context) // hop
+            if n:
+                yield self._analyze_chunk(rows, energy, n, hop_index, state, started, spent)[0]
+        finally:
+            self.reset()
+
+    def _analyze_chunk(self, rows: np.ndarray, energy: np.ndarray, n: int, first: int,
+                       state: LstmState | None, started: float, spent: float
+                       ) -> tuple[list[dict], LstmState]:
+        """Records of the n hops from hop ``first``: rows [B, context + ≥ n·hop, M] (the
+        context frames before the hops, then theirs), energy [B, ≥ n·hop]."""
+        a = self.arch
+        hop, w = a.hop_frames, a.window_frames
+        # Window k: the w frames ending with hop k's last, as the streaming engine holds them.
+        view = np.lib.stride_tricks.sliding_window_view(rows[:, : w - hop + n * hop], w,
+                                                        axis=1)[:, ::hop]  # [B, n, M, W]
+        # Laid out frame by frame ([B, n, W, M] in memory, M fastest), as the windows have
+        # always reached the model offline: the CNN's float32 sums depend on the layout.
+        frames = np.ascontiguousarray(view.transpose(0, 1, 3, 2), dtype=np.float32)
+        windows = torch.from_numpy(frames).permute(0, 1, 3, 2)  # [B, n, M, W]
         with torch.inference_mode():
-            for i in range(0, n_hops, chunk):
-                feats = self.model.encode_sequence(windows[:, i:i + chunk])
-                out, state = self.model.sequence_features(feats, state)
-                if self._emb_head is not None:
-                    encodings.append(feats.numpy())
-                for k, v in out.items():
-                    values.setdefault(k, []).append(v.numpy())  # type: ignore[arg-type]
-                if progress is not None:
-                    progress(min(i + chunk, n_hops), n_hops)
-        values = {k: np.concatenate(v, axis=1) for k, v in values.items()}
-        encoded = np.concatenate(encodings, axis=1) if encodings else None
-        latency_ms = (time.perf_counter() - start) * 1e3 / n_hops
+            feats = self.model.encode_sequence(windows)
+            out, state = self.model.sequence_features(feats, state)
+        values = {k: v.numpy() for k, v in out.items()}
+        encoded = feats.numpy() if self._emb_head is not None else None
+        levels = energy[:, : n * hop].reshape(energy.shape[0], n, hop)
+        latency_ms = (spent + time.perf_counter() - started) * 1e3 / n
         records = []
-        for k in range(n_hops):
-            t = self._hop_end_time(k)
+        for k in range(n):
+            t = self._hop_end_time(first + k)
             for b in range(len(self.streams)):
-                records.append(self._record(k, t, b, {h: v[b, k] for h, v in values.items()},
-                                            self._level_db(energies[b][k]), latency_ms,
-                                            None if encoded is None else encoded[b, k]))
-        self.reset()
-        return records
+                records.append(self._record(
+                    first + k, t, b, {h: v[b, k] for h, v in values.items()},
+                    self._level_db(levels[b, k]), latency_ms,
+                    None if encoded is None else encoded[b, k]))
+        return records, state
+
+    def _frontend_hops(self, n_input: int) -> int:
+        """Complete hops in n_input samples at the input rate (what ``analyze`` reports)."""
+        fe = self.fe_config
+        n = n_input
+        if self.input_rate_hz != fe.sample_rate_hz:
+            n = -(-n_input * fe.sample_rate_hz // self.input_rate_hz)  # resampler outputs
+        return (n // fe.hop_length) // self.arch.hop_frames
 
     # -- records -----------------------------------------------------------------------------
     def _hop_end_time(self, k: int) -> float:
