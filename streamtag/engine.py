@@ -3,8 +3,9 @@
 One engine serves the daemon (``process``: hop by hop, any block sizes) and ``analyze``
 (``analyze_blocks``: a file read block by block; the CNN windows of each chunk of hops in one
 batch, then the LSTM over the chunk, its state carried on; memory bounded whatever the file's
-length); their records are equal (the cornerstone test). Several streams (channel groups of one input) each get
-their own frontend and LSTM state and go through the model in one batched forward.
+length); their records are equal (the cornerstone test). Several streams (channel groups of
+one input) each get their own frontend and LSTM state and go through the model in one batched
+forward.
 
 Latency, declared per stage: the frontend completes a frame when its last sample arrives; the
 resampler (if the input rate differs from the model's) delays by ``frontend.latency_samples``;
