@@ -9,29 +9,13 @@ from pathlib import Path
 
 from streamtag import __version__
 from streamtag.config import Config
-from streamtag.errors import (
-    AudioError,
-    CheckpointError,
-    ConfigError,
-    LibraryError,
-    StreamtagError,
-)
+from streamtag.console import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, error, run
+from streamtag.console import Parser as _Parser
+from streamtag.errors import AudioError, CheckpointError, ConfigError, LibraryError
 
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 #: Raw PCM formats ``analyze -`` reads (streamtag.audiofile.SAMPLE_FORMATS; here so the parser
 #: is built without importing numpy and soundfile).
 SAMPLE_FORMATS = ("f32le", "s16le", "s24le", "s32le")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep its message short
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"streamtag: error: {message}\n")
-
-
-def error(msg: str) -> None:
-    """One line on stderr, prefixed with the program name."""
-    print(f"streamtag: {msg}", file=sys.stderr)
 
 
 # -- check-config --------------------------------------------------------------------------------
@@ -438,22 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return int(args.func(args))
-    except ConfigError as e:  # a config key or flag is wrong: name each problem, exit 2
-        for p in e.problems:
-            error(p)
-        return EXIT_USAGE
-    except StreamtagError as e:
-        error(str(e))
-        return EXIT_RUNTIME
-    except KeyboardInterrupt:
-        return 130
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

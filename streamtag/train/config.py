@@ -48,6 +48,10 @@ KIND_LOSSES: dict[str, tuple[str, ...]] = {
     "embedding": ("triplet",),
 }
 EMBEDDING_DIMS = 32  # the default model's embedding size
+#: A run directory's files: the best checkpoint (the trainer writes it, finalize completes it)
+#: and the resume state.
+BEST_NAME = "best.safetensors"
+RESUME_NAME = "last.train.pt"
 DATASET_KINDS = Literal["medley", "pmemo", "deam", "freesound_oneshot", "generic"]
 
 
