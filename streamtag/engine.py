@@ -22,6 +22,8 @@ so they are equal too.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -396,10 +398,10 @@ class Engine:
         state: LstmState | None = None
         spent = 0.0  # compute time [s] since the last yield
         hop_index = 0
+        runs = self._runs_ahead(self._stream_block(x) for x in blocks)
         try:
             started = time.perf_counter()
-            stream_blocks = (self._stream_block(x) for x in blocks)
-            for run in self._frontend.process_offline_blocks(stream_blocks):
+            for run in runs:
                 rows = np.concatenate([rows, np.stack([f.mel for f in run])], axis=1)
                 energy = np.concatenate([energy, np.stack([f.energy for f in run])], axis=1)
                 while rows.shape[1] - context >= chunk * hop:
@@ -415,7 +417,52 @@ class Engine:
             if n:
                 yield self._analyze_chunk(rows, energy, n, hop_index, state, started, spent)[0]
         finally:
+            runs.close()  # stops the frontend's thread before the frontend is reset
             self.reset()
+
+    def _runs_ahead(self, blocks: Iterator[np.ndarray]) -> Iterator[list[Frames]]:
+        """The frontend's offline runs of ``blocks``, made in a thread of their own up to two
+        runs ahead of the caller: decoding, resampling and framing (numpy and torch, which
+        release the GIL) overlap the model's work on the other core. The same runs, in the same
+        order, as calling the frontend directly; an exception in the thread is raised here."""
+        ahead: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        done = object()
+
+        def put(item: object) -> bool:
+            while not stop.is_set():
+                try:
+                    ahead.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            runs = self._frontend.process_offline_blocks(blocks)
+            try:
+                for run in runs:
+                    if not put(run):
+                        return
+                put(done)
+            except BaseException as e:  # handed to the caller, raised there
+                put(e)
+            finally:
+                runs.close()
+
+        thread = threading.Thread(target=produce, name="streamtag-frontend", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = ahead.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            stop.set()
+            thread.join()
 
     def _analyze_chunk(self, rows: np.ndarray, energy: np.ndarray, n: int, first: int,
                        state: LstmState | None, started: float, spent: float

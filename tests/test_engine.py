@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from support import assert_records_equal
 
+from streamtag import frontend
 from streamtag.checkpoint import Checkpoint, load_checkpoint
 from streamtag.engine import Engine, StreamSpec, quadrant
 from streamtag.model import EMOTION_HEAD
@@ -190,13 +191,19 @@ def test_blockwise_analysis_equals_whole_signal_analysis(tiny_default: Checkpoin
     assert_records_equal(stream_records(engine, x, [size]) if size > 1 else blockwise, whole)
 
 
-def test_blockwise_analysis_spans_frontend_runs_and_model_chunks(tiny_default: Checkpoint
-                                                                 ) -> None:
+def test_blockwise_analysis_spans_frontend_runs_and_model_chunks(
+        tiny_default: Checkpoint, monkeypatch: pytest.MonkeyPatch) -> None:
     """170 s: three frontend runs (4096 frames) and two model chunks (256 hops), with blocks
-    that straddle their boundaries; records are yielded chunk by chunk, before the input ends."""
+    that straddle their boundaries; the input is read only a few runs ahead of the model."""
     x = make_signal(170.0, 44100)
     engine = Engine(tiny_default, input_rate_hz=44100)
     whole = engine.analyze(x)
+    assert len(whole) == 340
+    blockwise = [r for c in engine.analyze_blocks(_blocks(x, 65537)) for r in c]
+    assert _exact(blockwise) == _exact(whole)
+    # Runs of 64 frames (1.3 s): the first chunk of hops (128 s) comes long before the input
+    # ends, i.e. the blocks are not all read first.
+    monkeypatch.setattr(frontend, "OFFLINE_RUN_FRAMES", 64)
     consumed: list[int] = []
 
     def feed():
@@ -204,19 +211,28 @@ def test_blockwise_analysis_spans_frontend_runs_and_model_chunks(tiny_default: C
             consumed.append(i)
             yield x[i:i + 65537]
 
-    chunks = []
-    for chunk in engine.analyze_blocks(feed()):
-        chunks.append((len(chunk), len(consumed)))
-    blockwise_total = sum(n for n, _ in chunks)
-    assert blockwise_total == len(whole) == 340
-    assert [n for n, _ in chunks] == [256, 84]
-    assert chunks[0][1] < len(range(0, x.shape[0], 65537))  # the first came before the end
-    engine.reset()
-    blockwise = [r for c in engine.analyze_blocks(_blocks(x, 65537)) for r in c]
-    assert _exact(blockwise) == _exact(whole)
+    chunks = [(len(c), len(consumed), c) for c in engine.analyze_blocks(feed())]
+    assert [n for n, _, _ in chunks] == [256, 84]
+    assert chunks[0][1] < 0.85 * len(range(0, x.shape[0], 65537))
+    assert_records_equal([r for _, _, c in chunks for r in c], whole)
     # Stereo, two streams: the same records as the whole signal, within the tolerance.
     stereo = np.stack([x[:441000], x[441000:882000]], axis=1)
     two = Engine(tiny_default, input_rate_hz=44100,
                  streams=[StreamSpec("a", (0,)), StreamSpec("b", (1,))])
     assert_records_equal([r for c in two.analyze_blocks(_blocks(stereo, 3001)) for r in c],
                          two.analyze(stereo))
+
+
+def test_a_failing_input_stops_the_analysis_with_its_error(tiny_default: Checkpoint) -> None:
+    """An exception while reading (the frontend's thread) is raised to the caller, and the
+    engine is left reset: the next analysis is as from a fresh engine."""
+    x = make_signal(3.0, 22050)
+    engine = Engine(tiny_default)
+
+    def feed():
+        yield x[:30000]
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(engine.analyze_blocks(feed()))
+    assert _exact(engine.analyze(x)) == _exact(Engine(tiny_default).analyze(x))
