@@ -185,15 +185,24 @@ def _worker_init(job: AnalyzeJob, progress: multiprocessing.Queue, threads: int)
     _WORKER = (Analyzer(job), progress)
 
 
-def _worker_run(name: str, spool_dir: str) -> tuple[str, list[str] | None, str | None]:
-    """Analyse ``name`` into a spool file → (its path, CSV columns, error or None)."""
+def _worker_run(index: int, name: str, spool_dir: str
+                ) -> tuple[str, list[str] | None, str | None, float]:
+    """Analyse input ``index`` (``name``) into a spool file → (its path, CSV columns, error or
+    None, the audio seconds reported as progress: (index, seconds) messages)."""
     assert _WORKER is not None
     analyzer, progress = _WORKER
+    reported = 0.0
+
+    def report(seconds: float) -> None:
+        nonlocal reported
+        reported += seconds
+        progress.put((index, seconds))
+
     fd, path = tempfile.mkstemp(dir=spool_dir, suffix=".part")
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
         writer = RecordWriter(f, analyzer.job.fmt, header=False)
-        err = analyzer.run(name, writer, progress.put)
-    return path, writer.columns, err
+        err = analyzer.run(name, writer, report)
+    return path, writer.columns, err, reported
 
 
 def run_parallel(job: AnalyzeJob, names: list[str], jobs: int, writer: RecordWriter,
@@ -209,18 +218,27 @@ def run_parallel(job: AnalyzeJob, names: list[str], jobs: int, writer: RecordWri
     workers = max(1, min(jobs, len(files)))
     threads = max(1, cores() // workers)
 
+    # Progress messages travel apart from the results and may come after them: each input's
+    # seconds are counted once, whichever arrives first.
+    received: dict[int, float] = {}
+    finished: set[int] = set()
+
     def drain() -> None:
         while True:
             try:
-                progress(queue.get_nowait())
+                i, seconds = queue.get_nowait()
             except queue_mod.Empty:
                 return
+            if i not in finished:
+                received[i] = received.get(i, 0.0) + seconds
+                progress(seconds)
 
     with tempfile.TemporaryDirectory(prefix="streamtag-analyze-") as spool_dir, \
             ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                                 initargs=(job, queue, threads)) as pool:
         futures: dict[int, Future] = {
-            i: pool.submit(_worker_run, n, spool_dir) for i, n in enumerate(names) if n != STDIN}
+            i: pool.submit(_worker_run, i, n, spool_dir) for i, n in enumerate(names)
+            if n != STDIN}
         local: Analyzer | None = None
         try:
             for i, name in enumerate(names):
@@ -233,14 +251,18 @@ def run_parallel(job: AnalyzeJob, names: list[str], jobs: int, writer: RecordWri
                 fut = futures[i]
                 while True:
                     try:
-                        path, columns, err = fut.result(timeout=0.1)
+                        path, columns, err, reported = fut.result(timeout=0.1)
                         break
                     except FutureTimeout:
                         drain()
                     except BrokenProcessPool:
                         path, columns, err = None, None, f"{name}: analysis process died"
+                        reported = received.get(i, 0.0)
                         break
                 drain()
+                finished.add(i)
+                if reported > received.get(i, 0.0):
+                    progress(reported - received.get(i, 0.0))
                 if path is not None:
                     writer.append(path, columns)
                     os.unlink(path)
