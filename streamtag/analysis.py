@@ -103,7 +103,8 @@ class AnalyzeJob:
 
 
 class Analyzer:
-    """One process's checkpoint, config and reference library; an engine per input rate."""
+    """One process's checkpoint, config and reference library; an engine per input rate.
+    Raises CheckpointError or LibraryError (usage errors) when they cannot be used."""
 
     def __init__(self, job: AnalyzeJob) -> None:
         self.job = job
@@ -112,6 +113,9 @@ class Analyzer:
         lib = self.cfg.reference.library
         self.library = load_library(lib) if lib else None
         self._engines: dict[int, Engine] = {}
+        # The engine at the model's rate: checks the library against the checkpoint (and its
+        # threshold) now, before any audio (LibraryError: a usage error).
+        self.engine(self.checkpoint.frontend.sample_rate_hz)
 
     def engine(self, rate_hz: int) -> Engine:
         eng = self._engines.get(rate_hz)

@@ -204,6 +204,10 @@ class _NoBar:
         return None
 
 
+#: The progress bar redraws at most this often [s].
+PROGRESS_INTERVAL_S = 0.5
+
+
 class _TqdmBar:
     """One bar over the seconds of audio of every input (also with --jobs)."""
 
@@ -213,7 +217,7 @@ class _TqdmBar:
         desc = Path(names[0]).name if len(names) == 1 else f"{len(names)} files"
         self._bar = tqdm(total=None if seconds is None else round(seconds, 1), desc=desc,
                          unit="s", unit_scale=False, file=sys.stderr, leave=False,
-                         bar_format=None, mininterval=0.5)
+                         mininterval=PROGRESS_INTERVAL_S)
 
     def __enter__(self) -> Callable[[float], None]:
         def update(seconds: float) -> None:

@@ -189,7 +189,11 @@ def test_jobs_give_the_same_output_in_the_same_order_as_one_by_one(
 
 
 def test_progress_bar_moves_over_seconds_of_audio(
-        tmp_path: Path, tiny_default_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, tiny_default_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamtag.cli
+
+    monkeypatch.setattr(streamtag.cli, "PROGRESS_INTERVAL_S", 0.0)  # every update drawn
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
     sf.write(a, make_signal(150.0, 22050), 22050)  # two chunks of hops: 128 s, then 22 s
     sf.write(b, make_signal(60.0, 22050, seed=3), 22050)
