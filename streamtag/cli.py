@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from streamtag import __version__
 from streamtag.config import Config
-from streamtag.errors import (
-    AudioError,
-    CheckpointError,
-    ConfigError,
-    LibraryError,
-    StreamtagError,
-)
+from streamtag.console import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, error, run
+from streamtag.console import Parser as _Parser
+from streamtag.errors import AudioError, CheckpointError, ConfigError, LibraryError
 
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep its message short
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"streamtag: error: {message}\n")
-
-
-def error(msg: str) -> None:
-    """One line on stderr, prefixed with the program name."""
-    print(f"streamtag: {msg}", file=sys.stderr)
+#: Raw PCM formats ``analyze -`` reads (streamtag.audiofile.SAMPLE_FORMATS; here so the parser
+#: is built without importing numpy and soundfile).
+SAMPLE_FORMATS = ("f32le", "s16le", "s24le", "s32le")
 
 
 # -- check-config --------------------------------------------------------------------------------
@@ -51,112 +35,68 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 # -- analyze -------------------------------------------------------------------------------------
-def flatten_record(rec: dict, prefix: str = "") -> dict[str, object]:
-    """Nested record → flat columns (``emotion.valence``, ``instrument.probs.violin``, …)."""
-    flat: dict[str, object] = {}
-    for k, v in rec.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            flat.update(flatten_record(v, key + "."))
-        elif isinstance(v, list):
-            for i, x in enumerate(v):
-                flat[f"{key}.{i}"] = x
-        else:
-            flat[key] = v
-    return flat
-
-
-def write_records(records: Iterable[dict], fmt: str, out: io.TextIOBase) -> None:
-    if fmt == "jsonl":
-        for r in records:
-            out.write(json.dumps(r, allow_nan=False) + "\n")
-        return
-    rows = [flatten_record(r) for r in records]
-    if not rows:
-        return
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-
-
-#: Sample rates of files analysed [Hz]: beyond them resampling to the model's rate costs
-#: without bound (a 1 Hz file asked for 76 GB) and no real recording lies there.
-FILE_RATES_HZ = (4000, 768000)
-
-
-def check_rate(name: str, rate: int) -> None:
-    """AudioError naming a file whose sample rate is outside ``FILE_RATES_HZ``."""
-    lo, hi = FILE_RATES_HZ
-    if not lo <= rate <= hi:
-        raise AudioError(f"{name}: sample rate {rate} Hz, expected {lo}..{hi} Hz")
-
-
-def check_long_enough(name: str, audio: object, rate: int, hop_s: float) -> None:
-    """AudioError naming a file shorter than one hop: it makes no estimate (README: Commands)."""
-    frames = int(getattr(audio, "shape", (0,))[0])
-    if frames < round(hop_s * rate):
-        raise AudioError(f"{name}: {frames / rate:.3f} s of audio, shorter than one hop "
-                         f"({hop_s:g} s): no estimate")
-
-
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from streamtag.audiofile import read_audio
-    from streamtag.checkpoint import resolve_checkpoint
-    from streamtag.config import load_config
-    from streamtag.engine import Engine, StreamSpec
-    from streamtag.publish.wire import compact_record
-    from streamtag.references import load_library
+    from streamtag.analysis import (
+        AnalyzeJob,
+        Analyzer,
+        RecordWriter,
+        audio_seconds,
+        cores,
+        run_parallel,
+    )
+    from streamtag.audiofile import STDIN, RawFormat
 
-    cfg = load_config(args.config)
+    if args.files.count(STDIN) > 1:
+        error("analyze: standard input (-) can be read only once")
+        return EXIT_USAGE
+    if args.jobs is not None and args.jobs < 1:
+        error(f"analyze: --jobs {args.jobs}: expected 1 or more")
+        return EXIT_USAGE
+    for flag, value in (("--rate", args.rate), ("--channels", args.channels)):
+        if value is not None and value < 1:
+            error(f"analyze: {flag} {value}: expected 1 or more")
+            return EXIT_USAGE
+    job = AnalyzeJob(args.checkpoint, args.config, args.format, args.vectors,
+                     several=len(args.files) > 1,
+                     raw=RawFormat(args.rate, args.channels, args.sample_format))
     try:
-        ck = resolve_checkpoint(args.checkpoint or cfg.model.checkpoint)
-        library = load_library(cfg.reference.library) if cfg.reference.library else None
-        # Checks the library against the checkpoint (and the threshold) before any audio.
-        Engine(ck, novelty=cfg.novelty, reference=cfg.reference, library=library)
+        # Loads the checkpoint and checks the library against it before any audio.
+        analyzer = Analyzer(job)
     except (CheckpointError, LibraryError) as e:
         error(str(e))
         return EXIT_USAGE
-    several = len(args.files) > 1
-    failed = 0
-    records: list[dict] = []
-    progress = _progress_factory(args.progress)
-    for name in args.files:
-        try:
-            audio, rate = read_audio(name)
-        except AudioError as e:
-            error(str(e))
-            failed += 1
-            continue
-        try:  # one file that fails must not lose the records of the others
-            check_rate(name, rate)
-            engine = Engine(ck, input_rate_hz=rate, streams=[StreamSpec(cfg.analysis.stream)],
-                            silence_db=cfg.analysis.silence_db, novelty=cfg.novelty,
-                            reference=cfg.reference, library=library, tempo=cfg.tempo)
-            check_long_enough(name, audio, rate, engine.hop_s)
-            with progress(name, audio.shape[0] / rate) as bar:
-                recs = engine.analyze(audio, progress=bar)
-        except (StreamtagError, ValueError) as e:
-            error(str(e) if isinstance(e, StreamtagError) else f"{name}: cannot analyze: {e}")
-            failed += 1
-            continue
-        if not args.vectors:
-            recs = [dict(compact_record(r)) for r in recs]
-        if several:
-            for r in recs:
-                r["file"] = name
-        records += recs
+    jobs = args.jobs or cores()
+    failures: list[str] = []
+
+    def failed(message: str) -> None:  # named at once: the other files still run
+        error(message)
+        failures.append(message)
+
+    target = args.out or "standard output"
     try:
-        if args.out:
-            with open(args.out, "w", encoding="utf-8", newline="") as f:
-                write_records(records, args.format, f)
-        else:
-            write_records(records, args.format, sys.stdout)
+        out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout
     except OSError as e:
-        error(f"{args.out}: cannot write ({e.strerror or e})")
+        error(f"{target}: cannot write ({e.strerror or e})")
         return EXIT_RUNTIME
-    if failed:
-        error(f"{failed} of {len(args.files)} file(s) could not be analyzed")
+    try:
+        writer = RecordWriter(out, args.format)
+        with _progress_factory(args.progress)(args.files, audio_seconds(args.files)) as bar:
+            if jobs > 1 and len([f for f in args.files if f != STDIN]) > 1:
+                run_parallel(job, args.files, jobs, writer, bar, failed)
+            else:
+                for name in args.files:
+                    message = analyzer.run(name, writer, bar)
+                    if message:
+                        failed(message)
+        out.flush()
+    except OSError as e:
+        error(f"{target}: cannot write ({e.strerror or e})")
+        return EXIT_RUNTIME
+    finally:
+        if args.out:
+            out.close()
+    if failures:
+        error(f"{len(failures)} of {len(args.files)} file(s) could not be analyzed")
         return EXIT_RUNTIME
     return EXIT_OK
 
@@ -171,7 +111,7 @@ def _library_path(args: argparse.Namespace) -> Path:
 def cmd_reference_add(args: argparse.Namespace) -> int:
     """Analyse FILE… through the engine and store their match vectors under NAME (appending to
     an existing one)."""
-    from streamtag.audiofile import read_audio
+    from streamtag.audiofile import check_long_enough, check_rate, read_audio
     from streamtag.checkpoint import resolve_checkpoint
     from streamtag.config import load_config
     from streamtag.engine import Engine
@@ -272,37 +212,46 @@ def cmd_reference_remove(args: argparse.Namespace) -> int:
 
 
 class _NoBar:
-    def __enter__(self) -> Callable[[int, int], None]:
-        return lambda done, total: None
+    def __enter__(self) -> Callable[[float], None]:
+        return lambda seconds: None
 
     def __exit__(self, *exc: object) -> None:
         return None
 
 
+#: The progress bar redraws at most this often [s].
+PROGRESS_INTERVAL_S = 0.5
+
+
 class _TqdmBar:
-    def __init__(self, name: str, seconds: float) -> None:
+    """One bar over the seconds of audio of every input (also with --jobs)."""
+
+    def __init__(self, names: list[str], seconds: float | None) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=None, desc=Path(name).name, unit="hop", file=sys.stderr,
-                         leave=False)
+        desc = Path(names[0]).name if len(names) == 1 else f"{len(names)} files"
+        self._bar = tqdm(total=None if seconds is None else round(seconds, 1), desc=desc,
+                         unit="s", unit_scale=False, file=sys.stderr, leave=False,
+                         mininterval=PROGRESS_INTERVAL_S)
 
-    def __enter__(self) -> Callable[[int, int], None]:
-        def update(done: int, total: int) -> None:
-            self._bar.total = total
-            self._bar.n = done
-            self._bar.refresh()
+    def __enter__(self) -> Callable[[float], None]:
+        def update(seconds: float) -> None:
+            self._bar.update(seconds)
 
         return update
 
     def __exit__(self, *exc: object) -> None:
+        self._bar.refresh()  # the last update may have come within mininterval of the one before
         self._bar.close()
 
 
-def _progress_factory(mode: str) -> Callable[[str, float], _NoBar | _TqdmBar]:
-    """Progress bars on long files, only when stderr is a terminal (or forced)."""
-    def make(name: str, seconds: float) -> _NoBar | _TqdmBar:
-        show = mode == "on" or (mode == "auto" and sys.stderr.isatty() and seconds > 30)
-        return _TqdmBar(name, seconds) if show else _NoBar()
+def _progress_factory(mode: str) -> Callable[[list[str], float | None], _NoBar | _TqdmBar]:
+    """A progress bar over seconds of audio, only when stderr is a terminal and there is more
+    than 30 s (or a pipe of unknown length) to analyse, or when forced."""
+    def make(names: list[str], seconds: float | None) -> _NoBar | _TqdmBar:
+        long = seconds is None or seconds > 30
+        show = mode == "on" or (mode == "auto" and sys.stderr.isatty() and long)
+        return _TqdmBar(names, seconds) if show else _NoBar()
 
     return make
 
@@ -446,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     a = sub.add_parser("analyze", help="analyze audio files offline, one estimate per hop")
-    a.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, OGG or MP3 files")
+    a.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, OGG or MP3 files; "
+                   "- reads standard input (a WAV stream, or raw PCM with --rate/--channels)")
     a.add_argument("--checkpoint", metavar="F", help="model checkpoint (.safetensors); "
                    "default: the bundled model")
     a.add_argument("--config", metavar="F", help="YAML config (analysis.silence_db, …)")
@@ -457,6 +407,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar on stderr (auto: on for files > 30 s on a terminal)")
     a.add_argument("--vectors", action="store_true",
                    help="keep the whole embedding vector in each record (embedding.vector)")
+    a.add_argument("--jobs", type=int, metavar="N", help="analyse N files at a time in "
+                   "separate processes (default: the number of cores); output as one by one")
+    a.add_argument("--rate", type=int, metavar="HZ", help="sample rate [Hz] of raw PCM on "
+                   "standard input (-); a WAV stream's header says it")
+    a.add_argument("--channels", type=int, metavar="N", help="channels of raw PCM on standard "
+                   "input (interleaved)")
+    a.add_argument("--sample-format", choices=SAMPLE_FORMATS, default="f32le",
+                   help="raw PCM on standard input: f32le (float32 in [-1, 1], default), s16le, "
+                   "s24le or s32le (signed integers), little-endian, interleaved")
     a.set_defaults(func=cmd_analyze)
 
     ref = sub.add_parser("reference", help="the reference library: recordings to recognise "
@@ -533,22 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return int(args.func(args))
-    except ConfigError as e:  # a config key or flag is wrong: name each problem, exit 2
-        for p in e.problems:
-            error(p)
-        return EXIT_USAGE
-    except StreamtagError as e:
-        error(str(e))
-        return EXIT_RUNTIME
-    except KeyboardInterrupt:
-        return 130
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """The engine: audio → frontend → window → model step → post-processing → estimate records.
 
 One engine serves the daemon (``process``: hop by hop, any block sizes) and ``analyze``
-(``analyze``: all CNN windows of a file in one batch, then the LSTM over the sequence); their
-records are equal (the cornerstone test). Several streams (channel groups of one input) each get
-their own frontend and LSTM state and go through the model in one batched forward.
+(``analyze_blocks``: a file read block by block; the CNN windows of each chunk of hops in one
+batch, then the LSTM over the chunk, its state carried on; memory bounded whatever the file's
+length); their records are equal (the cornerstone test). Several streams (channel groups of
+one input) each get their own frontend and LSTM state and go through the model in one batched
+forward.
 
 Latency, declared per stage: the frontend completes a frame when its last sample arrives; the
 resampler (if the input rate differs from the model's) delays by ``frontend.latency_samples``;
@@ -20,7 +22,8 @@ Entry after a pause: a silent hop (level below ``silence_db``) is a fresh start.
 from the fresh LSTM state and leaves the fresh state behind (:func:`run_hops`, the one place
 this rule lives; both paths call it), and its frames are framed from a fresh pitch-class memory
 (``process``: ``MelFrontend.restart_pitch_memory`` before the hop's rows; ``analyze``: the same
-restart applied to the whole file's rows, ``restart_pitch_rows``; pinned equal by the tests).
+restart applied to each frontend run's complete hops, ``restart_pitch_rows`` carrying the
+memory from run to run; pinned equal by the tests).
 Music after a pause of a hop or more therefore starts as a fresh start on it would, whatever
 the model heard before the pause and however long the pause was.
 """
@@ -28,8 +31,10 @@ the model heard before the pause and however long the pause was.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +44,14 @@ from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig, TempoConfig
 from streamtag.embedding import HopHistory, NoveltyMeter, hops_for, match_vectors
 from streamtag.errors import LibraryError
-from streamtag.frontend import FAST_NAMES, Frames, MelFrontend, downmix, restart_pitch_rows
+from streamtag.frontend import (
+    FAST_NAMES,
+    Frames,
+    MelFrontend,
+    PitchCarry,
+    downmix,
+    restart_pitch_rows,
+)
 from streamtag.model import ArchConfig, HeadSpec, LstmState, StreamTagModel
 from streamtag.publish.wire import (
     EMBEDDING_VECTOR,
@@ -482,74 +494,215 @@ class Engine:
     ) -> list[dict]:
         """Records of a whole signal [n] or [n, channels], from a fresh state.
 
-        Equal to ``process`` fed the same audio in any blocks (the CNN windows are batched and
-        the LSTM runs over the whole sequence). A trailing partial hop is not reported. Leaves
-        the engine reset. progress(done_hops, total_hops) is called as the model runs.
+        ``analyze_blocks`` with the signal as one block. progress(done_hops, total_hops) is
+        called as the model runs. Leaves the engine reset.
         """
-        self.reset()
-        start = time.perf_counter()
-        hop = self.arch.hop_frames
-        mels, level_rows, tempi = [], [], []
-        for b, f in enumerate(self._frontend.process_offline_channels(self._stream_block(signal))):
-            n = f.mel.shape[0] // hop
-            level_rows.append([self._level_db(e) for e in f.energy[: n * hop].reshape(n, hop)])
-            # A silent hop is framed as a fresh start too: its pitch-class memory restarts.
-            restarts = np.zeros(n * hop, bool)
-            restarts[::hop] = np.asarray(level_rows[-1]) < self.silence_db
-            mel, _ = restart_pitch_rows(f.mel[: n * hop], restarts, self.fe_config)
-            mels.append(hop_windows(mel, self.arch, self._silence))  # [S, M, W]
-            if self._trackers:
-                tempi.append(self._tempo_sections(
-                    self._trackers[b].process_offline(f.fast[:, ONSET], f.fast[:, LOUDNESS]),
-                    mels[-1].shape[0]))
-        n_hops = mels[0].shape[0]
-        if n_hops == 0:
-            return []
-        levels = np.array(level_rows)  # [B, S]
-        silent = levels < self.silence_db
-        windows = torch.from_numpy(np.stack(mels).astype(np.float32))  # [B, S, M, W]
-        values: dict[str, np.ndarray] = {}
-        encodings: list[np.ndarray] = []  # [B, chunk, F] each, for novelty and references
-        state = None
-        # Chunks of hops bound memory (the first conv layer's activations dominate: ~64 MB per
-        # chunk); the LSTM state carries across chunks.
-        a = self.arch
-        chunk = max(1, min(256, 2**24 // (len(self.streams) * a.window_frames * a.n_features
-                                          * a.channels[0])))
-        with torch.inference_mode():
-            for i in range(0, n_hops, chunk):
-                feats = self.model.encode_sequence(windows[:, i:i + chunk])
-                out, state = run_hops(self.model, feats, state, silent[:, i:i + chunk])
-                if self._emb_head is not None:
-                    encodings.append(feats.numpy())
-                for k, v in out.items():
-                    values.setdefault(k, []).append(v.numpy())  # type: ignore[arg-type]
-                if progress is not None:
-                    progress(min(i + chunk, n_hops), n_hops)
-        values = {k: np.concatenate(v, axis=1) for k, v in values.items()}
-        encoded = np.concatenate(encodings, axis=1) if encodings else None
-        latency_ms = (time.perf_counter() - start) * 1e3 / n_hops
-        records = []
-        for k in range(n_hops):
-            t = self._hop_end_time(k)
-            for b in range(len(self.streams)):
-                records.append(self._record(k, t, b, {h: v[b, k] for h, v in values.items()},
-                                            float(levels[b, k]), latency_ms,
-                                            None if encoded is None else encoded[b, k],
-                                            tempi[b][k] if tempi else None))
-        self.reset()
+        total = self._frontend_hops(np.shape(signal)[0])
+        records: list[dict] = []
+        for chunk in self.analyze_blocks([signal]):
+            records += chunk
+            if progress is not None:
+                progress(len(records) // len(self.streams), total)
         return records
 
-    def _tempo_sections(self, tf: TempoFrames, n_hops: int) -> list[dict]:
-        """Each hop's tempo section from a whole signal's tracker output: the state after the
-        hop's last frame, as ``process`` reports it."""
+    def analyze_blocks(self, blocks: Iterable[np.ndarray]) -> Iterator[list[dict]]:
+        """Records of a signal that arrives as consecutive blocks [n] or [n, channels] (any
+        sizes: a file read block by block, standard input), from a fresh state; yields them a
+        chunk of hops at a time, in order.
+
+        The offline fast path: the CNN windows of a chunk of hops go through the model in one
+        batch and the LSTM runs over the chunk (``run_hops``: silent hops from the fresh
+        state), its state carried to the next. Each frontend run's complete hops get their
+        levels, their pitch-class restarts (``restart_pitch_rows``, its carry passed on to the
+        next run) and, with tempo on, their tempo sections (the tracker's streaming
+        ``process``, equal to its offline twin). The records are equal to ``process`` fed the
+        same audio in any blocks, and the same whatever the block sizes here (the frontend's
+        runs and the model's chunks start at the same frames and hops). Memory is bounded by
+        the block size, the frontend's run and the model's chunk, not by the signal's length.
+        A trailing partial hop is not reported. ``latency_ms`` is the compute time per hop of
+        the record's chunk. Leaves the engine reset.
+        """
+        self.reset()
+        a = self.arch
+        hop, w, n_streams = a.hop_frames, a.window_frames, len(self.streams)
+        # Chunks of hops bound memory (the first conv layer's activations dominate: ~64 MB per
+        # chunk); the LSTM state carries across chunks.
+        chunk = max(1, min(256, 2**24 // (n_streams * a.window_frames * a.n_features
+                                          * a.channels[0])))
+        context = w - hop  # frames of the previous hops each window also holds
+        # Per stream: the last `context` frames before the hops not yet run (silence before the
+        # start), then the frames of the complete hops not yet run (pitch-class rows restarted),
+        # their levels [dB] and tempo sections.
+        rows = np.broadcast_to(self._silence, (n_streams, context, a.n_features)).copy()
+        levels = np.zeros((n_streams, 0))
+        tempi: list[list[dict]] = [[] for _ in range(n_streams)]
+        # Per stream: the frames of the hop not yet complete (rows as framed) and their energy.
+        partial = np.zeros((n_streams, 0, a.n_features), np.float32)
+        energy = np.zeros((n_streams, 0))
+        carries: list[PitchCarry | None] = [None] * n_streams
+        last_beats: list[float | None] = [None] * n_streams
+        frames_seen = 0
+        state: LstmState | None = None
+        spent = 0.0  # compute time [s] since the last yield
+        hop_index = 0
+        runs = self._runs_ahead(self._stream_block(x) for x in blocks)
+        try:
+            started = time.perf_counter()
+            for run in runs:
+                partial = np.concatenate([partial, np.stack([f.mel for f in run])], axis=1)
+                energy = np.concatenate([energy, np.stack([f.energy for f in run])], axis=1)
+                for b, tracker in enumerate(self._trackers):
+                    fast = run[b].fast
+                    sections, last_beats[b] = self._tempo_sections(
+                        tracker.process(fast[:, ONSET], fast[:, LOUDNESS]), frames_seen,
+                        frames_seen // hop, last_beats[b])
+                    tempi[b] += sections
+                frames_seen += len(run[0])
+                n = partial.shape[1] // hop  # hops this run completed
+                if n:
+                    rows, levels = self._complete_hops(rows, levels, partial, energy, n, carries)
+                    partial, energy = partial[:, n * hop:], energy[:, n * hop:]
+                while rows.shape[1] - context >= chunk * hop:
+                    records, state = self._analyze_chunk(rows, levels, tempi, chunk, hop_index,
+                                                         state, started, spent)
+                    rows, levels = rows[:, chunk * hop:], levels[:, chunk:]
+                    tempi = [t[chunk:] for t in tempi]
+                    hop_index += chunk
+                    yield records
+                    started, spent = time.perf_counter(), 0.0
+                spent += time.perf_counter() - started
+                started = time.perf_counter()
+            n = levels.shape[1]
+            if n:
+                yield self._analyze_chunk(rows, levels, tempi, n, hop_index, state, started,
+                                          spent)[0]
+        finally:
+            runs.close()  # stops the frontend's thread before the frontend is reset
+            self.reset()
+
+    def _complete_hops(self, rows: np.ndarray, levels: np.ndarray, partial: np.ndarray,
+                       energy: np.ndarray, n: int, carries: list[PitchCarry | None]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows [B, ·, M] and levels [B, ·] with the n complete hops at the start of partial
+        [B, ≥ n·hop, M] (energy [B, ≥ n·hop]) appended: each hop's level, and its frames'
+        pitch-class rows restarted where the hop is silent (a silent hop is framed as a fresh
+        start too, see ``run_hops``). carries: each stream's ``restart_pitch_rows`` carry,
+        updated."""
         hop = self.arch.hop_frames
-        ends = np.arange(1, n_hops + 1) * hop - 1  # [n_hops] each hop's last frame
+        new = np.array([[self._level_db(e) for e in energy[b, : n * hop].reshape(n, hop)]
+                        for b in range(len(self.streams))])  # [B, n]
+        restarted = []
+        for b in range(len(self.streams)):
+            restarts = np.zeros(n * hop, bool)
+            restarts[::hop] = new[b] < self.silence_db
+            mel, carries[b] = restart_pitch_rows(partial[b, : n * hop], restarts,
+                                                 self.fe_config, carries[b])
+            restarted.append(mel)
+        return (np.concatenate([rows, np.stack(restarted)], axis=1),
+                np.concatenate([levels, new], axis=1))
+
+    def _runs_ahead(self, blocks: Iterator[np.ndarray]) -> Iterator[list[Frames]]:
+        """The frontend's offline runs of ``blocks``, made in a thread of their own up to two
+        runs ahead of the caller: decoding, resampling and framing (numpy and torch, which
+        release the GIL) overlap the model's work on the other core. The same runs, in the same
+        order, as calling the frontend directly; an exception in the thread is raised here."""
+        ahead: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        done = object()
+
+        def put(item: object) -> bool:
+            while not stop.is_set():
+                try:
+                    ahead.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            runs = self._frontend.process_offline_blocks(blocks)
+            try:
+                for run in runs:
+                    if not put(run):
+                        return
+                put(done)
+            except BaseException as e:  # handed to the caller, raised there
+                put(e)
+            finally:
+                runs.close()
+
+        thread = threading.Thread(target=produce, name="streamtag-frontend", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = ahead.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            stop.set()
+            thread.join()
+
+    def _analyze_chunk(self, rows: np.ndarray, levels: np.ndarray, tempi: list[list[dict]],
+                       n: int, first: int, state: LstmState | None, started: float,
+                       spent: float) -> tuple[list[dict], LstmState | None]:
+        """Records of the n hops from hop ``first``: rows [B, context + ≥ n·hop, M] (the
+        context frames before the hops, then theirs), levels [B, ≥ n] their level_db, tempi
+        per stream their tempo sections (empty lists with tempo off)."""
+        a = self.arch
+        hop, w = a.hop_frames, a.window_frames
+        # Window k: the w frames ending with hop k's last, as the streaming engine holds them.
+        view = np.lib.stride_tricks.sliding_window_view(rows[:, : w - hop + n * hop], w,
+                                                        axis=1)[:, ::hop]  # [B, n, M, W]
+        # Laid out frame by frame ([B, n, W, M] in memory, M fastest), as the windows have
+        # always reached the model offline: the CNN's float32 sums depend on the layout.
+        frames = np.ascontiguousarray(view.transpose(0, 1, 3, 2), dtype=np.float32)
+        windows = torch.from_numpy(frames).permute(0, 1, 3, 2)  # [B, n, M, W]
+        silent = levels[:, :n] < self.silence_db  # [B, n]
+        with torch.inference_mode():
+            feats = self.model.encode_sequence(windows)
+            out, state = run_hops(self.model, feats, state, silent)
+        values = {k: v.numpy() for k, v in out.items()}
+        encoded = feats.numpy() if self._emb_head is not None else None
+        latency_ms = (spent + time.perf_counter() - started) * 1e3 / n
+        records = []
+        for k in range(n):
+            t = self._hop_end_time(first + k)
+            for b in range(len(self.streams)):
+                records.append(self._record(
+                    first + k, t, b, {h: v[b, k] for h, v in values.items()},
+                    float(levels[b, k]), latency_ms,
+                    None if encoded is None else encoded[b, k],
+                    tempi[b][k] if self._trackers else None))
+        return records, state
+
+    def _frontend_hops(self, n_input: int) -> int:
+        """Complete hops in n_input samples at the input rate (what ``analyze`` reports)."""
+        fe = self.fe_config
+        n = n_input
+        if self.input_rate_hz != fe.sample_rate_hz:
+            n = -(-n_input * fe.sample_rate_hz // self.input_rate_hz)  # resampler outputs
+        return (n // fe.hop_length) // self.arch.hop_frames
+
+    def _tempo_sections(self, tf: TempoFrames, first_frame: int, first_hop: int,
+                        last_beat: float | None) -> tuple[list[dict], float | None]:
+        """The tempo sections of the hops that end in a tracker output (``process`` of the
+        frames from ``first_frame``), from hop ``first_hop`` on (the first not yet given one):
+        each the state after the hop's last frame, as ``process`` reports it. last_beat: the
+        last beat reported before first_frame (None: none yet). Returns the sections and the
+        last beat reported by the output's end."""
+        hop = self.arch.hop_frames
+        # [n] each hop's last frame (frame index from the start)
+        ends = np.arange(first_hop + 1, (first_frame + len(tf)) // hop + 1) * hop - 1
         # Beats reported by each hop's end: how many, so the last is at index count - 1.
         reported = np.searchsorted(tf.frames, ends, side="right")
-        return [self._tempo_section(float(tf.bpm[e]), float(tf.confidence[e]),
-                                    float(tf.beats[r - 1]) if r else None)
-                for e, r in zip(ends.tolist(), reported.tolist(), strict=True)]
+        sections = [self._tempo_section(float(tf.bpm[e - first_frame]),
+                                        float(tf.confidence[e - first_frame]),
+                                        float(tf.beats[r - 1]) if r else last_beat)
+                    for e, r in zip(ends.tolist(), reported.tolist(), strict=True)]
+        return sections, float(tf.beats[-1]) if len(tf.beats) else last_beat
 
     # -- records -----------------------------------------------------------------------------
     def _hop_end_time(self, k: int) -> float:

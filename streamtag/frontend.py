@@ -25,6 +25,7 @@ spectrum (spectral centroid, flatness, onset strength).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +128,9 @@ SEED_FRONTEND = FrontendConfig(
 #: mel band empty above 30 Hz, 64 log-mel bands (a quarter of the seed's CNN input per second),
 #: and 12 pitch-class rows.
 DEFAULT_FRONTEND = FrontendConfig(n_chroma=12, chroma_memory_s=4.0)
+#: Offline analysis frames a signal in runs of this many frames (82 s at the default 20 ms
+#: hop): a run's FFT, power spectra and rows take ~50 MB per channel, whatever the file's length.
+OFFLINE_RUN_FRAMES = 4096
 FRONTEND_PRESETS: dict[str, FrontendConfig] = {"seed": SEED_FRONTEND, "default": DEFAULT_FRONTEND}
 
 
@@ -377,23 +381,76 @@ class MelFrontend:
         self.frames_out += n_frames
         return out
 
+    def process_offline_blocks(self, blocks: Iterable[np.ndarray]) -> Iterator[list[Frames]]:
+        """Frames of a whole signal that arrives as consecutive blocks [n, channels] (any sizes,
+        e.g. read from a file block by block), from a fresh state; yields each channel's frames
+        a run of at most ``OFFLINE_RUN_FRAMES`` at a time, so memory does not grow with the
+        signal. The frames equal ``process_offline_channels`` of the whole signal, bit for bit,
+        whatever the block sizes: the runs start at the same frames. Leaves this object reset.
+        """
+        return self._offline_runs(self._columns(b).T for b in blocks)
+
     def _offline(self, x: np.ndarray) -> list[Frames]:
-        self.reset()
-        if self._resampler is not None:
-            x = self._resampler.process(x).astype(np.float32)
-        padded = np.concatenate([np.zeros((x.shape[0], self._keep), np.float32), x], axis=1)
-        n_frames = self._n_frames(padded.shape[1])
-        if n_frames <= 0:
-            self.reset()
+        parts = list(self._offline_runs(iter([x])))
+        if not parts:
             return self._no_frames(x.shape[0])
-        hop = self.config.hop_length
-        # Chunked so a long file does not build one huge complex matrix; the per-frame
-        # arithmetic is identical, only the onset flux needs the previous chunk's last frame.
-        parts = [self._features(padded[:, i * hop:], min(4096, n_frames - i))
-                 for i in range(0, n_frames, 4096)]
-        self.reset()
         return [Frames.concat([p[c] for p in parts], self.config.n_features)
                 for c in range(x.shape[0])]
+
+    def _offline_runs(self, blocks: Iterator[np.ndarray]) -> Iterator[list[Frames]]:
+        """[C, n] blocks → per run of OFFLINE_RUN_FRAMES frames (the last one shorter), each
+        channel's Frames with their feature rows."""
+        self.reset()
+        hop, run = self.config.hop_length, OFFLINE_RUN_FRAMES
+        # A run of frames needs keep + run·hop samples; the next run starts run·hop later.
+        need = self._keep + run * hop
+        try:
+            # The causal zero prefix, then samples not yet framed, joined only when they
+            # complete a run (joining each block would copy the run again and again).
+            parts = [np.zeros((self.channels, self._keep), np.float32)]
+            held = self._keep
+            if self._resampler is not None:
+                blocks = self._resampled(blocks)
+            for x in blocks:
+                if not x.shape[1]:
+                    continue
+                parts.append(x.astype(np.float32, copy=False))
+                held += x.shape[1]
+                if held < need:
+                    continue
+                buf = np.concatenate(parts, axis=1)
+                # Runs start at frames 0, run, 2·run …: the per-frame arithmetic is identical
+                # whatever the runs, only the onset flux needs the previous run's last frame.
+                start = 0
+                while buf.shape[1] - start >= need:
+                    yield self._features(buf[:, start:], run)
+                    start += run * hop
+                parts, held = [buf[:, start:]], buf.shape[1] - start
+            buf = np.concatenate(parts, axis=1)
+            n_frames = self._n_frames(buf.shape[1])
+            if n_frames > 0:
+                yield self._features(buf, n_frames)
+        finally:
+            self.reset()
+
+    def _resampled(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """[C, n] input blocks → the resampler's float32 output, fed in whole multiples of its
+        ``run_in`` (every run then reuses one tap pattern; the output does not depend on the
+        blocks)."""
+        r = self._resampler
+        assert r is not None
+        held: list[np.ndarray] = []
+        n = 0
+        for x in blocks:
+            held.append(x)
+            n += x.shape[1]
+            if n >= r.run_in:
+                x = np.concatenate(held, axis=1) if len(held) > 1 else held[0]
+                cut = n - n % r.run_in
+                yield r.process(x[:, :cut]).astype(np.float32)
+                held, n = [x[:, cut:]], n - cut
+        if n:
+            yield r.process(np.concatenate(held, axis=1)).astype(np.float32)
 
     def _no_frames(self, channels: int) -> list[Frames]:
         rows = 0 if self.defer_rows else self.config.n_features
@@ -540,8 +597,14 @@ def restart_pitch_rows(rows: np.ndarray, restarts: np.ndarray, config: FrontendC
     memory (log(12·y) is what the rows hold).
     """
     c = config.n_chroma
-    if not c or config.chroma_memory_s <= 0 or (carry is None and not np.any(restarts)):
+    if not c or config.chroma_memory_s <= 0:
         return rows, None
+    if carry is None and not np.any(restarts):
+        # Nothing moves here, but a restart at the next run's first frame needs this run's
+        # memory at its last frame (an even spread would make that restart a no-op).
+        if not rows.shape[0]:
+            return rows, None
+        return rows, PitchCarry(np.exp(rows[-1, -c:].astype(np.float64)) / 12.0, np.zeros(c))
     a = np.exp(-config.hop_length / (config.sample_rate_hz * config.chroma_memory_s))
     n = rows.shape[0]
     k = np.arange(n)

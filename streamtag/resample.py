@@ -7,6 +7,11 @@ The filter is the one ``scipy.signal.resample_poly`` designs (Kaiser-windowed si
 equals ``upfirdn`` over the whole signal (the same products, summed in one fixed order whatever
 the block sizes; to ~1e-15 of upfirdn's own order), and its delay is declared:
 ``delay_out_samples``.
+
+Memory is bounded whatever the block size: a long block is resampled in runs of at most
+``MAX_RUN_IN`` input samples (``run_in``); the per-output tap and window arrays are built per
+run (~2.6 MB at 48 → 22.05 kHz) instead of for the whole block (~350 bytes per output sample).
+The output is the same, bit for bit, since each output's products are summed in the same order.
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from math import gcd
 
 import numpy as np
 from scipy.signal import firwin
+
+#: The longest run of input samples [per channel] resampled at once (see the module docstring).
+MAX_RUN_IN = 2**14
+#: Tap patterns cached at most (live blocks repeat their size; so do the offline runs, see
+#: ``run_in``): [bytes], the cache is emptied beyond.
+_CACHE_MAX_BYTES = 32 * 2**20
 
 
 def design_filter(up: int, down: int) -> np.ndarray:
@@ -43,6 +54,10 @@ class Resampler:
         self._phases_rev = self._phases[:, ::-1].copy()
         self._taps = taps
         self._patterns: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int]] = {}
+        self._pattern_bytes = 0
+        # Runs of whole periods of `down` inputs: fed in multiples of run_in, every run starts
+        # at the same output phase, so all share one tap pattern.
+        self.run_in = self.down * max(1, MAX_RUN_IN // self.down)
         self.reset()
 
     @property
@@ -72,9 +87,12 @@ class Resampler:
             p = np.arange(r, r + count, dtype=np.int64) * self.down
             nmax = p // self.up
             hit = (self._phases_rev[p - nmax * self.up], nmax - nmax[0], int(nmax[0]))
-            if len(self._patterns) >= 16:  # block sizes that keep changing: a small cache
-                self._patterns.clear()
+            size = hit[0].nbytes + hit[1].nbytes
+            if len(self._patterns) >= 16 or self._pattern_bytes + size > _CACHE_MAX_BYTES:
+                self._patterns.clear()  # block sizes that keep changing: a small cache
+                self._pattern_bytes = 0
             self._patterns[key] = hit
+            self._pattern_bytes += size
         return hit
 
     def reset(self) -> None:
@@ -84,10 +102,21 @@ class Resampler:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Feed input samples [n] (or [C, n]: independent channels); return every output sample
-        they complete, [m] (or [C, m])."""
-        x = np.asarray(x, dtype=np.float64)
+        they complete, [m] (or [C, m]). Any length: long blocks go in runs of ``run_in``."""
+        x = np.asarray(x)  # float32 stays so until each run joins the float64 history
+        if not np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float64)
         mono = x.ndim == 1
         x2 = x[None, :] if mono else x
+        if x2.shape[1] <= self.run_in:
+            out = self._run(x2)
+        else:
+            out = np.concatenate([self._run(x2[:, i:i + self.run_in])
+                                  for i in range(0, x2.shape[1], self.run_in)], axis=1)
+        return out[0] if mono else out
+
+    def _run(self, x2: np.ndarray) -> np.ndarray:
+        """One run of inputs [C, n] (n <= run_in) → the outputs [C, m] they complete."""
         if self._hist is None or self._hist.shape[0] != x2.shape[0]:
             self._hist = np.zeros((x2.shape[0], self._taps - 1))
         buf = np.concatenate([self._hist, x2], axis=1)
@@ -98,8 +127,7 @@ class Resampler:
         self._hist = buf[:, buf.shape[1] - (self._taps - 1):]
         count = int(m_end) - self._m_out
         if count <= 0:
-            out = np.zeros((x2.shape[0], 0))
-            return out[0] if mono else out
+            return np.zeros((x2.shape[0], 0))
         q, r = divmod(self._m_out, self.up)
         self._m_out = int(m_end)
         coefs, starts, offset = self._pattern(r, count)
@@ -110,7 +138,15 @@ class Resampler:
         s0, s1 = buf.strides  # buf is a fresh C-contiguous array: a sliding-window view of it
         windows = np.ndarray((c, length - first - self._taps + 1, self._taps), buf.dtype, buf,
                              first * s1, (s0, s1, s1))
-        # [C, M, taps]: copied row by row, much cheaper than gathering M × taps elements.
-        rows = windows[:, starts]
-        out = np.einsum("mt,cmt->cm", coefs, rows)
-        return out[0] if mono else out
+        if count < 4 * self.up:
+            # [C, M, taps]: copied row by row, much cheaper than gathering M × taps elements.
+            return np.einsum("mt,cmt->cm", coefs, windows[:, starts])
+        # Outputs i, i + up, i + 2·up … start `down` inputs apart: each such class is a strided
+        # view of the windows, with no copy (8× faster at 44.1 → 22.05 kHz, where up = 1). The
+        # products and the order of their sums are the same as above, bit for bit.
+        out = np.empty((c, count))
+        for k in range(self.up):
+            n_k = len(range(k, count, self.up))
+            out[:, k::self.up] = np.einsum("mt,cmt->cm", coefs[k::self.up],
+                                           windows[:, starts[k]::self.down][:, :n_k])
+        return out

@@ -14,6 +14,7 @@ import pytest
 import torch
 from support import assert_records_equal
 
+from streamtag import frontend
 from streamtag.checkpoint import Checkpoint, load_checkpoint
 from streamtag.engine import Engine, StreamSpec, quadrant, run_hops
 from streamtag.model import EMOTION_HEAD
@@ -252,3 +253,109 @@ def test_golden_records(data_dir) -> None:
     records = Engine(load_checkpoint(data_dir / "tiny-default.safetensors")).analyze(x)
     golden = [json.loads(line) for line in (data_dir / "golden_records.jsonl").open()]
     assert_records_equal(records, golden)
+
+
+def _blocks(x: np.ndarray, size: int):
+    return (x[i:i + size] for i in range(0, x.shape[0], size))
+
+
+def _exact(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("wall", "latency_ms")} for r in records]
+
+
+@pytest.mark.parametrize("rate", [22050, 44100, 48000])
+@pytest.mark.parametrize("size", [1, 7, 441, 1000, 11025, 44101],
+                         ids=["1", "7", "441", "1000", "hop", "44101"])
+def test_blockwise_analysis_equals_whole_signal_analysis(tiny_default: Checkpoint, rate: int,
+                                                         size: int) -> None:
+    """``analyze_blocks`` fed a file block by block gives exactly ``analyze``'s records of the
+    whole signal (bit for bit, not just within tolerance), through the resampler too."""
+    x = make_signal(0.6 if size == 1 else 3.3, rate)
+    engine = Engine(tiny_default, input_rate_hz=rate)
+    whole = engine.analyze(x)
+    blockwise = [r for chunk in engine.analyze_blocks(_blocks(x, size)) for r in chunk]
+    assert len(blockwise) == len(whole) == int(x.size / rate / 0.5)
+    assert _exact(blockwise) == _exact(whole)
+    # And both equal the live engine's records (within the cornerstone's tolerance).
+    assert_records_equal(stream_records(engine, x, [size]) if size > 1 else blockwise, whole)
+
+
+def test_blockwise_analysis_spans_frontend_runs_and_model_chunks(
+        tiny_default: Checkpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    """170 s: three frontend runs (4096 frames) and two model chunks (256 hops), with blocks
+    that straddle their boundaries; the input is read only a few runs ahead of the model."""
+    x = make_signal(170.0, 44100)
+    engine = Engine(tiny_default, input_rate_hz=44100)
+    whole = engine.analyze(x)
+    assert len(whole) == 340
+    blockwise = [r for c in engine.analyze_blocks(_blocks(x, 65537)) for r in c]
+    assert _exact(blockwise) == _exact(whole)
+    # Runs of 64 frames (1.3 s): the first chunk of hops (128 s) comes long before the input
+    # ends, i.e. the blocks are not all read first.
+    monkeypatch.setattr(frontend, "OFFLINE_RUN_FRAMES", 64)
+    consumed: list[int] = []
+
+    def feed():
+        for i in range(0, x.shape[0], 65537):
+            consumed.append(i)
+            yield x[i:i + 65537]
+
+    chunks = [(len(c), len(consumed), c) for c in engine.analyze_blocks(feed())]
+    assert [n for n, _, _ in chunks] == [256, 84]
+    assert chunks[0][1] < 0.85 * len(range(0, x.shape[0], 65537))
+    assert_records_equal([r for _, _, c in chunks for r in c], whole)
+    # Stereo, two streams: the same records as the whole signal, within the tolerance.
+    stereo = np.stack([x[:441000], x[441000:882000]], axis=1)
+    two = Engine(tiny_default, input_rate_hz=44100,
+                 streams=[StreamSpec("a", (0,)), StreamSpec("b", (1,))])
+    assert_records_equal([r for c in two.analyze_blocks(_blocks(stereo, 3001)) for r in c],
+                         two.analyze(stereo))
+
+
+def _with_pauses(seconds: float, rate: int) -> np.ndarray:
+    """Music with a pause of several hops, one of about a hop, and a stretch below the gate."""
+    x = make_signal(seconds, rate, seed=3)
+    x[int(2.3 * rate):int(4.9 * rate)] = 0.0
+    x[int(6.1 * rate):int(6.9 * rate)] = 0.0
+    x[int(8.0 * rate):int(9.2 * rate)] *= 1e-5
+    return x
+
+
+@pytest.mark.parametrize("rate", [22050, 44100, 48000])
+@pytest.mark.parametrize("run", [37, 4096], ids=["run37", "run4096"])
+@pytest.mark.parametrize("size", [1000, 44101], ids=["1000", "44101"])
+def test_blockwise_analysis_with_pauses_and_tempo(tiny_default: Checkpoint,
+                                                  monkeypatch: pytest.MonkeyPatch, rate: int,
+                                                  run: int, size: int) -> None:
+    """Silent hops in the middle (the fresh LSTM state, pitch-class rows restarted) and tempo
+    sections, with frontend runs that end inside hops (37 frames) or hold many (4096): block by
+    block == the whole signal bit for bit, == the default runs bit for bit (the pitch-class
+    restart carried from run to run), and == the live engine."""
+    x = _with_pauses(12.0, rate)
+    engine = Engine(tiny_default, input_rate_hz=rate, silence_db=-60)
+    default_runs = engine.analyze(x)
+    monkeypatch.setattr(frontend, "OFFLINE_RUN_FRAMES", run)
+    whole = engine.analyze(x)
+    blockwise = [r for c in engine.analyze_blocks(_blocks(x, size)) for r in c]
+    assert _exact(blockwise) == _exact(whole) == _exact(default_runs)
+    silent = [r["silent"] for r in whole]
+    assert sum(silent) >= 5 and not silent[0] and not silent[-1]
+    assert True in silent[4:10] and False in silent[10:]  # music after the pause
+    assert all("tempo" in r for r in whole)
+    assert any(r["tempo"]["last_beat_t"] is not None for r in whole[10:])
+    assert_records_equal(stream_records(engine, x, [size]), whole)
+
+
+def test_a_failing_input_stops_the_analysis_with_its_error(tiny_default: Checkpoint) -> None:
+    """An exception while reading (the frontend's thread) is raised to the caller, and the
+    engine is left reset: the next analysis is as from a fresh engine."""
+    x = make_signal(3.0, 22050)
+    engine = Engine(tiny_default)
+
+    def feed():
+        yield x[:30000]
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(engine.analyze_blocks(feed()))
+    assert _exact(engine.analyze(x)) == _exact(Engine(tiny_default).analyze(x))

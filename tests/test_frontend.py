@@ -311,6 +311,13 @@ def test_restarting_the_pitch_memory_offline_equals_restarting_it_live() -> None
         part, carry = restart_pitch_rows(whole[lo:hi], restarts[lo:hi], cfg, carry)
         parts.append(part)
     assert np.abs(np.concatenate(parts) - offline).max() < 1e-6
+    # Runs cut at the restarts (as the engine cuts them at hops), the first with none in it:
+    # the restart at the next run's first frame needs the memory that run ended with.
+    parts, carry = [], None
+    for lo, hi in ((0, 40), (40, 41), (41, 120), (120, len(restarts))):
+        part, carry = restart_pitch_rows(whole[lo:hi], restarts[lo:hi], cfg, carry)
+        parts.append(part)
+    assert np.abs(np.concatenate(parts) - offline).max() < 1e-6
 
 
 @pytest.mark.parametrize("preset", ["default", "seed"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import upfirdn
 
-from streamtag.resample import Resampler
+from streamtag.resample import MAX_RUN_IN, Resampler
 
 
 @pytest.mark.parametrize("rates", [(44100, 22050), (48000, 22050), (16000, 22050), (22050, 44100)])
@@ -21,6 +21,24 @@ def test_streaming_equals_offline_upfirdn(rates: tuple[int, int], block: int | N
     # Every output whose inputs have all arrived is produced, and no more.
     assert y.size == -(-x.size * r.up // r.down)
     np.testing.assert_allclose(y, ref[: y.size], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("rates", [(44100, 22050), (48000, 22050), (22050, 44100)])
+def test_a_block_longer_than_a_run_equals_upfirdn_and_any_split(rates: tuple[int, int]) -> None:
+    """Blocks longer than MAX_RUN_IN are resampled run by run: same output, bit for bit, as
+    small blocks, and upfirdn's to rounding; the tap patterns of long runs are not cached."""
+    x = np.random.default_rng(2).standard_normal((2, 3 * MAX_RUN_IN + 123)).astype(np.float32)
+    r = Resampler(*rates)
+    whole = r.process(x)
+    assert len(r._patterns) <= 2  # whole periods of `down` per run: one pattern, + the last
+    ref = upfirdn(r.h, x[1].astype(np.float64), r.up, r.down)
+    np.testing.assert_allclose(whole[1], ref[: whole.shape[1]], rtol=0, atol=1e-12)
+    # Blocks of 3 inputs take the gathering path, long runs the strided one: the same bits.
+    for size in (3, 997):
+        r.reset()
+        pieces = np.concatenate([r.process(x[:, i:i + size])
+                                 for i in range(0, x.shape[1], size)], axis=1)
+        np.testing.assert_array_equal(pieces, whole)
 
 
 def test_declared_delay_matches_a_click() -> None:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from streamtag.cli import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, error
+from streamtag.console import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Parser, error, run
 from streamtag.errors import CheckpointError
 
 log = logging.getLogger("streamtag.train")
@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.cache_dir is not None:
         sets.append(f"data.cache_dir={args.cache_dir}")
     _setup_logging()
-    # ConfigError (exit 2) and other StreamtagErrors (exit 1) are reported by streamtag.cli.main.
+    # ConfigError (exit 2) and other StreamtagErrors (exit 1) are reported by console.run.
     cfg = load_train_config(args.config, sets)
     result = train(cfg, args.out, resume=args.resume, progress=_progress(args.progress))
     if result.best_checkpoint is not None:
@@ -215,11 +215,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streamtag.train.cli`` (what torchrun starts): the ``streamtag`` command line,
-    which holds these commands."""
-    from streamtag.cli import main as streamtag_main
-
-    return streamtag_main(argv)
+    """``python -m streamtag.train.cli`` (what torchrun starts): these commands, with the exit
+    codes of the ``streamtag`` command line (which holds them too)."""
+    p = Parser(prog="streamtag", description="Train, evaluate, build the corpus.")
+    add_commands(p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser))
+    return run(p, argv)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,10 @@ KIND_LOSSES: dict[str, tuple[str, ...]] = {
 EMBEDDING_DIMS = 32  # the default model's embedding size
 #: What a pre-rolled training copy starts with (``streamtag.train.preroll``).
 PRE_ROLL_KINDS: tuple[str, ...] = ("silence", "noise", "piece")
+#: A run directory's files: the best checkpoint (the trainer writes it, finalize completes it)
+#: and the resume state.
+BEST_NAME = "best.safetensors"
+RESUME_NAME = "last.train.pt"
 DATASET_KINDS = Literal["medley", "pmemo", "deam", "freesound_oneshot", "generic"]
 
 

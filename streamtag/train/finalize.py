@@ -113,9 +113,8 @@ def _summary(r: EmbeddingReport) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Finalize ``RUN_DIR/best.safetensors`` of a finished run (reads ``RUN_DIR/config.yaml``)."""
-    from streamtag.train.config import head_target, load_train_config
+    from streamtag.train.config import BEST_NAME, head_target, load_train_config
     from streamtag.train.features import FeatureCache, HeadTarget, load_features, source_clips
-    from streamtag.train.trainer import BEST_NAME
 
     p = argparse.ArgumentParser(prog="python3 -m streamtag.train.finalize",
                                 description=__doc__.split("\n\n")[0])

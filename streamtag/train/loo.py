@@ -139,8 +139,8 @@ def train_fold(corpus: Path, run: Path, options: LooOptions) -> Path:
 
     One process trains here; ``nproc`` > 1 runs ``torchrun`` in a child process.
     """
-    from streamtag.train.config import load_train_config
-    from streamtag.train.trainer import BEST_NAME, train
+    from streamtag.train.config import BEST_NAME, load_train_config
+    from streamtag.train.trainer import train
 
     best = run / BEST_NAME
     args = _train_args(corpus, run, options)

@@ -61,6 +61,8 @@ from streamtag.errors import ConfigError, DatasetError, StreamtagError
 from streamtag.frontend import FRONTEND_PRESETS, FrontendConfig
 from streamtag.model import LstmState, StreamTagModel, activate_head, build_model
 from streamtag.train.config import (
+    BEST_NAME,
+    RESUME_NAME,
     TrainConfig,
     arch_overrides,
     dump_train_config,
@@ -87,8 +89,6 @@ from streamtag.train.features import (
 
 log = logging.getLogger("streamtag.train")
 
-RESUME_NAME = "last.train.pt"
-BEST_NAME = "best.safetensors"
 RESUME_FORMAT = "streamtag-train-resume"
 RESUME_VERSION = 1
 #: Config sections a resumed run may change (the rest must match the run being resumed).
