@@ -42,6 +42,7 @@ from pythonosc.osc_packet import OscPacket
 
 from streamtag.errors import ConfigError
 from streamtag.publish import wire
+from streamtag.publish.net import is_loopback_host
 from streamtag.publish.osc import DEFAULT_MAX_DATAGRAM_BYTES, encode_manifest
 from streamtag.publish.ratelimit import RateLimitedLog
 
@@ -125,7 +126,7 @@ class ControlServer:
         self._thread = threading.Thread(target=self._serve, name="osc-control", daemon=True)
         self._thread.start()
         log.info("OSC control on %s:%d", *self.address[:2])
-        if not _is_loopback_host(host):
+        if not is_loopback_host(host):
             log.warning(
                 "OSC control bound to %s:%d, beyond loopback: %s can reset, pause and reload "
                 "this daemon%s (README: Security)", host, self.address[1],
@@ -270,13 +271,3 @@ class ControlServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _is_loopback_host(host: str) -> bool:
-    """Whether ``host`` (a name or address to bind) is loopback only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -50,7 +50,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -852,25 +852,19 @@ class OscPublisher:
     def send_raw(self, address: str, value: float | int | str | bool) -> None:
         """Send one plain message ``address value`` to every target but ``wekinator`` ones.
         A non-finite value is counted and not sent. Never raises."""
-        try:
-            packet = encode_message(address, value)
-        except (TypeError, ValueError, BuildError) as e:
-            with self._lock:
-                self._bad += 1
-            self._rlog.log(f"bad raw {address}", logging.ERROR,
-                           "OSC: message to %s not sent: %s", address, e)
-            return
-        self._count(packet)
-        if packet.messages:
-            self._send(packet.dgram, self._mapping_default)
+        self._send_plain(address, lambda: encode_message(address, value), None)
 
     def send_values(self, address: str, values: Sequence[float],
                     targets: Sequence[str] | None = None) -> None:
         """Send one plain message ``address f…f`` (a mapping's values) to the targets named
         ``targets`` (None: every target but ``wekinator`` ones). A non-finite value is counted
         and the message not sent. Never raises."""
+        self._send_plain(address, lambda: encode_values(address, values), targets)
+
+    def _send_plain(self, address: str, encode: Callable[[], EncodedPacket],
+                    targets: Sequence[str] | None) -> None:
         try:
-            packet = encode_values(address, values)
+            packet = encode()
         except (TypeError, ValueError, BuildError) as e:
             with self._lock:
                 self._bad += 1

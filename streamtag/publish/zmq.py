@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import ipaddress
 import json
 import logging
 import math
@@ -63,6 +62,7 @@ import zmq
 
 from streamtag.errors import ConfigError
 from streamtag.publish import wire
+from streamtag.publish.net import is_loopback_host
 from streamtag.publish.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,7 @@ def _is_loopback_endpoint(endpoint: str) -> bool:
     transport, _, rest = endpoint.partition("://")
     if transport in ("ipc", "inproc"):
         return True
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(rest.rsplit(":", 1)[0].strip("[]"))
 
 
 def _fast_template(stream: str, with_t: bool, names: tuple[str, ...]) -> str:
