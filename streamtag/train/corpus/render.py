@@ -220,8 +220,19 @@ def render_soundfont_batch(
                 f"{(proc.stderr or proc.stdout).strip()[:500]}"
             )
         audio, rate = sf.read(str(wav_path), dtype="float32", always_2d=True)
+    out, audio_s = cut_pieces(audio, rate, sample_rate_hz, starts, pieces, "fluidsynth")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    stats = RenderStats(audio_s=audio_s, cpu_s=cpu, wall_s=wall, calls=1)
+    return out, stats
+
+
+def cut_pieces(audio: np.ndarray, rate: int, sample_rate_hz: int, starts: Sequence[float],
+               pieces: Sequence[Piece], tool: str) -> tuple[list[np.ndarray], float]:
+    """One render of pieces laid end to end [n, channels] → each piece's mono float32 audio
+    (its notes plus ``TAIL_S`` of release, zero-padded at the end), and the render's length
+    [s]. CorpusError if ``tool`` wrote another rate than asked."""
     if rate != sample_rate_hz:
-        raise CorpusError(f"fluidsynth wrote {rate} Hz, asked for {sample_rate_hz} Hz")
+        raise CorpusError(f"{tool} wrote {rate} Hz, asked for {sample_rate_hz} Hz")
     mono = audio.mean(axis=1)
     out = []
     for start, piece in zip(starts, pieces, strict=True):
@@ -231,9 +242,7 @@ def render_soundfont_batch(
         if segment.shape[0] < n:
             segment = np.pad(segment, (0, n - segment.shape[0]))
         out.append(np.ascontiguousarray(segment, dtype=np.float32))
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    stats = RenderStats(audio_s=mono.shape[0] / sample_rate_hz, cpu_s=cpu, wall_s=wall, calls=1)
-    return out, stats
+    return out, mono.shape[0] / sample_rate_hz
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 
 from streamtag.train.corpus.music import Piece
-from streamtag.train.corpus.render import GAP_S, TAIL_S, RenderStats
+from streamtag.train.corpus.render import GAP_S, TAIL_S, RenderStats, cut_pieces
 from streamtag.train.corpus.soundfonts import TRAIN, CorpusError, SoundFont, check_allowed
 
 STK_NAME = "stk"
@@ -196,16 +196,6 @@ def render_stk_batch(
                 f"{(proc.stderr or proc.stdout).strip()[-500:]}"
             )
         audio, rate = sf.read(str(wav), dtype="float32", always_2d=True)
-    if rate != sample_rate_hz:
-        raise CorpusError(f"stk-demo wrote {rate} Hz, asked for {sample_rate_hz} Hz")
-    mono = audio.mean(axis=1)
-    out = []
-    for start, piece in zip(starts, pieces, strict=True):
-        i0 = round(start * sample_rate_hz)
-        n = round((piece.duration_s + TAIL_S) * sample_rate_hz)
-        segment = mono[i0 : i0 + n]
-        if segment.shape[0] < n:
-            segment = np.pad(segment, (0, n - segment.shape[0]))
-        out.append(np.ascontiguousarray(segment, dtype=np.float32))
+    out, audio_s = cut_pieces(audio, rate, sample_rate_hz, starts, pieces, "stk-demo")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return out, RenderStats(audio_s=mono.shape[0] / sample_rate_hz, cpu_s=cpu, wall_s=wall, calls=1)
+    return out, RenderStats(audio_s=audio_s, cpu_s=cpu, wall_s=wall, calls=1)
