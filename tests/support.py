@@ -137,16 +137,18 @@ def wait_status(sub: Subscriber, pred, proc: subprocess.Popen, timeout_s: float 
 
 def run_file_through_daemon(tmp_path: Path, wav: Path, checkpoint: Path,
                             extra: dict | None = None,
-                            profile: str = "bundle") -> tuple[Subscriber, list[str]]:
+                            profile: str = "bundle",
+                            **osc: object) -> tuple[Subscriber, list[str]]:
     """``streamtag run --input WAV --no-realtime`` with OSC to oscdump and a ZeroMQ subscriber.
 
     extra: config sections added to ``base_config`` (e.g. ``reference``). profile: the OSC
-    target's. Returns the subscriber (closed, messages kept) and oscdump's output lines. Fails
-    if the daemon does not exit 0.
+    target's. osc: further ``outputs.osc`` keys (e.g. ``fast={"enabled": False}``). Returns the
+    subscriber (closed, messages kept) and oscdump's output lines. Fails if the daemon does not
+    exit 0.
     """
     osc_port = free_port()
     cfg, endpoint = base_config(tmp_path, targets=[{"host": "127.0.0.1", "port": osc_port,
-                                                    "profile": profile}])
+                                                    "profile": profile}], **osc)
     cfg.update(extra or {})
     dump = subprocess.Popen(["oscdump", "-L", str(osc_port)], stdout=subprocess.PIPE, text=True)
     sub = Subscriber(endpoint)

@@ -3,13 +3,11 @@ out over OSC (received by oscdump), streamtag.beat and the records' tempo over Z
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from support import Subscriber, base_config, free_port, start_daemon, wait_and_collect
+from support import run_file_through_daemon
 from test_tempo import click_track
 
 from streamtag.checkpoint import load_checkpoint
@@ -25,22 +23,8 @@ def test_daemon_fed_a_click_file_publishes_beats_and_tempo(
     sf.write(wav, x, rate, subtype="FLOAT")
     # The fast lane off: read as fast as possible, its 500 bundles would overrun oscdump's
     # socket buffer. Beats are sent whenever tempo tracking is on.
-    osc_port = free_port()
-    cfg, endpoint = base_config(tmp_path, targets=[{"host": "127.0.0.1", "port": osc_port}],
-                                fast={"enabled": False})
-    dump = subprocess.Popen(["oscdump", "-L", str(osc_port)], stdout=subprocess.PIPE, text=True)
-    sub = Subscriber(endpoint)
-    try:
-        time.sleep(0.3)  # oscdump binding its port
-        proc = start_daemon(["--input", str(wav), "--no-realtime", "--checkpoint",
-                             str(tiny_default_path)], cfg, tmp_path)
-        err = wait_and_collect(proc, sub)
-        assert proc.returncode == 0, err
-    finally:
-        sub.close()
-        time.sleep(0.2)
-        dump.terminate()
-    lines = dump.stdout.read().splitlines()  # type: ignore[union-attr]
+    sub, lines = run_file_through_daemon(tmp_path, wav, tiny_default_path,
+                                         fast={"enabled": False})
 
     # OSC, as oscdump prints it: "<timetag> /streamtag/beat i <count>".
     beat_lines = [ln.split() for ln in lines if " /streamtag/beat i " in ln]
