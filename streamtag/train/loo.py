@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from streamtag.console import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Parser, error, run
 from streamtag.errors import ConfigError, StreamtagError
 
 log = logging.getLogger("streamtag.train")
@@ -362,8 +363,8 @@ def run_all(work: Path, options: LooOptions, folds: Sequence[tuple[str, ...]] | 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line (module docstring). Exit 0 ok, 2 usage error, 1 failure."""
-    p = argparse.ArgumentParser(prog="python -m streamtag.train.loo",
-                                description="leave-one-sample-set-out training and evaluation")
+    p = Parser(prog="python -m streamtag.train.loo",
+                description="leave-one-sample-set-out training and evaluation")
     p.add_argument("--work", type=Path, help="folder for folds and tables (required unless "
                    "--list)")
     p.add_argument("--size", default="small", help="corpus size per fold (default small)")
@@ -378,33 +379,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="print the folds and exit")
     p.add_argument("--tables-only", action="store_true",
                    help="only rewrite loo.md / loo.json from finished folds")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0) if e.code in (0, None) else 2
+    p.set_defaults(func=_run)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    return run(p, None if argv is None else list(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
+    folds = plan_folds()
+    if args.list:
+        for i, fold in enumerate(folds):
+            print(f"{i}: {', '.join(fold)}")
+        return EXIT_OK
+    if args.work is None:
+        error("loo: --work DIR is required")
+        return EXIT_USAGE
+    options = LooOptions(size=args.size, seed=args.seed, config=args.config,
+                         epochs=args.epochs, nproc=args.nproc, cache_dir=args.cache_dir,
+                         sets=tuple(args.set))
     try:
-        folds = plan_folds()
-        if args.list:
-            for i, fold in enumerate(folds):
-                print(f"{i}: {', '.join(fold)}")
-            return 0
-        if args.work is None:
-            print("loo: --work DIR is required", file=sys.stderr)
-            return 2
         only = ([int(x) for x in args.folds.split(",") if x.strip()] if args.folds else None)
-        options = LooOptions(size=args.size, seed=args.seed, config=args.config,
-                             epochs=args.epochs, nproc=args.nproc, cache_dir=args.cache_dir,
-                             sets=tuple(args.set))
         run_all(args.work, options, folds, only, args.tables_only)
-    except ConfigError as e:
-        print(f"loo: {e}", file=sys.stderr)
-        return 2
-    except (StreamtagError, ValueError) as e:
-        print(f"loo: {e}", file=sys.stderr)
-        return 1
+    except ValueError as e:  # a fold list or option the plan cannot use
+        error(f"loo: {e}")
+        return EXIT_RUNTIME
     print(f"tables: {args.work / 'loo.md'}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
