@@ -60,7 +60,12 @@ torchrun --standalone --nproc_per_node 2 -m streamtag.train.cli train \
 if [ ! -f "$work/eval-previous/report.json" ]; then
     stamp "evaluating the model it replaces on the same clips"
     streamtag evaluate --checkpoint "$work/previous.safetensors" --corpus "$work/corpus" \
-        --out "$work/eval-previous" --cache-dir "$work/cache" --progress off
+        --out "$work/eval-previous" --cache-dir "$work/cache" --progress off --entry
+fi
+if [ ! -f "$work/eval-new/report.json" ]; then
+    stamp "entry after a pause, the new model on the same clips"
+    streamtag evaluate --checkpoint "$work/run/best.safetensors" --corpus "$work/corpus" \
+        --out "$work/eval-new" --cache-dir "$work/cache" --progress off --entry
 fi
 
 loo_args=()
@@ -73,5 +78,5 @@ if [ -f "$work/loo/loo.md" ]; then loo_args=(--loo "$work/loo/loo.md"); fi
 
 cp "$work/run/best.safetensors" streamtag/assets/default.safetensors
 python3 scripts/write_model_card.py "$work/run" --previous "$work/eval-previous" \
-    "${loo_args[@]}" > streamtag/assets/MODEL_CARD.md
+    "${loo_args[@]}" --entry "$work/eval-new" > streamtag/assets/MODEL_CARD.md
 stamp "default model: streamtag/assets/default.safetensors; card: streamtag/assets/MODEL_CARD.md"
