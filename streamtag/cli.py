@@ -314,10 +314,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     cfg = config_with_flags(args)  # a bad config is named before seconds of loading torch
-    from streamtag.daemon import Daemon, install_signal_handlers, setup_logging
+    from streamtag.daemon import Daemon, install_signal_handlers
     from streamtag.errors import DeviceError
+    from streamtag.logs import log_to_stderr
 
-    setup_logging(cfg.logging.level, cfg.logging.format)
+    log_to_stderr(cfg.logging.level, "json" if cfg.logging.format == "json" else "text")
     try:
         daemon = Daemon(cfg, config_path=args.config, checkpoint_override=args.checkpoint)
     except (CheckpointError, AudioError, LibraryError) as e:

@@ -16,11 +16,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
-import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -57,23 +55,6 @@ RELOAD_QUIET_S = 0.1
 RELOAD_MAX_DELAY_S = 1.0
 #: With a file read as fast as possible, how long to wait for a first ZeroMQ subscriber [s].
 SUBSCRIBER_WAIT_S = 1.0
-
-
-# -- logging -------------------------------------------------------------------------------------
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": round(record.created, 3), "level": record.levelname.lower(),
-                           "logger": record.name, "message": record.getMessage()})
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("streamtag")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
 
 
 # -- building the parts from config ----------------------------------------------------------
