@@ -227,12 +227,12 @@ class _TqdmBar:
     """One bar over the seconds of audio of every input (also with --jobs)."""
 
     def __init__(self, names: list[str], seconds: float | None) -> None:
-        from tqdm import tqdm
+        from streamtag.progress import progress_bar
 
         desc = Path(names[0]).name if len(names) == 1 else f"{len(names)} files"
-        self._bar = tqdm(total=None if seconds is None else round(seconds, 1), desc=desc,
-                         unit="s", unit_scale=False, file=sys.stderr, leave=False,
-                         mininterval=PROGRESS_INTERVAL_S)
+        self._bar = progress_bar(enabled=True, total=None if seconds is None else round(seconds, 1),
+                                 desc=desc, unit="s", unit_scale=False,
+                                 mininterval=PROGRESS_INTERVAL_S)
 
     def __enter__(self) -> Callable[[float], None]:
         def update(seconds: float) -> None:
