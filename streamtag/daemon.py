@@ -36,7 +36,7 @@ from streamtag.engine import Beat, Engine, FastFrames, StreamSpec, head_section
 from streamtag.errors import CheckpointError, ConfigError, StreamtagError
 from streamtag.publish import wire
 from streamtag.publish.control import ControlServer
-from streamtag.publish.mapping import Mapper, Mapping, Smoother
+from streamtag.publish.mapping import Mapper, OscMapping, Smoother
 from streamtag.publish.osc import OscPublisher, TargetSpec
 from streamtag.publish.web import WebServer
 from streamtag.publish.zmq import ZmqPublisher
@@ -104,7 +104,7 @@ def make_mapper(cfg: Config, hop_s: float) -> Mapper:
             if name not in named:  # a reload naming a target that only a restart would add
                 raise ValueError(f"outputs.osc.mappings[{i}].target: no OSC target is named "
                                  f"{name!r} (targets change on restart)")
-        mappings.append(Mapping(
+        mappings.append(OscMapping(
             tuple(m.sources) if m.sources else m.source, m.to, (m.range[0], m.range[1]),
             m.curve, None if m.in_range is None else (m.in_range[0], m.in_range[1]),
             stream=m.stream, target=None if target is None else tuple(target)))
