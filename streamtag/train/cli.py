@@ -23,7 +23,6 @@ from streamtag.console import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Parser, error, 
 from streamtag.errors import CheckpointError
 from streamtag.logs import log_to_stderr
 from streamtag.progress import progress_bar, wanted
-from streamtag.train.corpus.cli import DESCRIPTION, add_build_arguments, cmd_build
 
 log = logging.getLogger("streamtag.train")
 
@@ -157,6 +156,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # -- corpus ---------------------------------------------------------------------------------------
+def cmd_corpus_build(args: argparse.Namespace) -> int:
+    """``corpus build``: its arguments parsed by the corpus builder's parser, then run; errors
+    reach ``console.run`` of the command line like every command's."""
+    from streamtag.train.corpus.cli import build_parser
+
+    rest = [a for a in args.corpus_args if a != "--"] if args.corpus_args[:1] == ["--"] \
+        else list(args.corpus_args)
+    corpus_args = build_parser().parse_args(rest)
+    return int(corpus_args.func(corpus_args))
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train``, ``evaluate`` and ``corpus`` to a ``streamtag`` subcommand set."""
     t = subparsers.add_parser("train", help="train a model from a corpus or datasets")
@@ -206,10 +216,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     c = subparsers.add_parser("corpus", help="the synthetic training corpus")
     csub = c.add_subparsers(dest="corpus_command", metavar="COMMAND")
+    # Every argument goes to the corpus builder's own parser (``build --help`` shows its flags);
+    # a prefix character no one types makes argparse pass flags through untouched.
     b = csub.add_parser("build", help="render the corpus with FluidSynth (see build --help)",
-                        description=DESCRIPTION)
-    add_build_arguments(b)
-    b.set_defaults(func=needs_train_extra("corpus build", cmd_build))
+                        add_help=False, prefix_chars="\x00")
+    b.add_argument("corpus_args", nargs=argparse.REMAINDER)
+    b.set_defaults(func=needs_train_extra("corpus build", cmd_corpus_build))
     c.set_defaults(func=lambda args: (c.print_help(sys.stderr), EXIT_USAGE)[1])
 
 

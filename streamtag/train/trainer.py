@@ -48,7 +48,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
-from streamtag import __version__, atomic, logs
+from streamtag import __version__, logs
 from streamtag.checkpoint import save_checkpoint
 from streamtag.errors import ConfigError, DatasetError
 from streamtag.frontend import FRONTEND_PRESETS, FrontendConfig
@@ -371,9 +371,9 @@ class Trainer:
     def _write_best(self, epoch: int, val: dict[str, Any]) -> None:
         metrics = {"epoch": epoch, "validation": {k: val.get(k) for k in (
             "loss", "score", "scores", "metrics")}}
-        with atomic.atomic_path(self.run_dir / BEST_NAME) as tmp:
-            save_checkpoint(tmp, self.model, self.frontend, self._provenance(epoch),
-                            finite(metrics))
+        # Written atomically (``tensorfile``): a crash mid-write keeps the previous best.
+        save_checkpoint(self.run_dir / BEST_NAME, self.model, self.frontend,
+                        self._provenance(epoch), finite(metrics))
 
     def _write_plots(self, val_data: dict[str, HeadData] | None,
                      val: dict[str, Any] | None) -> None:

@@ -1,8 +1,8 @@
 """``streamtag corpus build`` (and ``python -m streamtag.train.corpus``): its flags and what
 it runs.
 
-The flags are added to the one ``streamtag`` parser (``streamtag.train.cli``) by
-``add_build_arguments``; errors map to exit codes through ``console.run`` like every command:
+``streamtag corpus build`` hands its arguments to ``build_parser`` (``streamtag.train.cli``),
+and what ``cmd_build`` raises maps to exit codes through ``console.run`` like every command:
 0 ok, 2 usage or config error, 1 failure. This module imports only light modules (sizes and
 the manifest's constants), so building the parser needs no training extra.
 """
@@ -109,14 +109,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def build_parser() -> Parser:
+    """The parser of ``corpus build``'s flags, its command set."""
+    parser = Parser(prog="streamtag corpus build", description=DESCRIPTION)
+    add_build_arguments(parser)
+    parser.set_defaults(func=cmd_build)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m streamtag.train.corpus``: build a corpus. Exit 0 ok, 2 usage or config
     error, 1 failure; a bad flag returns 2 (argparse's exit is caught, for callers in
     Python)."""
-    parser = Parser(prog="streamtag corpus build", description=DESCRIPTION)
-    add_build_arguments(parser)
-    parser.set_defaults(func=cmd_build)
     try:
-        return run(parser, list(argv) if argv is not None else None)
+        return run(build_parser(), list(argv) if argv is not None else None)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0) if exc.code in (0, None) else 2
