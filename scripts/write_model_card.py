@@ -338,7 +338,7 @@ PREVIOUS = (
 
 def _label_statistics() -> str:
     """The cue model's valence labels over a balanced plan, per texture (a sentence)."""
-    from streamtag.train.corpus.build import emotion_label_statistics
+    from streamtag.train.corpus.plan import emotion_label_statistics
 
     parts = []
     for texture, st in emotion_label_statistics(200).items():

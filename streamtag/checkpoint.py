@@ -24,25 +24,24 @@ be the start of the weights' hash (EnCodec's convention).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from streamtag.embedding import EmbeddingMeta, validate_embedding_meta
 from streamtag.errors import CheckpointError
 from streamtag.frontend import FrontendConfig
 from streamtag.model import HEAD_KINDS, ArchConfig, HeadSpec, StreamTagModel
 from streamtag.publish.wire import HEAD_EMBEDDING, HEAD_TAGS, check_labels
+from streamtag.tensorfile import FileKind, read_tensor_file, write_tensor_file
 
 FORMAT = "streamtag-checkpoint"
 VERSION = 1
-_META_KEY = "streamtag"
+_CHECKPOINT_FILE = FileKind(CheckpointError, "safetensors checkpoint",
+                            unreadable_note="; pickled .pt files are refused on purpose")
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{12})\.safetensors$")
 
 
@@ -130,9 +129,7 @@ def save_checkpoint(
     if emb_meta is not None:
         meta["embedding"] = emb_meta
     path = Path(str(path).replace("{hash}", digest[:12]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={_META_KEY: json.dumps(meta, allow_nan=False)})
-    return path
+    return write_tensor_file(path, state, meta, "pt")
 
 
 def _embedding_dict(heads: list[HeadSpec], embedding: EmbeddingMeta | None,
@@ -165,10 +162,7 @@ def update_embedding_meta(path: str | Path, embedding: EmbeddingMeta | None) -> 
     meta.pop("embedding", None)
     if emb_meta is not None:
         meta["embedding"] = emb_meta
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, allow_nan=False)})
-    tmp.replace(path)
-    return path
+    return write_tensor_file(path, state, meta, "pt")
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -234,25 +228,7 @@ def _first_line(e: Exception) -> str:
 
 
 def _read(path: Path, load_tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, expected a .safetensors checkpoint file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw_meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()} if load_tensors else {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(
-            f"{path}: not a readable safetensors checkpoint (truncated, corrupt or another "
-            f"format; pickled .pt files are refused on purpose): {e}"
-        ) from e
-    if _META_KEY not in raw_meta:
-        raise CheckpointError(f"{path}: safetensors file without streamtag metadata")
-    try:
-        meta = json.loads(raw_meta[_META_KEY])
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: metadata is not valid JSON: {e}") from e
+    meta, state = read_tensor_file(path, _CHECKPOINT_FILE, "pt", load_tensors)
     problems = validate_metadata(meta)
     if problems:
         raise CheckpointError(f"{path}: invalid metadata: " + "; ".join(problems))

@@ -227,12 +227,12 @@ class _TqdmBar:
     """One bar over the seconds of audio of every input (also with --jobs)."""
 
     def __init__(self, names: list[str], seconds: float | None) -> None:
-        from tqdm import tqdm
+        from streamtag.progress import progress_bar
 
         desc = Path(names[0]).name if len(names) == 1 else f"{len(names)} files"
-        self._bar = tqdm(total=None if seconds is None else round(seconds, 1), desc=desc,
-                         unit="s", unit_scale=False, file=sys.stderr, leave=False,
-                         mininterval=PROGRESS_INTERVAL_S)
+        self._bar = progress_bar(enabled=True, total=None if seconds is None else round(seconds, 1),
+                                 desc=desc, unit="s", unit_scale=False,
+                                 mininterval=PROGRESS_INTERVAL_S)
 
     def __enter__(self) -> Callable[[float], None]:
         def update(seconds: float) -> None:
@@ -314,10 +314,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     cfg = config_with_flags(args)  # a bad config is named before seconds of loading torch
-    from streamtag.daemon import Daemon, install_signal_handlers, setup_logging
+    from streamtag.daemon import Daemon, install_signal_handlers
     from streamtag.errors import DeviceError
+    from streamtag.logs import log_to_stderr
 
-    setup_logging(cfg.logging.level, cfg.logging.format)
+    log_to_stderr(cfg.logging.level, "json" if cfg.logging.format == "json" else "text")
     try:
         daemon = Daemon(cfg, config_path=args.config, checkpoint_override=args.checkpoint)
     except (CheckpointError, AudioError, LibraryError) as e:

@@ -16,11 +16,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
-import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -38,7 +36,7 @@ from streamtag.engine import Beat, Engine, FastFrames, StreamSpec, head_section
 from streamtag.errors import CheckpointError, ConfigError, StreamtagError
 from streamtag.publish import wire
 from streamtag.publish.control import ControlServer
-from streamtag.publish.mapping import Mapper, Mapping, Smoother
+from streamtag.publish.mapping import Mapper, OscMapping, Smoother
 from streamtag.publish.osc import OscPublisher, TargetSpec
 from streamtag.publish.web import WebServer
 from streamtag.publish.zmq import ZmqPublisher
@@ -57,23 +55,6 @@ RELOAD_QUIET_S = 0.1
 RELOAD_MAX_DELAY_S = 1.0
 #: With a file read as fast as possible, how long to wait for a first ZeroMQ subscriber [s].
 SUBSCRIBER_WAIT_S = 1.0
-
-
-# -- logging -------------------------------------------------------------------------------------
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": round(record.created, 3), "level": record.levelname.lower(),
-                           "logger": record.name, "message": record.getMessage()})
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("streamtag")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
 
 
 # -- building the parts from config ----------------------------------------------------------
@@ -123,7 +104,7 @@ def make_mapper(cfg: Config, hop_s: float) -> Mapper:
             if name not in named:  # a reload naming a target that only a restart would add
                 raise ValueError(f"outputs.osc.mappings[{i}].target: no OSC target is named "
                                  f"{name!r} (targets change on restart)")
-        mappings.append(Mapping(
+        mappings.append(OscMapping(
             tuple(m.sources) if m.sources else m.source, m.to, (m.range[0], m.range[1]),
             m.curve, None if m.in_range is None else (m.in_range[0], m.in_range[1]),
             stream=m.stream, target=None if target is None else tuple(target)))

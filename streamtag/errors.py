@@ -36,3 +36,7 @@ class DatasetError(StreamtagError):
 
 class LibraryError(StreamtagError):
     """A reference library file is missing, corrupt, or was made with another checkpoint."""
+
+
+class TrainingError(StreamtagError):
+    """Training cannot go on (diverged, resume file unusable, …)."""

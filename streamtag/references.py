@@ -45,9 +45,7 @@ first 20 minutes).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
 import re
 import sys
 from collections import OrderedDict
@@ -57,16 +55,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
 
 from streamtag.embedding import MAX_DISTANCE, unit_rows
 from streamtag.errors import LibraryError
 from streamtag.publish import wire
+from streamtag.tensorfile import FileKind, read_tensor_file, write_tensor_file
 
 FORMAT = "streamtag-references"
 VERSION = 2
-_META_KEY = "streamtag"
+_LIBRARY_FILE = FileKind(LibraryError, "reference library", missing_hint=(
+    " (create it with `streamtag reference add NAME FILE…`)"))
 #: Hops of each reference matched: its first 20 min at 0.5 s hops. Bounds the per-hop cost
 #: whatever the recordings' length (each new query hop meets every reference hop once:
 #: 20 references × 2400 hops × 64 dims ≈ 3 M multiply-adds).
@@ -97,17 +95,18 @@ def check_name(name: str) -> str:
 
 @dataclass
 class Reference:
-    """One named reference. embeddings: [hops, D] float32 unit vectors of its non-silent hops;
-    segments: hops per file (sum = hops); files: the files as given when added."""
+    """One named reference. match_vectors: [hops, D] float32 unit match vectors
+    (``embedding.match_vectors``) of its non-silent hops; segments: hops per file (sum = hops);
+    files: the files as given when added."""
 
     name: str
-    embeddings: np.ndarray
+    match_vectors: np.ndarray
     segments: list[int]
     files: list[str]
 
     @property
     def hops(self) -> int:
-        return int(self.embeddings.shape[0])
+        return int(self.match_vectors.shape[0])
 
 
 @dataclass
@@ -142,27 +141,27 @@ class ReferenceLibrary:
         if sha256 != self.checkpoint_sha256:
             raise LibraryError(
                 f"{where}reference library made with checkpoint {self.checkpoint_id}, but the "
-                f"loaded checkpoint is {sha256[:12]}; embeddings of different models cannot be "
+                f"loaded checkpoint is {sha256[:12]}; match vectors of different models cannot be "
                 "compared: rebuild the library with `streamtag reference add` and this "
                 "checkpoint, or load the checkpoint it was made with"
             )
 
     def add(self, name: str, segments: list[np.ndarray], files: list[str]) -> Reference:
-        """Add per-file embeddings [n_i, D] under ``name`` (appended if the name exists)."""
+        """Add per-file match vectors [n_i, D] under ``name`` (appended if the name exists)."""
         check_name(name)
         if len(segments) != len(files):
-            raise ValueError("one embedding array per file")
+            raise ValueError("one match-vector array per file")
         arrays = [np.asarray(s, np.float32).reshape(-1, self.dims) for s in segments]
         kept = [(a, f) for a, f in zip(arrays, files, strict=True) if len(a)]
         if not kept:
             raise LibraryError(f"reference {name!r}: no non-silent audio in {', '.join(files)}")
         if not all(np.isfinite(a).all() for a, _ in kept):
-            raise LibraryError(f"reference {name!r}: embeddings are not finite")
+            raise LibraryError(f"reference {name!r}: match vectors are not finite")
         old = self.references.get(name)
-        embs = [old.embeddings] if old else []
+        kept_before = [old.match_vectors] if old else []
         ref = Reference(
             name,
-            np.concatenate(embs + [a for a, _ in kept]).astype(np.float32),
+            np.concatenate(kept_before + [a for a, _ in kept]).astype(np.float32),
             (old.segments if old else []) + [len(a) for a, _ in kept],
             (old.files if old else []) + [f for _, f in kept],
         )
@@ -185,20 +184,13 @@ class ReferenceLibrary:
         entries = []
         for i, ref in enumerate(self.references.values()):
             key = f"r{i}"
-            tensors[key] = np.ascontiguousarray(ref.embeddings, np.float32)
+            tensors[key] = np.ascontiguousarray(ref.match_vectors, np.float32)
             entries.append({"name": ref.name, "tensor": key, "hops": ref.hops,
                             "segments": list(ref.segments), "files": list(ref.files)})
         meta = {"format": FORMAT, "version": VERSION, "checkpoint_sha256": self.checkpoint_sha256,
                 "dims": self.dims, "hop_s": self.hop_s, "match": self.match,
                 "references": entries}
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta, allow_nan=False)})
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        write_tensor_file(target, tensors, meta, "numpy")
         self.path = target
         return target
 
@@ -249,25 +241,7 @@ def library_lock(path: str | Path) -> Iterator[None]:
 def load_library(path: str | Path) -> ReferenceLibrary:
     """Read and validate a library file; LibraryError names the file and every problem."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise LibraryError(f"{path}: reference library not found (create it with "
-                           "`streamtag reference add NAME FILE…`)")
-    if path.is_dir():
-        raise LibraryError(f"{path}: is a directory, expected a reference library file")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            raw = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise LibraryError(f"{path}: not a readable reference library (truncated, corrupt or "
-                           f"another format): {e}") from e
-    if _META_KEY not in raw:
-        raise LibraryError(f"{path}: safetensors file without streamtag metadata; not a "
-                           "reference library")
-    try:
-        meta = json.loads(raw[_META_KEY])
-    except json.JSONDecodeError as e:
-        raise LibraryError(f"{path}: metadata is not valid JSON: {e}") from e
+    meta, tensors = read_tensor_file(path, _LIBRARY_FILE, "numpy")
     problems = _validate(meta, tensors)
     if problems:
         raise LibraryError(f"{path}: invalid reference library: " + "; ".join(problems))
@@ -476,7 +450,7 @@ def _segments(ref: Reference) -> list[np.ndarray]:
     """A reference's recordings, each [n_i, D]."""
     out, start = [], 0
     for n in ref.segments:
-        out.append(ref.embeddings[start:start + n])
+        out.append(ref.match_vectors[start:start + n])
         start += n
     return out
 

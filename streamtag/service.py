@@ -25,6 +25,7 @@ from typing import Literal
 
 import platformdirs
 
+from streamtag import atomic
 from streamtag.errors import StreamtagError
 from streamtag.paths import default_config_path
 
@@ -176,10 +177,7 @@ def install(kind: Kind, config: str | None, now: bool) -> tuple[Path, Service, l
     it runs, and what was done or is left to do (lines for the user)."""
     service = Service(str(installed_executable()), resolve_config(config))
     path = service_file(kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(render(kind, service))
-    os.replace(tmp, path)
+    atomic.write_bytes(path, render(kind, service))
     commands = _manager_commands(kind, "start", path)
     notes = []
     if service.config is None:

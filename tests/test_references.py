@@ -48,8 +48,8 @@ def test_library_round_trip(tmp_path: Path) -> None:
     assert back.names == ["intro", "chorus"] and back.checkpoint_sha256 == SHA
     assert back.references["intro"].segments == [6, 3]
     assert back.references["intro"].files == ["intro.wav", "intro2.wav"]
-    np.testing.assert_array_equal(back.references["chorus"].embeddings,
-                                  lib.references["chorus"].embeddings)
+    np.testing.assert_array_equal(back.references["chorus"].match_vectors,
+                                  lib.references["chorus"].match_vectors)
     back.add("intro", [np.ones((2, 4), np.float32) / 2], ["again.wav"])  # appends
     assert back.references["intro"].segments == [6, 3, 2]
     back.remove("chorus")
@@ -122,8 +122,8 @@ def test_unreadable_files_are_refused(tmp_path: Path) -> None:
 
 def test_sequence_index_slides_the_query_within_each_file() -> None:
     lib = small_library()
-    intro = lib.references["intro"].embeddings.astype(np.float64)
-    chorus = lib.references["chorus"].embeddings.astype(np.float64)
+    intro = lib.references["intro"].match_vectors.astype(np.float64)
+    chorus = lib.references["chorus"].match_vectors.astype(np.float64)
     index = SequenceIndex([[intro[:6], intro[6:]], [chorus]], 4)
     # The intro's hops 2..4 played again: distance 0 to the intro, not to the chorus.
     d = index.distances(intro[2:5])

@@ -48,7 +48,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -60,6 +59,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamtag.atomic import atomic_path
+from streamtag.logs import log_to_stderr
 from streamtag.model import HeadSpec
 from streamtag.train.config import EMOTION_HEAD, INSTRUMENT_CLASSES, TIMBRE_NAMES
 from streamtag.train.datasets import Clip
@@ -133,10 +134,8 @@ def cached_features(path: Path, p: FeatureParams, cache: Path) -> np.ndarray:
     if f.is_file():
         return np.load(f)
     x = frame_features(load_mono(path, p.sample_rate_hz), p)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, x)
-    os.replace(tmp, f)
+    with atomic_path(f) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, x)
     return x
 
 
@@ -406,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the trained weights here (torch state dict)")
     ap.add_argument("--label", default="MFCC-LSTM (seed 002)", help="name in the table")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    log_to_stderr(logger="", replace=False)  # the root logger: this script's and streamtag's
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]

@@ -30,10 +30,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from streamtag.audio import _portaudio_worker as wire
+from streamtag.audio import _portaudio_worker as portaudio_worker
 from streamtag.audio.devices import DeviceInfo, resolve_device, worker_command, worker_env
 from streamtag.audio.shared_ring import SharedRing
 from streamtag.errors import AudioError, DeviceError
+from streamtag.logs import RateLimitedLog
 
 logger = logging.getLogger("streamtag.audio")
 
@@ -492,25 +493,6 @@ class SyntheticSource(_SourceBase):
 # Sound cards
 
 
-class _RateLimitedLog:
-    """Log at most one message per key per ``interval_s`` [s]; say how many were held back."""
-
-    def __init__(self, interval_s: float) -> None:
-        self._interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self._held: collections.Counter[str] = collections.Counter()
-
-    def log(self, level: int, key: str, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -math.inf) < self._interval_s:
-            self._held[key] += 1
-            return
-        held = self._held.pop(key, 0)
-        suffix = f" ({held} similar message(s) held back)" if held else ""
-        self._last[key] = now
-        logger.log(level, "%s%s", message, suffix)
-
-
 class _Child:
     """One capture worker process: its pipes, and what it has said so far.
 
@@ -552,14 +534,14 @@ class _Child:
                         continue
                     self._message(bytes(line))
                     line = None
-                elif char in (wire.READY, wire.ERROR):
+                elif char in (portaudio_worker.READY, portaudio_worker.ERROR):
                     line = bytearray(char)
         self.ended = True
         self.changed.set()
 
     def _message(self, line: bytes) -> None:
         text = line[1:].decode(errors="replace")
-        if line[:1] == wire.READY:
+        if line[:1] == portaudio_worker.READY:
             try:
                 self.ready = json.loads(text)
             except json.JSONDecodeError:
@@ -580,7 +562,7 @@ class _Child:
         """Ask the worker to stop; kill it if it has not left after ``grace_s`` [s]."""
         try:
             assert self.proc.stdin is not None
-            self.proc.stdin.write(wire.STOP)
+            self.proc.stdin.write(portaudio_worker.STOP)
             self.proc.stdin.close()
         except (OSError, ValueError):
             pass  # it is gone already
@@ -673,7 +655,7 @@ class DeviceSource(_SourceBase):
         self._start_timeout_s = start_timeout_s
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
-        self._log = _RateLimitedLog(log_interval_s)
+        self._log = RateLimitedLog(logger, log_interval_s)
 
         self._child: _Child | None = None  # the worker now capturing
 
@@ -896,8 +878,9 @@ class DeviceSource(_SourceBase):
             self._last_error = reason
             self._status = f"error: {reason}; retrying in {delay:.1f} s"
             self._log.log(
-                logging.WARNING,
                 "failure",
+                logging.WARNING,
+                "%s",
                 f"audio capture from '{self._info.name}' failed: {reason}; "
                 f"retrying in {delay:.1f} s",
             )

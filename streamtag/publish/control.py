@@ -41,10 +41,10 @@ from typing import Any
 from pythonosc.osc_packet import OscPacket
 
 from streamtag.errors import ConfigError
+from streamtag.logs import RateLimitedLog
 from streamtag.publish import wire
 from streamtag.publish.net import is_loopback_host
 from streamtag.publish.osc import DEFAULT_MAX_DATAGRAM_BYTES, encode_manifest
-from streamtag.publish.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

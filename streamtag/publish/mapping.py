@@ -1,7 +1,7 @@
 """User mappings (Wekinator-style): any record value to any OSC address, scaled with a curve,
 optionally smoothed.
 
-A :class:`Mapping` is a frozen spec, validated on construction; a :class:`Smoother` holds the
+A :class:`OscMapping` is a frozen spec, validated on construction; a :class:`Smoother` holds the
 per-output state; a :class:`Mapper` pairs them, with one smoother per stream, mapping and value,
 and turns each record into :class:`MappedMessage` s (address, values, target names) for
 :meth:`streamtag.publish.osc.OscPublisher.send_values`.
@@ -21,8 +21,7 @@ Curves map the input, first clipped to ``in_range`` and normalised to x in [0, 1
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping as MappingABC
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -43,7 +42,7 @@ def _pair(value: Any, what: str) -> tuple[float, float]:
     return lo, hi
 
 
-def resolve(record: MappingABC[str, Any], source: str) -> Any:
+def resolve(record: Mapping[str, Any], source: str) -> Any:
     """The value at dotted ``source`` in ``record``, or None if absent.
 
     A key may itself hold dots or spaces (``instrument.probs.tenor sax``): at each level the
@@ -59,7 +58,7 @@ def resolve(record: MappingABC[str, Any], source: str) -> Any:
                 return None
             node = node[int(head)]
             continue
-        if not isinstance(node, MappingABC):
+        if not isinstance(node, Mapping):
             return None
         if rest in node:
             return node[rest]
@@ -71,7 +70,7 @@ def resolve(record: MappingABC[str, Any], source: str) -> Any:
 
 
 @dataclass(frozen=True)
-class Mapping:
+class OscMapping:
     """Scale one or several record values to an OSC address, sent as one message.
 
     Args:
@@ -177,7 +176,7 @@ class Mapping:
             return hi
         return y
 
-    def apply(self, record: MappingABC[str, Any]) -> tuple[float, ...] | None:
+    def apply(self, record: Mapping[str, Any]) -> tuple[float, ...] | None:
         """The scaled values for this record, one per source, or None when the record is of
         another stream or a source is absent, not a number or non-finite (a message with a
         value missing would be misread)."""
@@ -280,7 +279,7 @@ class Mapper:
     streams driving the same address must not pull one smoother between them.
     """
 
-    mappings: Sequence[Mapping]
+    mappings: Sequence[OscMapping]
     smoothers: Sequence[Smoother | None] = ()
     _state: dict[tuple[Any, int], list[Smoother]] = field(default_factory=dict, init=False,
                                                            repr=False)
@@ -300,7 +299,7 @@ class Mapper:
                 s.reset()
         return state
 
-    def process(self, record: MappingABC[str, Any]) -> list[MappedMessage]:
+    def process(self, record: Mapping[str, Any]) -> list[MappedMessage]:
         """The messages this record drives, smoothed per stream, in mapping order."""
         out: list[MappedMessage] = []
         stream = record.get(wire.KEY_STREAM)

@@ -57,9 +57,9 @@ from typing import Any
 
 from pythonosc.osc_message_builder import BuildError
 
+from streamtag.logs import RateLimitedLog
 from streamtag.publish import wire
 from streamtag.publish.mapping import resolve
-from streamtag.publish.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

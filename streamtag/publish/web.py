@@ -42,9 +42,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from streamtag.errors import ConfigError
+from streamtag.logs import RateLimitedLog
 from streamtag.publish import oscquery as oscq
 from streamtag.publish import wire
-from streamtag.publish.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 # websockets' own lines ("server listening", each failed handshake) say less than ours: only its

@@ -706,7 +706,7 @@ def build_manifest(
         fast_names: fast-lane descriptors enabled (see :data:`FAST_DESCRIPTORS`).
         fast_rate_hz: fast-lane control rate [Hz].
         sample_rate_hz: input rate [Hz], to state the centroid's range (0 … Nyquist).
-        mappings: manifest entries of user mappings (``Mapping.manifest_entry()``).
+        mappings: manifest entries of user mappings (``OscMapping.manifest_entry()``).
         projection: the checkpoint stores the embedding projection (``embedding/xy`` is sent).
         references: names in the loaded reference library (None: no library; the reference
             addresses are then not sent). Novelty is listed whenever there is an embedding head.

@@ -61,9 +61,9 @@ from typing import Any
 import zmq
 
 from streamtag.errors import ConfigError
+from streamtag.logs import RateLimitedLog
 from streamtag.publish import wire
 from streamtag.publish.net import is_loopback_host
-from streamtag.publish.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

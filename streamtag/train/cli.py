@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import logging
 import sys
 from collections.abc import Callable
@@ -20,17 +21,14 @@ from pathlib import Path
 
 from streamtag.console import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Parser, error, run
 from streamtag.errors import CheckpointError
+from streamtag.logs import log_to_stderr
+from streamtag.progress import progress_bar, wanted
 
 log = logging.getLogger("streamtag.train")
 
 
 def _setup_logging() -> None:
-    root = logging.getLogger("streamtag")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
+    log_to_stderr(replace=False)
 
 
 #: Modules the ``train`` extra brings (pyproject.toml); the daemon and ``analyze`` need none.
@@ -41,19 +39,32 @@ TRAIN_EXTRA_HINT = "pip install -e '.[train]' (or: bash scripts/setup --train)"
 def needs_train_extra(command: str, func: Callable[[argparse.Namespace], int]
                       ) -> Callable[[argparse.Namespace], int]:
     """``func`` with a missing training dependency reported as such: which extra to install,
-    exit 2 (an installation problem, like a usage error), not a ModuleNotFoundError."""
+    exit 2 (an installation problem, like a usage error), not a ModuleNotFoundError.
+
+    The extra is checked before the command starts (found, not imported: cheap), so a missing
+    module is named before any work, whichever of its modules the command imports first."""
+
+    def missing(top: str) -> int:
+        error(f"{command} needs the training extra, and {top} is not installed: "
+              f"{TRAIN_EXTRA_HINT}")
+        return EXIT_USAGE
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
+        for name in sorted(TRAIN_EXTRA_MODULES):
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except ValueError:  # in sys.modules without a spec: not a usable module
+                found = False
+            if not found:
+                return missing(name)
         try:
             return func(args)
         except ModuleNotFoundError as e:
             top = (e.name or "").split(".")[0]
             if top not in TRAIN_EXTRA_MODULES:
                 raise
-            error(f"{command} needs the training extra, and {top} is not installed: "
-                  f"{TRAIN_EXTRA_HINT}")
-            return EXIT_USAGE
+            return missing(top)
 
     return run
 
@@ -132,13 +143,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not clips:
         error(f"no clip of split {args.split!r} in the given data")
         return EXIT_RUNTIME
-    show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+    show = wanted(args.progress)
 
     def bar(items):  # type: ignore[no-untyped-def]
-        from tqdm import tqdm
-
-        return tqdm(list(items), desc="evaluate", unit="clip", disable=not show,
-                    file=sys.stderr, leave=False)
+        return progress_bar(list(items), enabled=show, desc="evaluate", unit="clip")
 
     report = evaluate(ck, clips, method=args.method, split=args.split, out_dir=args.out,
                       cache=FeatureCache(args.cache_dir, ck.frontend),
@@ -149,11 +157,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # -- corpus ---------------------------------------------------------------------------------------
 def cmd_corpus_build(args: argparse.Namespace) -> int:
-    from streamtag.train.corpus import main as corpus_main
+    """``corpus build``: its arguments parsed by the corpus builder's parser, then run; errors
+    reach ``console.run`` of the command line like every command's."""
+    from streamtag.train.corpus.cli import build_parser
 
     rest = [a for a in args.corpus_args if a != "--"] if args.corpus_args[:1] == ["--"] \
         else list(args.corpus_args)
-    return int(corpus_main(rest))
+    corpus_args = build_parser().parse_args(rest)
+    return int(corpus_args.func(corpus_args))
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

@@ -78,7 +78,7 @@ __all__ = [
     "FULL_SCALE_DB_SPL",
     "MAPPINGS",
     "REFERENCE_LEVEL_DB_SPL",
-    "Mapping",
+    "LogisticScale",
     "boominess",
     "brightness",
     "depth",
@@ -111,7 +111,7 @@ _SILENCE_MEAN_SQUARE = 1e-20  # -200 dB re full scale: below any real recording'
 
 
 @dataclass(frozen=True)
-class Mapping:
+class LogisticScale:
     """A fixed logistic map from a raw descriptor value to [0, 1].
 
     ``y = 1 / (1 + exp(-(t - centre) / width))`` with ``t = raw`` or, when ``log10`` is set,
@@ -136,15 +136,15 @@ class Mapping:
         return 1.0 / (1.0 + math.exp(-z))
 
 
-MAPPINGS: dict[str, Mapping] = {
-    # name: Mapping(raw unit, centre -> 0.5, centre -+ width -> 0.27 / 0.73, log10 of raw?)
-    "brightness": Mapping("AC points", centre=60.0, width=10.0),
-    "warmth": Mapping("AC points", centre=40.0, width=8.0),
-    "roughness": Mapping("asper", centre=0.4, width=0.4, log10=True, floor=1e-3),
-    "sharpness": Mapping("acum", centre=1.5, width=0.5),
-    "boominess": Mapping("booming index", centre=0.0, width=0.4, log10=True, floor=1e-4),
-    "depth": Mapping("AC points", centre=45.0, width=12.0),
-    "hardness": Mapping("hardness points", centre=90.0, width=20.0),
+MAPPINGS: dict[str, LogisticScale] = {
+    # name: LogisticScale(raw unit, centre -> 0.5, centre -+ width -> 0.27 / 0.73, log10 of raw?)
+    "brightness": LogisticScale("AC points", centre=60.0, width=10.0),
+    "warmth": LogisticScale("AC points", centre=40.0, width=8.0),
+    "roughness": LogisticScale("asper", centre=0.4, width=0.4, log10=True, floor=1e-3),
+    "sharpness": LogisticScale("acum", centre=1.5, width=0.5),
+    "boominess": LogisticScale("booming index", centre=0.0, width=0.4, log10=True, floor=1e-4),
+    "depth": LogisticScale("AC points", centre=45.0, width=12.0),
+    "hardness": LogisticScale("hardness points", centre=90.0, width=20.0),
 }
 """The fixed raw -> [0, 1] maps. Centres and widths were read off the raw values of a survey of
 synthetic signals and one-second General MIDI notes (FluidR3) at the reference level, so that

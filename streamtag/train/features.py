@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamtag.atomic import atomic_path
 from streamtag.audiofile import read_audio
 from streamtag.engine import hop_windows
 from streamtag.frontend import FrontendConfig, MelFrontend
@@ -69,7 +70,7 @@ def corpus_clips(corpus_dir: str | Path) -> tuple[list[Clip], list[str]]:
     the labels it carries (instrument, valence/arousal, timbre) and the tags its recipe
     determines (``corpus.tags``); the quadrant and cue details are derived data, not labels.
     """
-    from streamtag.train.corpus import read_manifest  # the corpus package owns its format
+    from streamtag.train.corpus.manifest import read_manifest  # the corpus package owns its format
     from streamtag.train.corpus.tags import corpus_tags
 
     root = Path(corpus_dir).expanduser()
@@ -354,11 +355,8 @@ class FeatureCache:
 
 def _save_npy(target: Path, array: np.ndarray) -> None:
     """Atomic write (temporary file, then rename): concurrent ranks never see half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
-    os.replace(tmp, target)
 
 
 # -- clips with features --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from streamtag.checkpoint import Checkpoint, load_checkpoint, update_embedding_meta
+from streamtag.console import EXIT_OK, EXIT_RUNTIME, Parser, run
 from streamtag.embedding import (
     EmbeddingMeta,
     fit_match_projection,
@@ -39,6 +40,7 @@ from streamtag.embedding import (
     fit_sound_scale,
     match_vectors,
 )
+from streamtag.logs import log_to_stderr
 from streamtag.train.evaluate import hop_seconds, window_outputs
 from streamtag.train.evaluate_embedding import (
     EmbeddingReport,
@@ -111,17 +113,12 @@ def _summary(r: EmbeddingReport) -> dict[str, Any]:
     return {k: (round(float(v), 4) if v is not None else None) for k, v in out.items()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def cmd_finalize(args: argparse.Namespace) -> int:
     """Finalize ``RUN_DIR/best.safetensors`` of a finished run (reads ``RUN_DIR/config.yaml``)."""
     from streamtag.train.config import BEST_NAME, head_target, load_train_config
     from streamtag.train.features import FeatureCache, HeadTarget, load_features, source_clips
 
-    p = argparse.ArgumentParser(prog="python3 -m streamtag.train.finalize",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--cache-dir", help="feature cache folder (default: the run's)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    log_to_stderr(replace=False)
     cfg = load_train_config(args.run_dir / "config.yaml")
     best = args.run_dir / BEST_NAME
     ck = load_checkpoint(best)
@@ -135,9 +132,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = finalize_embedding(best, feats, [c for c in clips if c.split == "validation"])
     if report is None:
         print(f"{best}: no embedding head, nothing to do", file=sys.stderr)
-        return 1
+        return EXIT_RUNTIME
     print(f"{best}: known_distance {report.known_distance}; {_summary(report)}")
-    return 0
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python3 -m streamtag.train.finalize RUN_DIR``: errors map to exit codes through
+    ``console.run`` (0 ok, 2 usage or config error, 1 failure)."""
+    p = Parser(prog="python3 -m streamtag.train.finalize",
+               description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--cache-dir", help="feature cache folder (default: the run's)")
+    p.set_defaults(func=cmd_finalize)
+    return run(p, list(argv) if argv is not None else None)
 
 
 if __name__ == "__main__":

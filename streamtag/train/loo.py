@@ -46,6 +46,7 @@ import numpy as np
 
 from streamtag.console import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Parser, error, run
 from streamtag.errors import ConfigError, StreamtagError
+from streamtag.logs import log_to_stderr
 
 log = logging.getLogger("streamtag.train")
 
@@ -109,7 +110,7 @@ def _with_extra_sets(fonts: list[Any]) -> list[Any]:
 
 def build_fold_corpus(out: Path, fold: Sequence[str], options: LooOptions) -> Path:
     """The fold's corpus (built unless its manifest exists); returns the manifest."""
-    from streamtag.train.corpus import build_preset
+    from streamtag.train.corpus.build import build_preset
 
     manifest = out / "manifest.jsonl"
     if manifest.is_file():
@@ -177,7 +178,7 @@ def _epochs_done(run: Path) -> int:
 
 
 def _sources(corpus: Path) -> dict[str, str]:
-    from streamtag.train.corpus import read_manifest
+    from streamtag.train.corpus.manifest import read_manifest
 
     return {str((corpus / row["path"]).resolve()): row["soundfont"]
             for row in read_manifest(corpus / "manifest.jsonl")}
@@ -380,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tables-only", action="store_true",
                    help="only rewrite loo.md / loo.json from finished folds")
     p.set_defaults(func=_run)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    log_to_stderr(replace=False)
     return run(p, None if argv is None else list(argv))
 
 

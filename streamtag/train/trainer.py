@@ -3,22 +3,21 @@
 Data: clips from the built-in corpus and/or dataset loaders (``features.source_clips``), mel
 frames cached on disk, windows made by ``engine.hop_windows`` (the served windows, exactly).
 
-Batches: B recordings × all their hops, recordings of equal hop count batched together (sorted
-by length with random ties, so padding is rare; a shorter clip is padded with silence windows
-and masked). Each recording is cut into segments of S consecutive hops; the LSTM state runs
-from a fresh (zero) state at the recording's start, is carried from one segment to the next
-and detached between them (seed 000's truncated backpropagation), and one optimiser step is
-taken per segment. A segment where no head has a label anywhere (in any process) only advances
-the state, without a step, so Adam's momentum does not move the weights on nothing.
+The run is composed of parts that each live in their own module:
 
-Losses per head, each masked per hop (a clip labelled for one head trains only that head; a
-head with no label in a segment contributes exactly zero and gets zero gradient): MSE or CCC
-(emotion), L1 (timbre), cross-entropy with class-balance weights from the training counts
-(multiclass), BCE (multilabel), batch-hard triplet (embedding). The total is the weighted sum.
+- ``batches``: which recordings train together and how they are stacked and padded;
+- ``step``: one batch through the model, segment by segment (truncated BPTT, state carried
+  and detached between segments, one optimiser step per labelled segment);
+- ``losses``: the per-head masked losses and their weighted sum;
+- ``specaugment``: masks on training windows only;
+- ``statistics``: per-band input normalisation (stored in the model's ``input_mean`` /
+  ``input_std``) and class counts for the class-balance weights;
+- ``validation``: loss, metrics and score on the cached validation windows;
+- ``resume``: the resume file and the random state (seeds per epoch and rank, so a resumed
+  run replays the same randomness);
+- ``distributed``: the process group under ``torchrun``.
 
-Optimisation: Adam + ReduceLROnPlateau, SpecAugment on training windows only, deterministic
-seeds (per epoch and rank, so a resumed run replays the same randomness), per-band input
-normalisation from the training windows stored in the model's ``input_mean``/``input_std``.
+Optimisation: Adam + ReduceLROnPlateau.
 
 Outputs in RUN_DIR: ``best.safetensors`` (the best epoch by validation score, written with
 ``save_checkpoint``), ``last.train.pt`` (resume state: tensors and plain containers only,
@@ -36,13 +35,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import random
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,16 +45,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data.distributed import DistributedSampler
 
-from streamtag import __version__
+from streamtag import __version__, logs
 from streamtag.checkpoint import save_checkpoint
-from streamtag.errors import ConfigError, DatasetError, StreamtagError
+from streamtag.errors import ConfigError, DatasetError
 from streamtag.frontend import FRONTEND_PRESETS, FrontendConfig
-from streamtag.model import LstmState, StreamTagModel, activate_head, build_model
+from streamtag.model import build_model
+from streamtag.progress import progress_bar, wanted
+from streamtag.train.batches import batch_group, batch_stratum, collate, epoch_batches
 from streamtag.train.config import (
     BEST_NAME,
     RESUME_NAME,
@@ -70,13 +65,8 @@ from streamtag.train.config import (
     head_spec,
     head_target,
 )
-from streamtag.train.evaluate import (
-    HeadData,
-    finite,
-    head_metrics,
-    head_score,
-    overall_score,
-)
+from streamtag.train.distributed import init_distributed
+from streamtag.train.evaluate import HeadData, finite
 from streamtag.train.features import (
     ClipFeatures,
     FeatureCache,
@@ -86,523 +76,14 @@ from streamtag.train.features import (
     silence_frame,
     source_clips,
 )
+from streamtag.train.losses import TrainHead, class_balance_weights
+from streamtag.train.resume import read_resume, seed_everything, set_rng_state, write_resume
+from streamtag.train.specaugment import spec_augment
+from streamtag.train.statistics import band_statistics, label_counts
+from streamtag.train.step import SequenceStep, train_batch
+from streamtag.train.validation import validate
 
 log = logging.getLogger("streamtag.train")
-
-RESUME_FORMAT = "streamtag-train-resume"
-RESUME_VERSION = 1
-#: Config sections a resumed run may change (the rest must match the run being resumed).
-RESUMABLE_CHANGES = ("train.epochs", "train.threads", "output.", "data.cache_dir")
-#: Most hops a triplet loss compares at once (an [N, N] distance matrix; 4096² floats = 64 MB).
-TRIPLET_MAX_ITEMS = 4096
-
-
-class TrainingError(StreamtagError):
-    """Training cannot go on (diverged, resume file unusable, …)."""
-
-
-# -- losses ---------------------------------------------------------------------------------------
-
-def class_balance_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Inverse-frequency class weights [K] from training counts: ``total / (present · n_c)``.
-
-    Every present class then carries the same total weight; an absent class gets 0 (it has no
-    target to weigh). A balanced set gives all ones.
-    """
-    counts = np.asarray(counts, np.float64)
-    present = counts > 0
-    w = np.zeros_like(counts)
-    if present.any():
-        w[present] = counts.sum() / (present.sum() * counts[present])
-    return w
-
-
-def masked_regression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                           kind: str) -> torch.Tensor:
-    """MSE, L1 or 1 − CCC over the masked entries. pred, target, mask: [N, K].
-
-    MSE/L1 average over labelled entries. CCC is computed per output over the labelled entries
-    of the segment (outputs with fewer than two labels are left out) and averaged.
-    """
-    if kind in ("mse", "l1"):
-        err = (pred - target).square() if kind == "mse" else (pred - target).abs()
-        return (err * mask).sum() / mask.sum().clamp_min(1.0)
-    if kind != "ccc":
-        raise ValueError(f"unknown regression loss {kind!r}")
-    n = mask.sum(dim=0)  # [K]
-    valid = n >= 2
-    if not bool(valid.any()):
-        return (pred * mask).sum() * 0.0
-    nn_ = n.clamp_min(1.0)
-    mp = (pred * mask).sum(0) / nn_
-    mt = (target * mask).sum(0) / nn_
-    vp = ((pred - mp).square() * mask).sum(0) / nn_
-    vt = ((target - mt).square() * mask).sum(0) / nn_
-    cov = ((pred - mp) * (target - mt) * mask).sum(0) / nn_
-    ccc = 2 * cov / (vp + vt + (mp - mt).square() + 1e-8)
-    return (1.0 - ccc)[valid].mean()
-
-
-def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                         class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Weighted mean cross-entropy over labelled hops. logits [N, K], target [N], mask [N]."""
-    ce = F.cross_entropy(logits, target, reduction="none")
-    w = mask if class_weights is None else mask * class_weights[target]
-    return (ce * w).sum() / w.sum().clamp_min(1e-12)
-
-
-def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean BCE over labelled (hop, tag) pairs. logits, target [N, K]; mask [N, K] (or [N]:
-    every tag of a labelled hop)."""
-    b = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    m = mask if mask.dim() == 2 else mask[:, None].expand_as(b)
-    return (b * m).sum() / m.sum().clamp_min(1.0)
-
-
-def pairwise_distances(emb: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances [N, N] of embeddings [N, D] (clamped so the sqrt has a gradient)."""
-    sq = emb.square().sum(-1)
-    d2 = sq[:, None] + sq[None, :] - 2 * emb @ emb.T
-    return d2.clamp_min(1e-12).sqrt()
-
-
-def batch_hard_pairs(dist_: torch.Tensor, labels: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For each anchor: its farthest positive, nearest negative, and whether both exist.
-
-    dist_: [N, N] distances; labels: [N]. Returns (pos_index [N], neg_index [N], valid [N]).
-    """
-    n = labels.shape[0]
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(n, dtype=torch.bool, device=labels.device)
-    pos, neg = same & ~eye, ~same
-    pos_idx = dist_.masked_fill(~pos, -math.inf).argmax(dim=1)
-    neg_idx = dist_.masked_fill(~neg, math.inf).argmin(dim=1)
-    return pos_idx, neg_idx, pos.any(dim=1) & neg.any(dim=1)
-
-
-def batch_hard_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                            margin: float) -> torch.Tensor:
-    """Batch-hard triplet loss (Hermans et al. 2017) over labelled hops.
-
-    emb [N, D] (L2-normalised), labels [N] class ids, mask [N]. For each anchor with a
-    positive and a negative: relu(d(a, hardest p) − d(a, hardest n) + margin); mean of those.
-    """
-    sel = mask > 0
-    e, y = emb[sel], labels[sel]
-    if e.shape[0] > TRIPLET_MAX_ITEMS:  # validation over every hop: bound the [N, N] matrix
-        keep = torch.linspace(0, e.shape[0] - 1, TRIPLET_MAX_ITEMS).long()
-        e, y = e[keep], y[keep]
-    if e.shape[0] < 2:
-        return emb.sum() * 0.0
-    d = pairwise_distances(e)
-    p, q, valid = batch_hard_pairs(d, y)
-    if not bool(valid.any()):
-        return emb.sum() * 0.0
-    idx = torch.arange(e.shape[0])
-    return F.relu(d[idx, p] - d[idx, q] + margin)[valid].mean()
-
-
-def clip_embeddings(emb: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                    parts: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit vectors per recording: the mean of its labelled hops' embeddings, normalised.
-
-    emb [B, S, D] (unit vectors per hop), labels / mask [B, S]. With ``parts`` > 1 each
-    recording's labelled hops are cut into that many consecutive runs of (nearly) equal length
-    and each run gives its own vector. Returns (vectors [N, D], labels [N]) for the runs with a
-    labelled hop, recording by recording. This is the kind of vector the run-time reference
-    query is (a unit mean over recent hops), so training shapes it directly.
-    """
-    w = mask.to(emb.dtype)
-    count = w.sum(dim=1, keepdim=True)  # [B, 1]
-    # Run index of each labelled hop: its rank among the recording's labelled hops, scaled.
-    rank = torch.cumsum(w, dim=1) - w  # [B, S], 0-based among labelled hops
-    run = torch.floor(rank * parts / count.clamp_min(1.0)).clamp(max=parts - 1)
-    vecs, labs = [], []
-    for r in range(parts):
-        wr = w * (run == r).to(emb.dtype)
-        n = wr.sum(dim=1)
-        keep = n > 0
-        mean = (emb * wr[..., None]).sum(dim=1) / n.clamp_min(1.0)[:, None]
-        vecs.append(F.normalize(mean, dim=-1))
-        labs.append(torch.where(keep, labels.gather(1, wr.argmax(dim=1, keepdim=True)).squeeze(1),
-                                torch.full_like(labels[:, 0], -1)))
-    vec = torch.stack(vecs, dim=1).reshape(-1, emb.shape[-1])  # recording-major order
-    lab = torch.stack(labs, dim=1).reshape(-1)
-    keep = lab >= 0
-    return vec[keep], lab[keep]
-
-
-@dataclass
-class TrainHead:
-    """A head as the trainer sees it: model spec, label source, loss and its weight."""
-
-    target: HeadTarget
-    loss: str
-    weight: float = 1.0
-    margin: float = 0.2
-    parts: int = 1
-    class_weights: torch.Tensor | None = None
-
-    @property
-    def name(self) -> str:
-        return self.target.name
-
-
-def head_loss_value(head: TrainHead, logits: torch.Tensor, target: torch.Tensor,
-                    mask: torch.Tensor) -> torch.Tensor:
-    """One head's loss. logits [..., K]; target and mask as ``encode_labels`` with [...] lead."""
-    spec = head.target.spec
-    k = spec.size
-    flat = logits.reshape(-1, k)
-    if spec.kind == "regression":
-        pred = activate_head(spec, flat)
-        return masked_regression_loss(pred, target.reshape(-1, k), mask.reshape(-1, k), head.loss)
-    if spec.kind == "multiclass":
-        return masked_cross_entropy(flat, target.reshape(-1), mask.reshape(-1),
-                                    head.class_weights)
-    if spec.kind == "multilabel":
-        return masked_bce(flat, target.reshape(-1, k), mask.reshape(-1, k))
-    # Embedding: triplets between recordings, or parts of them (each the unit mean of its run of
-    # labelled hops, like a run-time query), so the positives are the piece's other renders (and
-    # the recording's other parts), never a hop's own neighbours.
-    s = logits.shape[-2] if logits.dim() >= 2 else 1
-    emb = activate_head(spec, flat).reshape(-1, s, k)
-    vec, lab = clip_embeddings(emb, target.reshape(-1, s), mask.reshape(-1, s), head.parts)
-    return batch_hard_triplet_loss(vec, lab, torch.ones_like(lab, dtype=vec.dtype),
-                                   head.margin) + emb.sum() * 0.0
-
-
-def multitask_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
-                   masks: dict[str, torch.Tensor], heads: Sequence[TrainHead]
-                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Σ weight·loss over heads, and each head's (unweighted) loss.
-
-    outputs: raw logits {head: [B, S, K]} (``forward_sequence(..., activate=False)``).
-    Every head stays in the graph even when unlabelled (its loss is then 0 with zero
-    gradient), so DistributedDataParallel always sees every parameter used.
-    """
-    parts = {h.name: head_loss_value(h, outputs[h.name], targets[h.name], masks[h.name])
-             for h in heads}
-    total = sum((h.weight * parts[h.name] for h in heads), torch.zeros(()))
-    return total, parts
-
-
-# -- batches --------------------------------------------------------------------------------------
-
-@dataclass
-class Batch:
-    """B recordings padded to T hops. windows [B, T, M, W]; targets/masks {head: [B, T, ...]}."""
-
-    windows: torch.Tensor
-    targets: dict[str, torch.Tensor]
-    masks: dict[str, torch.Tensor]
-
-    @property
-    def hops(self) -> int:
-        return int(self.windows.shape[1])
-
-
-def collate(feats: Sequence[ClipFeatures], heads: Sequence[TrainHead], silence: np.ndarray,
-            hops: int | None = None) -> Batch:
-    """Stack recordings, padding each to ``hops`` (default: the longest) with masked silence."""
-    t = hops or max(f.n_hops for f in feats)
-    m, w = feats[0].windows.shape[1:]
-    windows = np.empty((len(feats), t, m, w), np.float32)
-    windows[:] = silence[None, None, :, None]
-    targets: dict[str, np.ndarray] = {}
-    masks: dict[str, np.ndarray] = {}
-    for h in heads:
-        t0, m0 = feats[0].targets[h.name], feats[0].masks[h.name]
-        targets[h.name] = np.zeros((len(feats), t, *t0.shape[1:]), t0.dtype)
-        masks[h.name] = np.zeros((len(feats), t, *m0.shape[1:]), np.float32)
-    for b, f in enumerate(feats):
-        n = min(f.n_hops, t)
-        windows[b, :n] = f.windows[:n]
-        for h in heads:
-            targets[h.name][b, :n] = f.targets[h.name][:n]
-            masks[h.name][b, :n] = f.masks[h.name][:n]
-    return Batch(torch.from_numpy(windows), {k: torch.from_numpy(v) for k, v in targets.items()},
-                 {k: torch.from_numpy(v) for k, v in masks.items()})
-
-
-def batch_group(clip: Any) -> str:
-    """What keeps recordings together in a batch (``epoch_batches``): their piece, except for
-    recordings with emotion labels, which each stand alone: a CCC over a batch needs many
-    different pieces (kept together, emotion stopped learning: validation CCC 0.2 against 0.5)."""
-    if clip.valence is not None or clip.arousal is not None or clip.dynamic is not None:
-        return f"{clip.dataset}\n{clip.group}\n{clip.path}"
-    return f"{clip.dataset}\n{clip.group}"
-
-
-def batch_stratum(clip: Any) -> str:
-    """What ``train.balanced_batches`` spreads evenly over a batch: the instrument class, else
-    the kind of labels a recording carries (emotion, or the rest)."""
-    if clip.instrument is not None:
-        return f"instrument:{clip.instrument}"
-    if clip.valence is not None or clip.arousal is not None or clip.dynamic is not None:
-        return "emotion"
-    return "other"
-
-
-def epoch_batches(lengths: Sequence[int], batch_clips: int, seed: int, epoch: int,
-                  groups: Sequence[str] | None = None,
-                  strata: Sequence[str] | None = None) -> list[list[int]]:
-    """Recordings grouped into batches of ``batch_clips``, by length with random ties.
-
-    groups: each recording's piece; recordings of one piece (and equal length) are kept next
-    to each other, so a batch holds several renders of a piece: the triplet loss then finds
-    its positives across renders, not only across hops of one recording.
-    strata: each recording's stratum (``batch_stratum``); when given, each stratum's pieces of
-    one length are spread evenly through the epoch (stratified), so every batch holds the
-    strata in their overall shares instead of the runs chance makes.
-    The same on every process (it depends on seed and epoch only); the sampler deals them.
-    """
-    rng = np.random.default_rng([seed, epoch, 17])
-    keys = rng.random(len(lengths))
-    if groups is not None:
-        names = sorted(set(groups))
-        group_key = dict(zip(names, rng.random(len(names)), strict=True))
-        order = sorted(range(len(lengths)),
-                       key=lambda i: (lengths[i], group_key[groups[i]], keys[i]))
-        if strata is not None:
-            order = _interleave_strata(order, lengths, groups, strata, rng)
-    else:
-        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], keys[i]))
-    return [order[i:i + batch_clips] for i in range(0, len(order), batch_clips)]
-
-
-def _interleave_strata(order: list[int], lengths: Sequence[int], groups: Sequence[str],
-                       strata: Sequence[str], rng: np.random.Generator) -> list[int]:
-    """``order`` with each length's pieces (runs of one group) spread evenly over strata."""
-    out: list[int] = []
-    i = 0
-    while i < len(order):
-        j = i
-        while j < len(order) and lengths[order[j]] == lengths[order[i]]:
-            j += 1
-        units: dict[str, list[list[int]]] = {}
-        k = i
-        while k < j:
-            m = k
-            while m < j and groups[order[m]] == groups[order[k]]:
-                m += 1
-            units.setdefault(strata[order[k]], []).append(order[k:m])
-            k = m
-        # Each stratum's pieces spread evenly over the bucket: the k-th of n sits at (k + u) / n
-        # (u uniform in [0, 1)), so a stratum four times as large (emotion against one
-        # instrument class) comes four times as often everywhere, not all at the end.
-        keyed = []
-        for name in sorted(units):
-            n = len(units[name])
-            keyed += [((k + float(rng.random())) / n, unit) for k, unit in enumerate(units[name])]
-        for _, unit in sorted(keyed, key=lambda item: item[0]):
-            out += unit
-        i = j
-    return out
-
-
-def spec_augment(windows: torch.Tensor, fill: torch.Tensor, cfg: Any,
-                 generator: torch.Generator, bands: int | None = None) -> torch.Tensor:
-    """Time and frequency masks on each window [..., M, W]; masked cells take ``fill`` [M].
-
-    ``fill`` is the band's training mean, so a masked cell is 0 after input normalisation.
-    bands: frequency masks fall within the first ``bands`` rows (the mel bands; the
-    pitch-class rows after them are not a frequency axis); None = all M rows.
-    """
-    shape = windows.shape
-    x = windows.reshape(-1, shape[-2], shape[-1]).clone()
-    n, m, w = x.shape
-    fill_ = fill[None, :, None].expand(n, m, w)
-    rows = m if bands is None else bands
-    for count, widest, size, axis in ((cfg.time_masks, cfg.time_mask_frames, w, 2),
-                                      (cfg.freq_masks, cfg.freq_mask_bands, rows, 1)):
-        widest = min(widest, size)
-        for _ in range(count if widest > 0 else 0):
-            width = torch.randint(0, widest + 1, (n,), generator=generator)
-            start = (torch.rand(n, generator=generator) * (size - width + 1)).floor()
-            pos = torch.arange(w if axis == 2 else m)[None, :]
-            hit = (pos >= start[:, None]) & (pos < (start + width)[:, None])  # [n, W or M]
-            hit = hit[:, None, :] if axis == 2 else hit[:, :, None]
-            x = torch.where(hit, fill_, x)
-    return x.reshape(shape)
-
-
-class SequenceStep(nn.Module):
-    """``forward(windows, h, c) -> (logits, h, c)``: ``forward_sequence`` as a module call.
-
-    DistributedDataParallel synchronises gradients of what goes through ``forward``; the model's
-    own ``forward`` carries no state, so training calls go through this wrapper.
-    """
-
-    def __init__(self, model: StreamTagModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, windows: torch.Tensor, h: torch.Tensor, c: torch.Tensor
-                ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        out, state = self.model.forward_sequence(windows, LstmState(h, c), activate=False)
-        return out, state.h, state.c
-
-
-@dataclass
-class SegmentResult:
-    """One segment of a batch: its total loss, each head's loss (None: no label), stepped."""
-
-    loss: float
-    heads: dict[str, float | None]
-    stepped: bool
-
-
-def train_batch(
-    step: nn.Module,
-    model: StreamTagModel,
-    optimizer: torch.optim.Optimizer,
-    batch: Batch,
-    heads: Sequence[TrainHead],
-    segment_hops: int,
-    *,
-    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    grad_clip_norm: float | None = None,
-    label_count: Callable[[float], float] = lambda n: n,
-) -> list[SegmentResult]:
-    """Train on one batch of recordings, segment by segment (truncated BPTT).
-
-    The state starts fresh (zeros) for these recordings, is carried from each segment into the
-    next, and detached in between so gradients stop at segment boundaries. step: the
-    ``SequenceStep`` (or its DDP wrapper). label_count: turns this process's count of labels
-    in a segment into the count over all processes (identity when alone).
-    """
-    state = model.initial_state(batch.windows.shape[0])  # reset between recordings
-    results = []
-    for s0 in range(0, batch.hops, segment_hops):
-        sl = slice(s0, s0 + segment_hops)
-        seg = batch.windows[:, sl]
-        targets = {k: v[:, sl] for k, v in batch.targets.items()}
-        masks = {k: v[:, sl] for k, v in batch.masks.items()}
-        local = float(sum(float(masks[h.name].sum()) for h in heads if h.weight > 0))
-        if label_count(local) == 0:
-            # Nothing to learn here anywhere: only advance the state (e.g. DEAM's unlabelled
-            # first 15 s), without an optimiser step.
-            with torch.no_grad():
-                _, state = model.forward_sequence(seg, state, activate=False)
-            results.append(SegmentResult(0.0, {h.name: None for h in heads}, False))
-            continue
-        if augment is not None:
-            seg = augment(seg)
-        out, h_, c_ = step(seg, state.h, state.c)
-        loss, parts = multitask_loss(out, targets, masks, heads)
-        if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {loss.item()} (diverged); lower optimizer.lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip_norm:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-        optimizer.step()
-        state = LstmState(h_.detach(), c_.detach())
-        results.append(SegmentResult(
-            float(loss.detach()),
-            {h.name: float(parts[h.name].detach()) if float(masks[h.name].sum()) > 0 else None
-             for h in heads},
-            True,
-        ))
-    return results
-
-
-# -- statistics -----------------------------------------------------------------------------------
-
-def band_statistics(feats: Iterable[ClipFeatures],
-                    pooled_from: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row mean and std [n_features] over every frame of every training window.
-
-    A band that never varies (the seed frontend's empty bands) gets std 1. Rows from
-    ``pooled_from`` on (the pitch-class rows) share one mean and std, pooled over them: a
-    per-class scaling would tell the keys apart, and the pitch-class encoder is meant to treat
-    all twelve transpositions alike.
-    """
-    total = sq = None
-    n = 0
-    for f in feats:
-        w = np.asarray(f.windows, np.float64)  # [S, M, W]
-        s = w.sum(axis=(0, 2))
-        q = np.square(w).sum(axis=(0, 2))
-        total = s if total is None else total + s
-        sq = q if sq is None else sq + q
-        n += w.shape[0] * w.shape[2]
-    if total is None or n == 0:
-        raise DatasetError("no training window to compute input statistics from")
-    if pooled_from is not None and pooled_from < len(total):
-        total[pooled_from:] = total[pooled_from:].mean()
-        sq[pooled_from:] = sq[pooled_from:].mean()
-    mean = total / n
-    std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
-    std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
-def label_counts(feats: Iterable[ClipFeatures], head: TrainHead) -> np.ndarray:
-    """Labelled hops per class [K] of a multiclass head."""
-    counts = np.zeros(head.target.spec.size, np.int64)
-    for f in feats:
-        m = f.masks[head.name] > 0
-        np.add.at(counts, f.targets[head.name][m], 1)
-    return counts
-
-
-# -- process setup --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    initialized_here: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> DistInfo:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1; gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    here = False
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-        here = True
-    return DistInfo(dist.get_rank(), dist.get_world_size(), here)
-
-
-def seed_everything(*keys: int) -> None:
-    """Seed python, numpy and torch from a tuple of integers (seed, epoch, rank)."""
-    seq = np.random.SeedSequence([int(k) for k in keys])
-    a, b = (int(v) for v in seq.generate_state(2))
-    random.seed(a)
-    np.random.seed(b)  # noqa: NPY002 - third-party code draws from the global generator
-    torch.manual_seed(a)
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, numpy and torch RNG states as tensors and plain containers (weights_only-safe)."""
-    version, words, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
-    return {
-        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64),
-                   "gauss": gauss},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32),  # noqa: NPY002
-                         n["pos"], n["has_gauss"], n["cached"]))
-    torch.set_rng_state(state["torch"])
 
 
 def git_commit() -> dict[str, Any] | None:
@@ -617,17 +98,6 @@ def git_commit() -> dict[str, Any] | None:
         return None
     return {"commit": commit, "dirty": bool(dirty.strip())}
 
-
-def _diff_keys(a: Any, b: Any, path: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
-        return out
-    return [] if a == b else [path]
-
-
-# -- the trainer ----------------------------------------------------------------------------------
 
 @dataclass
 class TrainResult:
@@ -656,28 +126,18 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.dist = init_distributed()
-        mode = cfg.output.progress
-        self.progress = progress if progress is not None else (
-            sys.stderr.isatty() if mode == "auto" else bool(mode))
-        self.progress = self.progress and self.dist.main
+        self.progress = (progress if progress is not None else wanted(cfg.output.progress)
+                         ) and self.dist.main
 
     # -- setup ----------------------------------------------------------------------------------
     def _setup_logging(self) -> logging.Handler | None:
         if not self.dist.main:
             log.setLevel(logging.WARNING)
             return None
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(self.run_dir / "train.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
-        if log.level == logging.NOTSET or log.level > logging.INFO:
-            log.setLevel(logging.INFO)
-        return handler
+        return logs.log_to_file(log, self.run_dir / "train.log")
 
     def _bar(self, items: Iterable[Any], **kw: Any) -> Iterable[Any]:
-        from tqdm import tqdm
-
-        return tqdm(items, disable=not self.progress, file=sys.stderr, leave=False, **kw)
+        return progress_bar(items, enabled=self.progress, **kw)
 
     def _barrier(self) -> None:
         if self.dist.world > 1:
@@ -796,36 +256,13 @@ class Trainer:
         return self.run_dir / RESUME_NAME
 
     def _save_resume(self, epoch: int) -> None:
-        state = {
-            "format": RESUME_FORMAT, "version": RESUME_VERSION, "epoch": epoch,
-            "config": finite(self.cfg.to_dict()),
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "best_score": self.best_score, "best_epoch": self.best_epoch,
-            "best_monitor": self.best_monitor, "seconds": self.seconds,
-            "rng": rng_state(),
-        }
-        tmp = self._resume_path().with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self._resume_path())
+        write_resume(self._resume_path(), epoch, finite(self.cfg.to_dict()), self.model,
+                     self.optimizer, self.scheduler,
+                     {"best_score": self.best_score, "best_epoch": self.best_epoch,
+                      "best_monitor": self.best_monitor, "seconds": self.seconds})
 
     def _load_resume(self) -> int:
-        path = self._resume_path()
-        if not path.is_file():
-            raise ConfigError(f"--resume: no {RESUME_NAME} in {self.run_dir} to resume from")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # weights_only refuses anything that is not plain data
-            raise TrainingError(f"{path}: not a usable resume file: {e}") from e
-        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-            raise TrainingError(f"{path}: not a streamtag resume file")
-        changed = [k for k in _diff_keys(state["config"], finite(self.cfg.to_dict()))
-                   if not any(k == r or k.startswith(r) for r in RESUMABLE_CHANGES)]
-        if changed:
-            raise ConfigError([f"{k}: differs from the run being resumed in {self.run_dir} "
-                               "(only train.epochs, train.threads, output.* and "
-                               "data.cache_dir may change)" for k in changed])
+        state = read_resume(self._resume_path(), finite(self.cfg.to_dict()), self.run_dir)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -912,64 +349,8 @@ class Trainer:
         }
 
     def validate(self) -> tuple[dict[str, Any], dict[str, HeadData]]:
-        """Validation loss, per-head metrics and score on the cached windows (windows path)."""
-        data = {h.name: HeadData(h.target) for h in self.heads}
-        logits_all: dict[str, list[torch.Tensor]] = {h.name: [] for h in self.heads}
-        targets_all: dict[str, list[np.ndarray]] = {h.name: [] for h in self.heads}
-        masks_all: dict[str, list[np.ndarray]] = {h.name: [] for h in self.heads}
-        self.model.eval()
-        by_len: dict[int, list[ClipFeatures]] = {}
-        for f in self.val_set:
-            by_len.setdefault(f.n_hops, []).append(f)
-        for _, group in sorted(by_len.items()):
-            for i in range(0, len(group), 32):
-                chunk = group[i:i + 32]
-                windows = torch.from_numpy(np.stack([f.windows for f in chunk]).astype(np.float32))
-                with torch.inference_mode():
-                    logits, state = {}, None
-                    for s0 in range(0, windows.shape[1], 256):
-                        out, state = self.model.forward_sequence(windows[:, s0:s0 + 256], state,
-                                                                 activate=False)
-                        for k, v in out.items():
-                            logits.setdefault(k, []).append(v)
-                    logits = {k: torch.cat(v, dim=1) for k, v in logits.items()}
-                for h in self.heads:
-                    act = activate_head(h.target.spec, logits[h.name]).numpy()
-                    for b, f in enumerate(chunk):
-                        data[h.name].add(act[b], f.targets[h.name], f.masks[h.name],
-                                         f.clip.texture)
-                        logits_all[h.name].append(logits[h.name][b])
-                        targets_all[h.name].append(f.targets[h.name])
-                        masks_all[h.name].append(f.masks[h.name])
-        # The loss over all validation hops at once (a per-segment CCC would be meaningless).
-        # Embedding heads compare recordings, so they keep one row per clip (padded, masked).
-        with torch.no_grad():
-            outputs, targets, masks = {}, {}, {}
-            for h in self.heads:
-                k = h.name
-                if h.target.spec.kind == "embedding":
-                    outputs[k] = pad_sequence(logits_all[k], batch_first=True)
-                    targets[k] = pad_sequence([torch.from_numpy(t) for t in targets_all[k]],
-                                              batch_first=True)
-                    masks[k] = pad_sequence([torch.from_numpy(m) for m in masks_all[k]],
-                                            batch_first=True)
-                else:
-                    outputs[k] = torch.cat(logits_all[k])[None]
-                    targets[k] = torch.from_numpy(np.concatenate(targets_all[k]))[None]
-                    masks[k] = torch.from_numpy(np.concatenate(masks_all[k]))[None]
-            total, parts = multitask_loss(outputs, targets, masks, self.heads)
-        metrics = {h.name: head_metrics(data[h.name], self.hop_s) for h in self.heads
-                   if any(m.any() for m in data[h.name].masks)}
-        scores = {h.name: head_score(metrics[h.name], h.loss) for h in self.heads
-                  if h.name in metrics}
-        labelled = {h.name for h in self.heads if h.name in metrics}
-        return {
-            "loss": float(total),
-            "heads_loss": {k: (float(v) if k in labelled else None) for k, v in parts.items()},
-            "scores": scores,
-            "score": overall_score(scores, {h.name: h.weight for h in self.heads}),
-            "metrics": metrics,
-        }, data
+        """Validation loss, per-head metrics and score (``validation.validate``)."""
+        return validate(self.model, self.val_set, self.heads, self.hop_s)
 
     # -- outputs --------------------------------------------------------------------------------
     def _provenance(self, epochs: int) -> dict[str, Any]:
@@ -988,12 +369,11 @@ class Trainer:
         })
 
     def _write_best(self, epoch: int, val: dict[str, Any]) -> None:
-        path = self.run_dir / BEST_NAME
-        tmp = self.run_dir / f".{BEST_NAME}.tmp"
         metrics = {"epoch": epoch, "validation": {k: val.get(k) for k in (
             "loss", "score", "scores", "metrics")}}
-        save_checkpoint(tmp, self.model, self.frontend, self._provenance(epoch), finite(metrics))
-        os.replace(tmp, path)
+        # Written atomically (``tensorfile``): a crash mid-write keeps the previous best.
+        save_checkpoint(self.run_dir / BEST_NAME, self.model, self.frontend,
+                        self._provenance(epoch), finite(metrics))
 
     def _write_plots(self, val_data: dict[str, HeadData] | None,
                      val: dict[str, Any] | None) -> None:
@@ -1123,28 +503,4 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
     return Trainer(cfg, run_dir, resume=resume, progress=progress).fit()
 
 
-__all__ = [
-    "Batch",
-    "SegmentResult",
-    "SequenceStep",
-    "TrainHead",
-    "TrainResult",
-    "Trainer",
-    "TrainingError",
-    "band_statistics",
-    "batch_group",
-    "batch_hard_pairs",
-    "batch_hard_triplet_loss",
-    "batch_stratum",
-    "class_balance_weights",
-    "clip_embeddings",
-    "collate",
-    "epoch_batches",
-    "masked_bce",
-    "masked_cross_entropy",
-    "masked_regression_loss",
-    "multitask_loss",
-    "spec_augment",
-    "train",
-    "train_batch",
-]
+__all__ = ["TrainResult", "Trainer", "git_commit", "train"]

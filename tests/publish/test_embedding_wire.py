@@ -162,17 +162,17 @@ def test_oscdump_reads_the_new_addresses_with_their_type_tags() -> None:
 
 
 def test_mappings_reach_the_new_fields() -> None:
-    from streamtag.publish.mapping import Mapping
+    from streamtag.publish.mapping import OscMapping
 
-    assert Mapping("embedding.xy.1", "/vis/y", (0.0, 100.0), "lin").apply(FULL_RECORD) == (
+    assert OscMapping("embedding.xy.1", "/vis/y", (0.0, 100.0), "lin").apply(FULL_RECORD) == (
         25.0,)  # y = -0.5 in [-1, 1]
-    assert Mapping("novelty", "/fx/wet", (0.0, 1.0), "lin").apply(FULL_RECORD) == (0.375,)
-    assert Mapping("tags.Hip Hop", "/a", (0.0, 8.0), "lin").apply(FULL_RECORD) == (1.0,)
-    assert Mapping("reference.distance", "/b", (0.0, 2.0), "lin").apply(FULL_RECORD) == (0.25,)
-    assert Mapping("embedding.xy.2", "/c", (0.0, 1.0), "lin").apply(FULL_RECORD) is None
+    assert OscMapping("novelty", "/fx/wet", (0.0, 1.0), "lin").apply(FULL_RECORD) == (0.375,)
+    assert OscMapping("tags.Hip Hop", "/a", (0.0, 8.0), "lin").apply(FULL_RECORD) == (1.0,)
+    assert OscMapping("reference.distance", "/b", (0.0, 2.0), "lin").apply(FULL_RECORD) == (0.25,)
+    assert OscMapping("embedding.xy.2", "/c", (0.0, 1.0), "lin").apply(FULL_RECORD) is None
     # Both coordinates in one message: x = 0.25, y = -0.5 on [-1, 1] → [0, 100].
-    assert Mapping(("embedding.xy.0", "embedding.xy.1"), "/vis/xy", (0.0, 100.0),
+    assert OscMapping(("embedding.xy.0", "embedding.xy.1"), "/vis/xy", (0.0, 100.0),
                    "lin").apply(FULL_RECORD) == (62.5, 25.0)
     unknown = {**FULL_RECORD, "reference": {"name": None, "nearest": None, "distance": None,
                                             "known": False}}
-    assert Mapping("reference.distance", "/b", (0.0, 2.0), "lin").apply(unknown) is None
+    assert OscMapping("reference.distance", "/b", (0.0, 2.0), "lin").apply(unknown) is None

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from streamtag.publish.mapping import MappedMessage, Mapper, Mapping, Smoother, resolve
+from streamtag.publish.mapping import MappedMessage, Mapper, OscMapping, Smoother, resolve
 
 from .helpers import SAMPLE_RECORD
 
 
-def _m(curve: str, rng: tuple[float, float] = (200.0, 8000.0), **kw: Any) -> Mapping:
-    return Mapping("timbre.brightness", "/synth/cutoff", rng, curve, **kw)
+def _m(curve: str, rng: tuple[float, float] = (200.0, 8000.0), **kw: Any) -> OscMapping:
+    return OscMapping("timbre.brightness", "/synth/cutoff", rng, curve, **kw)
 
 
 @pytest.mark.parametrize(
@@ -51,12 +51,12 @@ def test_inverted_output_range_inverts_the_mapping() -> None:
 
 
 def test_default_input_range_comes_from_the_source() -> None:
-    valence = Mapping("emotion.valence", "/fx/mix", (0.0, 1.0), "lin")
+    valence = OscMapping("emotion.valence", "/fx/mix", (0.0, 1.0), "lin")
     assert valence.in_range == (-1.0, 1.0)
     assert valence.scale(0.0) == 0.5
-    level = Mapping("level_db", "/vis/size", (0.0, 10.0), "lin")
+    level = OscMapping("level_db", "/vis/size", (0.0, 10.0), "lin")
     assert level.scale(-80.0) == 5.0  # -160 … 0 dBFS
-    custom = Mapping("emotion.arousal", "/x", (0.0, 1.0), "lin", in_range=(0.0, 0.5))
+    custom = OscMapping("emotion.arousal", "/x", (0.0, 1.0), "lin", in_range=(0.0, 0.5))
     assert custom.scale(0.25) == 0.5
 
 
@@ -80,11 +80,11 @@ def test_invalid_specs_raise_naming_the_field(kwargs: dict[str, Any], field: str
     spec: dict[str, Any] = {"source": "timbre.brightness", "to": "/synth/cutoff",
                             "range": (200.0, 8000.0), "curve": "lin", **kwargs}
     with pytest.raises(ValueError, match=rf": {field}: "):
-        Mapping(**spec)
+        OscMapping(**spec)
 
 
 def test_apply_reads_nested_paths_including_keys_with_spaces() -> None:
-    m = Mapping("instrument.probs.tenor saxophone", "/sax", (0.0, 100.0), "lin")
+    m = OscMapping("instrument.probs.tenor saxophone", "/sax", (0.0, 100.0), "lin")
     assert m.apply(SAMPLE_RECORD) == (pytest.approx(16.0),)
     assert resolve(SAMPLE_RECORD, "emotion.quadrant") == 4
     assert resolve(SAMPLE_RECORD, "instrument.probs.oboe") is None
@@ -104,7 +104,7 @@ def test_stream_filter() -> None:
 
 
 def test_silent_bool_maps_to_the_range_ends() -> None:
-    m = Mapping("silent", "/gate", (1.0, 0.0), "lin")
+    m = OscMapping("silent", "/gate", (1.0, 0.0), "lin")
     assert m.apply({"silent": True}) == (0.0,)
     assert m.apply({"silent": False}) == (1.0,)
 
@@ -140,7 +140,7 @@ def test_invalid_smoother_parameters_raise(make: Any) -> None:
 
 
 def test_mapper_applies_each_mapping_with_its_smoother_and_resets() -> None:
-    mapper = Mapper([_m("lin", (0.0, 1.0)), Mapping("emotion.valence", "/v", (0.0, 1.0), "lin")],
+    mapper = Mapper([_m("lin", (0.0, 1.0)), OscMapping("emotion.valence", "/v", (0.0, 1.0), "lin")],
                     [Smoother.hold(0.5), None])
     assert mapper.process(SAMPLE_RECORD) == [
         MappedMessage("/synth/cutoff", (pytest.approx(0.62),)),
@@ -177,7 +177,7 @@ def test_each_stream_drives_a_mapping_through_its_own_smoother() -> None:
 
 
 def test_several_sources_go_in_one_message_each_smoothed_and_scaled_on_its_own() -> None:
-    m = Mapping(["emotion.valence", "level_db"], "/synth/xy", (0.0, 10.0), "lin")
+    m = OscMapping(["emotion.valence", "level_db"], "/synth/xy", (0.0, 10.0), "lin")
     assert m.in_range is None and m.in_ranges == ((-1.0, 1.0), (-160.0, 0.0))
     mapper = Mapper([m], [Smoother.hold(1.0)])
     (msg,) = mapper.process(SAMPLE_RECORD)
@@ -192,8 +192,8 @@ def test_several_sources_go_in_one_message_each_smoothed_and_scaled_on_its_own()
 
 
 def test_mapping_target_names_are_kept_in_its_messages() -> None:
-    m = Mapping("timbre.brightness", "/synth/cutoff", (0.0, 1.0), "lin", target="vj")
+    m = OscMapping("timbre.brightness", "/synth/cutoff", (0.0, 1.0), "lin", target="vj")
     assert m.target == ("vj",)
     assert Mapper([m]).process(SAMPLE_RECORD)[0].targets == ("vj",)
     with pytest.raises(ValueError, match=": target: "):
-        Mapping("timbre.brightness", "/synth/cutoff", (0.0, 1.0), "lin", target=[])
+        OscMapping("timbre.brightness", "/synth/cutoff", (0.0, 1.0), "lin", target=[])

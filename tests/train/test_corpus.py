@@ -14,7 +14,18 @@ import soundfile as sf
 
 from streamtag.errors import ConfigError
 from streamtag.train.corpus import augment as aug
-from streamtag.train.corpus import build, emotion_cues, music, render, soundfonts
+from streamtag.train.corpus import (
+    build,
+    emotion_cues,
+    music,
+    plan,
+    render,
+    soundfonts,
+    worker,
+)
+from streamtag.train.corpus import cli as corpus_cli
+from streamtag.train.corpus import manifest as corpus_manifest
+from streamtag.train.corpus import sizes as corpus_sizes
 from streamtag.train.corpus.soundfonts import (
     ReservedSourceError,
     SoundFont,
@@ -57,11 +68,11 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_tiny_validation_corpus_has_non_silent_clips_at_the_model_rate(tiny_corpus: Path):
-    rows = build.read_manifest(tiny_corpus)
+    rows = corpus_manifest.read_manifest(tiny_corpus)
     assert len(rows) == VALIDATION_CLIPS
     for row in rows:
         audio, rate = sf.read(str(tiny_corpus.parent / row["path"]), always_2d=True)
-        assert rate == build.SAMPLE_RATE_HZ == 22050
+        assert rate == corpus_manifest.SAMPLE_RATE_HZ == 22050
         assert audio.shape == (round(CLIP_S * rate), 1)
         level = aug.level_db(audio[:, 0])
         assert -50.0 < level < 0.0, f"{row['id']} at {level:.1f} dBFS"
@@ -69,18 +80,18 @@ def test_tiny_validation_corpus_has_non_silent_clips_at_the_model_rate(tiny_corp
 
 
 def test_manifest_lines_follow_the_schema(tiny_corpus: Path):
-    rows = build.read_manifest(tiny_corpus)
+    rows = corpus_manifest.read_manifest(tiny_corpus)
     assert sorted(r["id"] for r in rows) == [r["id"] for r in rows]
     assert len({r["id"] for r in rows}) == len(rows)
     for row in rows:
-        assert tuple(row) == build.MANIFEST_KEYS
-        assert tuple(row["labels"]) == build.LABEL_KEYS
+        assert tuple(row) == corpus_manifest.MANIFEST_KEYS
+        assert tuple(row["labels"]) == corpus_manifest.LABEL_KEYS
         assert row["split"] == "validation" and row["soundfont"] == "timgm6mb"
         assert row["path"] == f"audio/validation/{row['id']}.wav"
-        assert row["family"] in build.FAMILIES
+        assert row["family"] in corpus_manifest.FAMILIES
         assert row["id"].startswith(row["group"])
         assert row["duration_s"] == pytest.approx(CLIP_S)
-        assert row["render"]["offset_s"] % build.HOP_S == 0
+        assert row["render"]["offset_s"] % corpus_manifest.HOP_S == 0
         labels = row["labels"]
         if row["family"] == "instrument":
             assert labels["instrument"] in music.INSTRUMENT_CLASSES
@@ -96,16 +107,16 @@ def test_manifest_lines_follow_the_schema(tiny_corpus: Path):
         if labels["timbre"] is None:
             assert row["timbre_source"] is None
         else:
-            assert row["timbre_source"] == build.TIMBRE_SOURCE
+            assert row["timbre_source"] == corpus_manifest.TIMBRE_SOURCE
             assert all(0.0 <= v <= 1.0 for v in labels["timbre"].values())
     info = json.loads((tiny_corpus.parent / "corpus.json").read_text())
-    assert info["format"] == build.FORMAT and info["clips"] == len(rows)
+    assert info["format"] == corpus_manifest.FORMAT and info["clips"] == len(rows)
     assert info["counts"] == {"validation": {"drums": 1, "emotion": 4, "instrument": 8}}
     assert info["stats"]["render_speed_x"] > 1.0
 
 
 def test_each_instrument_class_and_quadrant_appears_once(tiny_corpus: Path):
-    rows = build.read_manifest(tiny_corpus)
+    rows = corpus_manifest.read_manifest(tiny_corpus)
     instruments = sorted(r["labels"]["instrument"] for r in rows if r["family"] == "instrument")
     assert instruments == sorted(music.INSTRUMENT_CLASSES)
     groups = sorted(r["group"] for r in rows if r["family"] == "emotion")
@@ -115,7 +126,7 @@ def test_each_instrument_class_and_quadrant_appears_once(tiny_corpus: Path):
 @needs_fluidsynth
 def test_same_seed_rebuilds_the_same_corpus(tmp_path: Path):
     def digest(manifest: Path) -> tuple[str, list[str]]:
-        rows = build.read_manifest(manifest)
+        rows = corpus_manifest.read_manifest(manifest)
         hashes = [
             hashlib.sha256((manifest.parent / r["path"]).read_bytes()).hexdigest() for r in rows
         ]
@@ -131,9 +142,10 @@ def test_same_seed_rebuilds_the_same_corpus(tmp_path: Path):
 
 @needs_fluidsynth
 def test_missing_descriptor_module_leaves_timbre_null_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "_DESCRIBE", [None, f"{build.TIMBRE_SOURCE} not importable: X"])
+    monkeypatch.setattr(worker, "_DESCRIBE",
+                        [None, f"{corpus_manifest.TIMBRE_SOURCE} not importable: X"])
     manifest = _build_validation_only(tmp_path / "out", families=["drums"])
-    rows = build.read_manifest(manifest)
+    rows = corpus_manifest.read_manifest(manifest)
     assert rows and all(r["labels"]["timbre"] is None for r in rows)
     assert all(r["timbre_source"] is None for r in rows)
     info = json.loads((manifest.parent / "corpus.json").read_text())
@@ -153,11 +165,11 @@ def test_existing_corpus_is_kept_unless_overwrite(tmp_path: Path):
 @needs_fluidsynth
 def test_cli_builds_and_rejects_bad_arguments(tmp_path: Path, capsys):
     base = ["--size", "tiny", "--soundfonts", "timgm6mb", "--no-drumkits", "--no-progress"]
-    assert build.main(["--out", str(tmp_path / "a"), *base, "--families", "drums"]) == 0
+    assert corpus_cli.main(["--out", str(tmp_path / "a"), *base, "--families", "drums"]) == 0
     assert "clips" in capsys.readouterr().out
-    assert build.main(["--out", str(tmp_path / "b"), *base, "--clip-s", "5.2"]) == 2
+    assert corpus_cli.main(["--out", str(tmp_path / "b"), *base, "--clip-s", "5.2"]) == 2
     assert "clip_s" in capsys.readouterr().err
-    assert build.main(["--out", str(tmp_path / "c"), "--size", "huge"]) == 2
+    assert corpus_cli.main(["--out", str(tmp_path / "c"), "--size", "huge"]) == 2
 
 
 def test_bad_arguments_are_config_errors_naming_each_problem(tmp_path: Path):
@@ -171,7 +183,7 @@ def test_bad_arguments_are_config_errors_naming_each_problem(tmp_path: Path):
 
 
 def test_size_presets_are_ordered_and_tiny_is_small():
-    sizes = build.SIZE_PRESETS
+    sizes = corpus_sizes.SIZE_PRESETS
     assert sizes["tiny"].clips < 30 < sizes["small"].clips < sizes["full"].clips
     assert sizes["full"].workers == 2
 
@@ -190,11 +202,11 @@ def _fake_fonts() -> list[SoundFont]:
 
 
 def test_plan_keeps_groups_in_one_split_and_renders_a_piece_through_different_fonts():
-    jobs = build.plan_corpus(
+    jobs = plan.plan_corpus(
         n_per_class=6, val_per_class=2, seed=1, clip_s=CLIP_S, soundfonts=_fake_fonts(),
         drumkits=[],
     )  # fmt: skip
-    by_group: dict[str, list[build.ClipJob]] = {}
+    by_group: dict[str, list[plan.ClipJob]] = {}
     for job in jobs:
         by_group.setdefault(job.group, []).append(job)
     for group, members in by_group.items():
@@ -207,11 +219,11 @@ def test_plan_keeps_groups_in_one_split_and_renders_a_piece_through_different_fo
     assert all(len(by_group[j.group]) == 2 for j in train)
     for job in jobs:
         assert job.piece.duration_s == pytest.approx(job.pre_roll_s + CLIP_S)
-        assert job.offset_s % build.HOP_S == 0
+        assert job.offset_s % corpus_manifest.HOP_S == 0
 
 
 def test_plan_balances_emotion_quadrants_and_labels_follow_the_cues():
-    jobs = build.plan_corpus(
+    jobs = plan.plan_corpus(
         n_per_class=20, val_per_class=0, seed=3, clip_s=CLIP_S, soundfonts=_fake_fonts(),
         drumkits=[], families=["emotion"],
     )  # fmt: skip
@@ -222,7 +234,7 @@ def test_plan_balances_emotion_quadrants_and_labels_follow_the_cues():
     assert agreement >= 0.9
     for job in jobs:
         codes = job.labels["cues"]["codes"]
-        assert job.level_offset_db == pytest.approx(build.EMOTION_DYNAMICS_DB * codes["dynamics"])
+        assert job.level_offset_db == pytest.approx(plan.EMOTION_DYNAMICS_DB * codes["dynamics"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -623,12 +635,12 @@ def test_keep_last_drops_the_pre_roll_after_reverb():
 
 
 def test_validation_renders_share_notes_and_window_but_not_the_room():
-    jobs = build.plan_corpus(
+    jobs = plan.plan_corpus(
         n_per_class=2, val_per_class=4, seed=2, clip_s=CLIP_S, soundfonts=_fake_fonts(),
         drumkits=[], val_renders_per_piece=2,
     )  # fmt: skip
     val = [j for j in jobs if j.split == "validation"]
-    by_group: dict[str, list[build.ClipJob]] = {}
+    by_group: dict[str, list[plan.ClipJob]] = {}
     for job in val:
         by_group.setdefault(job.group, []).append(job)
     assert len(by_group) == len(val) // 2 and all(len(m) == 2 for m in by_group.values())
@@ -639,8 +651,8 @@ def test_validation_renders_share_notes_and_window_but_not_the_room():
         assert a.seed != b.seed  # its own augmentation
     # Training renders each take their own shift and window through another set (the
     # default) ...
-    def train_pairs(jobs: list[build.ClipJob]) -> list[list[build.ClipJob]]:
-        pairs: dict[str, list[build.ClipJob]] = {}
+    def train_pairs(jobs: list[plan.ClipJob]) -> list[list[plan.ClipJob]]:
+        pairs: dict[str, list[plan.ClipJob]] = {}
         for j in jobs:
             if j.split == "train" and j.family == "instrument":
                 pairs.setdefault(j.group, []).append(j)
@@ -649,7 +661,7 @@ def test_validation_renders_share_notes_and_window_but_not_the_room():
     varied = train_pairs(jobs)
     assert any(a.piece != b.piece for a, b in varied)
     # ... or share the notes and window, through different sets, when asked.
-    shared = train_pairs(build.plan_corpus(
+    shared = train_pairs(plan.plan_corpus(
         n_per_class=2, val_per_class=4, seed=2, clip_s=CLIP_S, soundfonts=_fake_fonts(),
         drumkits=[], val_renders_per_piece=2, shared_window=True,
     ))  # fmt: skip
@@ -682,8 +694,8 @@ def test_corpus_tags_follow_the_recipe():
 
 
 def test_emotion_pieces_alternate_solo_and_accompanied_in_every_quadrant():
-    source = build.Source("plan", "soundfont", "", "train")
-    jobs = build._plan_emotion("train", [source], 8, 1, 0, 6.0)
+    source = plan.Source("plan", "soundfont", "", "train")
+    jobs = plan._plan_emotion("train", [source], 8, 1, 0, 6.0)
     by_quadrant: dict[int, list[str]] = {}
     for job in jobs:
         by_quadrant.setdefault(int(job.group.rsplit("-q", 1)[1][0]), []).append(
@@ -693,7 +705,7 @@ def test_emotion_pieces_alternate_solo_and_accompanied_in_every_quadrant():
 
 
 def test_valence_labels_are_centred_and_split_the_quadrants_for_each_texture():
-    stats = build.emotion_label_statistics(40, seed=3)
+    stats = plan.emotion_label_statistics(40, seed=3)
     assert set(stats) == {"solo", "accompanied"}
     for s in stats.values():
         assert abs(s["mean_valence"]) < 0.06
@@ -706,7 +718,7 @@ def test_corpus_clips_carry_their_texture(tiny_corpus: Path):
     from streamtag.train.features import _texture_from_tags, corpus_clips
 
     clips, _ = corpus_clips(tiny_corpus.parent)
-    rows = {r["path"]: r for r in build.read_manifest(tiny_corpus)}
+    rows = {r["path"]: r for r in corpus_manifest.read_manifest(tiny_corpus)}
     for clip in clips:
         row = rows[clip.path.relative_to(tiny_corpus.parent).as_posix()]
         expected = None if row["family"] == "drums" else row["labels"]["texture"]
@@ -841,7 +853,7 @@ def test_stk_plays_only_its_classes_and_only_instrument_clips():
     stk_font = soundfonts.SoundFont("stk", Path("/usr/bin/stk-demo"), "train")
     other = soundfonts.SoundFont("fluidr3", Path("/x/FluidR3_GM.sf2"), "train")
     val = soundfonts.SoundFont("timgm6mb", Path("/x/TimGM6mb.sf2"), "validation")
-    jobs = build.plan_corpus(n_per_class=4, val_per_class=1, seed=0, clip_s=6.0,
+    jobs = plan.plan_corpus(n_per_class=4, val_per_class=1, seed=0, clip_s=6.0,
                              soundfonts=[stk_font, other, val], drumkits=[])
     on_stk = [j for j in jobs if j.source.name == "stk"]
     assert on_stk and all(j.family == "instrument" for j in on_stk)

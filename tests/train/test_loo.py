@@ -10,7 +10,7 @@ import pytest
 
 from streamtag.errors import ConfigError
 from streamtag.train import loo
-from streamtag.train.corpus import build
+from streamtag.train.corpus import manifest as corpus_manifest
 from streamtag.train.corpus.soundfonts import (
     TRAIN,
     VALIDATION,
@@ -81,7 +81,7 @@ def test_one_fold_builds_trains_and_scores_its_held_out_sets(tmp_path: Path):
     fold = ("fluidr3", "kits-varibreaks")
     results = loo.run_all(tmp_path / "loo", options, folds=[fold])
     corpus = tmp_path / "loo" / loo.fold_name(0, fold) / "corpus"
-    rows = build.read_manifest(corpus / "manifest.jsonl")
+    rows = corpus_manifest.read_manifest(corpus / "manifest.jsonl")
     splits = {(r["soundfont"], r["split"]) for r in rows}
     assert splits == {("fluidr3", "validation"), ("hydrogen:VariBreaks", "validation"),
                       ("timgm6mb", "train"), ("hydrogen:rumpf_kit_z01_h2", "train")}

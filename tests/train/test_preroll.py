@@ -11,6 +11,7 @@ import pytest
 from streamtag.audiofile import read_audio
 from streamtag.frontend import FRONTEND_PRESETS, MelFrontend
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD, build_model
+from streamtag.train.batches import batch_stratum, epoch_batches
 from streamtag.train.features import (
     FeatureCache,
     HeadTarget,
@@ -27,7 +28,6 @@ from streamtag.train.preroll import (
     pre_roll_audio,
     pre_rolled_mel,
 )
-from streamtag.train.trainer import batch_stratum, epoch_batches
 
 HEADS = [HeadTarget(INSTRUMENT_HEAD, "instrument"), HeadTarget(EMOTION_HEAD, "emotion"),
          HeadTarget(TIMBRE_HEAD, "timbre")]

@@ -24,27 +24,26 @@ from streamtag.errors import ConfigError
 from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD, HeadSpec, build_model
 from streamtag.testing import TINY_OVERRIDES
+from streamtag.train.batches import collate
 from streamtag.train.cli import main as train_main
 from streamtag.train.config import TrainConfig, load_train_config, train_config_from_dict
 from streamtag.train.datasets import Clip
 from streamtag.train.features import FeatureCache, HeadTarget, corpus_clips, encode_labels
-from streamtag.train.trainer import (
-    SequenceStep,
+from streamtag.train.losses import (
     TrainHead,
-    band_statistics,
     batch_hard_pairs,
     batch_hard_triplet_loss,
     class_balance_weights,
-    collate,
     head_loss_value,
     masked_bce,
     masked_cross_entropy,
     masked_regression_loss,
     multitask_loss,
-    spec_augment,
-    train,
-    train_batch,
 )
+from streamtag.train.specaugment import spec_augment
+from streamtag.train.statistics import band_statistics
+from streamtag.train.step import SequenceStep, train_batch
+from streamtag.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "train" / "tiny.yaml"
@@ -576,7 +575,7 @@ def test_piece_embedding_targets_name_the_piece_not_the_render(tmp_path: Path):
 
 
 def test_epoch_batches_keep_a_pieces_renders_together():
-    from streamtag.train.trainer import epoch_batches
+    from streamtag.train.batches import epoch_batches
 
     groups = [f"p{i // 2}" for i in range(32)]  # 16 pieces, 2 renders each
     for epoch in range(3):
@@ -619,7 +618,7 @@ def test_per_hop_timbre_labels_follow_the_audio_and_are_cached(tmp_path: Path):
 
 
 def test_clip_triplet_compares_recordings_by_their_mean_embedding():
-    from streamtag.train.trainer import clip_embeddings
+    from streamtag.train.losses import clip_embeddings
 
     spec = HeadSpec("embedding", "embedding", ("d0", "d1"))
     head = TrainHead(HeadTarget(spec, "piece"), "triplet", margin=0.2)
@@ -658,7 +657,7 @@ def test_embedding_identity_waits_for_the_first_second(tmp_path: Path):
 
 
 def test_emotion_recordings_are_not_kept_together(tmp_path: Path):
-    from streamtag.train.trainer import batch_group
+    from streamtag.train.batches import batch_group
 
     a = Clip(path=tmp_path / "a.wav", dataset="corpus", split="train", group="p",
              instrument="flute")
@@ -671,7 +670,7 @@ def test_emotion_recordings_are_not_kept_together(tmp_path: Path):
 
 
 def test_clip_embeddings_cut_recordings_into_parts_like_run_time_queries():
-    from streamtag.train.trainer import clip_embeddings
+    from streamtag.train.losses import clip_embeddings
 
     # One recording of 5 hops, the first masked (warm-up): labelled hops 1..4 → parts [1, 2]
     # and [3, 4]; a second recording with a single labelled hop gives only one part.

@@ -8,43 +8,43 @@ randomises what a live room changes, labels instrument, emotion (a cue-model pro
 
 Modules: ``soundfonts`` (where the sample sets are, which are reserved), ``music`` (material),
 ``emotion_cues`` (the cue model), ``render`` (FluidSynth and the kit sampler), ``augment``
-(room, microphone, noise, gain) and ``build`` (plan, workers, manifest, CLI entry ``main``).
+(room, microphone, noise, gain), ``plan`` (which clips), ``worker`` (render, augment, label and
+write one task's clips), ``build`` (the driver), ``manifest`` (the layout on disk), ``sizes``
+(size presets) and ``cli`` (``streamtag corpus build``).
+
+The names below are imported on first use: the command line's parser reads the flags'
+choices without loading the renderers (which need the training extra).
 """
 
-from streamtag.train.corpus.build import (
-    FAMILIES,
-    MANIFEST_KEYS,
-    SAMPLE_RATE_HZ,
-    SIZE_PRESETS,
-    CorpusSize,
-    build_corpus,
-    build_preset,
-    main,
-    read_manifest,
-)
-from streamtag.train.corpus.soundfonts import (
-    CorpusError,
-    ReservedSourceError,
-    SoundFontError,
-    check_allowed,
-    find_drumkits,
-    find_soundfonts,
-)
+from __future__ import annotations
 
-__all__ = [
-    "FAMILIES",
-    "MANIFEST_KEYS",
-    "SAMPLE_RATE_HZ",
-    "SIZE_PRESETS",
-    "CorpusError",
-    "CorpusSize",
-    "ReservedSourceError",
-    "SoundFontError",
-    "build_corpus",
-    "build_preset",
-    "check_allowed",
-    "find_drumkits",
-    "find_soundfonts",
-    "main",
-    "read_manifest",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "FAMILIES": "manifest",
+    "MANIFEST_KEYS": "manifest",
+    "SAMPLE_RATE_HZ": "manifest",
+    "read_manifest": "manifest",
+    "SIZE_PRESETS": "sizes",
+    "CorpusSize": "sizes",
+    "build_corpus": "build",
+    "build_preset": "build",
+    "main": "cli",
+    "CorpusError": "soundfonts",
+    "ReservedSourceError": "soundfonts",
+    "SoundFontError": "soundfonts",
+    "check_allowed": "soundfonts",
+    "find_drumkits": "soundfonts",
+    "find_soundfonts": "soundfonts",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
+
+__all__ = sorted(_HOMES)

@@ -2,6 +2,6 @@
 
 import sys
 
-from streamtag.train.corpus.build import main
+from streamtag.train.corpus.cli import main
 
 sys.exit(main())
