@@ -33,7 +33,7 @@ from streamtag.checkpoint import resolve_checkpoint
 from streamtag.config import load_config
 from streamtag.engine import Engine, StreamSpec
 from streamtag.errors import AudioError
-from streamtag.publish.wire import compact_record
+from streamtag.record import compact_record
 from streamtag.references import load_library
 
 

@@ -53,7 +53,7 @@ from streamtag.frontend import (
     restart_pitch_rows,
 )
 from streamtag.model import ArchConfig, HeadSpec, LstmState, StreamTagModel
-from streamtag.publish.wire import (
+from streamtag.record import (
     EMBEDDING_VECTOR,
     EMBEDDING_XY,
     KEY_NOVELTY,
@@ -64,19 +64,13 @@ from streamtag.publish.wire import (
     TEMPO_BPM,
     TEMPO_CONFIDENCE,
     TEMPO_LAST_BEAT_T,
+    quadrant,
 )
 from streamtag.references import ReferenceLibrary, ReferenceMatcher
 from streamtag.tempo import ONSET_DELAY_FRAMES, BeatTracker, TempoFrames, TempoParams
 
 ONSET = FAST_NAMES.index("onset")
 LOUDNESS = FAST_NAMES.index("loudness")
-
-
-def quadrant(valence: float, arousal: float) -> int:
-    """Thayer quadrant of a (valence, arousal) point; zero counts as positive."""
-    if arousal >= 0:
-        return 1 if valence >= 0 else 2
-    return 3 if valence < 0 else 4
 
 
 @dataclass(frozen=True)

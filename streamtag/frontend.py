@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy.signal import lfilter
 
-from streamtag.publish.wire import FAST_NAMES  # the order of ``Frames.fast`` columns
+from streamtag.record import FAST_NAMES  # the order of ``Frames.fast`` columns
 from streamtag.resample import Resampler
 
 

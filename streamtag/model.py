@@ -23,10 +23,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from streamtag.publish.wire import TIMBRE_NAMES
+from streamtag.record import HEAD_KINDS, TIMBRE_NAMES
 
 HeadKind = Literal["regression", "multiclass", "multilabel", "embedding"]
-HEAD_KINDS: tuple[str, ...] = ("regression", "multiclass", "multilabel", "embedding")
 
 #: Medley-solos-DB's 8 classes, in its instrument_id order.
 INSTRUMENT_CLASSES: tuple[str, ...] = (

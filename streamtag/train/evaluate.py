@@ -40,9 +40,9 @@ import torch
 
 from streamtag.audiofile import read_audio
 from streamtag.checkpoint import Checkpoint
-from streamtag.engine import Engine, quadrant
+from streamtag.engine import Engine
 from streamtag.model import StreamTagModel
-from streamtag.publish.wire import EMBEDDING_VECTOR
+from streamtag.record import EMBEDDING_VECTOR, quadrant
 from streamtag.train.datasets import Clip
 from streamtag.train.features import FeatureCache, HeadTarget, load_features
 

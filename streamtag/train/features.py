@@ -34,7 +34,7 @@ from streamtag.audiofile import read_audio
 from streamtag.engine import hop_windows
 from streamtag.frontend import FrontendConfig, MelFrontend
 from streamtag.model import ArchConfig, HeadSpec
-from streamtag.publish.wire import TIMBRE_NAMES
+from streamtag.record import TIMBRE_NAMES
 from streamtag.train.datasets import Clip, assign_splits_by_group, load_dataset
 
 log = logging.getLogger("streamtag.train")
