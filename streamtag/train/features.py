@@ -313,7 +313,7 @@ class FeatureCache:
         signal, rate = read_audio(audio)
         if rate not in self._frontends:
             self._frontends[rate] = MelFrontend(self.frontend, rate, fast_lane=False)
-        return np.ascontiguousarray(self._frontends[rate].process_offline(signal).mel,
+        return np.ascontiguousarray(self._frontends[rate].process_offline(signal).features,
                                     dtype=np.float32)
 
     def mel(self, audio: Path) -> np.ndarray:
