@@ -696,7 +696,7 @@ class Trainer:
         # preset); the checkpoint stores plain contiguous tensors whatever the layout here.
         self.model = self.model.to(memory_format=torch.channels_last)
         arch = self.model.arch
-        self.hop_s = arch.hop_frames * self.frontend.hop_length / self.frontend.sample_rate_hz
+        self.hop_s = self.frontend.hop_seconds(arch.hop_frames)
         self.heads = [
             TrainHead(HeadTarget(spec, head_target(h)), head_loss(h), h.weight, h.margin,
                       h.parts)
@@ -926,13 +926,7 @@ class Trainer:
                 chunk = group[i:i + 32]
                 windows = torch.from_numpy(np.stack([f.windows for f in chunk]).astype(np.float32))
                 with torch.inference_mode():
-                    logits, state = {}, None
-                    for s0 in range(0, windows.shape[1], 256):
-                        out, state = self.model.forward_sequence(windows[:, s0:s0 + 256], state,
-                                                                 activate=False)
-                        for k, v in out.items():
-                            logits.setdefault(k, []).append(v)
-                    logits = {k: torch.cat(v, dim=1) for k, v in logits.items()}
+                    logits, _ = self.model.forward_chunked(windows, activate=False)
                 for h in self.heads:
                     act = activate_head(h.target.spec, logits[h.name]).numpy()
                     for b, f in enumerate(chunk):
