@@ -149,7 +149,7 @@ class Analyzer:
             check_rate(name, source.rate_hz)
             engine = self.engine(source.rate_hz)
             written = 0
-            for chunk in engine.analyze_blocks(counted(source.blocks())):
+            for chunk in engine.analyze_blocks(counted(source.blocks()), self.job.vectors):
                 if not self.job.vectors:
                     chunk = [dict(compact_record(r)) for r in chunk]
                 if self.job.several:

@@ -461,17 +461,19 @@ class Engine:
                 progress(len(records) // len(self.streams), total)
         return records
 
-    def analyze_blocks(self, blocks: Iterable[np.ndarray]) -> Iterator[list[dict]]:
+    def analyze_blocks(self, blocks: Iterable[np.ndarray], vectors: bool = True
+                       ) -> Iterator[list[dict]]:
         """Records of a signal that arrives as consecutive blocks [n] or [n, channels] (any
         sizes: a file read block by block, standard input), from a fresh state; yields them a
         chunk of hops at a time, in order.
 
         ``analyze_estimates`` turned into records; ``latency_ms`` is the compute time per hop
-        of the record's chunk. Leaves the engine reset.
+        of the record's chunk. vectors=False: records without ``embedding.vector``, as
+        ``compact_record`` leaves them (not made only to be dropped). Leaves the engine reset.
         """
         heads = self.model.heads
         for estimates, latency_ms in self.analyze_estimates(blocks):
-            yield [to_record(e, heads, latency_ms) for e in estimates]
+            yield [to_record(e, heads, latency_ms, vectors) for e in estimates]
 
     def analyze_estimates(self, blocks: Iterable[np.ndarray]
                           ) -> Iterator[tuple[list[HopEstimate], float]]:
@@ -505,20 +507,15 @@ class Engine:
         rows = np.broadcast_to(self._silence, (n_streams, context, a.n_features)).copy()
         levels = np.zeros((n_streams, 0))
         tempi: list[list[TempoEstimate]] = [[] for _ in range(n_streams)]
-        last_beats: list[float | None] = [None] * n_streams
         state: LstmState | None = None
         spent = 0.0  # compute time [s] since the last yield
         hop_index = 0
         runs = self._runs_ahead(self._stream_block(x) for x in blocks)
         try:
             started = time.perf_counter()
-            for hf in runs:
-                for b, tracker in enumerate(self._trackers):
-                    fast = hf.fast[b]
-                    sections, last_beats[b] = self._tempo_sections(
-                        tracker.process(fast[:, ONSET], fast[:, LOUDNESS]), hf.first_frame,
-                        hf.first_frame // hop, last_beats[b])
-                    tempi[b] += sections
+            for hf, sections in runs:
+                for b, s in enumerate(sections):
+                    tempi[b] += s
                 if hf.n_hops:
                     rows = np.concatenate(
                         [rows, hf.rows.reshape(n_streams, hf.n_hops * hop, a.n_features)], axis=1)
@@ -541,11 +538,30 @@ class Engine:
             runs.close()  # stops the frontend's thread before the frontend is reset
             self.reset()
 
-    def _runs_ahead(self, blocks: Iterator[np.ndarray]) -> Iterator[HopFeatures]:
-        """The hop stage's offline runs of ``blocks``, made in a thread of their own up to two
-        runs ahead of the caller: decoding, resampling and framing (numpy and torch, which
-        release the GIL) overlap the model's work on the other core. The same runs, in the same
-        order, as calling the hop stage directly; an exception in the thread is raised here."""
+    def _with_tempo(self, runs: Iterator[HopFeatures]
+                    ) -> Iterator[tuple[HopFeatures, list[list[TempoEstimate]]]]:
+        """Each of the hop stage's offline runs with, per stream, the tempo estimates of the
+        hops whose last frame it holds (none with tempo off): the tracker's streaming
+        ``process`` over the run's fast lane (equal to its offline twin)."""
+        hop = self.arch.hop_frames
+        last_beats: list[float | None] = [None] * len(self.streams)
+        for hf in runs:
+            sections: list[list[TempoEstimate]] = []
+            for b, tracker in enumerate(self._trackers):
+                fast = hf.fast[b]
+                s, last_beats[b] = self._tempo_sections(
+                    tracker.process(fast[:, ONSET], fast[:, LOUDNESS]), hf.first_frame,
+                    hf.first_frame // hop, last_beats[b])
+                sections.append(s)
+            yield hf, sections
+
+    def _runs_ahead(self, blocks: Iterator[np.ndarray]
+                    ) -> Iterator[tuple[HopFeatures, list[list[TempoEstimate]]]]:
+        """The hop stage's offline runs of ``blocks`` with their tempo estimates
+        (``_with_tempo``), made in a thread of their own up to two runs ahead of the caller:
+        decoding, resampling, framing and beat tracking overlap the model's work on the other
+        core. The same runs, in the same order, as calling the hop stage directly; an
+        exception in the thread is raised here."""
         ahead: queue.Queue = queue.Queue(maxsize=2)
         stop = threading.Event()
         done = object()
@@ -560,7 +576,7 @@ class Engine:
             return False
 
         def produce() -> None:
-            runs = self._hops.process_offline_blocks(blocks)
+            runs = self._with_tempo(self._hops.process_offline_blocks(blocks))
             try:
                 for run in runs:
                     if not put(run):

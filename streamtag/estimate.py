@@ -33,6 +33,7 @@ from streamtag.record import (
     EMOTION_LABEL,
     EMOTION_QUADRANT,
     EMOTION_VALENCE,
+    HEAD_EMBEDDING,
     HEAD_EMOTION,
     INSTRUMENT_CONFIDENCE,
     INSTRUMENT_PROBS,
@@ -132,9 +133,12 @@ def head_section(spec: HeadSpec, values: np.ndarray) -> dict:
     return section
 
 
-def to_record(est: HopEstimate, heads: Sequence[HeadSpec], latency_ms: float) -> dict:
+def to_record(est: HopEstimate, heads: Sequence[HeadSpec], latency_ms: float,
+              vector: bool = True) -> dict:
     """The estimate record of ``est`` (the documented schema, keys in order); heads: the
-    checkpoint's heads, in order; latency_ms: see the module docstring."""
+    checkpoint's heads, in order; latency_ms: see the module docstring. vector=False: without
+    ``embedding.vector``, equal to ``compact_record`` of the full record (an embedding
+    section left empty is left out)."""
     rec: dict = {
         KEY_SEQ: est.seq,
         KEY_T: round(est.t, 6),
@@ -145,6 +149,10 @@ def to_record(est: HopEstimate, heads: Sequence[HeadSpec], latency_ms: float) ->
         KEY_SILENT: est.silent,
     }
     for spec in heads:
+        if spec.kind == "embedding" and spec.name == HEAD_EMBEDDING and not vector:
+            if est.xy is not None and spec.name == est.embedding_head:
+                rec[spec.name] = {}  # the xy below
+            continue
         rec[spec.name] = head_section(spec, est.heads[spec.name])
     if est.xy is not None and est.embedding_head is not None:
         x, y = est.xy
