@@ -50,7 +50,7 @@ def per_hop(preset: str, seconds: float, tmp: Path) -> dict:
     ck = load_checkpoint(make_checkpoint(tmp / f"{preset}.safetensors", preset, tiny=False))
     fe_cfg = FRONTEND_PRESETS[preset]
     arch = ck.model.arch
-    hop_samples = arch.hop_frames * fe_cfg.hop_length
+    hop_samples = fe_cfg.hop_samples(arch.hop_frames)
     x = make_signal(seconds, fe_cfg.sample_rate_hz)
     engine = Engine(ck, fast_lane=True)  # as the daemon runs it
     fe = MelFrontend(fe_cfg)
@@ -109,7 +109,7 @@ def seed_way(preset: str, seconds: float, tmp: Path) -> dict:
         frontend = MelFrontend(c, fast_lane=False)
 
         def features(w: torch.Tensor) -> torch.Tensor:  # [T] → [n_features, frames]
-            return torch.from_numpy(frontend.process_offline(w.numpy()).mel.T.copy())
+            return torch.from_numpy(frontend.process_offline(w.numpy()).features.T.copy())
     else:
         mel = window_mel(c)
 
@@ -118,7 +118,7 @@ def seed_way(preset: str, seconds: float, tmp: Path) -> dict:
             return torch.log(m + c.log_floor) if c.log else m
     x = torch.from_numpy(make_signal(seconds, c.sample_rate_hz))
     win = (arch.window_frames - 1) * c.hop_length + c.n_fft
-    hop = arch.hop_frames * c.hop_length
+    hop = c.hop_samples(arch.hop_frames)
     times, state = [], None
     for end in range(win, x.numel() + 1, hop):
         t0 = time.perf_counter()

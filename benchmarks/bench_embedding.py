@@ -79,7 +79,7 @@ def main() -> None:
                        reference=ReferenceConfig(), library=lib),
     }
     rate = full.frontend.sample_rate_hz
-    hop = engines["with"].arch.hop_frames * full.frontend.hop_length
+    hop = full.frontend.hop_samples(engines["with"].arch.hop_frames)
     x = make_signal(args.seconds, rate)
     times: dict[str, list[float]] = {k: [] for k in engines}
     cpu: dict[str, list[float]] = {k: [] for k in engines}

@@ -36,7 +36,7 @@ def main() -> None:
     signal = make_signal(3.0, 22050)
     sf.write(DATA / "signal.wav", signal, 22050, subtype="FLOAT")
     frames = MelFrontend(DEFAULT_FRONTEND).process_offline(signal)
-    np.save(DATA / "golden_mel.npy", frames.mel)
+    np.save(DATA / "golden_mel.npy", frames.features)
     ck_path = make_checkpoint(DATA / "tiny-default.safetensors", "default")
     make_checkpoint(DATA / "tiny-seed.safetensors", "seed")
     records = Engine(load_checkpoint(ck_path)).analyze(signal)

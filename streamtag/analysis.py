@@ -33,8 +33,9 @@ from streamtag.checkpoint import resolve_checkpoint
 from streamtag.config import load_config
 from streamtag.engine import Engine, StreamSpec
 from streamtag.errors import AudioError
-from streamtag.publish.wire import compact_record
+from streamtag.record import compact_record
 from streamtag.references import load_library
+from streamtag.workers import cores, worker_context
 
 
 def flatten_record(rec: dict, prefix: str = "") -> dict[str, object]:
@@ -149,7 +150,7 @@ class Analyzer:
             check_rate(name, source.rate_hz)
             engine = self.engine(source.rate_hz)
             written = 0
-            for chunk in engine.analyze_blocks(counted(source.blocks())):
+            for chunk in engine.analyze_blocks(counted(source.blocks()), self.job.vectors):
                 if not self.job.vectors:
                     chunk = [dict(compact_record(r)) for r in chunk]
                 if self.job.several:
@@ -187,14 +188,6 @@ def audio_seconds(names: list[str]) -> float | None:
     return total
 
 
-def cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 # -- worker processes ---------------------------------------------------------------------------
 _WORKER: tuple[Analyzer, multiprocessing.Queue] | None = None
 
@@ -230,10 +223,7 @@ def run_parallel(job: AnalyzeJob, names: list[str], jobs: int, writer: RecordWri
                  progress: Callable[[float], None], failed: Callable[[str], None]) -> None:
     """Analyse ``names`` with ``jobs`` worker processes, writing each input's records to
     ``writer`` in input order; failed(message) for each input that could not be analysed."""
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if "forkserver" in methods:
-        ctx.set_forkserver_preload(["streamtag.analysis"])  # torch imported once, then forked
+    ctx = worker_context()  # torch imported once, then forked (started early by the CLI)
     queue: multiprocessing.Queue = ctx.Queue()
     files = [n for n in names if n != STDIN]
     workers = max(1, min(jobs, len(files)))

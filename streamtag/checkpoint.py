@@ -35,7 +35,7 @@ from streamtag.embedding import EmbeddingMeta, validate_embedding_meta
 from streamtag.errors import CheckpointError
 from streamtag.frontend import FrontendConfig
 from streamtag.model import HEAD_KINDS, ArchConfig, HeadSpec, StreamTagModel
-from streamtag.publish.wire import HEAD_EMBEDDING, HEAD_TAGS, check_labels
+from streamtag.record import HEAD_EMBEDDING, HEAD_TAGS, check_labels
 from streamtag.tensorfile import FileKind, read_tensor_file, write_tensor_file
 
 FORMAT = "streamtag-checkpoint"

@@ -36,15 +36,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 # -- analyze -------------------------------------------------------------------------------------
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from streamtag.audiofile import STDIN, RawFormat
+    from streamtag.workers import cores, start_workers_early
+
+    if (args.jobs or cores()) > 1 and len([f for f in args.files if f != STDIN]) > 1:
+        # The workers' server imports torch and the model code while this process does.
+        start_workers_early()
     from streamtag.analysis import (
         AnalyzeJob,
         Analyzer,
         RecordWriter,
         audio_seconds,
-        cores,
         run_parallel,
     )
-    from streamtag.audiofile import STDIN, RawFormat
 
     if args.files.count(STDIN) > 1:
         error("analyze: standard input (-) can be read only once")

@@ -32,8 +32,9 @@ from threadpoolctl import threadpool_limits
 from streamtag.audio.sources import DeviceSource, FileSource, Source, SyntheticSource
 from streamtag.checkpoint import Checkpoint, resolve_checkpoint
 from streamtag.config import Config, load_config
-from streamtag.engine import Beat, Engine, FastFrames, StreamSpec, head_section
+from streamtag.engine import Beat, Engine, FastFrames, StreamSpec
 from streamtag.errors import CheckpointError, ConfigError, StreamtagError
+from streamtag.estimate import HopEstimate, latency_since, reported_values
 from streamtag.publish import wire
 from streamtag.publish.control import ControlServer
 from streamtag.publish.mapping import Mapper, OscMapping, Smoother
@@ -148,10 +149,12 @@ def make_web_server(cfg: Config, manifest: dict[str, Any]) -> WebServer | None:
 
 
 class RecordSmoother:
-    """Per-output smoothing of the heads sent over OSC (ZeroMQ gets the raw record).
+    """Per-output smoothing of the heads sent over OSC (ZeroMQ gets the raw estimate).
 
-    Every numeric head value of every stream has its own smoother; derived values (quadrant,
-    top class) are recomputed from the smoothed ones so they never contradict them.
+    Works on the engine's typed estimates: every numeric head value of every stream has its
+    own smoother, fed the value as the record reports it (``reported_values``); the smoothed
+    estimate goes through the same ``to_record`` as the raw one, so derived values (quadrant,
+    top class) are recomputed from the smoothed ones and never contradict them.
     """
 
     def __init__(self, cfg: Config, hop_s: float, heads: list) -> None:
@@ -163,19 +166,18 @@ class RecordSmoother:
     def reset(self) -> None:
         self._smoothers.clear()
 
-    def __call__(self, record: dict) -> dict:
+    def __call__(self, est: HopEstimate) -> HopEstimate:
         if not self.enabled:
-            return record
-        out = dict(record)
+            return est
+        heads = dict(est.heads)
         for name, spec in self._heads.items():
-            section = record.get(name)
-            if spec.kind not in ("regression", "multiclass", "multilabel") or section is None:
+            values = est.heads.get(name)
+            if spec.kind not in ("regression", "multiclass", "multilabel") or values is None:
                 continue
-            source = section["probs"] if spec.kind == "multiclass" else section
-            values = np.array([self._smooth(record["stream"], name, label, source[label])
-                               for label in spec.labels])
-            out[name] = head_section(spec, values)
-        return out
+            heads[name] = np.array([
+                self._smooth(est.stream, name, label, x)
+                for label, x in zip(spec.labels, reported_values(spec, values), strict=True)])
+        return est.with_heads(heads)
 
     def _smooth(self, stream: str, head: str, label: str, x: float) -> float:
         key = (stream, head, label)
@@ -517,22 +519,23 @@ class Daemon:
 
     def _analyse_piece(self, block: np.ndarray, captured: float) -> None:
         step = self.engine.process(block, captured)
-        for rec in step.records:
-            self._publish(rec, captured)
+        for est in step.estimates:
+            self._publish(est, captured)
         if step.fast:
             self._publish_fast(step.fast)
         if step.beats:
             self._publish_beats(step.beats)
 
-    def _publish(self, rec: dict, captured: float) -> None:
-        """OSC first, then ``latency_ms`` = now − ``captured`` (``time.perf_counter()`` when
-        the hop's last sample was captured, or read for sources that cannot tell), then
-        ZeroMQ, which carries it."""
+    def _publish(self, est: HopEstimate, captured: float) -> None:
+        """OSC first (the smoothed estimate's record), then the record for ZeroMQ, the web
+        feed and the mappings, made once with ``latency_ms`` = now − ``captured``
+        (``time.perf_counter()`` when the hop's last sample was captured, or read for sources
+        that cannot tell): the delay until the hop's OSC bundle went out."""
         c = self.counters
         c.records += 1
         if self.osc is not None:
-            self.osc.publish(self.smoother(rec))
-        rec["latency_ms"] = round((time.perf_counter() - captured) * 1e3, 3)
+            self.osc.publish(self.engine.record(self.smoother(est), latency_since(captured)))
+        rec = self.engine.record(est, latency_since(captured))
         if rec["stream"] == self.engine.streams[0].name:
             c.hops += 1
             c.latencies_ms.append(rec["latency_ms"])

@@ -1,28 +1,36 @@
-"""The engine: audio → frontend → window → model step → post-processing → estimate records.
+"""The engine composes the stages: audio → hop stage → window → model → typed estimates.
+
+    block [n, channels] ─ stream split (downmix per stream) → [n, B]
+      → HopFrontend (streamtag.hops: frames, hop buffering, levels, silence) → HopFeatures
+      → window slide (the last window_frames rows per stream) → [B, M, W]
+      → model (CNN encode, LSTM step with ``run_hops``'s silence rule) → head values
+      → post-processing (novelty, reference, tempo) → HopEstimate per stream
+      → ``streamtag.estimate.to_record`` → the documented record (done by the caller)
 
 One engine serves the daemon (``process``: hop by hop, any block sizes) and ``analyze``
-(``analyze_blocks``: a file read block by block; the CNN windows of each chunk of hops in one
-batch, then the LSTM over the chunk, its state carried on; memory bounded whatever the file's
-length); their records are equal (the cornerstone test). Several streams (channel groups of
-one input) each get their own frontend and LSTM state and go through the model in one batched
-forward.
+(``analyze_estimates``/``analyze_blocks``: a file read block by block; the CNN windows of each
+chunk of hops in one batch, then the LSTM over the chunk, its state carried on; memory bounded
+whatever the file's length); their estimates are equal (the cornerstone test). Several streams
+(channel groups of one input) each get their own frontend channel and LSTM state and go
+through the model in one batched forward.
 
 Latency, declared per stage: the frontend completes a frame when its last sample arrives; the
-resampler (if the input rate differs from the model's) delays by ``frontend.latency_samples``;
-the model needs nothing from the future. A record's ``t`` is the stream time [s] of the end of
-the audio its hop describes, corrected for the resampler's delay.
+hop stage completes a hop with its last frame; the resampler (if the input rate differs from
+the model's) delays by ``HopFrontend.latency_samples``; the model needs nothing from the
+future. An estimate's ``t`` is the stream time [s] of the end of the audio its hop describes,
+corrected for the resampler's delay.
 
 With an ``embedding`` head, each stream also keeps histories of its non-silent hops (their sound
 vectors for ``novelty``, their match vectors for the ``reference`` query with a reference
 library; both derived from the model's window encoding, :mod:`streamtag.embedding`). Both are
-computed when records are built, in hop order, by the same code for ``process`` and ``analyze``,
-so they are equal too.
+computed when estimates are made, in hop order, by the same code for ``process`` and
+``analyze``, so they are equal too.
 
 Entry after a pause: a silent hop (level below ``silence_db``) is a fresh start. It is stepped
 from the fresh LSTM state and leaves the fresh state behind (:func:`run_hops`, the one place
 this rule lives; both paths call it), and its frames are framed from a fresh pitch-class memory
-(``process``: ``MelFrontend.restart_pitch_memory`` before the hop's rows; ``analyze``: the same
-restart applied to each frontend run's complete hops, ``restart_pitch_rows`` carrying the
+(the hop stage: ``MelFrontend.restart_pitch_memory`` before a live hop's rows; offline, the
+same restart applied to each frontend run's complete hops, ``restart_pitch_rows`` carrying the
 memory from run to run; pinned equal by the tests).
 Music after a pause of a hop or more therefore starts as a fresh start on it would, whatever
 the model heard before the pause and however long the pause was.
@@ -30,11 +38,10 @@ the model heard before the pause and however long the pause was.
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,39 +51,16 @@ from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig, TempoConfig
 from streamtag.embedding import HopHistory, NoveltyMeter, hops_for, match_vectors
 from streamtag.errors import LibraryError
-from streamtag.frontend import (
-    FAST_NAMES,
-    Frames,
-    MelFrontend,
-    PitchCarry,
-    downmix,
-    restart_pitch_rows,
-)
+from streamtag.estimate import HopEstimate, TempoEstimate, latency_since, round6, to_record
+from streamtag.frontend import downmix
+from streamtag.hops import HopFeatures, HopFrontend
 from streamtag.model import ArchConfig, HeadSpec, LstmState, StreamTagModel
-from streamtag.publish.wire import (
-    EMBEDDING_VECTOR,
-    EMBEDDING_XY,
-    KEY_NOVELTY,
-    KEY_REFERENCE,
-    KEY_TEMPO,
-    LEVEL_FLOOR_DB,
-    QUADRANTS,
-    TEMPO_BPM,
-    TEMPO_CONFIDENCE,
-    TEMPO_LAST_BEAT_T,
-)
+from streamtag.record import FAST_NAMES
 from streamtag.references import ReferenceLibrary, ReferenceMatcher
 from streamtag.tempo import ONSET_DELAY_FRAMES, BeatTracker, TempoFrames, TempoParams
 
 ONSET = FAST_NAMES.index("onset")
 LOUDNESS = FAST_NAMES.index("loudness")
-
-
-def quadrant(valence: float, arousal: float) -> int:
-    """Thayer quadrant of a (valence, arousal) point; zero counts as positive."""
-    if arousal >= 0:
-        return 1 if valence >= 0 else 2
-    return 3 if valence < 0 else 4
 
 
 @dataclass(frozen=True)
@@ -113,38 +97,26 @@ class Beat:
 
 @dataclass
 class EngineStep:
-    """What one ``process`` call produced."""
+    """What one ``process`` call produced: the completed hops' estimates (in hop order, the
+    streams of each hop together), the fast-lane frames and the beats.
 
-    records: list[dict] = field(default_factory=list)
+    ``records``: the estimates as records (``streamtag.estimate.to_record``), made on first
+    access; their ``latency_ms`` runs from the block's arrival to that moment.
+    """
+
+    estimates: list[HopEstimate] = field(default_factory=list)
     fast: list[FastFrames] = field(default_factory=list)
     beats: list[Beat] = field(default_factory=list)
+    heads: Sequence[HeadSpec] = ()
+    arrival: float = 0.0
+    _records: list[dict] | None = field(default=None, repr=False)
 
-
-def _round(x: float) -> float:
-    # JSON consumers get 6 significant digits; more would only show float32 noise.
-    return float(f"{x:.6g}")
-
-
-def head_section(spec: HeadSpec, values: np.ndarray) -> dict:
-    """One head's part of the estimate record from its activated outputs [K]."""
-    if spec.kind == "multiclass":
-        top = int(np.argmax(values))
-        return {
-            "top": spec.labels[top],
-            "confidence": _round(values[top]),
-            "probs": {label: _round(v) for label, v in zip(spec.labels, values, strict=True)},
-        }
-    if spec.kind == "embedding":
-        # The engine adds "xy" for the head named embedding (it needs the checkpoint's projection).
-        return {EMBEDDING_VECTOR: [_round(v) for v in values]}
-    if spec.kind == "regression" and spec.range is not None:
-        values = np.clip(values, *spec.range)
-    section: dict = {label: _round(v) for label, v in zip(spec.labels, values, strict=True)}
-    if spec.name == "emotion" and {"valence", "arousal"} <= section.keys():
-        q = quadrant(section["valence"], section["arousal"])
-        section["quadrant"] = q
-        section["label"] = QUADRANTS[q][0]
-    return section
+    @property
+    def records(self) -> list[dict]:
+        if self._records is None:
+            latency_ms = latency_since(self.arrival)
+            self._records = [to_record(e, self.heads, latency_ms) for e in self.estimates]
+        return self._records
 
 
 def hop_windows(mel: np.ndarray, arch: ArchConfig, silence: np.ndarray) -> np.ndarray:
@@ -210,7 +182,8 @@ def run_hops(
 
 
 class Engine:
-    """Turns audio into estimate records, one per hop, for one or more streams.
+    """Turns audio into estimates (``HopEstimate``; ``streamtag.estimate.to_record`` makes the
+    records), one per hop and stream, for one or more streams.
 
     checkpoint: the loaded model and its frontend parameters.
     input_rate_hz: the rate of the audio fed in (resampled to the model rate if different).
@@ -245,28 +218,24 @@ class Engine:
         self.input_rate_hz = input_rate_hz or self.fe_config.sample_rate_hz
         self.streams = streams or [StreamSpec()]
         self.silence_db = silence_db
-        # One frontend frames every stream: one FFT batch per block, whatever the stream count.
-        # Feature rows are computed once per hop, for the hop's frames (see defer_rows).
+        # One hop stage frames every stream: one FFT batch per block, whatever the stream
+        # count; it hands out finished hops (rows, levels, silence).
         tempo = tempo or TempoConfig()
         # The tracker reads the fast lane's onset strength: computed whenever tempo is on.
-        self._frontend = MelFrontend(self.fe_config, self.input_rate_hz,
-                                     fast_lane or tempo.enabled,
-                                     channels=len(self.streams), defer_rows=True)
+        self._hops = HopFrontend(self.fe_config, self.input_rate_hz, self.arch.hop_frames,
+                                 silence_db, fast_lane or tempo.enabled, len(self.streams))
         self.fast_lane = fast_lane
-        self.frame_s = self.fe_config.hop_length / self.fe_config.sample_rate_hz
+        self.frame_s = self.fe_config.frame_s
         params = TempoParams(self.fe_config.frame_rate_hz, tempo.min_bpm, tempo.max_bpm,
                              tempo.memory_s)
         self._trackers = [BeatTracker(params) for _ in self.streams] if tempo.enabled else []
-        self._silence = self._frontend.silence_frame()
-        fe = self.fe_config
-        self.hop_s = self.arch.hop_frames * fe.hop_length / fe.sample_rate_hz
-        self.latency_s = self._frontend.latency_samples / self.fe_config.sample_rate_hz
+        self._silence = self._hops.silence_frame()
+        self.hop_s = self.fe_config.hop_seconds(self.arch.hop_frames)
+        # Declared delays: the hop stage's (the resampler's), the model none.
+        self.latency_s = self._hops.latency_samples / self.fe_config.sample_rate_hz
         b, w, m = len(self.streams), self.arch.window_frames, self.arch.n_features
-        # Sized up front: each stream's last `window_frames` frames, and the hop's energies
-        # and power spectra (its feature rows come from these when the hop completes).
+        # Sized up front: each stream's last `window_frames` frames.
         self._window = np.empty((b, w, m), np.float32)
-        self._energy = np.zeros((b, self.arch.hop_frames))
-        self._power = np.zeros((b, self.arch.hop_frames, fe.n_freqs), np.float32)
         self._collect: list[np.ndarray] | None = None  # match vectors, for reference_vectors
         self._init_embedding(novelty or NoveltyConfig(), reference or ReferenceConfig(), library)
         self.reset()
@@ -350,10 +319,8 @@ class Engine:
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget all audio and the LSTM state: the next sample is stream time 0."""
-        self._frontend.reset()
+        self._hops.reset()
         self._window[:] = self._silence
-        self._filled = 0  # frames of the current hop received so far
-        self._energy[:] = 0.0
         self.state: LstmState | None = None
         self.seq = 0
         for h in [*self._queries, *self._novelty, *self._trackers]:
@@ -369,49 +336,40 @@ class Engine:
         """Input samples [at input_rate_hz] still to come before the next ``frames`` frames
         complete: a live caller has no work before, and feeding exactly this many ends on the
         last of them."""
-        return max(1, self._frontend.input_needed(frames))
+        return max(1, self._hops.input_needed(frames))
 
     @property
     def stream_time_s(self) -> float:
         """Stream time [s] of the newest frame processed (its end, less the resampler's delay)."""
-        return self._frontend.frames_out * self.frame_s - self.latency_s
+        return self._hops.frames_out * self.frame_s - self.latency_s
 
     @property
     def frames_to_hop(self) -> int:
         """Frames still to come before the next hop completes (1..hop_frames)."""
-        return self.arch.hop_frames - self._filled
+        return self._hops.frames_to_hop
 
     def process(self, block: np.ndarray, arrival: float | None = None) -> EngineStep:
         """Feed a block [n] or [n, channels] at ``input_rate_hz``; return completed hops.
 
-        arrival: ``time.perf_counter()`` when the block's last sample arrived (for
-        ``latency_ms``); default now.
+        arrival: ``time.perf_counter()`` when the block's last sample arrived (for the
+        records' ``latency_ms``, see ``EngineStep``); default now.
         """
         arrival = time.perf_counter() if arrival is None else arrival
-        frames = self._frontend.process_channels(self._stream_block(block))
-        out = EngineStep(fast=self._fast(frames, self._frontend.frames_out - len(frames[0])))
-        n = len(frames[0])
-        i = 0
-        hop = self.arch.hop_frames
-        while i < n:
-            take = min(hop - self._filled, n - i)
-            for b, f in enumerate(frames):
-                self._energy[b, self._filled:self._filled + take] = f.energy[i:i + take]
-                self._power[b, self._filled:self._filled + take] = f.power[i:i + take]
-            for b, tracker in enumerate(self._trackers):
-                fast = frames[b].fast[i:i + take]
-                out.beats += self._beats(b, tracker.process(fast[:, ONSET], fast[:, LOUDNESS]),
-                                         tracker.frames_seen - take)
-            self._filled += take
-            i += take
-            if self._filled == hop:
-                levels = [self._level_db(e) for e in self._energy]
-                silent = np.array([level < self.silence_db for level in levels])  # [B]
-                # A silent hop is framed as a fresh start too (see run_hops).
-                self._frontend.restart_pitch_memory(silent)
-                self._slide(self._frontend.rows(self._power))
-                out.records += self._emit(arrival, levels, silent)
-                self._filled = 0
+        hf = self._hops.process(self._stream_block(block))
+        out = EngineStep(fast=self._fast(hf.fast, hf.first_frame), heads=self.model.heads,
+                         arrival=arrival)
+        start = 0
+        # The tracker is fed up to each hop's end, so the hop's tempo is its state there.
+        for k, end in enumerate([*hf.ends, hf.n_frames]):
+            if end > start:
+                for b, tracker in enumerate(self._trackers):
+                    fast = hf.fast[b, start:end]
+                    tf = tracker.process(fast[:, ONSET], fast[:, LOUDNESS])
+                    out.beats += self._beats(b, tf, hf.first_frame + start)
+            start = end
+            if k < hf.n_hops:
+                self._slide(hf.rows[:, k])
+                out.estimates += self._run_model(hf.level_db[:, k], hf.silent[:, k])
         return out
 
     def _slide(self, rows: np.ndarray) -> None:
@@ -436,8 +394,9 @@ class Engine:
             raise ValueError(f"stream {stream.name!r} wants channels {ch} of a mono input")
         return downmix(block, ch if block.ndim == 2 else None)
 
-    def _emit(self, arrival: float, levels: list[float], silent: np.ndarray) -> list[dict]:
-        """Records of the hop just completed; levels [B] its level_db, silent [B] its flags."""
+    def _run_model(self, levels: np.ndarray, silent: np.ndarray) -> list[HopEstimate]:
+        """Run the model on the windows of the hop just completed; levels [B] its level_db,
+        silent [B] its flags. Returns its estimates, one per stream."""
         windows = torch.from_numpy(self._window.transpose(0, 2, 1).copy())  # [B, M, W]
         with torch.inference_mode():
             feats = self.model.encode(windows)
@@ -446,47 +405,44 @@ class Engine:
         values = {k: v[:, 0].numpy() for k, v in outputs.items()}
         encoded = feats.numpy()
         t = self._hop_end_time(self.seq)
-        records = [
-            self._record(self.seq, t, b, {k: v[b] for k, v in values.items()}, levels[b], 0.0,
-                         encoded[b], self._live_tempo(b))
+        estimates = [
+            self._estimate(self.seq, t, b, {k: v[b] for k, v in values.items()},
+                           float(levels[b]), encoded[b], self._live_tempo(b))
             for b in range(len(self.streams))
         ]
-        latency_ms = round((time.perf_counter() - arrival) * 1e3, 3)
-        for r in records:
-            r["latency_ms"] = latency_ms
         self.seq += 1
-        return records
+        return estimates
 
     def _beats(self, b: int, tf: TempoFrames, first_frame: int) -> list[Beat]:
         """Stream ``b``'s beats in a tracker output whose first frame is ``first_frame``."""
         bpm = tf.bpm[tf.frames - first_frame]  # the tempo at each beat's frame
-        return [Beat(self.streams[b].name, c, self._beat_time(p), _round(x))
+        return [Beat(self.streams[b].name, c, self._beat_time(p), round6(x))
                 for p, c, x in zip(tf.beats.tolist(), tf.counts.tolist(), bpm.tolist(),
                                    strict=True)]
 
-    def _live_tempo(self, b: int) -> dict | None:
+    def _live_tempo(self, b: int) -> TempoEstimate | None:
         if not self._trackers:
             return None
         tr = self._trackers[b]
-        return self._tempo_section(tr.bpm, tr.confidence, tr.last_beat)
+        return self._tempo(tr.bpm, tr.confidence, tr.last_beat)
 
     def _beat_time(self, position: float) -> float:
         """A beat's position [fractional frame index] → its stream time [s]: the end of that
         frame less the onset's mean delay in it and the resampler's delay."""
         return round((position + 1.0 - ONSET_DELAY_FRAMES) * self.frame_s - self.latency_s, 6)
 
-    def _tempo_section(self, bpm: float, confidence: float, last_beat: float | None) -> dict:
-        return {TEMPO_BPM: _round(bpm), TEMPO_CONFIDENCE: _round(confidence),
-                TEMPO_LAST_BEAT_T: None if last_beat is None else self._beat_time(last_beat)}
+    def _tempo(self, bpm: float, confidence: float, last_beat: float | None) -> TempoEstimate:
+        return TempoEstimate(bpm, confidence,
+                             None if last_beat is None else self._beat_time(last_beat))
 
-    def _fast(self, frames: list[Frames], first_index: int) -> list[FastFrames]:
-        if not self.fast_lane or not len(frames[0]):
+    def _fast(self, fast: np.ndarray, first_index: int) -> list[FastFrames]:
+        """Fast [B, N, n_fast] of the N frames from frame ``first_index`` → per stream."""
+        if not self.fast_lane or not fast.shape[1]:
             return []
-        frame_s = self.fe_config.hop_length / self.fe_config.sample_rate_hz
-        t = np.arange(first_index + 1, first_index + 1 + len(frames[0]), dtype=np.float64)
-        t *= frame_s
+        t = np.arange(first_index + 1, first_index + 1 + fast.shape[1], dtype=np.float64)
+        t *= self.frame_s
         t -= self.latency_s
-        return [FastFrames(s.name, t, f.fast) for s, f in zip(self.streams, frames, strict=True)]
+        return [FastFrames(s.name, t, f) for s, f in zip(self.streams, fast, strict=True)]
 
     # -- offline -----------------------------------------------------------------------------
     def analyze(
@@ -505,22 +461,37 @@ class Engine:
                 progress(len(records) // len(self.streams), total)
         return records
 
-    def analyze_blocks(self, blocks: Iterable[np.ndarray]) -> Iterator[list[dict]]:
+    def analyze_blocks(self, blocks: Iterable[np.ndarray], vectors: bool = True
+                       ) -> Iterator[list[dict]]:
         """Records of a signal that arrives as consecutive blocks [n] or [n, channels] (any
         sizes: a file read block by block, standard input), from a fresh state; yields them a
         chunk of hops at a time, in order.
 
-        The offline fast path: the CNN windows of a chunk of hops go through the model in one
-        batch and the LSTM runs over the chunk (``run_hops``: silent hops from the fresh
-        state), its state carried to the next. Each frontend run's complete hops get their
-        levels, their pitch-class restarts (``restart_pitch_rows``, its carry passed on to the
-        next run) and, with tempo on, their tempo sections (the tracker's streaming
-        ``process``, equal to its offline twin). The records are equal to ``process`` fed the
-        same audio in any blocks, and the same whatever the block sizes here (the frontend's
-        runs and the model's chunks start at the same frames and hops). Memory is bounded by
-        the block size, the frontend's run and the model's chunk, not by the signal's length.
-        A trailing partial hop is not reported. ``latency_ms`` is the compute time per hop of
-        the record's chunk. Leaves the engine reset.
+        ``analyze_estimates`` turned into records; ``latency_ms`` is the compute time per hop
+        of the record's chunk. vectors=False: records without ``embedding.vector``, as
+        ``compact_record`` leaves them (not made only to be dropped). Leaves the engine reset.
+        """
+        heads = self.model.heads
+        for estimates, latency_ms in self.analyze_estimates(blocks):
+            yield [to_record(e, heads, latency_ms, vectors) for e in estimates]
+
+    def analyze_estimates(self, blocks: Iterable[np.ndarray]
+                          ) -> Iterator[tuple[list[HopEstimate], float]]:
+        """The offline fast path: the estimates of a signal arriving as blocks (see
+        ``analyze_blocks``) a chunk of hops at a time, each chunk with its compute time per
+        hop [ms].
+
+        The hop stage's offline twin (``HopFrontend.process_offline_blocks``, in a thread of
+        its own) hands out each frontend run's complete hops: rows (silent hops' pitch-class
+        rows restarted), levels and fast-lane values. With tempo on, the tracker's streaming
+        ``process`` (equal to its offline twin) gives each hop its tempo. The CNN windows of a
+        chunk of hops go through the model in one batch and the LSTM runs over the chunk
+        (``run_hops``: silent hops from the fresh state), its state carried to the next. The
+        estimates are equal to ``process`` fed the same audio in any blocks, and the same
+        whatever the block sizes here (the frontend's runs and the model's chunks start at the
+        same frames and hops). Memory is bounded by the block size, the frontend's run and the
+        model's chunk, not by the signal's length. A trailing partial hop is not reported.
+        Leaves the engine reset.
         """
         self.reset()
         a = self.arch
@@ -531,81 +502,66 @@ class Engine:
                                           * a.channels[0])))
         context = w - hop  # frames of the previous hops each window also holds
         # Per stream: the last `context` frames before the hops not yet run (silence before the
-        # start), then the frames of the complete hops not yet run (pitch-class rows restarted),
-        # their levels [dB] and tempo sections.
+        # start), then the frames of the complete hops not yet run, their levels [dB] and
+        # tempo estimates.
         rows = np.broadcast_to(self._silence, (n_streams, context, a.n_features)).copy()
         levels = np.zeros((n_streams, 0))
-        tempi: list[list[dict]] = [[] for _ in range(n_streams)]
-        # Per stream: the frames of the hop not yet complete (rows as framed) and their energy.
-        partial = np.zeros((n_streams, 0, a.n_features), np.float32)
-        energy = np.zeros((n_streams, 0))
-        carries: list[PitchCarry | None] = [None] * n_streams
-        last_beats: list[float | None] = [None] * n_streams
-        frames_seen = 0
+        tempi: list[list[TempoEstimate]] = [[] for _ in range(n_streams)]
         state: LstmState | None = None
         spent = 0.0  # compute time [s] since the last yield
         hop_index = 0
         runs = self._runs_ahead(self._stream_block(x) for x in blocks)
         try:
             started = time.perf_counter()
-            for run in runs:
-                partial = np.concatenate([partial, np.stack([f.mel for f in run])], axis=1)
-                energy = np.concatenate([energy, np.stack([f.energy for f in run])], axis=1)
-                for b, tracker in enumerate(self._trackers):
-                    fast = run[b].fast
-                    sections, last_beats[b] = self._tempo_sections(
-                        tracker.process(fast[:, ONSET], fast[:, LOUDNESS]), frames_seen,
-                        frames_seen // hop, last_beats[b])
-                    tempi[b] += sections
-                frames_seen += len(run[0])
-                n = partial.shape[1] // hop  # hops this run completed
-                if n:
-                    rows, levels = self._complete_hops(rows, levels, partial, energy, n, carries)
-                    partial, energy = partial[:, n * hop:], energy[:, n * hop:]
+            for hf, sections in runs:
+                for b, s in enumerate(sections):
+                    tempi[b] += s
+                if hf.n_hops:
+                    rows = np.concatenate(
+                        [rows, hf.rows.reshape(n_streams, hf.n_hops * hop, a.n_features)], axis=1)
+                    levels = np.concatenate([levels, hf.level_db], axis=1)
                 while rows.shape[1] - context >= chunk * hop:
-                    records, state = self._analyze_chunk(rows, levels, tempi, chunk, hop_index,
-                                                         state, started, spent)
+                    estimates, state = self._analyze_chunk(rows, levels, tempi, chunk,
+                                                           hop_index, state)
                     rows, levels = rows[:, chunk * hop:], levels[:, chunk:]
                     tempi = [t[chunk:] for t in tempi]
                     hop_index += chunk
-                    yield records
+                    yield estimates, (spent + time.perf_counter() - started) * 1e3 / chunk
                     started, spent = time.perf_counter(), 0.0
                 spent += time.perf_counter() - started
                 started = time.perf_counter()
             n = levels.shape[1]
             if n:
-                yield self._analyze_chunk(rows, levels, tempi, n, hop_index, state, started,
-                                          spent)[0]
+                estimates, _ = self._analyze_chunk(rows, levels, tempi, n, hop_index, state)
+                yield estimates, (spent + time.perf_counter() - started) * 1e3 / n
         finally:
             runs.close()  # stops the frontend's thread before the frontend is reset
             self.reset()
 
-    def _complete_hops(self, rows: np.ndarray, levels: np.ndarray, partial: np.ndarray,
-                       energy: np.ndarray, n: int, carries: list[PitchCarry | None]
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows [B, ·, M] and levels [B, ·] with the n complete hops at the start of partial
-        [B, ≥ n·hop, M] (energy [B, ≥ n·hop]) appended: each hop's level, and its frames'
-        pitch-class rows restarted where the hop is silent (a silent hop is framed as a fresh
-        start too, see ``run_hops``). carries: each stream's ``restart_pitch_rows`` carry,
-        updated."""
+    def _with_tempo(self, runs: Iterator[HopFeatures]
+                    ) -> Iterator[tuple[HopFeatures, list[list[TempoEstimate]]]]:
+        """Each of the hop stage's offline runs with, per stream, the tempo estimates of the
+        hops whose last frame it holds (none with tempo off): the tracker's streaming
+        ``process`` over the run's fast lane (equal to its offline twin)."""
         hop = self.arch.hop_frames
-        new = np.array([[self._level_db(e) for e in energy[b, : n * hop].reshape(n, hop)]
-                        for b in range(len(self.streams))])  # [B, n]
-        restarted = []
-        for b in range(len(self.streams)):
-            restarts = np.zeros(n * hop, bool)
-            restarts[::hop] = new[b] < self.silence_db
-            mel, carries[b] = restart_pitch_rows(partial[b, : n * hop], restarts,
-                                                 self.fe_config, carries[b])
-            restarted.append(mel)
-        return (np.concatenate([rows, np.stack(restarted)], axis=1),
-                np.concatenate([levels, new], axis=1))
+        last_beats: list[float | None] = [None] * len(self.streams)
+        for hf in runs:
+            sections: list[list[TempoEstimate]] = []
+            for b, tracker in enumerate(self._trackers):
+                fast = hf.fast[b]
+                s, last_beats[b] = self._tempo_sections(
+                    tracker.process(fast[:, ONSET], fast[:, LOUDNESS]), hf.first_frame,
+                    hf.first_frame // hop, last_beats[b])
+                sections.append(s)
+            yield hf, sections
 
-    def _runs_ahead(self, blocks: Iterator[np.ndarray]) -> Iterator[list[Frames]]:
-        """The frontend's offline runs of ``blocks``, made in a thread of their own up to two
-        runs ahead of the caller: decoding, resampling and framing (numpy and torch, which
-        release the GIL) overlap the model's work on the other core. The same runs, in the same
-        order, as calling the frontend directly; an exception in the thread is raised here."""
+    def _runs_ahead(self, blocks: Iterator[np.ndarray]
+                    ) -> Iterator[tuple[HopFeatures, list[list[TempoEstimate]]]]:
+        """The hop stage's offline runs of ``blocks`` with their tempo estimates
+        (``_with_tempo``), made in a thread of their own up to two runs ahead of the caller:
+        decoding, resampling, framing and beat tracking overlap the model's work on the other
+        core. The same runs, in the same order, as calling the hop stage directly; an
+        exception in the thread is raised here."""
         ahead: queue.Queue = queue.Queue(maxsize=2)
         stop = threading.Event()
         done = object()
@@ -620,7 +576,7 @@ class Engine:
             return False
 
         def produce() -> None:
-            runs = self._frontend.process_offline_blocks(blocks)
+            runs = self._with_tempo(self._hops.process_offline_blocks(blocks))
             try:
                 for run in runs:
                     if not put(run):
@@ -645,12 +601,12 @@ class Engine:
             stop.set()
             thread.join()
 
-    def _analyze_chunk(self, rows: np.ndarray, levels: np.ndarray, tempi: list[list[dict]],
-                       n: int, first: int, state: LstmState | None, started: float,
-                       spent: float) -> tuple[list[dict], LstmState | None]:
-        """Records of the n hops from hop ``first``: rows [B, context + ≥ n·hop, M] (the
+    def _analyze_chunk(self, rows: np.ndarray, levels: np.ndarray,
+                       tempi: list[list[TempoEstimate]], n: int, first: int,
+                       state: LstmState | None) -> tuple[list[HopEstimate], LstmState | None]:
+        """Estimates of the n hops from hop ``first``: rows [B, context + ≥ n·hop, M] (the
         context frames before the hops, then theirs), levels [B, ≥ n] their level_db, tempi
-        per stream their tempo sections (empty lists with tempo off)."""
+        per stream their tempo estimates (empty lists with tempo off)."""
         a = self.arch
         hop, w = a.hop_frames, a.window_frames
         # Window k: the w frames ending with hop k's last, as the streaming engine holds them.
@@ -666,17 +622,15 @@ class Engine:
             out, state = run_hops(self.model, feats, state, silent)
         values = {k: v.numpy() for k, v in out.items()}
         encoded = feats.numpy() if self._emb_head is not None else None
-        latency_ms = (spent + time.perf_counter() - started) * 1e3 / n
-        records = []
+        estimates = []
         for k in range(n):
             t = self._hop_end_time(first + k)
             for b in range(len(self.streams)):
-                records.append(self._record(
+                estimates.append(self._estimate(
                     first + k, t, b, {h: v[b, k] for h, v in values.items()},
-                    float(levels[b, k]), latency_ms,
-                    None if encoded is None else encoded[b, k],
+                    float(levels[b, k]), None if encoded is None else encoded[b, k],
                     tempi[b][k] if self._trackers else None))
-        return records, state
+        return estimates, state
 
     def _frontend_hops(self, n_input: int) -> int:
         """Complete hops in n_input samples at the input rate (what ``analyze`` reports)."""
@@ -687,65 +641,60 @@ class Engine:
         return (n // fe.hop_length) // self.arch.hop_frames
 
     def _tempo_sections(self, tf: TempoFrames, first_frame: int, first_hop: int,
-                        last_beat: float | None) -> tuple[list[dict], float | None]:
-        """The tempo sections of the hops that end in a tracker output (``process`` of the
+                        last_beat: float | None) -> tuple[list[TempoEstimate], float | None]:
+        """The tempo estimates of the hops that end in a tracker output (``process`` of the
         frames from ``first_frame``), from hop ``first_hop`` on (the first not yet given one):
         each the state after the hop's last frame, as ``process`` reports it. last_beat: the
-        last beat reported before first_frame (None: none yet). Returns the sections and the
+        last beat reported before first_frame (None: none yet). Returns the estimates and the
         last beat reported by the output's end."""
         hop = self.arch.hop_frames
         # [n] each hop's last frame (frame index from the start)
         ends = np.arange(first_hop + 1, (first_frame + len(tf)) // hop + 1) * hop - 1
         # Beats reported by each hop's end: how many, so the last is at index count - 1.
         reported = np.searchsorted(tf.frames, ends, side="right")
-        sections = [self._tempo_section(float(tf.bpm[e - first_frame]),
-                                        float(tf.confidence[e - first_frame]),
-                                        float(tf.beats[r - 1]) if r else last_beat)
+        sections = [self._tempo(float(tf.bpm[e - first_frame]),
+                                float(tf.confidence[e - first_frame]),
+                                float(tf.beats[r - 1]) if r else last_beat)
                     for e, r in zip(ends.tolist(), reported.tolist(), strict=True)]
         return sections, float(tf.beats[-1]) if len(tf.beats) else last_beat
 
-    # -- records -----------------------------------------------------------------------------
+    # -- estimates ---------------------------------------------------------------------------
+    def record(self, estimate: HopEstimate, latency_ms: float) -> dict:
+        """The estimate record of one of this engine's estimates (``to_record``)."""
+        return to_record(estimate, self.model.heads, latency_ms)
+
     def _hop_end_time(self, k: int) -> float:
         return (k + 1) * self.hop_s - self.latency_s
 
-    def _level_db(self, energy: np.ndarray) -> float:
-        ms = float(np.mean(energy))
-        # −160…0 dBFS as documented: a float file above full scale (±1) would read above 0.
-        return min(0.0, max(LEVEL_FLOOR_DB, 10 * math.log10(ms))) if ms > 0 else LEVEL_FLOOR_DB
-
-    def _record(self, seq: int, t: float, b: int, values: dict[str, np.ndarray],
-                level_db: float, latency_ms: float, encoded: np.ndarray | None,
-                tempo: dict | None = None) -> dict:
-        """One stream's record of hop ``seq``; encoded: the hop's window encoding [F]
-        (``model.encode``; needed with an embedding head, for novelty and references); tempo:
-        its tempo section (with tempo tracking)."""
-        rec: dict = {
-            "seq": seq,
-            "t": round(t, 6),
-            "stream": self.streams[b].name,
-            "wall": time.time(),
-            "latency_ms": round(latency_ms, 3),
-            "level_db": round(level_db, 2),
-            "silent": level_db < self.silence_db,
-        }
-        for spec in self.model.heads:
-            rec[spec.name] = head_section(spec, values[spec.name])
+    def _estimate(self, seq: int, t: float, b: int, values: dict[str, np.ndarray],
+                  level_db: float, encoded: np.ndarray | None,
+                  tempo: TempoEstimate | None = None) -> HopEstimate:
+        """One stream's estimate of hop ``seq``; values: {head: activated outputs [K]};
+        encoded: the hop's window encoding [F] (``model.encode``; needed with an embedding
+        head, for novelty and references); tempo: with tempo tracking."""
+        silent = level_db < self.silence_db
+        xy = novelty = reference = None
         if self._emb_head is not None:
             assert encoded is not None
-            self._embedding_fields(rec, b, values[self._emb_head.name], encoded)
-        if tempo is not None:
-            rec[KEY_TEMPO] = tempo
-        return rec
+            xy, novelty, reference = self._embedding_values(
+                b, silent, values[self._emb_head.name], encoded)
+        return HopEstimate(
+            seq=seq, t=t, stream=self.streams[b].name, wall=time.time(), level_db=level_db,
+            silent=silent, heads=values, xy=xy,
+            embedding_head=None if self._emb_head is None else self._emb_head.name,
+            novelty=novelty, reference=reference, tempo=tempo)
 
-    def _embedding_fields(self, rec: dict, b: int, emb: np.ndarray, encoded: np.ndarray) -> None:
-        """Add embedding.xy, novelty and reference to a record; feed the stream's histories."""
-        name = self._emb_head.name  # type: ignore[union-attr]
+    def _embedding_values(self, b: int, silent: bool, emb: np.ndarray, encoded: np.ndarray
+                          ) -> tuple[tuple[float, float] | None, float, dict | None]:
+        """A hop's embedding xy, novelty and reference section; feeds the stream's
+        histories (call once per hop and stream, in hop order)."""
+        xy = None
         if self.projection is not None:
             x, y = self.projection.project(emb)
-            rec[name] = {EMBEDDING_XY: [_round(x), _round(y)], **rec[name]}
+            xy = (x, y)
         queries = self._queries[b]
-        if rec["silent"]:
-            rec[KEY_NOVELTY] = 0.0
+        if silent:
+            novelty = 0.0
         else:
             sound_dims = self.model.sound_features
             # Match vectors only when something reads them: the matcher, or reference_vectors.
@@ -758,7 +707,9 @@ class Engine:
             sound = encoded[:sound_dims]
             if self._sound is not None:
                 sound = self._sound.apply(sound)
-            rec[KEY_NOVELTY] = _round(self._novelty[b].push(sound))
+            novelty = self._novelty[b].push(sound)
+        reference = None
         if self.matcher is not None:
-            rec[KEY_REFERENCE] = self.matcher.match(
+            reference = self.matcher.match(
                 queries.last(self.matcher.window_hops) if len(queries) else None)
+        return xy, novelty, reference

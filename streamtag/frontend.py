@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy.signal import lfilter
 
-from streamtag.publish.wire import FAST_NAMES  # the order of ``Frames.fast`` columns
+from streamtag.record import FAST_NAMES  # the order of ``Frames.fast`` columns
 from streamtag.resample import Resampler
 
 
@@ -116,6 +116,20 @@ class FrontendConfig:
     def frame_rate_hz(self) -> float:
         return self.sample_rate_hz / self.hop_length
 
+    @property
+    def frame_s(self) -> float:
+        """Frame period [s]: ``hop_length`` samples at the model rate."""
+        return self.hop_length / self.sample_rate_hz
+
+    def hop_samples(self, hop_frames: int) -> int:
+        """Length [model-rate samples] of a model hop of ``hop_frames`` frames."""
+        return hop_frames * self.hop_length
+
+    def hop_seconds(self, hop_frames: int) -> float:
+        """Length [s] of a model hop of ``hop_frames`` frames: the one formula the engine,
+        the trainer and the evaluation share (0.5 s for the shipped 25 × 20 ms)."""
+        return self.hop_samples(hop_frames) / self.sample_rate_hz
+
 
 #: Seed 000 exactly: torchaudio MelSpectrogram(n_fft=254, win_length=224, hop 112, power 2,
 #: normalized=True), 128 HTK mels with no filter norm, linear power into the CNN.
@@ -139,18 +153,19 @@ FRONTEND_PRESETS: dict[str, FrontendConfig] = {"seed": SEED_FRONTEND, "default":
 class Frames:
     """A run of consecutive frames.
 
-    mel: [N, n_features] float32: the n_mels bands (log-mel if the config says so), then the
-    config's n_chroma log pitch-class rows.
+    features: [N, n_features] float32, each frame's feature row: the n_mels bands (log-mel if
+    the config says so), then the config's n_chroma log pitch-class rows; [N, 0] from a
+    frontend that defers its rows (see ``power``).
     energy: [N] float64, mean square of each frame's ``hop`` newest samples [full scale²].
     fast: [N, 4] float32, the fast lane (``FAST_NAMES``): loudness [dBFS of the frame],
     spectral centroid [Hz], spectral flatness [0..1], onset strength (half-wave rectified
     log-power flux, mean over bins).
     power: [N, n_freqs] float32 power spectra, only from a frontend that defers its feature
-    rows (``defer_rows``): ``mel`` is then [N, 0] until ``MelFrontend.rows`` computes the rows
-    from these spectra.
+    rows (``defer_rows``): ``features`` is then [N, 0] until ``MelFrontend.rows`` computes the
+    rows from these spectra (``streamtag.hops`` does, once per hop).
     """
 
-    mel: np.ndarray
+    features: np.ndarray
     energy: np.ndarray
     fast: np.ndarray
     power: np.ndarray | None = None
@@ -170,7 +185,7 @@ class Frames:
         if not parts:
             return Frames.empty(n_features)
         return Frames(
-            np.concatenate([p.mel for p in parts]),
+            np.concatenate([p.features for p in parts]),
             np.concatenate([p.energy for p in parts]),
             np.concatenate([p.fast for p in parts]),
             _concat_or_none([p.power for p in parts if p.power is not None]),
@@ -244,11 +259,11 @@ class MelFrontend:
     channels: independent signals (the engine's streams) framed together, so one FFT batch and
     one set of small-op overheads serve them all (``process_channels``).
     defer_rows: ``process``/``process_channels`` hand out each frame's power spectrum
-    (``Frames.power``) instead of its feature row (``Frames.mel`` is then [N, 0]); ``rows``
-    computes the rows later, in frame order, from any number of frames at once. A live engine
-    needs them only once per hop, when the model runs; a live frame then costs only its FFT and
-    the fast lane (measured on the 2-core VM: ~1.4 → ~0.9 ms per frame with cold caches). The
-    offline methods compute the rows.
+    (``Frames.power``) instead of its feature row (``Frames.features`` is then [N, 0]); ``rows``
+    computes the rows later, in frame order, from any number of frames at once. The hop stage
+    (``streamtag.hops``) computes them once per hop, when the hop completes; a live frame then
+    costs only its FFT and the fast lane (measured on the 2-core VM: ~1.4 → ~0.9 ms per frame
+    with cold caches). The offline methods compute the rows.
     """
 
     def __init__(

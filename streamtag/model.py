@@ -23,10 +23,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from streamtag.publish.wire import TIMBRE_NAMES
+from streamtag.record import HEAD_KINDS, TIMBRE_NAMES
 
 HeadKind = Literal["regression", "multiclass", "multilabel", "embedding"]
-HEAD_KINDS: tuple[str, ...] = ("regression", "multiclass", "multilabel", "embedding")
 
 #: Medley-solos-DB's 8 classes, in its instrument_id order.
 INSTRUMENT_CLASSES: tuple[str, ...] = (
@@ -333,6 +332,24 @@ class StreamTagModel(nn.Module):
         The CNN sees all B·S windows in one batch; the LSTM runs over S.
         """
         return self.sequence_features(self.encode_sequence(windows), state, activate)
+
+    def forward_chunked(
+        self, windows: torch.Tensor, state: LstmState | None = None, activate: bool = True,
+        chunk: int = 256,
+    ) -> tuple[dict[str, torch.Tensor], LstmState | None]:
+        """``forward_sequence`` over windows [B, S, n_features, T] in chunks of ``chunk`` hops,
+        the LSTM state carried from chunk to chunk → ({head: [B, S, K]}, final state).
+
+        The same outputs as one ``forward_sequence`` call (the LSTM is causal), with the CNN's
+        activations bounded by the chunk instead of S. The one chunked loop: evaluation and
+        the trainer's validation run long clips through it.
+        """
+        parts: dict[str, list[torch.Tensor]] = {}
+        for i in range(0, windows.shape[1], chunk):
+            out, state = self.forward_sequence(windows[:, i:i + chunk], state, activate)
+            for k, v in out.items():
+                parts.setdefault(k, []).append(v)
+        return {k: torch.cat(v, dim=1) for k, v in parts.items()}, state
 
     def encode_sequence(self, windows: torch.Tensor) -> torch.Tensor:
         """windows [B, S, n_features, T] → [B, S, F], all B·S windows in one CNN batch."""

@@ -56,9 +56,9 @@ from typing import Any
 
 import numpy as np
 
+from streamtag import record
 from streamtag.embedding import MAX_DISTANCE, unit_rows
 from streamtag.errors import LibraryError
-from streamtag.publish import wire
 from streamtag.tensorfile import FileKind, read_tensor_file, write_tensor_file
 
 FORMAT = "streamtag-references"
@@ -434,16 +434,16 @@ class ReferenceMatcher:
     def match(self, query: np.ndarray | None) -> dict[str, Any]:
         """The record's ``reference`` section for a query [k, D] (None: no sound yet)."""
         if query is None or not len(query) or not self.names:
-            return {wire.REFERENCE_NAME: None, wire.REFERENCE_NEAREST: None,
-                    wire.REFERENCE_DISTANCE: None, wire.REFERENCE_KNOWN: False}
+            return {record.REFERENCE_NAME: None, record.REFERENCE_NEAREST: None,
+                    record.REFERENCE_DISTANCE: None, record.REFERENCE_KNOWN: False}
         dist = self._index.distances(query[-self.window_hops:])
         best = int(np.argmin(dist))
         nearest = self.names[best]
         known = bool(dist[best] <= self.known_distance)
-        return {wire.REFERENCE_NAME: nearest if known else None,
-                wire.REFERENCE_NEAREST: nearest,
-                wire.REFERENCE_DISTANCE: float(f"{float(dist[best]):.6g}"),
-                wire.REFERENCE_KNOWN: known}
+        return {record.REFERENCE_NAME: nearest if known else None,
+                record.REFERENCE_NEAREST: nearest,
+                record.REFERENCE_DISTANCE: float(f"{float(dist[best]):.6g}"),
+                record.REFERENCE_KNOWN: known}
 
 
 def _segments(ref: Reference) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""The daemon's pieces that need no process: smoothing of records, reload's restart-only keys."""
+"""The daemon's pieces that need no process: smoothing of estimates, reload's restart-only keys."""
 
 from __future__ import annotations
 
@@ -7,34 +7,40 @@ import pytest
 
 from streamtag.config import config_from_dict
 from streamtag.daemon import RecordSmoother, keep_restart_only, make_mapper
+from streamtag.estimate import HopEstimate, to_record
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD
 
 # In-process daemons here need no browser view or OSCQuery (their default ports may be taken).
 NO_WEB = {"web": {"enabled": False}, "oscquery": {"enabled": False}}
 
 
-def record(valence: float, arousal: float, violin: float) -> dict:
+def record(valence: float, arousal: float, violin: float) -> HopEstimate:
+    """A hop's estimate with these emotion values and violin probability."""
     probs = {c: (1 - violin) / 7 for c in INSTRUMENT_HEAD.labels}
     probs["violin"] = violin
-    top = max(probs, key=probs.get)
-    return {"seq": 0, "t": 0.5, "stream": "main",
-            "emotion": {"valence": valence, "arousal": arousal, "quadrant": 0, "label": ""},
-            "instrument": {"top": top, "confidence": probs[top], "probs": probs}}
+    return HopEstimate(seq=0, t=0.5, stream="main", wall=0.0, level_db=-20.0, silent=False,
+                       heads={"emotion": np.array([valence, arousal]),
+                              "instrument": np.array([probs[c] for c in INSTRUMENT_HEAD.labels])})
+
+
+def smoothed(smooth: RecordSmoother, est: HopEstimate) -> dict:
+    """The record the daemon sends over OSC for ``est``."""
+    return to_record(smooth(est), [EMOTION_HEAD, INSTRUMENT_HEAD], 0.0)
 
 
 def test_exponential_smoothing_moves_a_time_constant_per_step_and_keeps_labels_consistent() -> None:
     cfg = config_from_dict({"outputs": {"osc": {"smoothing": {"kind": "exp", "time_s": 0.5}}}})
     smooth = RecordSmoother(cfg, hop_s=0.5, heads=[EMOTION_HEAD, INSTRUMENT_HEAD])
-    first = smooth(record(0.8, 0.8, 0.9))
+    first = smoothed(smooth, record(0.8, 0.8, 0.9))
     assert first["emotion"]["valence"] == pytest.approx(0.8)  # the first value passes
-    second = smooth(record(-0.8, -0.8, 0.0))
+    second = smoothed(smooth, record(-0.8, -0.8, 0.0))
     # One time constant per hop: 63 % of the step.
     assert second["emotion"]["valence"] == pytest.approx(0.8 - 1.6 * 0.632, abs=1e-3)
     assert second["emotion"]["quadrant"] == 3 and second["emotion"]["label"] == "sad"
     assert second["instrument"]["top"] == max(second["instrument"]["probs"],
                                               key=second["instrument"]["probs"].get)
     smooth.reset()
-    assert smooth(record(-0.8, -0.8, 0.0))["emotion"]["valence"] == pytest.approx(-0.8)
+    assert smoothed(smooth, record(-0.8, -0.8, 0.0))["emotion"]["valence"] == pytest.approx(-0.8)
 
 
 def test_no_smoothing_passes_the_record_through() -> None:

@@ -16,8 +16,9 @@ from support import assert_records_equal
 
 from streamtag import frontend
 from streamtag.checkpoint import Checkpoint, load_checkpoint
-from streamtag.engine import Engine, StreamSpec, quadrant, run_hops
+from streamtag.engine import Engine, StreamSpec, run_hops
 from streamtag.model import EMOTION_HEAD
+from streamtag.record import quadrant
 from streamtag.testing import make_checkpoint, make_signal
 
 

@@ -21,6 +21,7 @@ from streamtag.embedding import EmbeddingMeta, SoundScale, novelty_of
 from streamtag.engine import Engine, StreamSpec
 from streamtag.errors import LibraryError
 from streamtag.model import EMOTION_HEAD
+from streamtag.record import compact_record
 from streamtag.references import ReferenceLibrary
 from streamtag.testing import EMBEDDING_HEAD, make_checkpoint, make_signal
 
@@ -241,3 +242,22 @@ def test_history_state_is_real_without_reset(tiny_embedding: Checkpoint) -> None
     assert first[0]["novelty"] == 0.0 and continued[0]["novelty"] > 0.0
     engine.reset()
     assert stream_records(engine, x, [4096])[0]["novelty"] == 0.0
+
+
+@pytest.mark.parametrize("projection", [True, False], ids=["xy", "no-projection"])
+def test_records_without_vectors_equal_the_compact_records(tiny_embedding: Checkpoint,
+                                                           tmp_path: Path,
+                                                           projection: bool) -> None:
+    """``analyze_blocks(..., vectors=False)`` (what `analyze` writes without --vectors) makes
+    the records ``compact_record`` makes of the full ones, key order included."""
+    ck = tiny_embedding if projection else load_checkpoint(make_checkpoint(
+        tmp_path / "np.safetensors", heads=[EMOTION_HEAD, EMBEDDING_HEAD]))
+    x = make_signal(2.0, 22050)
+    engine = Engine(ck)
+    full = [r for chunk in engine.analyze_blocks([x]) for r in chunk]
+    small = [r for chunk in engine.analyze_blocks([x], vectors=False) for r in chunk]
+    compact = [dict(compact_record(r)) for r in full]
+    strip = ("wall", "latency_ms")
+    assert [[(k, v) for k, v in r.items() if k not in strip] for r in small] == \
+        [[(k, v) for k, v in r.items() if k not in strip] for r in compact]
+    assert all("vector" not in r.get("embedding", {}) for r in small)

@@ -31,7 +31,7 @@ def stream(fe: MelFrontend, x: np.ndarray, sizes: list[int] | int) -> np.ndarray
     out, i, k = [], 0, 0
     while i < x.shape[0]:
         n = sizes[k % len(sizes)]
-        out.append(fe.process(x[i:i + n]).mel)
+        out.append(fe.process(x[i:i + n]).features)
         i, k = i + n, k + 1
     return np.concatenate(out)
 
@@ -54,7 +54,7 @@ def test_streaming_equals_offline(config: FrontendConfig, sizes: list[int] | int
     offline = fe.process_offline(x)
     streamed = stream(fe, x, sizes)
     assert len(offline) == (x.size // config.hop_length)
-    assert_frames_close(streamed, offline.mel)
+    assert_frames_close(streamed, offline.features)
 
 
 @pytest.mark.parametrize("rate", [44100, 48000, 16000])
@@ -62,7 +62,7 @@ def test_streaming_equals_offline_with_resampling(rate: int) -> None:
     x = np.random.default_rng(2).standard_normal(rate).astype(np.float32) * 0.1
     fe = MelFrontend(DEFAULT_FRONTEND, input_rate_hz=rate)
     offline = fe.process_offline(x)
-    assert_frames_close(stream(fe, x, [5, 999, 64]), offline.mel)
+    assert_frames_close(stream(fe, x, [5, 999, 64]), offline.features)
     # One second in → one second of model-rate frames (minus the partial last one).
     assert len(offline) == DEFAULT_FRONTEND.sample_rate_hz * x.size // rate // 441
 
@@ -96,7 +96,7 @@ def test_frames_are_causal() -> None:
     fe = MelFrontend(DEFAULT_FRONTEND)
     short = fe.process_offline(x)
     longer = fe.process_offline(np.concatenate([x, rng.standard_normal(5000)]))
-    np.testing.assert_array_equal(longer.mel[: len(short)], short.mel)
+    np.testing.assert_array_equal(longer.features[: len(short)], short.features)
 
 
 #: What torchaudio 2.11 computes (scripts/make_torchaudio_golden.py): the runtime has no torchaudio.
@@ -107,7 +107,7 @@ def test_seed_preset_matches_torchaudio_melspectrogram() -> None:
     """Seed 000's transform (torchaudio, uncentred) over the same causal framing."""
     cfg = SEED_FRONTEND
     x = TORCHAUDIO["seed_signal"]
-    ours = MelFrontend(cfg).process_offline(x).mel
+    ours = MelFrontend(cfg).process_offline(x).features
     spec = TORCHAUDIO["seed_mel"]
     assert ours.shape == spec.shape
     assert_frames_close(ours.astype(np.float64), spec.astype(np.float64))
@@ -143,7 +143,7 @@ def test_non_finite_samples_cannot_poison_the_frames() -> None:
     x = np.random.default_rng(7).standard_normal(4000)
     x[100], x[2000], x[3000] = np.nan, np.inf, -np.inf
     frames = MelFrontend(DEFAULT_FRONTEND).process_offline(x)
-    assert np.isfinite(frames.mel).all() and np.isfinite(frames.fast).all()
+    assert np.isfinite(frames.features).all() and np.isfinite(frames.fast).all()
 
 
 def test_golden_frames(data_dir) -> None:
@@ -151,7 +151,7 @@ def test_golden_frames(data_dir) -> None:
 
     x, sr = sf.read(data_dir / "signal.wav", dtype="float32")
     assert sr == DEFAULT_FRONTEND.sample_rate_hz
-    assert_frames_close(MelFrontend(DEFAULT_FRONTEND).process_offline(x).mel,
+    assert_frames_close(MelFrontend(DEFAULT_FRONTEND).process_offline(x).features,
                         np.load(data_dir / "golden_mel.npy"))
 
 
@@ -175,8 +175,8 @@ def test_channels_are_independent_signals_framed_together(rate: int) -> None:
     offline = multi.process_offline_channels(x)
     for c in range(3):
         mono = MelFrontend(DEFAULT_FRONTEND, input_rate_hz=rate).process_offline(x[:, c])
-        assert_frames_close(np.concatenate([s[c].mel for s in streamed]), mono.mel)
-        assert_frames_close(offline[c].mel, mono.mel)
+        assert_frames_close(np.concatenate([s[c].features for s in streamed]), mono.features)
+        assert_frames_close(offline[c].features, mono.features)
         np.testing.assert_allclose(offline[c].fast, mono.fast, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"expected a block \[n, 3\]"):
         multi.process_channels(x[:, :2])
@@ -209,8 +209,8 @@ def _harmonic_tones(midi: list[int], seconds: float = 1.0, sr: int = 22050) -> n
 def test_pitch_class_rows_remember_with_their_time_constant() -> None:
     """From silence, a steady note's share rises as 1 − exp(−t/τ) towards its frame share."""
     x = _harmonic_tones([78], seconds=5.0)
-    now = MelFrontend(FrontendConfig(n_chroma=12)).process_offline(x).mel[:, 64:]
-    mem = MelFrontend(DEFAULT_FRONTEND).process_offline(x).mel[:, 64:]
+    now = MelFrontend(FrontendConfig(n_chroma=12)).process_offline(x).features[:, 64:]
+    mem = MelFrontend(DEFAULT_FRONTEND).process_offline(x).features[:, 64:]
     tau_s = DEFAULT_FRONTEND.chroma_memory_s
     k = int(tau_s * DEFAULT_FRONTEND.frame_rate_hz) - 1  # frame k ends at t = τ
     frame_share = np.exp(now[k, 6]) / 12.0
@@ -226,7 +226,7 @@ def test_pitch_class_rows_remember_with_their_time_constant() -> None:
     ([78], {6}),                  # F#5 alone
 ])
 def test_pitch_class_rows_name_the_notes_played(midi: list[int], classes: set[int]) -> None:
-    rows = MelFrontend(DEFAULT_FRONTEND).process_offline(_harmonic_tones(midi)).mel[5:, 64:]
+    rows = MelFrontend(DEFAULT_FRONTEND).process_offline(_harmonic_tones(midi)).features[5:, 64:]
     profile = rows.mean(axis=0)
     top = set(np.argsort(-profile)[:len(classes)].tolist())
     assert top == classes, np.round(profile, 2)
@@ -235,9 +235,10 @@ def test_pitch_class_rows_name_the_notes_played(midi: list[int], classes: set[in
 def test_pitch_class_rows_ignore_loudness_and_are_zero_in_silence() -> None:
     x = _harmonic_tones([60, 64, 67])
     fe = MelFrontend(DEFAULT_FRONTEND)
-    loud, quiet = fe.process_offline(x).mel[5:, 64:], fe.process_offline(0.01 * x).mel[5:, 64:]
+    loud = fe.process_offline(x).features[5:, 64:]
+    quiet = fe.process_offline(0.01 * x).features[5:, 64:]
     np.testing.assert_allclose(loud, quiet, atol=1e-3)
-    silent = fe.process_offline(np.zeros(22050, np.float32)).mel[:, 64:]
+    silent = fe.process_offline(np.zeros(22050, np.float32)).features[:, 64:]
     np.testing.assert_allclose(silent, 0.0, atol=1e-6)
     assert np.array_equal(fe.silence_frame()[64:], np.zeros(12, np.float32))
 
@@ -264,7 +265,7 @@ def test_flat_and_tiny_spectra_give_finite_pitch_classes(level: float) -> None:
     x = np.zeros(22050, np.float32)
     x[::2205] = 1.0  # clicks
     x[5000:6000] = 1e-30
-    rows = MelFrontend(DEFAULT_FRONTEND).process_offline(x).mel
+    rows = MelFrontend(DEFAULT_FRONTEND).process_offline(x).features
     assert np.isfinite(rows).all()
 
 
@@ -276,10 +277,10 @@ def test_deferred_rows_equal_the_inline_ones() -> None:
     fe = MelFrontend(DEFAULT_FRONTEND, defer_rows=True)
     parts = [fe.process(x[i:i + 1000]) for i in range(0, x.size, 1000)]
     frames = Frames.concat(parts, 0)
-    assert frames.mel.shape == (len(frames), 0) and frames.power is not None
+    assert frames.features.shape == (len(frames), 0) and frames.power is not None
     rows = np.concatenate([fe.rows(frames.power[None, i:i + n])[0]
                            for i, n in ((0, 3), (3, 25), (28, 1), (29, len(frames) - 29))])
-    inline = offline.mel[:len(frames)]
+    inline = offline.features[:len(frames)]
     np.testing.assert_allclose(rows[:, :64], inline[:, :64], rtol=1e-5)
     np.testing.assert_allclose(rows[:, 64:], inline[:, 64:], atol=1e-6)
     # What the deferred frames do carry is what the offline ones carry.
@@ -296,11 +297,11 @@ def test_restarting_the_pitch_memory_offline_equals_restarting_it_live() -> None
     live = MelFrontend(cfg, fast_lane=False)
     rows, start = [], 0
     for stop in (40, 41, 120, len(restarts)):  # feed up to each restart, then restart
-        rows.append(live.process(x[start * hop:stop * hop]).mel)
+        rows.append(live.process(x[start * hop:stop * hop]).features)
         live.restart_pitch_memory(np.array([True]))
         start = stop
     rows = np.concatenate(rows)
-    whole = MelFrontend(cfg, fast_lane=False).process_offline(x[: len(restarts) * hop]).mel
+    whole = MelFrontend(cfg, fast_lane=False).process_offline(x[: len(restarts) * hop]).features
     offline, _ = restart_pitch_rows(whole, restarts, cfg)
     assert np.abs(offline - rows).max() < 1e-4
     assert np.abs(whole - rows)[41:, cfg.n_mels:].max() > 0.05  # the restart changed them

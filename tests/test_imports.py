@@ -72,3 +72,14 @@ def test_no_import_cycles() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_shared_names_sit_below_everything() -> None:
+    """streamtag.record is the bottom layer: it imports no streamtag module, and the frontend,
+    model, checkpoint, engine and references take the record names from it, not from the
+    publishing layer."""
+    graph = import_graph()
+    assert graph["streamtag.record"] == set()
+    for m in ("streamtag.frontend", "streamtag.model", "streamtag.checkpoint",
+              "streamtag.engine", "streamtag.references", "streamtag.analysis"):
+        assert not {t for t in graph[m] if t.startswith("streamtag.publish")}, m

@@ -190,7 +190,7 @@ def _pack_record(
     """The hop's messages in bundle order. ``numbers_only`` (touchdesigner profile) sends
     ``instrument`` and ``reference`` as ``if`` (index into ``classes`` / ``references``, else
     -1) instead of ``sf``; ``classes`` None: the order of ``instrument.probs``, which is the
-    checkpoint's label order (engine.head_section)."""
+    checkpoint's label order (estimate.head_section)."""
     p = _Packer()
 
     def a(suffix: str) -> str:

@@ -71,7 +71,7 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import convolve1d, maximum_filter1d
 
-from streamtag.publish.wire import TIMBRE_NAMES
+from streamtag.record import TIMBRE_NAMES
 
 __all__ = [
     "DESCRIPTOR_NAMES",

@@ -40,9 +40,9 @@ import torch
 
 from streamtag.audiofile import read_audio
 from streamtag.checkpoint import Checkpoint
-from streamtag.engine import Engine, quadrant
+from streamtag.engine import Engine
 from streamtag.model import StreamTagModel
-from streamtag.publish.wire import EMBEDDING_VECTOR
+from streamtag.record import EMBEDDING_VECTOR, quadrant
 from streamtag.train.datasets import Clip
 from streamtag.train.features import FeatureCache, HeadTarget, load_features
 
@@ -400,14 +400,9 @@ def window_outputs(model: StreamTagModel, windows: np.ndarray | torch.Tensor,
     x = torch.from_numpy(np.array(windows, np.float32)) if not isinstance(
         windows, torch.Tensor) else windows
     model.eval()
-    parts: dict[str, list[np.ndarray]] = {}
-    state = None
     with torch.inference_mode():
-        for i in range(0, x.shape[1], chunk):
-            out, state = model.forward_sequence(x[:, i:i + chunk], state)
-            for k, v in out.items():
-                parts.setdefault(k, []).append(v.numpy())
-    return {k: np.concatenate(v, axis=1) for k, v in parts.items()}
+        out, _ = model.forward_chunked(x, chunk=chunk)
+    return {k: v.numpy() for k, v in out.items()}
 
 
 def record_outputs(records: Sequence[dict], model: StreamTagModel) -> dict[str, np.ndarray]:
@@ -652,8 +647,7 @@ def collect_windows(ck: Checkpoint, clips: Sequence[Clip], heads: Sequence[HeadT
 
 
 def hop_seconds(ck: Checkpoint) -> float:
-    fe, a = ck.frontend, ck.model.arch
-    return a.hop_frames * fe.hop_length / fe.sample_rate_hz
+    return ck.frontend.hop_seconds(ck.model.arch.hop_frames)
 
 
 def evaluate(

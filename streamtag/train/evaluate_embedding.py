@@ -37,7 +37,7 @@ from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig, ReferenceConfig
 from streamtag.embedding import MAX_DISTANCE, hops_for
 from streamtag.engine import Engine
-from streamtag.publish.wire import KEY_NOVELTY
+from streamtag.record import KEY_NOVELTY
 from streamtag.references import SequenceIndex
 
 QUERY_SECONDS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)

@@ -35,7 +35,7 @@ from streamtag.audiofile import read_audio
 from streamtag.engine import hop_windows
 from streamtag.frontend import FrontendConfig, MelFrontend
 from streamtag.model import ArchConfig, HeadSpec
-from streamtag.publish.wire import TIMBRE_NAMES
+from streamtag.record import TIMBRE_NAMES
 from streamtag.train.datasets import Clip, assign_splits_by_group, load_dataset
 
 log = logging.getLogger("streamtag.train")
@@ -314,7 +314,7 @@ class FeatureCache:
         signal, rate = read_audio(audio)
         if rate not in self._frontends:
             self._frontends[rate] = MelFrontend(self.frontend, rate, fast_lane=False)
-        return np.ascontiguousarray(self._frontends[rate].process_offline(signal).mel,
+        return np.ascontiguousarray(self._frontends[rate].process_offline(signal).features,
                                     dtype=np.float32)
 
     def mel(self, audio: Path) -> np.ndarray:

@@ -14,8 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from streamtag.engine import quadrant
-from streamtag.publish.wire import QUADRANTS
+from streamtag.record import QUADRANTS, quadrant
 
 _QUADRANT_COLORS = {1: "#e69f00", 2: "#d55e00", 3: "#0072b2", 4: "#009e73"}
 

@@ -156,7 +156,7 @@ def pre_rolled_mel(cache: FeatureCache, clip_path: Path, spec: PreRoll) -> np.nd
     mono = audio if audio.ndim == 1 else audio.mean(axis=1)
     signal = np.concatenate([pre_roll_audio(spec, rate), mono.astype(np.float32)])
     mel = np.ascontiguousarray(
-        MelFrontend(cache.frontend, rate, fast_lane=False).process_offline(signal).mel,
+        MelFrontend(cache.frontend, rate, fast_lane=False).process_offline(signal).features,
         dtype=np.float32)
     _save_npy(target, mel)
     return mel

@@ -156,7 +156,7 @@ class Trainer:
         # preset); the checkpoint stores plain contiguous tensors whatever the layout here.
         self.model = self.model.to(memory_format=torch.channels_last)
         arch = self.model.arch
-        self.hop_s = arch.hop_frames * self.frontend.hop_length / self.frontend.sample_rate_hz
+        self.hop_s = self.frontend.hop_seconds(arch.hop_frames)
         self.heads = [
             TrainHead(HeadTarget(spec, head_target(h)), head_loss(h), h.weight, h.margin,
                       h.parts)

@@ -1,6 +1,6 @@
 """Validation during training: loss, per-head metrics and score on the cached windows.
 
-Every validation clip runs through ``forward_sequence`` from a fresh state with the state
+Every validation clip runs through ``forward_chunked`` from a fresh state with the state
 carried across the whole clip (cheap enough for every epoch); the loss is taken over all
 validation hops at once. ``streamtag evaluate`` measures the served path (the Engine).
 """
@@ -40,13 +40,7 @@ def validate(model: StreamTagModel, val_set: Sequence[ClipFeatures], heads: Sequ
             chunk = group[i:i + 32]
             windows = torch.from_numpy(np.stack([f.windows for f in chunk]).astype(np.float32))
             with torch.inference_mode():
-                logits, state = {}, None
-                for s0 in range(0, windows.shape[1], 256):
-                    out, state = model.forward_sequence(windows[:, s0:s0 + 256], state,
-                                                             activate=False)
-                    for k, v in out.items():
-                        logits.setdefault(k, []).append(v)
-                logits = {k: torch.cat(v, dim=1) for k, v in logits.items()}
+                logits, _ = model.forward_chunked(windows, activate=False)
             for h in heads:
                 act = activate_head(h.target.spec, logits[h.name]).numpy()
                 for b, f in enumerate(chunk):

@@ -25,7 +25,7 @@ def test_finalize_stores_the_projection_and_the_match_projection(tmp_path: Path)
     fe = MelFrontend(ck.frontend)
     feats = []
     for seed in range(4):  # 4 clips × 12 hops of training audio
-        mel = fe.process_offline(make_signal(6.0, 22050, seed=seed)).mel
+        mel = fe.process_offline(make_signal(6.0, 22050, seed=seed)).features
         windows = hop_windows(mel, ck.model.arch, fe.silence_frame())
         feats.append(ClipFeatures(SimpleNamespace(), mel, windows))
     report = finalize_embedding(path, feats, [])  # no validation pieces: no threshold

@@ -85,7 +85,7 @@ def test_copies_hear_the_pre_roll_then_the_clip_and_label_only_the_music(
     spec = PreRoll("noise", 0.77, -40.0, bursts=True, seed=3)
     audio, rate = read_audio(Path(feats[0].clip.path))
     joined = np.concatenate([pre_roll_audio(spec, rate), audio[:, 0]])
-    expected = MelFrontend(frontend, rate, fast_lane=False).process_offline(joined).mel
+    expected = MelFrontend(frontend, rate, fast_lane=False).process_offline(joined).features
     got = pre_rolled_mel(cache, Path(feats[0].clip.path), spec)
     assert np.array_equal(got, expected.astype(np.float32))
     assert np.array_equal(pre_rolled_mel(cache, Path(feats[0].clip.path), spec), got)  # cached

@@ -49,6 +49,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# One quadrant function for served and trained labels (streamtag.record).
+from streamtag.record import quadrant
+
 CUES: tuple[str, ...] = ("mode", "tempo", "register", "dynamics", "articulation", "timbre")
 """The six cues, in the paper's order of importance."""
 
@@ -171,16 +174,6 @@ def predict(codes: Mapping[str, float]) -> tuple[float, float]:
     valence = sum(WEIGHTS[cue][0] * float(codes[cue]) for cue in CUES)
     arousal = sum(WEIGHTS[cue][1] * float(codes[cue]) for cue in CUES)
     return _clip1(valence), _clip1(arousal)
-
-
-def quadrant(valence: float, arousal: float) -> int:
-    """Thayer quadrant 1..4 (1 happy +v+a, 2 tense −v+a, 3 sad −v−a, 4 calm +v−a).
-
-    Zero counts as positive.
-    """
-    if valence >= 0:
-        return 1 if arousal >= 0 else 4
-    return 2 if arousal >= 0 else 3
 
 
 def _draw(rng: np.random.Generator) -> CueSetting:

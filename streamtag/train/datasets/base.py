@@ -29,7 +29,7 @@ from typing import Protocol, runtime_checkable
 import soundfile as sf
 
 from streamtag.errors import DatasetError
-from streamtag.publish.wire import TIMBRE_NAMES
+from streamtag.record import TIMBRE_NAMES
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 """The split names a ``Clip`` may carry."""
