@@ -70,7 +70,9 @@ def groove(kit, name: str, bpm: float, rng: np.random.Generator) -> tuple[np.nda
     from streamtag.train.corpus.render import render_drumkit
 
     for _ in range(1000):  # the corpus draws the pattern: draw until it is the one wanted
-        piece = music.compose_groove(rng, min_duration_s=DURATION_S + 2.0)
+        # Long enough at any of the corpus's tempi (≥ 60 BPM) once sped up to ``bpm``: a
+        # shorter groove would leave the last true beats without audio.
+        piece = music.compose_groove(rng, min_duration_s=(DURATION_S + 2.0) * max(1.0, bpm / 60.0))
         if piece.meta["groove"] == name:
             break
     piece = music.shift_piece(piece, transpose=0, tempo_scale=bpm / piece.bpm)

@@ -255,7 +255,7 @@ class Engine:
         self.fast_lane = fast_lane
         self.frame_s = self.fe_config.hop_length / self.fe_config.sample_rate_hz
         params = TempoParams(self.fe_config.frame_rate_hz, tempo.min_bpm, tempo.max_bpm,
-                             tempo.memory_s)
+                             tempo.memory_s, self.fe_config.sample_rate_hz, self.fe_config.n_fft)
         self._trackers = [BeatTracker(params) for _ in self.streams] if tempo.enabled else []
         self._silence = self._frontend.silence_frame()
         fe = self.fe_config
@@ -400,8 +400,10 @@ class Engine:
                 self._power[b, self._filled:self._filled + take] = f.power[i:i + take]
             for b, tracker in enumerate(self._trackers):
                 fast = frames[b].fast[i:i + take]
-                out.beats += self._beats(b, tracker.process(fast[:, ONSET], fast[:, LOUDNESS]),
-                                         tracker.frames_seen - take)
+                power = frames[b].power[i:i + take]
+                out.beats += self._beats(
+                    b, tracker.process(fast[:, ONSET], fast[:, LOUDNESS], power),
+                    tracker.frames_seen - take)
             self._filled += take
             i += take
             if self._filled == hop:
@@ -554,7 +556,8 @@ class Engine:
                 for b, tracker in enumerate(self._trackers):
                     fast = run[b].fast
                     sections, last_beats[b] = self._tempo_sections(
-                        tracker.process(fast[:, ONSET], fast[:, LOUDNESS]), frames_seen,
+                        tracker.process(fast[:, ONSET], fast[:, LOUDNESS], run[b].power),
+                        frames_seen,
                         frames_seen // hop, last_beats[b])
                     tempi[b] += sections
                 frames_seen += len(run[0])
