@@ -46,7 +46,6 @@ arithmetic, so ``process`` in any blocks equals ``process_offline`` exactly.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -205,16 +204,24 @@ class BeatTracker:
         self._hx = self._n_lags
         # Comb history: a period back plus the interpolation's neighbour, and the last period.
         self._hc = math.ceil(self._max_period) + 3
-        # [n_bands, n_freqs]: which bins each onset band sums (rectangular, no overlap); a
-        # band without bins (a coarse or a low-rate frontend) is left out.
-        freqs = np.arange(p.n_fft // 2 + 1) * p.sample_rate_hz / p.n_fft
-        bands = [((freqs >= lo) & (freqs < hi), hi)
-                 for lo, hi in itertools.pairwise((*BAND_EDGES_HZ, math.inf))]
-        bands = [(m, hi) for m, hi in bands if m.any()] or [(freqs >= 0.0, math.inf)]
-        self._bands = np.stack([m.astype(np.float32) for m, _ in bands])
-        self._inv_bands = 1.0 / len(bands)
+        # The onset bands as runs of bins: band k sums bins starts[k] … starts[k+1] - 1, the
+        # last up to Nyquist (np.add.reduceat: sequential sums, the same in any blocks). A band
+        # without bins (a coarse or a low-rate frontend) is left out.
+        self._n_freqs = p.n_fft // 2 + 1
+        freqs = np.arange(self._n_freqs) * p.sample_rate_hz / p.n_fft
+        first = np.searchsorted(freqs, BAND_EDGES_HZ)  # the first bin ≥ each edge
+        keep = [k for k in range(len(first)) if first[k] < self._n_freqs
+                and (k + 1 == len(first) or first[k + 1] > first[k])]
+        starts = first[keep] if keep else np.array([0])
+        self._band_from = int(starts[0])
+        self._band_starts = starts - starts[0]
+        n_bands = len(starts)
+        self._inv_bands = 1.0 / n_bands
         # The tempo signal's bands: those up to TEMPO_MAX_HZ (all, if none is).
-        self._n_low = sum(hi <= TEMPO_MAX_HZ for _, hi in bands) or len(bands)
+        uppers = [BAND_EDGES_HZ[k + 1] if k + 1 < len(BAND_EDGES_HZ) else math.inf
+                  for k in keep]
+        self._n_low = sum(hi <= TEMPO_MAX_HZ for hi in uppers) or n_bands
+        self._inv_low = 1.0 / self._n_low
         self.reset()
 
     def _score_matrix(self) -> np.ndarray:
@@ -242,8 +249,8 @@ class BeatTracker:
         self._c = np.zeros(2 * self._hc)  # comb output, written at i and i + hc
         self._mean = 0.0
         self._level = 0.0  # the previous frame's loudness [dB]
-        self._band_level: np.ndarray | None = None  # the previous frame's band levels [dB]
-        self._band_peak = np.full(len(self._bands), -math.inf)  # decaying peaks [dB]
+        self._band_level: list[float] | None = None  # the previous frame's band levels [dB]
+        self._band_peak = [-math.inf] * len(self._band_starts)  # decaying peaks [dB]
         self._norm_band = 0.0  # recent means of the band signals: all bands, the lowest
         self._norm_low = 0.0
         self._tempo_mean = 0.0
@@ -291,15 +298,17 @@ class BeatTracker:
         if levels.shape[0] != n:
             raise ValueError(f"level_db: expected {n} values, one per onset, got "
                              f"{levels.shape[0]}")
+        band_levels: list[list[float]] = []
         if power is not None:
             power = np.asarray(power, dtype=np.float32)
-            if power.shape != (n, self._bands.shape[1]):
-                raise ValueError(f"power: expected [{n}, {self._bands.shape[1]}], got "
+            if power.shape != (n, self._n_freqs):
+                raise ValueError(f"power: expected [{n}, {self._n_freqs}], got "
                                  f"{list(power.shape)}")
-            # Finite, non-negative and below any real frame's power (a full-scale frame's is
-            # ~1e6): the frontend guarantees it, a hostile caller might not. Elementwise, so
-            # the same in any blocks.
-            power = np.clip(np.nan_to_num(power, nan=0.0, posinf=0.0, neginf=0.0), 0.0, 1e12)
+            energy = np.add.reduceat(power[:, self._band_from:], self._band_starts, axis=1)
+            # Levels [dB], each frame's alone (row by row, so the same in any blocks). fmax and
+            # fmin take a hostile caller's NaN, negative or infinite power to -100 … 200 dB.
+            band_levels = np.fmin(10.0 * np.log10(np.fmax(energy, 0.0) + 1e-10),
+                                  200.0).tolist()
         bpm, conf = np.empty(n), np.empty(n)
         beats: list[float] = []
         counts: list[int] = []
@@ -309,7 +318,7 @@ class BeatTracker:
                 value = self._onset_value(float(onsets[i]), float(levels[i]))
                 beat = self._step(value, value)
             else:
-                beat = self._step(*self._band_values(power[i]))
+                beat = self._step(*self._band_values(band_levels[i]))
             if beat is not None:
                 beats.append(beat)
                 counts.append(self.beats_out)
@@ -329,21 +338,28 @@ class BeatTracker:
         return out
 
     # -- one frame ---------------------------------------------------------------------------
-    def _band_values(self, power: np.ndarray) -> tuple[float, float]:
-        """One frame's power spectrum [n_freqs] → its onset values for the beat phase and for
-        the tempo: the mean rise of the band levels (floored under their peaks), of all bands
-        and of the ``TEMPO_BANDS`` lowest, each over its recent mean."""
-        level = 10.0 * np.log10(self._bands @ power + 1e-10)  # [n_bands] dB
-        self._band_peak = np.maximum(level, self._band_peak - PEAK_DECAY_DB)
-        level = np.maximum(level, self._band_peak - FLOOR_DB)
+    def _band_values(self, level: list[float]) -> tuple[float, float]:
+        """One frame's band levels [n_bands] [dB] → its onset values for the beat phase and
+        for the tempo: the mean rise of the band levels (floored under their peaks), of all
+        bands and of those up to ``TEMPO_MAX_HZ``, each over its recent mean. Plain floats:
+        eight numbers cost less in Python than in numpy calls."""
+        peak = self._band_peak
         prev = self._band_level
+        rise = low = 0.0
+        for k, v in enumerate(level):
+            top = peak[k] - PEAK_DECAY_DB
+            if v > top:
+                top = v
+            peak[k] = top
+            if v < top - FLOOR_DB:
+                v = level[k] = top - FLOOR_DB
+            if prev is not None and v > prev[k]:
+                rise += v - prev[k]
+                if k < self._n_low:
+                    low += v - prev[k]
         self._band_level = level
-        if prev is None:
-            rise = low = 0.0
-        else:
-            up = np.maximum(level - prev, 0.0)
-            low = float(up[:self._n_low].sum()) / self._n_low
-            rise = float(up.sum()) * self._inv_bands
+        rise *= self._inv_bands
+        low *= self._inv_low
         a = self._norm_a
         self._norm_band = a * self._norm_band + rise
         self._norm_low = a * self._norm_low + low
