@@ -172,7 +172,7 @@ def run_tracker(mod: types.ModuleType, engine: Engine, fast: np.ndarray, power: 
     out = tracker.process(*args)
     frame_s, hop = engine.frame_s, engine.arch.hop_frames
     beats = np.round((out.beats + 1.0 - mod.ONSET_DELAY_FRAMES) * frame_s - engine.latency_s, 6)
-    records = [{"t": (k + 1) * hop * frame_s,
+    records = [{"t": (k + 1) * hop * frame_s - engine.latency_s,
                 "tempo": {"bpm": float(out.bpm[(k + 1) * hop - 1]),
                           "confidence": float(out.confidence[(k + 1) * hop - 1])}}
                for k in range(len(out.bpm) // hop)]
