@@ -1,6 +1,6 @@
 """Tempo and beat tracking: accuracy on click tracks, drum grooves and corpus pieces; cost.
 
-Run: python benchmarks/bench_tempo.py [--quick]
+Run: python benchmarks/bench_tempo.py [--quick] [--baseline REF]
 
 Every signal goes through the engine as the daemon runs it (44.1 kHz input, so the resampler's
 declared delay is in the beat times; fed in 20 ms blocks), and the beats are the ones
@@ -19,15 +19,29 @@ declared delay is in the beat times; fed in 20 ms blocks), and the beats are the
 Targets (issue 17): after 6 s the tempo within 2 % of the true one, and beats within 30 ms of
 the true beats (F-measure ≥ 0.9 at ±30 ms; ±70 ms, the usual window, for reference). Scores
 count from 6 s on. Writes ``benchmarks/results/tempo.json`` and prints a table.
+
+Tuning and held-out kits: the tracker's constants were tuned on the grooves of every other kit
+(the first, third, … in ``find_drumkits`` order); the grooves summary also gives the two halves
+apart. Corpus pieces: their written tempo is often above ``max_bpm`` (180): such a piece can
+only be found at an octave; the summary gives the pieces within the range apart.
+
+``--baseline REF`` (a git revision, default ``HEAD~1``… as given) also runs the tracker of
+``streamtag/tempo.py`` at REF on the very same signals, side by side: it is fed the frontend's
+streamed frames directly (the engine's arithmetic, as the engine feeds its tracker; for the
+current tracker the two give the same scores, checked here), and its per-frame cost is
+measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
+import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +50,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streamtag.checkpoint import resolve_checkpoint  # noqa: E402
+from streamtag.config import TempoConfig  # noqa: E402
 from streamtag.engine import Engine  # noqa: E402
 from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend  # noqa: E402
 from streamtag.tempo import BeatTracker  # noqa: E402
+
+#: Names of the two halves of the kits (see the module docstring).
+HALVES = ("tuning", "held-out")
 
 RATE = 44100
 DURATION_S = 30.0
@@ -70,7 +88,9 @@ def groove(kit, name: str, bpm: float, rng: np.random.Generator) -> tuple[np.nda
     from streamtag.train.corpus.render import render_drumkit
 
     for _ in range(1000):  # the corpus draws the pattern: draw until it is the one wanted
-        piece = music.compose_groove(rng, min_duration_s=DURATION_S + 2.0)
+        # Long enough at any of the corpus's tempi (≥ 60 BPM) once sped up to ``bpm``: a
+        # shorter groove would leave the last true beats without audio.
+        piece = music.compose_groove(rng, min_duration_s=(DURATION_S + 2.0) * max(1.0, bpm / 60.0))
         if piece.meta["groove"] == name:
             break
     piece = music.shift_piece(piece, transpose=0, tempo_scale=bpm / piece.bpm)
@@ -116,6 +136,47 @@ def run_engine(engine: Engine, x: np.ndarray) -> tuple[list[dict], np.ndarray]:
         beats += [b.t for b in step.beats]
     engine.reset()
     return records, np.asarray(beats)
+
+
+def load_tracker(ref: str) -> types.ModuleType:
+    """``streamtag/tempo.py`` as it is at git revision ``ref``, as a module of its own."""
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:streamtag/tempo.py"],
+                         capture_output=True, text=True, check=True).stdout
+    mod = types.ModuleType(f"tempo_at_{ref}")
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up
+    exec(compile(src, f"{ref}:streamtag/tempo.py", "exec"), mod.__dict__)
+    return mod
+
+
+def frontend_frames(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The engine frontend's streamed frames of ``x`` (fed in live-sized blocks): fast lane
+    [N, 4] and power spectra [N, n_freqs]."""
+    fe = MelFrontend(DEFAULT_FRONTEND, RATE, defer_rows=True)
+    fast, power = [], []
+    for i in range(0, len(x), BLOCK):
+        f = fe.process(x[i:i + BLOCK])
+        if len(f.fast):
+            fast.append(f.fast)
+            power.append(f.power)
+    return np.concatenate(fast), np.concatenate(power)
+
+
+def run_tracker(mod: types.ModuleType, engine: Engine, fast: np.ndarray, power: np.ndarray
+                ) -> tuple[list[dict], np.ndarray]:
+    """Tempo records (one per hop, as the engine's) and beat times [s] of module ``mod``'s
+    tracker fed the frontend's frames, converted to stream times as the engine does."""
+    tracker = mod.BeatTracker()
+    args = [fast[:, 3], fast[:, 0]]
+    if "power" in inspect.signature(tracker.process).parameters:
+        args.append(power)
+    out = tracker.process(*args)
+    frame_s, hop = engine.frame_s, engine.arch.hop_frames
+    beats = np.round((out.beats + 1.0 - mod.ONSET_DELAY_FRAMES) * frame_s - engine.latency_s, 6)
+    records = [{"t": (k + 1) * hop * frame_s - engine.latency_s,
+                "tempo": {"bpm": float(out.bpm[(k + 1) * hop - 1]),
+                          "confidence": float(out.confidence[(k + 1) * hop - 1])}}
+               for k in range(len(out.bpm) // hop)]
+    return records, beats
 
 
 def f_measure(est: np.ndarray, ref: np.ndarray, window_s: float) -> float:
@@ -170,6 +231,20 @@ def score(records: list[dict], beats: np.ndarray, true_bpm: float,
 
 
 def summarise(rows: list[dict], beats: bool) -> dict:
+    """Means over ``rows``, and over each half of the kits (grooves) or the pieces whose
+    tempo is within the tracker's range (corpus)."""
+    s = _summary(rows, beats)
+    if rows and "half" in rows[0]:
+        for h in HALVES:
+            s[h] = _summary([r for r in rows if r["half"] == h], beats)
+    if rows and "in_range" in rows[0]:
+        s["in_range"] = _summary([r for r in rows if r["in_range"]], beats)
+    return s
+
+
+def _summary(rows: list[dict], beats: bool) -> dict:
+    if not rows:
+        return {"n": 0}
     s = {
         "n": len(rows),
         "tempo_pass": sum(r["tempo_pass"] for r in rows),
@@ -186,98 +261,152 @@ def summarise(rows: list[dict], beats: bool) -> dict:
 
 
 # -- cost --------------------------------------------------------------------------------------
-def cost(seconds: float = 60.0) -> dict:
-    """Per-frame cost [µs] of the tracker fed one frame at a time (as live), beside the
-    frontend's per-frame cost measured in the same run (its fast lane included)."""
+def cost(seconds: float = 60.0, baseline: types.ModuleType | None = None) -> dict:
+    """Per-frame cost [µs] of the tracker fed one frame at a time (as live; with its spectra),
+    beside the frontend's per-frame cost measured in the same run (its fast lane included),
+    and with ``baseline`` that module's tracker's, interleaved frame by frame with the
+    current one's so that both see the same load."""
     rng = np.random.default_rng(3)
     x, _ = click_track(120.0, rng)
     x = np.tile(x, int(np.ceil(seconds / DURATION_S)))
     fe = MelFrontend(DEFAULT_FRONTEND, RATE, defer_rows=True)
     t0 = time.perf_counter()
-    onsets = []
+    fasts, powers = [], []
     for i in range(0, len(x), BLOCK):
         f = fe.process(x[i:i + BLOCK])
-        onsets.append(f.fast[:, [3, 0]])
+        fasts.append(f.fast)
+        powers.append(f.power)
     fe_s = time.perf_counter() - t0
-    onset = np.concatenate(onsets)  # [N, 2] onset strength, loudness
-    tr = BeatTracker()
-    per = np.empty(len(onset))
-    for k in range(len(onset)):
-        t1 = time.perf_counter()
-        tr.process(onset[k:k + 1, 0], onset[k:k + 1, 1])
-        per[k] = time.perf_counter() - t1
-    return {
-        "frames": len(onset),
-        "tracker_us_per_frame_mean": round(1e6 * float(per.mean()), 2),
-        "tracker_us_per_frame_p50": round(1e6 * float(np.percentile(per, 50)), 2),
-        "tracker_us_per_frame_p99": round(1e6 * float(np.percentile(per, 99)), 2),
-        "frontend_us_per_frame_mean": round(1e6 * fe_s / len(onset), 2),
-        "tracker_share_of_one_core_pct": round(100 * float(per.sum()) / (len(onset) / 50.0), 3),
-    }
+    fast, power = np.concatenate(fasts), np.concatenate(powers)
+    n = len(fast)
+    trackers = {"tracker": (BeatTracker(), True)}
+    if baseline is not None:
+        tr = baseline.BeatTracker()
+        trackers["baseline"] = (tr, "power" in inspect.signature(tr.process).parameters)
+    per = {k: np.empty(n) for k in trackers}
+    for k in range(n):
+        for name, (tr, spectra) in trackers.items():
+            args = (fast[k:k + 1, 3], fast[k:k + 1, 0]) + ((power[k:k + 1],) if spectra else ())
+            t1 = time.perf_counter()
+            tr.process(*args)
+            per[name][k] = time.perf_counter() - t1
+    out: dict = {"frames": n, "frontend_us_per_frame_mean": round(1e6 * fe_s / n, 2)}
+    for name, p in per.items():
+        out[f"{name}_us_per_frame_mean"] = round(1e6 * float(p.mean()), 2)
+        out[f"{name}_us_per_frame_p50"] = round(1e6 * float(np.percentile(p, 50)), 2)
+        out[f"{name}_us_per_frame_p99"] = round(1e6 * float(np.percentile(p, 99)), 2)
+        out[f"{name}_share_of_one_core_pct"] = round(100 * float(p.sum()) / (n / 50.0), 3)
+    return out
+
+
+def print_table(sets: dict, label: str) -> None:
+    print(f"{label}\n{'set':<17} {'n':>3} {'tempo pass':>10} {'tempo ok':>9} {'octave':>7} "
+          f"{'F ±30ms':>8} {'min':>6} {'F ±70ms':>8} {'offset ms':>9}")
+    for key in ("clicks", "grooves", "corpus"):
+        summary = sets[key]["summary"]
+        parts = [(key, summary)] + [(f"  {h}", summary[h]) for h in (*HALVES, "in_range")
+                                    if h in summary]
+        for name, s in parts:
+            if not s.get("n"):
+                continue
+            f30 = f"{s['f30']:.3f}" if "f30" in s else "-"
+            fmin = f"{s['f30_min']:.3f}" if "f30_min" in s else "-"
+            f70 = f"{s['f70']:.3f}" if "f70" in s else "-"
+            off = (f"{s['offset_ms_median']:+.1f}" if s.get("offset_ms_median") is not None
+                   else "-")
+            print(f"{name:<17} {s['n']:>3} {s['tempo_pass']:>6}/{s['n']:<3} "
+                  f"{s['tempo_ok']:>9.3f} {s['tempo_octave']:>7.3f} {f30:>8} {fmin:>6} "
+                  f"{f70:>8} {off:>9}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer signals (a smoke run)")
+    ap.add_argument("--baseline", metavar="REF",
+                    help="also run streamtag/tempo.py at this git revision, side by side")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tempo.json"))
     args = ap.parse_args(argv)
     rng = np.random.default_rng(17)
     engine = Engine(resolve_checkpoint(None), input_rate_hz=RATE)
+    baseline = load_tracker(args.baseline) if args.baseline else None
+    current = sys.modules[BeatTracker.__module__]
     n_clicks = 4 if args.quick else 11
     result: dict = {"machine": platform.machine(), "python": platform.python_version(),
                     "duration_s": DURATION_S, "settle_s": SETTLE_S, "sets": {}}
+    rows: dict[str, list[dict]] = {"clicks": [], "grooves": [], "corpus": []}
+    base_rows: dict[str, list[dict]] = {"clicks": [], "grooves": [], "corpus": []}
+    mismatches: list[str] = []
 
-    clicks = []
+    def evaluate(key: str, name: str, x: np.ndarray, bpm: float, times: np.ndarray | None,
+                 **extra: object) -> None:
+        recs, beats = run_engine(engine, x)
+        row = {"name": name, **extra, **score(recs, beats, bpm, times)}
+        rows[key].append(row)
+        if baseline is None:
+            return
+        fast, power = frontend_frames(x)
+        check = {"name": name, **extra, **score(*run_tracker(current, engine, fast, power),
+                                                bpm, times)}
+        # The direct feed must score as the engine does (the mean confidence aside: the
+        # engine's is that of its live tempo sections).
+        if {k: v for k, v in check.items() if k != "confidence"} != {
+                k: v for k, v in row.items() if k != "confidence"}:
+            mismatches.append(name)
+        base_rows[key].append({"name": name, **extra,
+                               **score(*run_tracker(baseline, engine, fast, power), bpm,
+                                       times)})
+
     for bpm in np.linspace(60.0, 180.0, n_clicks):
         x, times = click_track(float(bpm), rng)
-        recs, beats = run_engine(engine, x)
-        clicks.append({"name": f"clicks-{bpm:.0f}", **score(recs, beats, float(bpm), times)})
+        evaluate("clicks", f"clicks-{bpm:.0f}", x, float(bpm), times)
 
     from streamtag.train.corpus.render import load_drumkit
     from streamtag.train.corpus.soundfonts import find_drumkits
 
     kits, refused = find_drumkits()
-    grooves = []
     pairs = [(k, g) for k in kits for g in GROOVES]
     if args.quick:
         pairs = pairs[:: max(1, len(pairs) // 4)][:4]
     bpms = np.linspace(60.0, 180.0, len(pairs))
     order = rng.permutation(len(pairs))  # tempi spread over kits and patterns
     loaded: dict[str, object] = {}
+    half = {k.name: HALVES[i % 2] for i, k in enumerate(kits)}
     for (kit, name), bpm in zip(pairs, bpms[order], strict=True):
         if kit.name not in loaded:
             loaded[kit.name] = load_drumkit(kit.path, RATE)
         x, times = groove(loaded[kit.name], name, float(bpm), rng)
-        recs, beats = run_engine(engine, x)
-        grooves.append({"name": f"{kit.name}/{name}-{bpm:.0f}",
-                        **score(recs, beats, float(bpm), times)})
+        evaluate("grooves", f"{kit.name}/{name}-{bpm:.0f}", x, float(bpm), times,
+                 half=half[kit.name])
 
-    pieces = []
+    lo, hi = TempoConfig().min_bpm, TempoConfig().max_bpm  # the engine's (config defaults)
     for name, bpm, x in corpus_pieces(4 if args.quick else 16, rng):
-        recs, beats = run_engine(engine, x)
-        pieces.append({"name": name, **score(recs, beats, bpm, None)})
+        evaluate("corpus", name, x, bpm, None, in_range=bool(lo <= bpm <= hi))
 
-    for key, rows, with_beats in (("clicks", clicks, True), ("grooves", grooves, True),
-                                  ("corpus", pieces, False)):
-        result["sets"][key] = {"summary": summarise(rows, with_beats), "items": rows}
+    for key, with_beats in (("clicks", True), ("grooves", True), ("corpus", False)):
+        result["sets"][key] = {"summary": summarise(rows[key], with_beats), "items": rows[key]}
+    if baseline is not None:
+        result["baseline"] = {"ref": args.baseline, "sets": {
+            key: {"summary": summarise(base_rows[key], key != "corpus"), "items": base_rows[key]}
+            for key in rows}}
+        result["direct_feed_equals_engine"] = not mismatches
     result["kits"] = [k.name for k in kits]
+    result["kits_tuning"] = [k.name for k in kits if half[k.name] == HALVES[0]]
     result["kits_refused"] = sorted(refused)
-    result["cost"] = cost(20.0 if args.quick else 60.0)
+    result["cost"] = cost(20.0 if args.quick else 60.0, baseline)
 
-    print(f"{'set':<8} {'n':>3} {'tempo pass':>10} {'tempo ok':>9} {'octave':>7} "
-          f"{'F ±30ms':>8} {'min':>6} {'F ±70ms':>8} {'offset ms':>9}")
-    for key in ("clicks", "grooves", "corpus"):
-        s = result["sets"][key]["summary"]
-        f30 = f"{s['f30']:.3f}" if "f30" in s else "-"
-        fmin = f"{s['f30_min']:.3f}" if "f30_min" in s else "-"
-        f70 = f"{s['f70']:.3f}" if "f70" in s else "-"
-        off = f"{s['offset_ms_median']:+.1f}" if s.get("offset_ms_median") is not None else "-"
-        print(f"{key:<8} {s['n']:>3} {s['tempo_pass']:>6}/{s['n']:<3} {s['tempo_ok']:>9.3f} "
-              f"{s['tempo_octave']:>7.3f} {f30:>8} {fmin:>6} {f70:>8} {off:>9}")
+    if baseline is not None:
+        print_table(result["baseline"]["sets"], f"baseline ({args.baseline}):")
+        print()
+    print_table(result["sets"], "now:" if baseline is not None else "")
     c = result["cost"]
-    print(f"tracker per frame: mean {c['tracker_us_per_frame_mean']} µs, p99 "
-          f"{c['tracker_us_per_frame_p99']} µs ({c['tracker_share_of_one_core_pct']} % of a "
-          f"core at 50 frames/s); frontend per frame {c['frontend_us_per_frame_mean']} µs")
+    for name in ("baseline", "tracker"):
+        if f"{name}_us_per_frame_mean" in c:
+            print(f"{name} per frame: mean {c[f'{name}_us_per_frame_mean']} µs, p99 "
+                  f"{c[f'{name}_us_per_frame_p99']} µs ({c[f'{name}_share_of_one_core_pct']} % "
+                  f"of a core at 50 frames/s)")
+    print(f"frontend per frame {c['frontend_us_per_frame_mean']} µs")
+    if mismatches:
+        print(f"WARNING: the direct feed scored differently from the engine on {mismatches}")
     for key in ("clicks", "grooves", "corpus"):
         for r in result["sets"][key]["items"]:
             if not r["tempo_pass"] or r.get("f30", 1.0) < 0.9:

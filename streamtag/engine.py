@@ -227,7 +227,7 @@ class Engine:
         self.fast_lane = fast_lane
         self.frame_s = self.fe_config.frame_s
         params = TempoParams(self.fe_config.frame_rate_hz, tempo.min_bpm, tempo.max_bpm,
-                             tempo.memory_s)
+                             tempo.memory_s, self.fe_config.sample_rate_hz, self.fe_config.n_fft)
         self._trackers = [BeatTracker(params) for _ in self.streams] if tempo.enabled else []
         self._silence = self._hops.silence_frame()
         self.hop_s = self.fe_config.hop_seconds(self.arch.hop_frames)
@@ -364,7 +364,8 @@ class Engine:
             if end > start:
                 for b, tracker in enumerate(self._trackers):
                     fast = hf.fast[b, start:end]
-                    tf = tracker.process(fast[:, ONSET], fast[:, LOUDNESS])
+                    tf = tracker.process(fast[:, ONSET], fast[:, LOUDNESS],
+                                         hf.power[b, start:end])
                     out.beats += self._beats(b, tf, hf.first_frame + start)
             start = end
             if k < hf.n_hops:
@@ -550,7 +551,8 @@ class Engine:
             for b, tracker in enumerate(self._trackers):
                 fast = hf.fast[b]
                 s, last_beats[b] = self._tempo_sections(
-                    tracker.process(fast[:, ONSET], fast[:, LOUDNESS]), hf.first_frame,
+                    tracker.process(fast[:, ONSET], fast[:, LOUDNESS], hf.power[b]),
+                    hf.first_frame,
                     hf.first_frame // hop, last_beats[b])
                 sections.append(s)
             yield hf, sections

@@ -162,7 +162,8 @@ class Frames:
     log-power flux, mean over bins).
     power: [N, n_freqs] float32 power spectra, only from a frontend that defers its feature
     rows (``defer_rows``): ``features`` is then [N, 0] until ``MelFrontend.rows`` computes the
-    rows from these spectra (``streamtag.hops`` does, once per hop).
+    rows from these spectra (``streamtag.hops`` does, once per hop); its offline runs carry both
+    the rows and the spectra (the beat tracker reads them).
     """
 
     features: np.ndarray
@@ -511,7 +512,10 @@ class MelFrontend:
             rows = np.zeros((c, n_frames, 0), np.float32)
             return [Frames(rows[i], energy[i], fast[i], power[i]) for i in range(c)]
         rows = self.rows(power)
-        return [Frames(rows[i], energy[i], fast[i]) for i in range(c)]
+        # A frontend that defers rows (the engine's) keeps the spectra in its offline runs
+        # too: the beat tracker reads them (streamtag.tempo).
+        return [Frames(rows[i], energy[i], fast[i], power[i] if self.defer_rows else None)
+                for i in range(c)]
 
     def _fast_lane(self, frames: np.ndarray, power: np.ndarray) -> np.ndarray:
         """Frames [C, N, n_fft] and their power spectra [C, N, n_freqs] (float32) → [C, N, 4]

@@ -55,6 +55,8 @@ class HopFeatures:
     ends: [H] for each completed hop, how many of the call's N frames reach up to its last
         frame (so ``fast[:, :ends[k]]`` is everything up to the end of hop k).
     first_hop: index of the first completed hop from the stream's start.
+    power: [C, N, n_freqs] float32, the power spectra of the N frames (the beat tracker's
+        onset bands read them).
     """
 
     fast: np.ndarray
@@ -64,6 +66,7 @@ class HopFeatures:
     silent: np.ndarray
     ends: list[int]
     first_hop: int
+    power: np.ndarray
 
     @property
     def n_frames(self) -> int:
@@ -160,15 +163,17 @@ class HopFrontend:
         first_hop = self.hops_out
         self.hops_out += len(rows)
         return self._features(np.stack([f.fast for f in frames]), first_frame, rows, levels,
-                              ends, first_hop)
+                              ends, first_hop, np.stack([f.power for f in frames]))
 
     def _features(self, fast: np.ndarray, first_frame: int, rows: list[np.ndarray],
-                  levels: list[list[float]], ends: list[int], first_hop: int) -> HopFeatures:
+                  levels: list[list[float]], ends: list[int], first_hop: int,
+                  power: np.ndarray) -> HopFeatures:
         c, m = self.channels, self.config.n_features
         stacked = (np.stack(rows, axis=1) if rows
                    else np.zeros((c, 0, self.hop_frames, m), np.float32))
         lv = np.array(levels, dtype=np.float64).T.reshape(c, len(levels))
-        return HopFeatures(fast, first_frame, stacked, lv, lv < self.silence_db, ends, first_hop)
+        return HopFeatures(fast, first_frame, stacked, lv, lv < self.silence_db, ends, first_hop,
+                           power)
 
     # -- offline -------------------------------------------------------------------------
     def process_offline_blocks(self, blocks: Iterable[np.ndarray]) -> Iterator[HopFeatures]:
@@ -196,7 +201,8 @@ class HopFrontend:
                 rows, levels = self._complete_hops(partial, energy, n, carries)
                 partial, energy = partial[:, n * hop:], energy[:, n * hop:]
                 yield HopFeatures(np.stack([f.fast for f in run]), frames_seen, rows, levels,
-                                  levels < self.silence_db, ends, hops_seen)
+                                  levels < self.silence_db, ends, hops_seen,
+                                  np.stack([f.power for f in run]))
                 frames_seen += n_run
                 hops_seen += n
         finally:

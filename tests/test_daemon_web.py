@@ -6,8 +6,8 @@ with snares), so the analysis has something to follow. Against it:
 
 - a Python WebSocket client receives the very records, fast-lane frames and manifest that a
   ZeroMQ subscriber receives;
-- python-oscquery reads HOST_INFO, and the OSCQuery tree lists every address of the manifest
-  the daemon sends over ZeroMQ;
+- python-oscquery reads HOST_INFO and the whole OSCQuery tree: it lists every address of the
+  manifest the daemon sends over ZeroMQ, with the values last published;
 - headless Chromium loads the page: it connects, its values move while the music plays, and a
   screenshot shows what the page says (the emotion point where the record puts it, away from
   the centre; the strips drawn).
@@ -147,6 +147,7 @@ def test_websocket_feed_carries_what_zeromq_publishes(daemon: Daemon) -> None:
 
 def test_oscquery_of_the_running_daemon_lists_every_published_address(daemon: Daemon) -> None:
     from pythonoscquery.osc_query_client import OSCQueryClient
+    from pythonoscquery.shared.osc_access import OSCAccess
     from zeroconf import ServiceInfo
 
     host, port = daemon.oscquery_url.split("//")[1].rstrip("/").rsplit(":", 1)
@@ -158,23 +159,37 @@ def test_oscquery_of_the_running_daemon_lists_every_published_address(daemon: Da
     assert host_info.name == "streamtag"
     assert host_info.osc_port == daemon.control_port and host_info.osc_transport == "UDP"
     assert host_info.extensions["ACCESS"] and host_info.extensions["RANGE"]
-    # python-oscquery's node parser is stricter than the proposal (a read-only node must carry
-    # VALUE; a node may not be a method and a container at once), so the tree is read as the
-    # proposal's plain JSON.
-    with urllib.request.urlopen(daemon.oscquery_url, timeout=10) as r:
-        assert r.headers["Content-Type"] == "application/json"
-        root = json.loads(r.read())
+    # The library reads the whole tree (its parser refuses a node with a value and sub-nodes,
+    # and a readable node without VALUE: the tree is served so that it reads all of it).
+    tree = client.query_node("/")
+    assert tree is not None
+    nodes = {n.full_path: n for n in tree}
     manifest = daemon.sub.topic("streamtag.meta")[-1]
     osc = manifest["osc"]
     published = ({a["address"] for a in osc["addresses"]} | {c["address"] for c in osc["control"]}
                  | {osc["manifest"]["address"]})
+    assert published <= set(nodes)
+    # Every per-hop and fast-lane leaf is readable and has the value last sent: numbers once
+    # the music plays (the daemon has run hops before the fixture hands over).
+    leaves = [a for a in osc["addresses"] if not nodes[a["address"]].contents]
+    assert all(nodes[a["address"]].access == OSCAccess.READONLY_VALUE for a in leaves)
+    assert all(len(nodes[a["address"]].value) == len(a["types"]) for a in leaves)
+    level = nodes[next(a["address"] for a in leaves if a["address"].endswith("/level"))]
+    assert isinstance(level.value[0], float) and -120.0 < level.value[0] <= 0.0
+    onset = nodes[next(a["address"] for a in leaves if a["address"].endswith("/fast/onset"))]
+    assert isinstance(onset.value[0], float)
+    # The same tree as plain JSON: types, ranges and descriptions from the manifest.
+    with urllib.request.urlopen(daemon.oscquery_url, timeout=10) as r:
+        assert r.headers["Content-Type"] == "application/json"
+        root = json.loads(r.read())
     assert set(oscquery.methods(root)) == published
     for entry in osc["addresses"]:  # each with its type, range and description
         node = root
         for part in entry["address"].strip("/").split("/"):
             node = node["CONTENTS"][part]
         assert node["TYPE"] == entry["types"] and node["DESCRIPTION"] == entry["description"]
-        assert node["ACCESS"] == oscquery.ACCESS_READ
+        assert node["ACCESS"] == (oscquery.ACCESS_NONE if node.get("CONTENTS")
+                                  else oscquery.ACCESS_READ)
         ranges = [a["range"] for a in entry["args"]]
         if any(ranges):
             assert node["RANGE"] == [None if r is None else {"MIN": min(r), "MAX": max(r)}

@@ -13,7 +13,13 @@ from streamtag.errors import ConfigError
 from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend
 from streamtag.publish import wire
 from streamtag.publish.osc import encode_beat, encode_record
-from streamtag.tempo import BeatTracker, TempoFrames, TempoParams
+from streamtag.tempo import (
+    ONSET_DELAY_FRAMES,
+    ONSET_DELAY_FRAMES_FAST,
+    BeatTracker,
+    TempoFrames,
+    TempoParams,
+)
 
 
 def click_track(bpm: float, seconds: float, rate: int, start_s: float = 0.237,
@@ -34,6 +40,14 @@ def click_track(bpm: float, seconds: float, rate: int, start_s: float = 0.237,
 def onsets_of(x: np.ndarray, rate: int = 22050) -> np.ndarray:
     """[N, 2]: each frame's onset strength and loudness [dB] (the fast lane's)."""
     return MelFrontend(DEFAULT_FRONTEND, rate).process_offline(x).fast[:, [3, 0]]
+
+
+def spectra_of(x: np.ndarray, rate: int = 22050) -> tuple[np.ndarray, np.ndarray]:
+    """[N, 2] onset strength and loudness, and [N, n_freqs] power spectra, streamed as the
+    engine's frontend gives them (rows deferred)."""
+    f = MelFrontend(DEFAULT_FRONTEND, rate, defer_rows=True).process(x)
+    assert f.power is not None
+    return f.fast[:, [3, 0]], f.power
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +85,28 @@ def test_streaming_in_any_blocks_equals_offline_exactly(groove_onsets: np.ndarra
     assert_same(concat(parts), offline)
 
 
+@pytest.mark.parametrize("block", [1, 7, 25, 10_000])
+def test_streaming_with_spectra_in_any_blocks_equals_offline_exactly(block: int) -> None:
+    x, _ = click_track(128.0, 12.0, 22050)
+    x = x + np.random.default_rng(2).normal(0, 0.003, x.shape).astype(np.float32)
+    fast, power = spectra_of(x)
+    tracker = BeatTracker()
+    offline = tracker.process_offline(*fast.T, power)
+    assert len(offline.beats) > 10
+    parts = [tracker.process(*fast[i:i + block].T, power[i:i + block])
+             for i in range(0, len(fast), block)]
+    assert_same(concat(parts), offline)
+
+
+def test_the_engine_frontends_offline_runs_carry_the_streamed_spectra() -> None:
+    x, _ = click_track(128.0, 6.0, 44100)
+    fe = MelFrontend(DEFAULT_FRONTEND, 44100, defer_rows=True)
+    streamed = np.concatenate([fe.process(x[i:i + 882]).power for i in range(0, len(x), 882)])
+    runs = list(fe.process_offline_blocks(iter([x[:, None]])))
+    offline = np.concatenate([r[0].power for r in runs])
+    np.testing.assert_array_equal(offline, streamed)
+
+
 def test_a_second_offline_run_equals_the_first(groove_onsets: np.ndarray) -> None:
     tracker = BeatTracker()
     first = tracker.process_offline(*groove_onsets.T)
@@ -99,11 +135,63 @@ def test_click_track_tempo_within_2_percent_after_6_s(bpm: float) -> None:
     assert np.all(np.abs(after / bpm - 1.0) <= 0.02), (after.min(), after.max())
     assert out.confidence[-1] > 0.5
     # Every click from 6 s on has a beat within 30 ms (position → time as the engine does).
-    beats = (out.beats + 0.5) * frame_s
+    beats = (out.beats + 1.0 - ONSET_DELAY_FRAMES_FAST) * frame_s
     late = times[times >= 6.0]
     err = np.array([np.min(np.abs(beats - t)) for t in late])
     assert np.all(err <= 0.030), err.max()
     assert np.all(np.diff(out.counts) == 1) and out.counts[0] == 1
+
+
+def shuffle_after_cuts(bpm: float, seconds: float, rate: int = 22050
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """A drum-sample-like beat: each beat a loud low thump with noise, cut to digital silence
+    after 80 ms (as a note-off cuts a sample), and a quiet hi-hat-like pickup out of that
+    silence a fifth of a beat before the next beat. Returns audio [n] and the beats [s]."""
+    rng = np.random.default_rng(5)
+    n = int(seconds * rate)
+    x = np.zeros(n, np.float32)
+    period = 60.0 / bpm
+    hit_len, tick_len = int(0.08 * rate), int(0.05 * rate)
+    th = np.arange(hit_len) / rate
+    hit = (0.8 * np.sin(2 * np.pi * 70 * th) + 0.3 * rng.standard_normal(hit_len)) * np.exp(
+        -th / 0.05)
+    tt = np.arange(tick_len) / rate
+    tick = 0.08 * rng.standard_normal(tick_len) * np.exp(-tt / 0.03)
+    beats = np.arange(0.31, seconds - 0.1, period)
+    for b in beats:
+        i = round(b * rate)
+        x[i:i + hit_len] = hit[: n - i]
+        j = round((b + 0.8 * period) * rate)
+        x[j:j + tick_len] += tick[: max(0, n - j)]
+    return x, beats
+
+
+def test_a_pickup_out_of_digital_silence_does_not_take_the_beat() -> None:
+    # Cut samples fall to digital silence; the next sound's rise from there is ~100 dB, a
+    # hit into a ringing one only ~20 dB: without the band floor the quiet pickup won.
+    rate = 22050
+    x, times = shuffle_after_cuts(110.0, 15.0, rate)
+    fast, power = spectra_of(x, rate)
+    out = BeatTracker().process_offline(*fast.T, power)
+    frame_s = DEFAULT_FRONTEND.hop_length / DEFAULT_FRONTEND.sample_rate_hz
+    beats = (out.beats + 1.0 - ONSET_DELAY_FRAMES) * frame_s
+    late = beats[beats >= 6.0]
+    assert len(late) >= 0.9 * np.sum(times >= 6.0)
+    err = np.array([np.min(np.abs(times - t)) for t in late])
+    assert np.all(err <= 0.030), err.max()
+
+
+def test_bad_spectra_are_ignored_and_wrong_shapes_refused() -> None:
+    x, _ = click_track(120.0, 8.0, 22050)
+    fast, power = spectra_of(x)
+    power = power.copy()
+    power[::37] = np.nan
+    power[5::41, :10] = np.inf
+    out = BeatTracker().process_offline(*fast.T, power)
+    assert np.all(np.isfinite(out.bpm)) and np.all(np.isfinite(out.confidence))
+    assert abs(out.bpm[-1] / 120.0 - 1.0) <= 0.02
+    with pytest.raises(ValueError, match="power"):
+        BeatTracker().process(fast[:5, 0], fast[:5, 1], power[:4])
 
 
 def test_silence_gives_no_tempo_and_no_beats() -> None:

@@ -146,6 +146,7 @@ class _Packer:
 
     messages: list[tuple[str, str]] = field(default_factory=list)
     dgrams: list[bytes] = field(default_factory=list)
+    values: list[tuple[Any, ...]] = field(default_factory=list)  # each message's arguments
     nonfinite: int = 0
 
     def number(self, value: Any, path: str) -> float | None:
@@ -163,6 +164,7 @@ class _Packer:
             return
         self.messages.append((addr, types))
         self.dgrams.append(_message(addr, types, values))
+        self.values.append(values)
 
     def bundle(self, wall: float | None) -> EncodedPacket:
         parts = [_BUNDLE_HEAD, struct.pack(">Q", ntp_timetag(wall))]
@@ -287,6 +289,25 @@ def encode_record(record: Mapping[str, Any], prefix: str, stream: str | None) ->
         TypeError, ValueError: a field has a type the record contract does not allow.
     """
     return _pack_record(record, prefix, stream).bundle(_wall(record))
+
+
+def record_values(record: Mapping[str, Any], prefix: str, stream: str | None
+                  ) -> dict[str, tuple[Any, ...]]:
+    """address → arguments of each message the hop bundle of ``record`` carries (profile
+    ``bundle``; see :func:`encode_record`), e.g. for OSCQuery's VALUE.
+
+    Raises:
+        TypeError, ValueError: a field has a type the record contract does not allow.
+    """
+    p = _pack_record(record, prefix, stream)
+    return {addr: v for (addr, _), v in zip(p.messages, p.values, strict=True)}
+
+
+def fast_values(prefix: str, stream: str | None, values: Mapping[str, float]
+                ) -> dict[str, tuple[Any, ...]]:
+    """address → arguments of each fast-lane message of one frame (see :func:`encode_fast`)."""
+    p = _pack_fast(prefix, stream, values)
+    return {addr: v for (addr, _), v in zip(p.messages, p.values, strict=True)}
 
 
 def encode_record_plain(

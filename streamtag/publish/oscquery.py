@@ -2,20 +2,27 @@
 
 The manifest (:func:`streamtag.publish.wire.build_manifest`) is the single source: every address
 it lists (per-hop values, fast lane, user mappings, the manifest reply, control) becomes a node
-with ``FULL_PATH``, ``TYPE``, ``ACCESS``, ``RANGE`` and ``DESCRIPTION``; the containers between
-them get ``FULL_PATH``, ``ACCESS`` 0 and ``CONTENTS``. A published address whose parent is also
-an address (``/streamtag/emotion ff`` above ``/streamtag/emotion/valence f``) is a method and a
-container at once, as the proposal allows.
+with ``FULL_PATH``, ``TYPE`` (if it has arguments), ``ACCESS``, ``RANGE`` and ``DESCRIPTION``;
+the containers between them get ``FULL_PATH``, ``ACCESS`` 0 and ``CONTENTS``.
 
-ACCESS, after the proposal: published values are 1 (the value is sent by streamtag, never
-received); control addresses are 2 (send them to streamtag's control port, ``OSC_PORT`` in
-``HOST_INFO``). ``VALUE`` is not served (the values stream over OSC, ZeroMQ and the WebSocket
-feed): a ``?VALUE`` query answers 204, as the proposal asks.
+ACCESS and VALUE, after the proposal: a published value is 1 (sent by streamtag, never
+received), and its node carries ``VALUE``, the arguments last published there (``null`` for
+each until something is, and always for user mappings, the manifest reply and the beat, whose
+values the OSCQuery server does not see). A control address takes no argument: ACCESS 0 (no
+value), no TYPE; send it to streamtag's control port (``OSC_PORT`` in ``HOST_INFO``).
+
+A published address whose parent is also one (``/streamtag/emotion ff`` above
+``/streamtag/emotion/valence f``; also ``instrument`` and ``reference``) is a method and a
+container at once. The proposal allows that, but clients do not all read it: python-oscquery
+refuses a node with both ``CONTENTS`` and ``VALUE``, and one with ACCESS ≠ 0 without ``VALUE``,
+and then reads none of the tree. So such a node is served as a container, ACCESS 0 without
+VALUE, and keeps its TYPE, RANGE and DESCRIPTION (a method's signature); ``?VALUE`` at its path
+still answers its last value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,13 +33,15 @@ ACCESS_NONE, ACCESS_READ, ACCESS_WRITE = 0, 1, 2
 
 #: The optional attributes this server supports (HOST_INFO ``EXTENSIONS``).
 EXTENSIONS: dict[str, bool] = {
-    "ACCESS": True, "VALUE": False, "RANGE": True, "DESCRIPTION": True, "TAGS": False,
+    "ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True, "TAGS": False,
     "EXTENDED_TYPE": False, "UNIT": False, "CRITICAL": False, "CLIPMODE": False,
     "LISTEN": False, "PATH_CHANGED": False, "PATH_RENAMED": False, "PATH_ADDED": False,
     "PATH_REMOVED": False, "HTML": False,
 }
 #: Attributes a node may answer one by one (``/path?ATTR``).
-NODE_ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "RANGE", "DESCRIPTION")
+NODE_ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "RANGE", "DESCRIPTION", "VALUE")
+#: Arguments last published, by address: what VALUE says (see :func:`answer`).
+Values = Mapping[str, Sequence[Any]]
 
 
 def _range(args: Any) -> list[dict[str, float] | None]:
@@ -94,16 +103,48 @@ def namespace(manifest: Mapping[str, Any]) -> dict[str, Any]:
     for c in osc.get("control") or ():
         _method(root, c["address"], c.get("types", ""), None, c.get("description", ""),
                 ACCESS_WRITE)
+    _settle_access(root)
     return root
 
 
+def _settle_access(node: dict[str, Any]) -> None:
+    """ACCESS 0 where there is no value to read or set in the tree: a method without arguments
+    (the proposal's "no value"), and a method that is also a container (see the module
+    docstring)."""
+    if node.get("CONTENTS"):
+        if "TYPE" in node:
+            node["ACCESS"] = ACCESS_NONE
+        for child in node["CONTENTS"].values():
+            _settle_access(child)
+    elif "TYPE" not in node:
+        node["ACCESS"] = ACCESS_NONE
+
+
 def methods(node: Mapping[str, Any]) -> list[str]:
-    """Every address under ``node`` that is a method (has ``TYPE`` or ``ACCESS`` ≠ 0)."""
+    """Every address under ``node`` that is a method: a node with ``TYPE`` or without
+    ``CONTENTS`` (containers exist only above methods)."""
     out = []
-    if node.get("TYPE") or node.get("ACCESS"):
+    if node.get("TYPE") or not node.get("CONTENTS"):
         out.append(str(node["FULL_PATH"]))
     for child in (node.get("CONTENTS") or {}).values():
         out.extend(methods(child))
+    return out
+
+
+def _value(node: Mapping[str, Any], values: Values) -> list[Any]:
+    """A method's VALUE: its last published arguments, else one null per type."""
+    types = str(node["TYPE"])
+    got = values.get(str(node["FULL_PATH"]))
+    return list(got) if got is not None and len(got) == len(types) else [None] * len(types)
+
+
+def with_values(node: Mapping[str, Any], values: Values) -> dict[str, Any]:
+    """A copy of ``node`` and its sub-nodes, each method with ACCESS ≠ 0 carrying VALUE."""
+    out = dict(node)
+    if "TYPE" in node and node.get("ACCESS"):
+        out["VALUE"] = _value(node, values)
+    if node.get("CONTENTS"):
+        out["CONTENTS"] = {k: with_values(c, values) for k, c in node["CONTENTS"].items()}
     return out
 
 
@@ -120,14 +161,16 @@ def host_info(name: str, osc_host: str | None, osc_port: int | None) -> dict[str
     return info
 
 
-def answer(root: Mapping[str, Any], info: Mapping[str, Any], target: str
-           ) -> tuple[int, dict[str, Any] | None]:
+def answer(root: Mapping[str, Any], info: Mapping[str, Any], target: str,
+           values: Values | None = None) -> tuple[int, dict[str, Any] | None]:
     """Answer one HTTP request target (``/path?QUERY#fragment``): ``(status, JSON or None)``.
 
-    ``?HOST_INFO`` at any path gives the host info; a path gives its node (404 if none); a path
-    with an attribute gives ``{ATTR: value}``: 204 for VALUE (not served) or an attribute the
-    node lacks, 400 for an unknown attribute.
+    ``?HOST_INFO`` at any path gives the host info; a path gives its node with its sub-nodes,
+    methods with their VALUE from ``values`` (404 if none); a path with an attribute gives
+    ``{ATTR: value}``: 204 for an attribute the node lacks (VALUE: a node without TYPE), 400
+    for an unknown attribute.
     """
+    values = values or {}
     target = target.split("#", 1)[0]
     path, _, query = target.partition("?")
     if query == "HOST_INFO":
@@ -140,9 +183,9 @@ def answer(root: Mapping[str, Any], info: Mapping[str, Any], target: str
     if node is None:
         return 404, None
     if not query:
-        return 200, dict(node)
+        return 200, with_values(node, values)
     if query == "VALUE":
-        return 204, None
+        return (200, {"VALUE": _value(node, values)}) if "TYPE" in node else (204, None)
     if query not in NODE_ATTRIBUTES:
         return 400, None
     if query not in node:

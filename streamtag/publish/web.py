@@ -43,6 +43,7 @@ from websockets.http11 import Request, Response
 
 from streamtag.errors import ConfigError
 from streamtag.logs import RateLimitedLog
+from streamtag.publish import osc as osc_encode
 from streamtag.publish import oscquery as oscq
 from streamtag.publish import wire
 
@@ -172,6 +173,12 @@ class WebServer:
         self._manifest_json = b"{}"
         self._status_json = b"{}"
         self._namespace: dict[str, Any] = {}
+        self._osc_streams: tuple[str, tuple[str, ...]] = ("", ())  # the manifest's prefix, streams
+        # The latest record and fast-lane values per stream, for OSCQuery's VALUE (kept only
+        # with OSCQuery on; replaced whole by the publishing thread, read by the loop's).
+        self._keep_values = oscquery is not None
+        self._last_records: dict[str, Mapping[str, Any]] = {}
+        self._last_fast: dict[str, Mapping[str, float]] = {}
         self._host_info = oscq.host_info(name, *(osc_control or (None, None)))
         self._static = {path: (resources.files("streamtag").joinpath("web", f).read_bytes(), t)
                         for path, (f, t) in STATIC.items()} if web is not None else {}
@@ -276,9 +283,25 @@ class WebServer:
 
     def _oscquery_request(self, conn: ServerConnection, request: Request) -> Response:
         self._counts["http_requests"] += 1
-        status, obj = oscq.answer(self._namespace, self._host_info, request.path)
+        status, obj = oscq.answer(self._namespace, self._host_info, request.path,
+                                  self._published_values())
         body = b"" if obj is None else json.dumps(obj, ensure_ascii=False).encode()
         return _response(status, body)
+
+    def _published_values(self) -> dict[str, tuple[Any, ...]]:
+        """address → the arguments last sent there over OSC (the bundle profile's), from the
+        latest record and fast-lane frame of each stream."""
+        prefix, streams = self._osc_streams
+        out: dict[str, tuple[Any, ...]] = {}
+        for stream, fast in list(self._last_fast.items()):
+            out.update(osc_encode.fast_values(prefix, wire.stream_part(streams, stream), fast))
+        for stream, record in list(self._last_records.items()):
+            try:
+                out.update(osc_encode.record_values(record, prefix,
+                                                    wire.stream_part(streams, stream)))
+            except (TypeError, ValueError):  # not sent over OSC either (counted there)
+                continue
+        return out
 
     async def _feed(self, ws: ServerConnection) -> None:
         if ws.request is None or urlsplit(ws.request.path).path != WS_PATH:
@@ -351,6 +374,9 @@ class WebServer:
         try:
             data, _ = wire.encode_payload(manifest)
             self._namespace = oscq.namespace(manifest)
+            osc = manifest.get("osc") or {}
+            self._osc_streams = (str(osc.get("prefix", "")),
+                                 tuple(str(x) for x in osc.get("streams") or ()))
         except (TypeError, ValueError, KeyError) as e:
             self._counts["errors"] += 1
             log.error("web: manifest not usable: %s", e)
@@ -395,14 +421,20 @@ class WebServer:
         return out
 
     def publish_record(self, record: Mapping[str, Any]) -> None:
-        """Feed one estimate record on the topics ZeroMQ sends it on (nothing without clients)."""
+        """Feed one estimate record on the topics ZeroMQ sends it on (nothing without clients);
+        with OSCQuery on, its values become the VALUE of their addresses."""
+        if self._keep_values:
+            self._last_records[str(record.get(wire.KEY_STREAM))] = record
         if self._n_clients:
             self._submit(wire.record_payloads(record))
 
     def publish_fast(
         self, stream: str, wall: float, values: Mapping[str, float], t: float | None = None
     ) -> None:
-        """Feed one fast-lane frame (``streamtag.fast``)."""
+        """Feed one fast-lane frame (``streamtag.fast``); with OSCQuery on, its values become
+        the VALUE of their addresses."""
+        if self._keep_values:
+            self._last_fast[stream] = values
         if self._n_clients:
             self._submit([(wire.TOPIC_FAST, wire.fast_payload(stream, wall, values, t))])
 

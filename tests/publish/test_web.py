@@ -153,7 +153,17 @@ def test_oscquery_is_served_on_its_own_port(server: WebServer) -> None:
     assert info["NAME"] == "streamtag" and info["OSC_PORT"] == 9001
     root = json.loads(get(server.oscquery_url)[2])
     assert root["CONTENTS"]["streamtag"]["CONTENTS"]["emotion"]["TYPE"] == "ff"
-    assert get(server.oscquery_url + "streamtag/emotion?VALUE")[0] == 204
+    # VALUE: null until something is published, then the arguments last sent over OSC.
+    assert json.loads(get(server.oscquery_url + "streamtag/emotion?VALUE")[2]) == {
+        "VALUE": [None, None]}
+    server.publish_record(record(0))  # no feed client: kept for OSCQuery all the same
+    server.publish_fast("main", 1.0, {"onset": 0.5})
+    assert json.loads(get(server.oscquery_url + "streamtag/emotion?VALUE")[2]) == {
+        "VALUE": [0.25, -0.5]}
+    root = json.loads(get(server.oscquery_url)[2])
+    assert root["CONTENTS"]["streamtag"]["CONTENTS"]["fast"]["CONTENTS"]["onset"]["VALUE"] == [
+        0.5]
+    assert get(server.oscquery_url + "streamtag/control/reset?VALUE")[0] == 204
     assert get(server.oscquery_url + "nothing")[0] == 404
 
 
