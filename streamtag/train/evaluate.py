@@ -424,7 +424,17 @@ def record_outputs(records: Sequence[dict], model: StreamTagModel) -> dict[str, 
 
 def measure_step_cost(model: StreamTagModel, repeats: int = 200, warmup: int = 20,
                       seed: int = 0) -> dict[str, float]:
-    """Per-hop cost of ``model.step`` on one window, state carried: mean and p99 [ms]."""
+    """Per-hop cost of ``model.step`` on one window, state carried: mean and p99 [ms], with
+    one torch thread as the daemon runs it (``threads`` in the result)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _step_cost(model, repeats, warmup, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _step_cost(model: StreamTagModel, repeats: int, warmup: int, seed: int) -> dict[str, float]:
     a = model.arch
     g = torch.Generator().manual_seed(seed)
     window = model.input_mean[:, None] + model.input_std[:, None] * torch.randn(

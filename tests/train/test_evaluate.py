@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from streamtag.checkpoint import load_checkpoint
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD, HeadSpec
@@ -171,8 +172,11 @@ def test_overall_score_is_the_weighted_mean_of_available_head_scores() -> None:
 
 
 def test_step_cost_is_measured(tiny_default) -> None:
+    before = torch.get_num_threads()
     cost = measure_step_cost(tiny_default.model, repeats=20, warmup=2)
     assert 0 < cost["mean_ms"] <= cost["p99_ms"] and cost["repeats"] == 20
+    # One thread, as the daemon runs the model; the caller's setting is left as it was.
+    assert cost["threads"] == 1 and torch.get_num_threads() == before
 
 
 # -- the report -----------------------------------------------------------------------------------
