@@ -158,7 +158,8 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         + (f"; {_fmt(emo['late_valence_r'])} / {_fmt(emo['late_arousal_r'])} after 3 s"
            if emo.get("late_valence_r") is not None else ""),
         f"worst {_fmt(tim.get('max_mae'))}, mean {_fmt(tim.get('mean_mae'))}",
-        f"{report['cost']['p99_ms']:.2f} ms (mean {report['cost']['mean_ms']:.2f} ms)",
+        f"{report['cost']['p99_ms']:.2f} ms (mean {report['cost']['mean_ms']:.2f} ms, "
+        f"{report['cost'].get('threads', '?')} torch thread(s))",
         _fmt(ret5.get("top1")),
         _fmt(ku.get("roc_auc")),
         f"{_fmt(nov.get('detection_rate'))} at {_fmt(nov.get('false_alarms_per_min'))} "
