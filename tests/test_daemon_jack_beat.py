@@ -13,20 +13,17 @@ is within 30 ms of the anchored grid, give or take the anchor's one frame.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-from audio.jack_harness import SAMPLE_RATE_HZ, JackServer, jack_server, play_into
-from support import Subscriber, base_config, start_daemon, wait_status
+from audio.jack_harness import SAMPLE_RATE_HZ, JackServer, jack_server
+from test_daemon_jack_entry import daemon_hears
 from test_tempo import click_track
 
 pytestmark = pytest.mark.realaudio
 __all__ = ["jack_server"]  # the fixture, imported for pytest
 
-PORTS = r"^streamtag(-\d+)?:in_\d+$"
 BPM = 120.0
 LEAD_S = 2.0  # silence before the first click
 SETTLE_S = 6.0  # beats and tempo are judged from this long after the first click
@@ -38,22 +35,7 @@ def test_live_beats_land_on_the_clicks_and_the_tempo_is_right(
 ) -> None:
     clicks, times = click_track(BPM, 16.0, SAMPLE_RATE_HZ, start_s=0.0)
     take = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE_HZ), np.float32), clicks])
-    wav = tmp_path / "clicks.wav"
-    sf.write(wav, np.stack([take, take], axis=1), SAMPLE_RATE_HZ, subtype="FLOAT")
-    cfg, endpoint = base_config(tmp_path)
-    cfg["input"] = {"device": "system", "sample_rate_hz": SAMPLE_RATE_HZ, "blocksize": 256,
-                    "ring_s": 10.0}
-    sub = Subscriber(endpoint)
-    proc = start_daemon([], cfg, tmp_path)  # the bundled model
-    try:
-        wait_status(sub, lambda s: s["input"]["status"].startswith("running"), proc, 60)
-        play_into(PORTS, wav, server=jack_server.name, timeout_s=60)
-        time.sleep(1.5)  # the last hops
-        sub.drain(100)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        sub.close()
+    sub = daemon_hears(jack_server, take, tmp_path)
 
     loud = [f for f in sub.topic("streamtag.fast") if f["values"]["loudness"] > -50]
     assert loud, "the daemon never heard the clicks"

@@ -32,28 +32,36 @@ PORTS = r"^streamtag(-\d+)?:in_\d+$"
 PAUSE_S = 4.0
 
 
-def test_live_estimates_after_a_pause_equal_a_fresh_start_on_the_music(
-    jack_server: JackServer, tmp_path: Path, bundled: Checkpoint, pieces: dict[str, np.ndarray]
-) -> None:
-    rate = bundled.frontend.sample_rate_hz
-    music = resample_poly(pieces["violin"], SAMPLE_RATE_HZ, rate).astype(np.float32)
-    take = np.concatenate([np.zeros(int(PAUSE_S * SAMPLE_RATE_HZ), np.float32), music])
+def daemon_hears(jack_server: JackServer, take: np.ndarray, tmp_path: Path) -> Subscriber:
+    """Start the daemon (bundled model) capturing from ``jack_server``, play ``take`` [n] (mono,
+    at the server's rate, on both ports) into it, and return what it published over ZeroMQ
+    until 1.5 s after the take ended (the last hops)."""
     wav = tmp_path / "take.wav"
     sf.write(wav, np.stack([take, take], axis=1), SAMPLE_RATE_HZ, subtype="FLOAT")
     cfg, endpoint = base_config(tmp_path)
     cfg["input"] = {"device": "system", "sample_rate_hz": SAMPLE_RATE_HZ, "blocksize": 256,
                     "ring_s": 10.0}
     sub = Subscriber(endpoint)
-    proc = start_daemon([], cfg, tmp_path)  # the bundled model
+    proc = start_daemon([], cfg, tmp_path)
     try:
         wait_status(sub, lambda s: s["input"]["status"].startswith("running"), proc, 60)
         play_into(PORTS, wav, server=jack_server.name, timeout_s=60)
-        time.sleep(1.5)  # the last hops of the piece
+        time.sleep(1.5)
         sub.drain(100)
     finally:
         proc.terminate()
         proc.wait(10)
         sub.close()
+    return sub
+
+
+def test_live_estimates_after_a_pause_equal_a_fresh_start_on_the_music(
+    jack_server: JackServer, tmp_path: Path, bundled: Checkpoint, pieces: dict[str, np.ndarray]
+) -> None:
+    rate = bundled.frontend.sample_rate_hz
+    music = resample_poly(pieces["violin"], SAMPLE_RATE_HZ, rate).astype(np.float32)
+    take = np.concatenate([np.zeros(int(PAUSE_S * SAMPLE_RATE_HZ), np.float32), music])
+    sub = daemon_hears(jack_server, take, tmp_path)
     published = sub.topic("streamtag.estimate")
     loud = [f for f in sub.topic("streamtag.fast") if f["values"]["loudness"] > -50]
     assert loud, "the daemon never heard the piece"
