@@ -39,7 +39,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from streamtag.audiofile import STDIN, RawFormat
     from streamtag.workers import cores, start_workers_early
 
-    if (args.jobs or cores()) > 1 and len([f for f in args.files if f != STDIN]) > 1:
+    # Files run in worker processes when there are several (standard input is read here).
+    jobs = args.jobs or cores()
+    parallel = jobs > 1 and len([f for f in args.files if f != STDIN]) > 1
+    if parallel:
         # The workers' server imports torch and the model code while this process does.
         start_workers_early()
     from streamtag.analysis import (
@@ -69,7 +72,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except (CheckpointError, LibraryError) as e:
         error(str(e))
         return EXIT_USAGE
-    jobs = args.jobs or cores()
     failures: list[str] = []
 
     def failed(message: str) -> None:  # named at once: the other files still run
@@ -85,7 +87,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         writer = RecordWriter(out, args.format)
         with _progress_factory(args.progress)(args.files, audio_seconds(args.files)) as bar:
-            if jobs > 1 and len([f for f in args.files if f != STDIN]) > 1:
+            if parallel:
                 run_parallel(job, args.files, jobs, writer, bar, failed)
             else:
                 for name in args.files:
