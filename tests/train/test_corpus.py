@@ -416,6 +416,8 @@ def test_instrument_classes_match_the_model_heads():
         "/usr/share/hydrogen/data/drumkits/The Black Pearl 1.0",
         "/usr/share/hydrogen/data/drumkits/circAfrique v4",
         "/home/me/kits/millo-drums_v.1/kick.flac",
+        "/usr/share/lv2/avldrums.lv2/BlackPearl.sf2",
+        "/home/me/sf2/AVLdrums_BlackPearl.sf2",
     ],
 )
 def test_reserved_sets_are_refused_by_path(path: str):

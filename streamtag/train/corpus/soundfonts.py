@@ -59,8 +59,9 @@ class ReservedSourceError(CorpusError):
     """A sample set reserved for independent evaluation was offered to the corpus builder."""
 
 
-RESERVED_NAME_PATTERNS: tuple[str, ...] = ("freepats", "timidity")
-"""Case-insensitive substrings: a path component or declared name holding one is refused."""
+RESERVED_NAME_PATTERNS: tuple[str, ...] = ("freepats", "timidity", "avldrums")
+"""Case-insensitive substrings: a path component or declared name holding one is refused
+(``avldrums``: the Debian ``avldrums.lv2-soundfont`` package, The Black Pearl's recordings)."""
 
 RESERVED_DRUMKITS: tuple[str, ...] = ("Millo-Drums_v.1", "The Black Pearl 1.0", "circAfrique v4")
 """Hydrogen kits reserved for independent evaluation (compared case-insensitively)."""
