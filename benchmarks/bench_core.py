@@ -63,7 +63,7 @@ def per_hop(preset: str, seconds: float, tmp: Path) -> dict:
         fe.process(block)
         t1 = time.perf_counter()
         with torch.inference_mode():
-            _, state = ck.model.step(window, state)
+            _, state = engine.model.step(window, state)
         t2 = time.perf_counter()
         recs = engine.process(block).records
         t3 = time.perf_counter()
@@ -124,7 +124,7 @@ def seed_way(preset: str, seconds: float, tmp: Path) -> dict:
         t0 = time.perf_counter()
         with torch.inference_mode():
             m = features(x[end - win:end])
-            _, state = ck.model.step(m[:, : arch.window_frames], state)
+            _, state = ck.inference_model().step(m[:, : arch.window_frames], state)
         times.append(time.perf_counter() - t0)
     return {"preset": preset, "total": pct(times[3:]),
             "features": "our frontend, offline over the window" if c.n_chroma

@@ -67,6 +67,14 @@ class Checkpoint:
     def heads(self) -> list[HeadSpec]:
         return self.model.heads
 
+    def inference_model(self) -> StreamTagModel:
+        """``model.for_inference()``, made once per checkpoint: what the engine runs."""
+        cached = self.__dict__.get("_inference")
+        if cached is None or cached[0] is not self.model:
+            cached = (self.model, self.model.for_inference())
+            self.__dict__["_inference"] = cached
+        return cached[1]
+
     @property
     def embedding_head(self) -> HeadSpec | None:
         """The head named ``embedding`` (of kind embedding), or None."""
@@ -106,6 +114,9 @@ def save_checkpoint(
     (the trainer fits them; see :mod:`streamtag.embedding`). Raises ValueError if they do not
     fit the model (no ``embedding`` head, wrong dims, non-finite numbers).
     """
+    if model.inference_only:
+        raise ValueError("this model is arranged for inference (for_inference): save the "
+                         "model it was made from")
     if frontend.n_mels != model.arch.n_mels:
         raise ValueError(f"frontend n_mels {frontend.n_mels} != model n_mels {model.arch.n_mels}")
     if frontend.n_chroma != model.arch.n_chroma:

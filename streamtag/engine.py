@@ -212,7 +212,7 @@ class Engine:
         tempo: TempoConfig | None = None,
     ) -> None:
         self.checkpoint = checkpoint
-        self.model = checkpoint.model.eval()
+        self.model = checkpoint.inference_model()
         self.arch = self.model.arch
         self.fe_config = checkpoint.frontend
         self.input_rate_hz = input_rate_hz or self.fe_config.sample_rate_hz

@@ -12,10 +12,16 @@ Presets:
   count is the seed's 1,640,658.
 - ``default``: four conv/BN/ReLU/pool blocks on a 64-mel × 50-frame (1 s) window, an LSTM of 128,
   one shared 128-unit layer, linear heads. About a tenth of the seed's work per hop.
+
+``StreamTagModel.for_inference()`` is the same model arranged to run, not to train: each batch
+norm folded into the convolution before it, the heads' layers in one matrix product, the pitch
+templates' rotations computed once. Its outputs equal the model's to float rounding (~1e-6);
+the engine runs it, so the daemon, ``analyze`` and evaluation run the same arithmetic.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -172,6 +178,33 @@ class _DefaultTrunk(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.out_features = 2 * c_in * m
 
+    def fold_batch_norm(self) -> None:
+        """Each eval-mode batch norm folded into the convolution before it (in place): conv
+        weights scaled per output channel, the shift become the conv's bias. Batch norm at
+        inference is a per-channel affine map, so the outputs are equal to float rounding;
+        one pass over the activations fewer (measured: a batch of 512 windows 0.60 → 0.31 s,
+        one window 0.80 → 0.70 ms, one thread). Only for inference: the result cannot train."""
+        blocks: list[nn.Module] = []
+        layers = list(self.blocks)
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.BatchNorm2d):
+                continue
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, nn.Conv2d) and isinstance(nxt, nn.BatchNorm2d):
+                assert nxt.running_mean is not None and nxt.running_var is not None
+                scale = nxt.weight / torch.sqrt(nxt.running_var + nxt.eps)
+                conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                                 padding=layer.padding, bias=True)
+                with torch.no_grad():
+                    conv.weight.copy_(layer.weight * scale[:, None, None, None])
+                    shift = nxt.bias - nxt.running_mean * scale
+                    conv.bias.copy_(shift if layer.bias is None else shift + layer.bias * scale)
+                layer = conv.to(memory_format=torch.channels_last)
+            elif isinstance(layer, nn.ReLU):
+                layer = nn.ReLU(inplace=True)  # its input is the conv's fresh output
+            blocks.append(layer)
+        self.blocks = nn.Sequential(*blocks)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.blocks(x)  # [B, C, M', T']
         # Pooling over time keeps frequency layout (register, brightness) and drops position.
@@ -198,10 +231,18 @@ class PitchClassEncoder(nn.Module):
         idx = (torch.arange(12)[:, None] - torch.arange(12)[None, :]) % 12
         self.register_buffer("_rotate", idx, persistent=False)
         self.out_features = 12 + 2 * templates
+        #: The templates at every rotation, kept once they stop changing (``freeze``).
+        self._rotated: torch.Tensor | None = None
+
+    def freeze(self) -> None:
+        """Compute the rotated templates once (inference: the templates no longer change)."""
+        k = self.templates.shape[1]
+        self._rotated = self.templates[self._rotate].reshape(12, 12 * k).detach()
 
     def forward(self, chroma: torch.Tensor) -> torch.Tensor:
         k = self.templates.shape[1]
-        rotated = self.templates[self._rotate].reshape(12, 12 * k)  # [12, rotation · K]
+        rotated = (self._rotated if self._rotated is not None
+                   else self.templates[self._rotate].reshape(12, 12 * k))  # [12, rotation · K]
 
         def best(profile: torch.Tensor) -> torch.Tensor:
             """[..., 12] → [..., K]: each template's best match over the 12 rotations."""
@@ -272,6 +313,29 @@ class StreamTagModel(nn.Module):
             width = n
         self.neck = nn.Sequential(*layers)
         self.head_layers = nn.ModuleDict({h.name: nn.Linear(width, h.size) for h in heads})
+        #: ``for_inference``: every head's layer stacked into one (None: each its own).
+        self._joint_heads: nn.Linear | None = None
+
+    @property
+    def inference_only(self) -> bool:
+        """True for ``for_inference``'s arrangement, which cannot train or be saved."""
+        return self._joint_heads is not None
+
+    def for_inference(self) -> StreamTagModel:
+        """A copy arranged to run, not to train (see the module docstring): eval mode, no
+        gradients, batch norm folded, one product for all heads. This model is unchanged."""
+        m = copy.deepcopy(self).eval().requires_grad_(False)
+        if isinstance(m.trunk, _DefaultTrunk):
+            m.trunk.fold_batch_norm()
+        if m.pitch is not None:
+            m.pitch.freeze()
+        layers = [m.head_layers[h.name] for h in m.heads]
+        joint = nn.Linear(layers[0].in_features, sum(la.out_features for la in layers))
+        with torch.no_grad():
+            joint.weight.copy_(torch.cat([la.weight for la in layers]))
+            joint.bias.copy_(torch.cat([la.bias for la in layers]))
+        m._joint_heads = joint.requires_grad_(False)
+        return m
 
     # -- pieces ----------------------------------------------------------------------------
     def encode(self, windows: torch.Tensor) -> torch.Tensor:
@@ -288,6 +352,11 @@ class StreamTagModel(nn.Module):
         """[..., H] LSTM outputs → {head: [..., K]} (activated, or raw logits for training)."""
         z = self.neck(hidden)
         out = {}
+        if self._joint_heads is not None:
+            joint = self._joint_heads(z).split([h.size for h in self.heads], dim=-1)
+            for spec, y in zip(self.heads, joint, strict=True):
+                out[spec.name] = activate_head(spec, y) if activate else y
+            return out
         for spec in self.heads:
             y = self.head_layers[spec.name](z)
             out[spec.name] = activate_head(spec, y) if activate else y

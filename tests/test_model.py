@@ -119,3 +119,45 @@ def test_pitch_class_encoder_is_the_same_in_every_key_but_tells_major_from_minor
     major[0, [0, 4, 7]] = 2.0
     minor = torch.flip(major, dims=[1])  # the mirror image: a minor triad (on F)
     assert not torch.allclose(enc(major)[:, 12:], enc(minor)[:, 12:])
+
+
+@pytest.mark.parametrize("preset", ["default", "seed"])
+def test_inference_arrangement_gives_the_models_outputs(preset: str) -> None:
+    """``for_inference`` (batch norm folded, heads joined, rotations computed once) runs the
+    same model: outputs equal to float rounding, stepped and batched; the model it came from
+    is untouched, and the arrangement cannot be saved as a checkpoint."""
+    from streamtag.checkpoint import save_checkpoint
+    from streamtag.frontend import FrontendConfig
+
+    torch.manual_seed(3)
+    over = {} if preset == "seed" else {"n_chroma": 12}
+    model = build_model(preset, [EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD], **over)
+    # Batch norm statistics far from the identity, so folding them has something to do.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-2.0, 2.0)
+            m.running_var.uniform_(0.2, 5.0)
+            m.weight.data.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(-1.0, 1.0)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = model.for_inference()
+    a = model.arch
+    windows = torch.randn(2, 5, a.n_features, a.window_frames)
+    with torch.inference_mode():
+        want, want_state = model.forward_sequence(windows)
+        got, got_state = fast.forward_sequence(windows)
+        step_want, _ = model.step(windows[:, 0])
+        step_got, _ = fast.step(windows[:, 0])
+    for k in want:
+        assert torch.allclose(got[k], want[k], atol=1e-5), k
+        assert torch.allclose(step_got[k], step_want[k], atol=1e-5), k
+    assert torch.allclose(got_state.h, want_state.h, atol=1e-5)
+    if preset == "default":
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert fast.inference_only and not model.inference_only
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with pytest.raises(ValueError, match="for_inference"):
+        save_checkpoint("/nonexistent/x.safetensors", fast, FrontendConfig(
+            n_mels=a.n_mels, n_chroma=a.n_chroma))

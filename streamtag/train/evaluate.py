@@ -425,7 +425,8 @@ def record_outputs(records: Sequence[dict], model: StreamTagModel) -> dict[str, 
 def measure_step_cost(model: StreamTagModel, repeats: int = 200, warmup: int = 20,
                       seed: int = 0) -> dict[str, float]:
     """Per-hop cost of ``model.step`` on one window, state carried: mean and p99 [ms], with
-    one torch thread as the daemon runs it (``threads`` in the result)."""
+    one torch thread as the daemon runs it (``threads`` in the result). Pass the model as
+    the engine runs it (``Checkpoint.inference_model``) to measure what the daemon spends."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -704,7 +705,7 @@ def evaluate(
     report = Report(
         checkpoint=str(ck.path) if ck.path else "<memory>", checkpoint_id=ck.id, method=method,
         split=split, clips=len(chosen) - len(skipped), hop_s=hop_s, heads=metrics,
-        cost=measure_step_cost(ck.model, repeats=cost_repeats), skipped=skipped,
+        cost=measure_step_cost(ck.inference_model(), repeats=cost_repeats), skipped=skipped,
     )
     emb_report = embedding_report
     if emb_report is not None:
