@@ -3,7 +3,7 @@ records written as they come; many files in parallel across processes, in input 
 
 One file: decoded in blocks (``audiofile``), ``Engine.analyze_blocks`` turns each chunk of hops
 into records, which are written at once; memory does not depend on the file's length.
-Several files with ``jobs`` > 1: worker processes (one checkpoint each, ``cores // jobs``
+Several files with ``jobs`` > 1: worker processes (one checkpoint each, their share of the
 torch threads each) analyse whole files, each into a spool file; the parent copies the spools
 to the output in input order as they complete, so the output is the same as one by one.
 Standard input is read by the parent process, in its place in the order.
@@ -35,7 +35,7 @@ from streamtag.engine import Engine, StreamSpec
 from streamtag.errors import AudioError
 from streamtag.record import compact_record
 from streamtag.references import load_library
-from streamtag.workers import cores, worker_context
+from streamtag.workers import worker_context
 
 
 def flatten_record(rec: dict, prefix: str = "") -> dict[str, object]:
@@ -93,7 +93,8 @@ class AnalyzeJob:
 
     checkpoint: the --checkpoint flag (None: the config's model, else the bundled one).
     config: the --config file. fmt: jsonl | csv. vectors: keep embedding.vector. several: add
-    a ``file`` field. raw: the format of raw PCM on standard input.
+    a ``file`` field. raw: the format of raw PCM on standard input. cores: the cores one
+    input may use (``use_cores``).
     """
 
     checkpoint: str | None
@@ -102,6 +103,14 @@ class AnalyzeJob:
     vectors: bool = False
     several: bool = False
     raw: RawFormat = field(default_factory=RawFormat)
+    cores: int = 1
+
+
+def use_cores(n: int) -> None:
+    """Size this process's work for ``n`` cores (``--jobs``: the cores analyze may use): with
+    one, the hop stage and the model share one thread and torch runs single-threaded; with
+    more, the hop stage has a thread of its own and torch the other n - 1 cores."""
+    torch.set_num_threads(max(1, n - 1))
 
 
 class Analyzer:
@@ -150,7 +159,8 @@ class Analyzer:
             check_rate(name, source.rate_hz)
             engine = self.engine(source.rate_hz)
             written = 0
-            for chunk in engine.analyze_blocks(counted(source.blocks()), self.job.vectors):
+            for chunk in engine.analyze_blocks(counted(source.blocks()), self.job.vectors,
+                                               overlap=self.job.cores > 1):
                 if not self.job.vectors:
                     chunk = [dict(compact_record(r)) for r in chunk]
                 if self.job.several:
@@ -192,10 +202,10 @@ def audio_seconds(names: list[str]) -> float | None:
 _WORKER: tuple[Analyzer, multiprocessing.Queue] | None = None
 
 
-def _worker_init(job: AnalyzeJob, progress: multiprocessing.Queue, threads: int) -> None:
+def _worker_init(job: AnalyzeJob, progress: multiprocessing.Queue) -> None:
     global _WORKER
-    # Workers share the cores: each gets its share of torch's threads, not all of them.
-    torch.set_num_threads(threads)
+    # Workers share the cores: each its share (job.cores), not all of them.
+    use_cores(job.cores)
     _WORKER = (Analyzer(job), progress)
 
 
@@ -222,12 +232,12 @@ def _worker_run(index: int, name: str, spool_dir: str
 def run_parallel(job: AnalyzeJob, names: list[str], jobs: int, writer: RecordWriter,
                  progress: Callable[[float], None], failed: Callable[[str], None]) -> None:
     """Analyse ``names`` with ``jobs`` worker processes, writing each input's records to
-    ``writer`` in input order; failed(message) for each input that could not be analysed."""
+    ``writer`` in input order; failed(message) for each input that could not be analysed.
+    ``job.cores``: the cores each worker may use."""
     ctx = worker_context()  # torch imported once, then forked (started early by the CLI)
     queue: multiprocessing.Queue = ctx.Queue()
     files = [n for n in names if n != STDIN]
     workers = max(1, min(jobs, len(files)))
-    threads = max(1, cores() // workers)
 
     # Progress messages travel apart from the results and may come after them: each input's
     # seconds are counted once, whichever arrives first.
@@ -246,7 +256,7 @@ def run_parallel(job: AnalyzeJob, names: list[str], jobs: int, writer: RecordWri
 
     with tempfile.TemporaryDirectory(prefix="streamtag-analyze-") as spool_dir, \
             ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                initargs=(job, queue, threads)) as pool:
+                                initargs=(job, queue)) as pool:
         futures: dict[int, Future] = {
             i: pool.submit(_worker_run, i, n, spool_dir) for i, n in enumerate(names)
             if n != STDIN}

@@ -39,9 +39,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from streamtag.audiofile import STDIN, RawFormat
     from streamtag.workers import cores, start_workers_early
 
-    # Files run in worker processes when there are several (standard input is read here).
+    # --jobs N: the cores to use. Several files run in worker processes, N at a time, each
+    # worker its share of the cores (standard input is read here); one file gets them all
+    # (its hop stage in a thread of its own beside the model). One core: one thread.
     jobs = args.jobs or cores()
-    parallel = jobs > 1 and len([f for f in args.files if f != STDIN]) > 1
+    files = len([f for f in args.files if f != STDIN])
+    parallel = jobs > 1 and files > 1
+    usable = max(1, min(jobs, cores()))
+    per_input = max(1, usable // min(jobs, files)) if parallel else usable
     if parallel:
         # The workers' server imports torch and the model code while this process does.
         start_workers_early()
@@ -51,6 +56,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         RecordWriter,
         audio_seconds,
         run_parallel,
+        use_cores,
     )
 
     if args.files.count(STDIN) > 1:
@@ -65,7 +71,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     job = AnalyzeJob(args.checkpoint, args.config, args.format, args.vectors,
                      several=len(args.files) > 1,
-                     raw=RawFormat(args.rate, args.channels, args.sample_format))
+                     raw=RawFormat(args.rate, args.channels, args.sample_format),
+                     cores=per_input)
+    use_cores(per_input)
     try:
         # Loads the checkpoint and checks the library against it before any audio.
         analyzer = Analyzer(job)
@@ -414,8 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar on stderr (auto: on for files > 30 s on a terminal)")
     a.add_argument("--vectors", action="store_true",
                    help="keep the whole embedding vector in each record (embedding.vector)")
-    a.add_argument("--jobs", type=int, metavar="N", help="analyse N files at a time in "
-                   "separate processes (default: the number of cores); output as one by one")
+    a.add_argument("--jobs", type=int, metavar="N", help="use N cores (default: all): N "
+                   "files at a time in separate processes, output as one by one; one file's "
+                   "decoding and model side by side. 1: one core, one thread")
     a.add_argument("--rate", type=int, metavar="HZ", help="sample rate [Hz] of raw PCM on "
                    "standard input (-); a WAV stream's header says it")
     a.add_argument("--channels", type=int, metavar="N", help="channels of raw PCM on standard "

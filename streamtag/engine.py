@@ -462,21 +462,22 @@ class Engine:
                 progress(len(records) // len(self.streams), total)
         return records
 
-    def analyze_blocks(self, blocks: Iterable[np.ndarray], vectors: bool = True
-                       ) -> Iterator[list[dict]]:
+    def analyze_blocks(self, blocks: Iterable[np.ndarray], vectors: bool = True,
+                       overlap: bool = True) -> Iterator[list[dict]]:
         """Records of a signal that arrives as consecutive blocks [n] or [n, channels] (any
         sizes: a file read block by block, standard input), from a fresh state; yields them a
         chunk of hops at a time, in order.
 
         ``analyze_estimates`` turned into records; ``latency_ms`` is the compute time per hop
         of the record's chunk. vectors=False: records without ``embedding.vector``, as
-        ``compact_record`` leaves them (not made only to be dropped). Leaves the engine reset.
+        ``compact_record`` leaves them (not made only to be dropped). overlap: see
+        ``analyze_estimates``. Leaves the engine reset.
         """
         heads = self.model.heads
-        for estimates, latency_ms in self.analyze_estimates(blocks):
+        for estimates, latency_ms in self.analyze_estimates(blocks, overlap):
             yield [to_record(e, heads, latency_ms, vectors) for e in estimates]
 
-    def analyze_estimates(self, blocks: Iterable[np.ndarray]
+    def analyze_estimates(self, blocks: Iterable[np.ndarray], overlap: bool = True
                           ) -> Iterator[tuple[list[HopEstimate], float]]:
         """The offline fast path: the estimates of a signal arriving as blocks (see
         ``analyze_blocks``) a chunk of hops at a time, each chunk with its compute time per
@@ -492,7 +493,9 @@ class Engine:
         whatever the block sizes here (the frontend's runs and the model's chunks start at the
         same frames and hops). Memory is bounded by the block size, the frontend's run and the
         model's chunk, not by the signal's length. A trailing partial hop is not reported.
-        Leaves the engine reset.
+        overlap: the hop stage runs in a thread of its own beside the model (two cores'
+        work; ``_runs_ahead``), else in this thread (one core: ``analyze --jobs 1``, and each
+        worker of ``--jobs N``); the estimates are the same. Leaves the engine reset.
         """
         self.reset()
         a = self.arch
@@ -511,7 +514,9 @@ class Engine:
         state: LstmState | None = None
         spent = 0.0  # compute time [s] since the last yield
         hop_index = 0
-        runs = self._runs_ahead(self._stream_block(x) for x in blocks)
+        stream_blocks = (self._stream_block(x) for x in blocks)
+        runs = (self._runs_ahead(stream_blocks) if overlap
+                else self._with_tempo(self._hops.process_offline_blocks(stream_blocks)))
         try:
             started = time.perf_counter()
             for hf, sections in runs:

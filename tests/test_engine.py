@@ -291,6 +291,9 @@ def test_blockwise_analysis_spans_frontend_runs_and_model_chunks(
     assert len(whole) == 340
     blockwise = [r for c in engine.analyze_blocks(_blocks(x, 65537)) for r in c]
     assert _exact(blockwise) == _exact(whole)
+    # One core (`analyze --jobs 1`): the hop stage in the model's thread, the same records.
+    one_thread = [r for c in engine.analyze_blocks(_blocks(x, 65537), overlap=False) for r in c]
+    assert _exact(one_thread) == _exact(whole)
     # Runs of 64 frames (1.3 s): the first chunk of hops (128 s) comes long before the input
     # ends, i.e. the blocks are not all read first.
     monkeypatch.setattr(frontend, "OFFLINE_RUN_FRAMES", 64)
