@@ -34,11 +34,12 @@ from streamtag.checkpoint import Checkpoint, resolve_checkpoint
 from streamtag.config import Config, load_config
 from streamtag.engine import Beat, Engine, FastFrames, StreamSpec
 from streamtag.errors import CheckpointError, ConfigError, StreamtagError
-from streamtag.estimate import HopEstimate, latency_since, reported_values
+from streamtag.estimate import HopEstimate, latency_since
 from streamtag.publish import wire
 from streamtag.publish.control import ControlServer
-from streamtag.publish.mapping import Mapper, OscMapping, Smoother
+from streamtag.publish.mapping import Mapper, OscMapping
 from streamtag.publish.osc import OscPublisher, TargetSpec
+from streamtag.publish.smoothing import EstimateSmoother, make_smoother
 from streamtag.publish.web import WebServer
 from streamtag.publish.zmq import ZmqPublisher
 from streamtag.references import ReferenceLibrary, load_library
@@ -114,7 +115,7 @@ def make_mapper(cfg: Config, hop_s: float) -> Mapper:
             if m.stream is None:
                 log.warning("mapping to %s has no stream: every stream drives it, their values "
                             "alternating; set `stream` to choose one", m.to)
-    return Mapper(mappings, [make_smoother(cfg, hop_s) for _ in mappings])
+    return Mapper(mappings, [make_smoother(cfg.outputs.osc.smoothing, hop_s) for _ in mappings])
 
 
 def osc_targets(cfg: Config) -> list[TargetSpec]:
@@ -124,15 +125,6 @@ def osc_targets(cfg: Config) -> list[TargetSpec]:
     return [TargetSpec(t.host, int(t.port or 0), t.profile, t.name, tuple(t.inputs),
                        t.stream or (first if t.profile == "wekinator" else None))
             for t in cfg.outputs.osc.targets]
-
-
-def make_smoother(cfg: Config, hop_s: float) -> Smoother | None:
-    s = cfg.outputs.osc.smoothing
-    if s.kind == "exp":
-        return Smoother.exponential(s.time_s, hop_s)
-    if s.kind == "hold":
-        return Smoother.hold(s.threshold)
-    return None
 
 
 def make_web_server(cfg: Config, manifest: dict[str, Any]) -> WebServer | None:
@@ -146,45 +138,6 @@ def make_web_server(cfg: Config, manifest: dict[str, Any]) -> WebServer | None:
                      osc_control=((cfg.control.host, cfg.control.port) if cfg.control.enabled
                                   else None),
                      name=oq.name, zeroconf=oq.zeroconf)
-
-
-class RecordSmoother:
-    """Per-output smoothing of the heads sent over OSC (ZeroMQ gets the raw estimate).
-
-    Works on the engine's typed estimates: every numeric head value of every stream has its
-    own smoother, fed the value as the record reports it (``reported_values``); the smoothed
-    estimate goes through the same ``to_record`` as the raw one, so derived values (quadrant,
-    top class) are recomputed from the smoothed ones and never contradict them.
-    """
-
-    def __init__(self, cfg: Config, hop_s: float, heads: list) -> None:
-        self._cfg, self._hop_s = cfg, hop_s
-        self._heads = {h.name: h for h in heads}
-        self._smoothers: dict[tuple[str, str, str], Smoother] = {}
-        self.enabled = cfg.outputs.osc.smoothing.kind != "none"
-
-    def reset(self) -> None:
-        self._smoothers.clear()
-
-    def __call__(self, est: HopEstimate) -> HopEstimate:
-        if not self.enabled:
-            return est
-        heads = dict(est.heads)
-        for name, spec in self._heads.items():
-            values = est.heads.get(name)
-            if spec.kind not in ("regression", "multiclass", "multilabel") or values is None:
-                continue
-            heads[name] = np.array([
-                self._smooth(est.stream, name, label, x)
-                for label, x in zip(spec.labels, reported_values(spec, values), strict=True)])
-        return est.with_heads(heads)
-
-    def _smooth(self, stream: str, head: str, label: str, x: float) -> float:
-        key = (stream, head, label)
-        s = self._smoothers.get(key)
-        if s is None:
-            s = self._smoothers[key] = make_smoother(self._cfg, self._hop_s)  # type: ignore[assignment]
-        return s.process(float(x))
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -302,8 +255,8 @@ class Daemon:
                         "embedding.xy is not published", ck.id)
         if library is not None:
             log.info("reference library %s: %d reference(s)", library.path, len(library.names))
-        return _Prepared(cfg, ck, engine, mapper, RecordSmoother(cfg, engine.hop_s, ck.heads),
-                         manifest, fast_every, frame_in_min)
+        smoother = EstimateSmoother(cfg.outputs.osc.smoothing, engine.hop_s, ck.heads)
+        return _Prepared(cfg, ck, engine, mapper, smoother, manifest, fast_every, frame_in_min)
 
     def _install(self, p: _Prepared) -> None:
         """Swap prepared parts in (the analysis thread, between blocks): assignments only."""
@@ -637,7 +590,7 @@ class _Prepared:
     ck: Checkpoint
     engine: Engine
     mapper: Mapper
-    smoother: RecordSmoother
+    smoother: EstimateSmoother
     manifest: dict
     fast_every: int  # send every n-th fast-lane frame
     frame_in_min: int  # fewest input samples between two frame ends [samples]

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from streamtag.config import config_from_dict
-from streamtag.daemon import RecordSmoother, keep_restart_only, make_mapper
+from streamtag.daemon import keep_restart_only, make_mapper
 from streamtag.estimate import HopEstimate, to_record
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD
+from streamtag.publish.smoothing import EstimateSmoother
 
 # In-process daemons here need no browser view or OSCQuery (their default ports may be taken).
 NO_WEB = {"web": {"enabled": False}, "oscquery": {"enabled": False}}
@@ -23,14 +24,15 @@ def record(valence: float, arousal: float, violin: float) -> HopEstimate:
                               "instrument": np.array([probs[c] for c in INSTRUMENT_HEAD.labels])})
 
 
-def smoothed(smooth: RecordSmoother, est: HopEstimate) -> dict:
+def smoothed(smooth: EstimateSmoother, est: HopEstimate) -> dict:
     """The record the daemon sends over OSC for ``est``."""
     return to_record(smooth(est), [EMOTION_HEAD, INSTRUMENT_HEAD], 0.0)
 
 
 def test_exponential_smoothing_moves_a_time_constant_per_step_and_keeps_labels_consistent() -> None:
     cfg = config_from_dict({"outputs": {"osc": {"smoothing": {"kind": "exp", "time_s": 0.5}}}})
-    smooth = RecordSmoother(cfg, hop_s=0.5, heads=[EMOTION_HEAD, INSTRUMENT_HEAD])
+    smooth = EstimateSmoother(cfg.outputs.osc.smoothing, hop_s=0.5,
+                              heads=[EMOTION_HEAD, INSTRUMENT_HEAD])
     first = smoothed(smooth, record(0.8, 0.8, 0.9))
     assert first["emotion"]["valence"] == pytest.approx(0.8)  # the first value passes
     second = smoothed(smooth, record(-0.8, -0.8, 0.0))
@@ -44,7 +46,7 @@ def test_exponential_smoothing_moves_a_time_constant_per_step_and_keeps_labels_c
 
 
 def test_no_smoothing_passes_the_record_through() -> None:
-    smooth = RecordSmoother(config_from_dict({}), 0.5, [EMOTION_HEAD])
+    smooth = EstimateSmoother(config_from_dict({}).outputs.osc.smoothing, 0.5, [EMOTION_HEAD])
     rec = record(0.1, 0.2, 0.3)
     assert smooth(rec) is rec
 
