@@ -12,6 +12,14 @@ Memory is bounded whatever the block size: a long block is resampled in runs of 
 ``MAX_RUN_IN`` input samples (``run_in``); the per-output tap and window arrays are built per
 run (~2.6 MB at 48 → 22.05 kHz) instead of for the whole block (~350 bytes per output sample).
 The output is the same, bit for bit, since each output's products are summed in the same order.
+
+Downsampling by a whole factor (``up == 1``: 44.1, 88.2 kHz → 22.05 kHz) runs as one matrix
+product per ``GEMM_ROWS`` blocks of ``GEMM_BLOCK`` outputs: each row holds the inputs the block
+meets, the matrix the filter shifted by ``down`` per column (zeros elsewhere). ~2× faster than
+the per-output dot products (BLAS instead of one short inner loop per output). Every product has
+the same shape, so each output is the same chain of multiply-adds over its taps, oldest first,
+wherever it falls in a row (the zero coefficients add exact zeros): bit for bit the same whatever
+the block sizes (a test feeds many), and equal to upfirdn to rounding (fused multiply-adds).
 """
 
 from __future__ import annotations
@@ -23,6 +31,11 @@ from scipy.signal import firwin
 
 #: The longest run of input samples [per channel] resampled at once (see the module docstring).
 MAX_RUN_IN = 2**14
+#: Outputs per row of the matrix product (``up == 1``, see the module docstring), and the rows
+#: per product: fixed, so every product has one shape (and BLAS runs it on one thread: rows ×
+#: block × (taps + down·(block − 1)) stays under OpenBLAS's threading threshold, 65536 · 4).
+GEMM_BLOCK = 16
+GEMM_MACS = 200_000
 #: Tap patterns cached at most (live blocks repeat their size; so do the offline runs, see
 #: ``run_in``): [bytes], the cache is emptied beyond.
 _CACHE_MAX_BYTES = 32 * 2**20
@@ -53,6 +66,15 @@ class Resampler:
         # The same, oldest input first, to meet a window of consecutive inputs x[n-taps+1..n].
         self._phases_rev = self._phases[:, ::-1].copy()
         self._taps = taps
+        if self.up == 1:
+            # _toeplitz[k, i] = h[taps - 1 - (k - down·i)]: output i of a row meets its inputs
+            # k = down·i .. down·i + taps - 1, oldest first.
+            b = GEMM_BLOCK
+            self._row_in = self.down * (b - 1) + taps  # inputs one row meets
+            self._toeplitz = np.zeros((self._row_in, b))
+            for i in range(b):
+                self._toeplitz[self.down * i:self.down * i + taps, i] = self._phases_rev[0]
+            self._gemm_rows = max(4, GEMM_MACS // (b * self._row_in) // 4 * 4)
         self._patterns: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int]] = {}
         self._pattern_bytes = 0
         # Runs of whole periods of `down` inputs: fed in multiples of run_in, every run starts
@@ -134,6 +156,8 @@ class Resampler:
         # Output q*up + r + i meets inputs n - taps + 1 .. n with n = (m * down) // up
         # = q*down + ((r + i) * down) // up: the first of them is buf[first + starts[i]].
         first = q * self.down + offset - base - (self._taps - 1)
+        if self.up == 1:
+            return self._run_gemm(buf, first, count)
         c, length = buf.shape
         s0, s1 = buf.strides  # buf is a fresh C-contiguous array: a sliding-window view of it
         windows = np.ndarray((c, length - first - self._taps + 1, self._taps), buf.dtype, buf,
@@ -150,3 +174,29 @@ class Resampler:
             out[:, k::self.up] = np.einsum("mt,cmt->cm", coefs[k::self.up],
                                            windows[:, starts[k]::self.down][:, :n_k])
         return out
+
+    def _run_gemm(self, buf: np.ndarray, first: int, count: int) -> np.ndarray:
+        """``up == 1``: outputs [C, count] whose first meets inputs buf[:, first:first + taps],
+        the next ``down`` inputs later, and so on; by matrix products of one fixed shape."""
+        c = buf.shape[0]
+        b, rows_per = GEMM_BLOCK, self._gemm_rows
+        rows = -(-count // b)
+        step = self.down * b  # inputs between the first inputs of consecutive rows
+        need = first + step * (rows - 1) + self._row_in
+        if buf.shape[1] < need:  # the last row's tail, beyond the inputs: zeros, not used
+            buf = np.concatenate([buf, np.zeros((c, need - buf.shape[1]))], axis=1)
+        s0, s1 = buf.strides
+        # rows of inputs [C, rows, row_in]: overlapping, so copied chunk by chunk below.
+        z = np.ndarray((c, rows, self._row_in), buf.dtype, buf, first * s1, (s0, step * s1, s1))
+        chunk = np.empty((rows_per, self._row_in))
+        prod = np.empty((rows_per, b))
+        out = np.empty((c, rows * b))
+        for ch in range(c):
+            for r0 in range(0, rows, rows_per):
+                n = min(rows_per, rows - r0)
+                chunk[:n] = z[ch, r0:r0 + n]
+                if n < rows_per:
+                    chunk[n:] = 0.0
+                np.matmul(chunk, self._toeplitz, out=prod)
+                out[ch, r0 * b:(r0 + n) * b] = prod[:n].ravel()
+        return out[:, :count]
