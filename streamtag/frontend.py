@@ -451,8 +451,8 @@ class MelFrontend:
 
     def _resampled(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         """[C, n] input blocks → the resampler's float32 output, fed in whole multiples of its
-        ``run_in`` (every run then reuses one tap pattern; the output does not depend on the
-        blocks)."""
+        ``run_in`` (whole rows of its matrix products, none computed twice; the output does
+        not depend on the blocks)."""
         r = self._resampler
         assert r is not None
         held: list[np.ndarray] = []

@@ -1,52 +1,89 @@
 """Streaming polyphase resampling whose output equals the offline resampler's.
 
 The filter is the one ``scipy.signal.resample_poly`` designs (Kaiser-windowed sinc, half length
-``10 * max(up, down)`` taps in the upsampled domain), applied causally: output sample ``m`` is
-``sum_j h[p mod up + j*up] * x[p // up - j]`` with ``p = m * down``, exactly what
+``10 * max(up, down)`` taps in the upsampled domain; ``design_filter`` computes scipy's numbers
+without importing scipy.signal, which costs ~0.9 s at start-up), applied causally: output sample
+``m`` is ``sum_j h[p mod up + j*up] * x[p // up - j]`` with ``p = m * down``, exactly what
 ``scipy.signal.upfirdn(h, x, up, down)`` computes. Fed any block sizes, the streaming output
 equals ``upfirdn`` over the whole signal (the same products, summed in one fixed order whatever
 the block sizes; to ~1e-15 of upfirdn's own order), and its delay is declared:
 ``delay_out_samples``.
 
-Memory is bounded whatever the block size: a long block is resampled in runs of at most
-``MAX_RUN_IN`` input samples (``run_in``); the per-output tap and window arrays are built per
-run (~2.6 MB at 48 → 22.05 kHz) instead of for the whole block (~350 bytes per output sample).
-The output is the same, bit for bit, since each output's products are summed in the same order.
+How: the outputs are cut into rows of ``period_out`` outputs (whole periods of the phase pattern,
+>= ``GEMM_BLOCK``), one row every ``period_in`` inputs, counted from the stream's start. A row's
+columns fall into groups of ~``GEMM_BLOCK`` outputs; a group's outputs meet a short span of the
+row's inputs, so each group is one matrix product: [rows, span] inputs @ [span, columns] taps
+(each column its output's taps at its offset, zeros elsewhere). BLAS runs these ~3-6× faster
+than one short dot product per output (44.1 and 48 kHz → 22.05 kHz). Every product of a group has
+one shape (``rows_per_product`` rows, the last padded with zeros; ``SMALL_ROWS`` for short
+blocks), and each output sits in a fixed
+column of its group whatever the blocks: its value is the same chain of multiply-adds over its
+taps, oldest first (the zero coefficients add exact zeros), bit for bit whatever the block sizes
+(tests feed many), equal to upfirdn to rounding (BLAS fuses multiply and add).
 
-Downsampling by a whole factor (``up == 1``: 44.1, 88.2 kHz → 22.05 kHz) runs as one matrix
-product per ``GEMM_ROWS`` blocks of ``GEMM_BLOCK`` outputs: each row holds the inputs the block
-meets, the matrix the filter shifted by ``down`` per column (zeros elsewhere). ~2× faster than
-the per-output dot products (BLAS instead of one short inner loop per output). Every product has
-the same shape, so each output is the same chain of multiply-adds over its taps, oldest first,
-wherever it falls in a row (the zero coefficients add exact zeros): bit for bit the same whatever
-the block sizes (a test feeds many), and equal to upfirdn to rounding (fused multiply-adds).
+Memory is bounded whatever the block size: a long block is resampled in runs of ``run_in`` input
+samples (a whole number of rows, ~``MAX_RUN_IN``); a run's row copies take ~0.3 MB.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import pairwise
 from math import gcd
 
 import numpy as np
-from scipy.signal import firwin
 
-#: The longest run of input samples [per channel] resampled at once (see the module docstring).
+#: The longest run of input samples [per channel] resampled at once, roughly (``run_in``).
 MAX_RUN_IN = 2**14
-#: Outputs per row of the matrix product (``up == 1``, see the module docstring), and the rows
-#: per product: fixed, so every product has one shape (and BLAS runs it on one thread: rows ×
-#: block × (taps + down·(block − 1)) stays under OpenBLAS's threading threshold, 65536 · 4).
+#: Outputs per column group of a row (see the module docstring).
 GEMM_BLOCK = 16
+#: Multiply-adds per matrix product, at most: rows × columns × span below OpenBLAS's threshold for
+#: running one product on several threads (65536 · 4), which here only costs (the cores are busy).
 GEMM_MACS = 200_000
-#: Tap patterns cached at most (live blocks repeat their size; so do the offline runs, see
-#: ``run_in``): [bytes], the cache is emptied beyond.
-_CACHE_MAX_BYTES = 32 * 2**20
+#: Rows of the products that short blocks take (a live block: a row or two).
+SMALL_ROWS = 4
+
+
+def kaiser_beta_firwin(n_taps: int, cutoff: float, beta: float) -> np.ndarray:
+    """``scipy.signal.firwin(n_taps, cutoff, window=("kaiser", beta))`` [n_taps], the same
+    floating-point operations (a test checks equality): a windowed sinc low-pass, cutoff as a
+    fraction of Nyquist, scaled to unity gain at DC."""
+    alpha = 0.5 * (n_taps - 1)
+    m = np.arange(0, n_taps) - alpha
+    # firwin sums right · sinc(right · m) − left · sinc(left · m) over its bands: here one band,
+    # left = 0, which adds exact zeros.
+    h = cutoff * np.sinc(cutoff * m)
+    h *= _kaiser(n_taps, beta)
+    # Scale so the response at DC (the centre of the single pass band) is 1; firwin multiplies
+    # by cos(0) = 1 first, exactly.
+    return h / np.sum(h)
+
+
+def _kaiser(m: int, beta: float) -> np.ndarray:
+    """``scipy.signal.windows.kaiser(m, beta, sym=True)``: the same operations."""
+    n = np.arange(0, m)
+    alpha = (m - 1) / 2.0
+    return np.i0(beta * np.sqrt(1 - ((n - alpha) / alpha) ** 2.0)) / np.i0(float(beta))
 
 
 def design_filter(up: int, down: int) -> np.ndarray:
     """Anti-aliasing low-pass [L] for rational resampling by up/down, gain ``up``."""
     max_rate = max(up, down)
     half_len = 10 * max_rate
-    h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+    h = kaiser_beta_firwin(2 * half_len + 1, 1.0 / max_rate, 5.0)
     return h * up
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Columns [c0, c1) of a row: their outputs meet the row's inputs lo .. lo + span - 1
+    (counted from the row's first input, j · period_in; lo <= 0); taps [span, c1 - c0]."""
+
+    c0: int
+    c1: int
+    lo: int
+    taps: np.ndarray
+    rows_per_product: int
 
 
 class Resampler:
@@ -61,26 +98,32 @@ class Resampler:
         taps = -(-self.h.size // self.up)  # taps per phase
         padded = np.zeros(taps * self.up)
         padded[: self.h.size] = self.h
-        # phases[p, j] = h[p + j*up]: the taps that meet x[n - j] for an output at phase p.
-        self._phases = padded.reshape(taps, self.up).T.copy()
-        # The same, oldest input first, to meet a window of consecutive inputs x[n-taps+1..n].
-        self._phases_rev = self._phases[:, ::-1].copy()
+        # phases_rev[p, t] = h[p + (taps - 1 - t)·up]: the taps that meet a window of consecutive
+        # inputs x[n - taps + 1 .. n] (oldest first) for an output at phase p.
+        self._phases_rev = padded.reshape(taps, self.up).T[:, ::-1].copy()
         self._taps = taps
-        if self.up == 1:
-            # _toeplitz[k, i] = h[taps - 1 - (k - down·i)]: output i of a row meets its inputs
-            # k = down·i .. down·i + taps - 1, oldest first.
-            b = GEMM_BLOCK
-            self._row_in = self.down * (b - 1) + taps  # inputs one row meets
-            self._toeplitz = np.zeros((self._row_in, b))
-            for i in range(b):
-                self._toeplitz[self.down * i:self.down * i + taps, i] = self._phases_rev[0]
-            self._gemm_rows = max(4, GEMM_MACS // (b * self._row_in) // 4 * 4)
-        self._patterns: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int]] = {}
-        self._pattern_bytes = 0
-        # Runs of whole periods of `down` inputs: fed in multiples of run_in, every run starts
-        # at the same output phase, so all share one tap pattern.
-        self.run_in = self.down * max(1, MAX_RUN_IN // self.down)
+        # Rows: whole periods of the phase pattern, >= GEMM_BLOCK outputs.
+        self.period_out = self.up * -(-GEMM_BLOCK // self.up)
+        self.period_in = self.period_out * self.down // self.up
+        n_groups = max(1, round(self.period_out / GEMM_BLOCK))
+        bounds = [round(i * self.period_out / n_groups) for i in range(n_groups + 1)]
+        self._groups = [self._group(c0, c1) for c0, c1 in pairwise(bounds)]
+        # The history kept: enough for the first row a run touches (see _run).
+        self._hist_len = taps - 1 + self.period_in
+        self.run_in = self.period_in * max(1, MAX_RUN_IN // self.period_in)
         self.reset()
+
+    def _group(self, c0: int, c1: int) -> _Group:
+        cols = np.arange(c0, c1)
+        last_in = cols * self.down // self.up  # the newest input each output meets
+        lo = int(last_in[0]) - self._taps + 1
+        span = int(last_in[-1]) - lo + 1
+        t = np.zeros((span, c1 - c0))
+        for i, (n, col) in enumerate(zip(last_in, cols, strict=True)):
+            k = int(n) - lo - self._taps + 1
+            t[k:k + self._taps, i] = self._phases_rev[col * self.down % self.up]
+        rows = max(4, GEMM_MACS // (span * (c1 - c0)) // 4 * 4)
+        return _Group(c0, c1, lo, t, rows)
 
     @property
     def delay_out_samples(self) -> float:
@@ -97,28 +140,8 @@ class Resampler:
         """Output samples returned so far (per channel)."""
         return self._m_out
 
-    def _pattern(self, r: int, count: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Outputs r .. r + count - 1 → their taps [M, taps], the offsets [M] of the first
-        inputs they meet relative to the first output's, and that input's offset (plus
-        taps - 1) from input 0. The phase pattern repeats every ``up`` outputs. Cached:
-        a live input feeds the same block size again and again (48 kHz → 22.05 kHz: each
-        frame is 3 whole periods)."""
-        key = (r, count)
-        hit = self._patterns.get(key)
-        if hit is None:
-            p = np.arange(r, r + count, dtype=np.int64) * self.down
-            nmax = p // self.up
-            hit = (self._phases_rev[p - nmax * self.up], nmax - nmax[0], int(nmax[0]))
-            size = hit[0].nbytes + hit[1].nbytes
-            if len(self._patterns) >= 16 or self._pattern_bytes + size > _CACHE_MAX_BYTES:
-                self._patterns.clear()  # block sizes that keep changing: a small cache
-                self._pattern_bytes = 0
-            self._patterns[key] = hit
-            self._pattern_bytes += size
-        return hit
-
     def reset(self) -> None:
-        self._hist: np.ndarray | None = None  # [C, taps-1] last inputs, zeros before the start
+        self._hist: np.ndarray | None = None  # [C, hist_len] last inputs, zeros before the start
         self._n_in = 0  # inputs consumed so far (per channel)
         self._m_out = 0  # outputs produced so far
 
@@ -139,64 +162,42 @@ class Resampler:
 
     def _run(self, x2: np.ndarray) -> np.ndarray:
         """One run of inputs [C, n] (n <= run_in) → the outputs [C, m] they complete."""
-        if self._hist is None or self._hist.shape[0] != x2.shape[0]:
-            self._hist = np.zeros((x2.shape[0], self._taps - 1))
+        c = x2.shape[0]
+        if self._hist is None or self._hist.shape[0] != c:
+            self._hist = np.zeros((c, self._hist_len))
         buf = np.concatenate([self._hist, x2], axis=1)
-        base = self._n_in - (self._taps - 1)  # stream index of buf[:, 0]
+        base = self._n_in - self._hist_len  # stream index of buf[:, 0]
         self._n_in += x2.shape[1]
+        self._hist = buf[:, buf.shape[1] - self._hist_len:]
         # Output m needs inputs up to floor(m*down/up) < n_in.
         m_end = -(-self._n_in * self.up // self.down)  # first m with m*down >= n_in*up
-        self._hist = buf[:, buf.shape[1] - (self._taps - 1):]
-        count = int(m_end) - self._m_out
-        if count <= 0:
-            return np.zeros((x2.shape[0], 0))
-        q, r = divmod(self._m_out, self.up)
-        self._m_out = int(m_end)
-        coefs, starts, offset = self._pattern(r, count)
-        # Output q*up + r + i meets inputs n - taps + 1 .. n with n = (m * down) // up
-        # = q*down + ((r + i) * down) // up: the first of them is buf[first + starts[i]].
-        first = q * self.down + offset - base - (self._taps - 1)
-        if self.up == 1:
-            return self._run_gemm(buf, first, count)
-        c, length = buf.shape
-        s0, s1 = buf.strides  # buf is a fresh C-contiguous array: a sliding-window view of it
-        windows = np.ndarray((c, length - first - self._taps + 1, self._taps), buf.dtype, buf,
-                             first * s1, (s0, s1, s1))
-        if count < 4 * self.up:
-            # [C, M, taps]: copied row by row, much cheaper than gathering M × taps elements.
-            return np.einsum("mt,cmt->cm", coefs, windows[:, starts])
-        # Outputs i, i + up, i + 2·up … start `down` inputs apart: each such class is a strided
-        # view of the windows, with no copy (8× faster at 44.1 → 22.05 kHz, where up = 1). The
-        # products and the order of their sums are the same as above, bit for bit.
-        out = np.empty((c, count))
-        for k in range(self.up):
-            n_k = len(range(k, count, self.up))
-            out[:, k::self.up] = np.einsum("mt,cmt->cm", coefs[k::self.up],
-                                           windows[:, starts[k]::self.down][:, :n_k])
-        return out
-
-    def _run_gemm(self, buf: np.ndarray, first: int, count: int) -> np.ndarray:
-        """``up == 1``: outputs [C, count] whose first meets inputs buf[:, first:first + taps],
-        the next ``down`` inputs later, and so on; by matrix products of one fixed shape."""
-        c = buf.shape[0]
-        b, rows_per = GEMM_BLOCK, self._gemm_rows
-        rows = -(-count // b)
-        step = self.down * b  # inputs between the first inputs of consecutive rows
-        need = first + step * (rows - 1) + self._row_in
-        if buf.shape[1] < need:  # the last row's tail, beyond the inputs: zeros, not used
+        m0, self._m_out = self._m_out, int(m_end)
+        if m_end <= m0:
+            return np.zeros((c, 0))
+        # The rows j0 .. j1 - 1 that hold outputs m0 .. m_end - 1. The history reaches back to
+        # row j0's first input less taps - 1: the inputs before m0's, n_in - ... > j0 · period_in.
+        j0, j1 = m0 // self.period_out, -(-m_end // self.period_out)
+        rows = j1 - j0
+        row0 = j0 * self.period_in - base  # buf index of row j0's first input
+        need = row0 + (rows - 1) * self.period_in + max(g.lo + g.taps.shape[0]
+                                                        for g in self._groups)
+        if buf.shape[1] < need:  # the last row's inputs still to come: zeros, outputs not kept
             buf = np.concatenate([buf, np.zeros((c, need - buf.shape[1]))], axis=1)
         s0, s1 = buf.strides
-        # rows of inputs [C, rows, row_in]: overlapping, so copied chunk by chunk below.
-        z = np.ndarray((c, rows, self._row_in), buf.dtype, buf, first * s1, (s0, step * s1, s1))
-        chunk = np.empty((rows_per, self._row_in))
-        prod = np.empty((rows_per, b))
-        out = np.empty((c, rows * b))
-        for ch in range(c):
-            for r0 in range(0, rows, rows_per):
-                n = min(rows_per, rows - r0)
-                chunk[:n] = z[ch, r0:r0 + n]
-                if n < rows_per:
-                    chunk[n:] = 0.0
-                np.matmul(chunk, self._toeplitz, out=prod)
-                out[ch, r0 * b:(r0 + n) * b] = prod[:n].ravel()
-        return out[:, :count]
+        out = np.empty((c, rows, self.period_out))
+        for g in self._groups:
+            span, n = g.taps.shape[0], c * rows
+            # Short blocks (live input) take products of SMALL_ROWS rows: the same bits.
+            r = g.rows_per_product if n > SMALL_ROWS else SMALL_ROWS
+            # [C, rows, span] overlapping windows (a view), copied into whole products' rows.
+            win = np.ndarray((c, rows, span), buf.dtype, buf, (row0 + g.lo) * s1,
+                             (s0, self.period_in * s1, s1))
+            z = np.empty((-(-n // r) * r, span))
+            z[:n].reshape(c, rows, span)[...] = win
+            z[n:] = 0.0
+            res = np.empty((z.shape[0], g.c1 - g.c0))
+            for i in range(0, z.shape[0], r):
+                np.matmul(z[i:i + r], g.taps, out=res[i:i + r])
+            out[:, :, g.c0:g.c1] = res[:n].reshape(c, rows, g.c1 - g.c0)
+        first = m0 - j0 * self.period_out
+        return out.reshape(c, rows * self.period_out)[:, first:first + m_end - m0]
