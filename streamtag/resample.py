@@ -114,6 +114,7 @@ class Resampler:
         self.reset()
 
     def _group(self, c0: int, c1: int) -> _Group:
+        """The inputs and taps of columns c0 .. c1 - 1 of a row."""
         cols = np.arange(c0, c1)
         last_in = cols * self.down // self.up  # the newest input each output meets
         lo = int(last_in[0]) - self._taps + 1
