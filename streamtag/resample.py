@@ -22,7 +22,8 @@ taps, oldest first (the zero coefficients add exact zeros), bit for bit whatever
 (tests feed many), equal to upfirdn to rounding (BLAS fuses multiply and add).
 
 Memory is bounded whatever the block size: a long block is resampled in runs of ``run_in`` input
-samples (whole long products, ~``MAX_RUN_IN``); a run's row copies take ~1 MB at most.
+samples (whole long products, ~``MAX_RUN_IN``: 1 s at 48 kHz); a run's row copies take
+~2 MB at most (48 kHz stereo).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class Resampler:
                 self._taps3[g, k:k + taps, i] = self._phases_rev[col * self.down % self.up]
                 self._cols[col] = g * width + i
         self._offsets = lo[:, None] + np.arange(span)  # [G, span] inputs of a group's row
+        self._row_end = int(self._offsets[:, -1].max()) + 1  # inputs a row meets, from its first
         self._rows_per_product = max(SMALL_ROWS, GEMM_MACS // (span * width) // 4 * 4)
         # The history kept: enough for the first row a run touches (see _run).
         self._hist_len = taps - 1 + self.period_in
@@ -173,7 +175,7 @@ class Resampler:
         rows = j1 - j0
         row0 = j0 * self.period_in - base  # buf index of row j0's first input
         g, span, width = self._taps3.shape
-        need = row0 + (rows - 1) * self.period_in + int(self._offsets[:, -1].max()) + 1
+        need = row0 + (rows - 1) * self.period_in + self._row_end
         if buf.shape[1] < need:  # the last row's inputs still to come: zeros, outputs not kept
             buf = np.concatenate([buf, np.zeros((c, need - buf.shape[1]))], axis=1)
         # Rows (channel by channel) in products of rows_per_product rows, the rest in products of
