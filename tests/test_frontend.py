@@ -16,6 +16,7 @@ from streamtag.frontend import (
     FrontendConfig,
     MelFrontend,
     downmix,
+    leaky_average,
     restart_pitch_rows,
     spectral_peak_chroma,
 )
@@ -337,3 +338,17 @@ def test_spectra_equal_torch_stft_bit_for_bit(preset: str, n_frames: int) -> Non
     power += np.square(spec.imag)
     for c in range(2):
         np.testing.assert_array_equal(got[c].power, power[c])
+
+
+@pytest.mark.parametrize(("channels", "frames"), [(1, 1), (1, 25), (2, 300), (3, 7)])
+def test_leaky_average_is_lfilter_bit_for_bit(channels: int, frames: int) -> None:
+    """The pitch-class memory's recursion gives scipy's lfilter numbers, without scipy.signal."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(frames)
+    x = rng.random((channels, frames, 12))
+    x /= x.sum(axis=2, keepdims=True)
+    prev = rng.random((channels, 12))
+    for a in (np.exp(-441 / (22050 * 4.0)), np.exp(-441 / (22050 * 0.05)), 0.5):
+        expected, _ = lfilter([1.0 - a], [1.0, -a], x, axis=1, zi=a * prev[:, None, :])
+        np.testing.assert_array_equal(leaky_average(x, a, prev), expected)

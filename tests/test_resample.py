@@ -30,7 +30,7 @@ def test_a_block_longer_than_a_run_equals_upfirdn_and_any_split(rates: tuple[int
     x = np.random.default_rng(2).standard_normal((2, 3 * MAX_RUN_IN + 123)).astype(np.float32)
     r = Resampler(*rates)
     whole = r.process(x)
-    assert len(r._patterns) <= 2  # whole periods of `down` per run: one pattern, + the last
+
     ref = upfirdn(r.h, x[1].astype(np.float64), r.up, r.down)
     np.testing.assert_allclose(whole[1], ref[: whole.shape[1]], rtol=0, atol=1e-12)
     # Blocks of 3 inputs take the gathering path, long runs the strided one: the same bits.
@@ -72,3 +72,42 @@ def test_reset_restarts_the_stream() -> None:
 def test_bad_rates_are_refused() -> None:
     with pytest.raises(ValueError, match="sample rates"):
         Resampler(0, 22050)
+
+
+@pytest.mark.parametrize("rates", [(44100, 22050), (88200, 22050), (48000, 22050),
+                                   (96000, 22050), (16000, 22050), (8000, 22050),
+                                   (11025, 22050)])
+def test_any_block_sizes_give_the_same_bits(rates: tuple[int, int]) -> None:
+    """The matrix products' rows are fixed on the stream's grid, their shapes fixed: whatever
+    the blocks (1 sample, odd sizes, runs' borders, random sizes), the output is bit for bit
+    that of the whole signal (stereo, so channels share products)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 40000))
+    r = Resampler(*rates)
+    whole = r.process(x)
+    ref = upfirdn(r.h, x[1], r.up, r.down)
+    np.testing.assert_allclose(whole[1], ref[: whole.shape[1]], rtol=0, atol=2e-15)
+    sizes = [[s] for s in (1, 2, 3, 5, 7, 16, 31, 97, 441, 1023, r.run_in - 1, r.run_in + 1)]
+    sizes.append(list(rng.integers(1, 3000, 40)))
+    for pattern in sizes:
+        r.reset()
+        parts, i, k = [], 0, 0
+        end = 2000 if max(pattern) < 10 else x.shape[1]  # tiny blocks: a prefix (time)
+        while i < end:
+            n = int(pattern[k % len(pattern)])
+            parts.append(r.process(x[:, i:min(i + n, end)]))
+            i, k = i + n, k + 1
+        y = np.concatenate(parts, axis=1)
+        np.testing.assert_array_equal(y, whole[:, :y.shape[1]])
+
+
+@pytest.mark.parametrize("rate_in", [8000, 11025, 16000, 24000, 32000, 44100, 48000, 88200,
+                                     96000, 192000])
+def test_the_filter_is_scipys_firwin_bit_for_bit(rate_in: int) -> None:
+    """design_filter computes scipy's filter without importing scipy.signal (slow to import)."""
+    from scipy.signal import firwin
+
+    r = Resampler(rate_in, 22050)
+    max_rate = max(r.up, r.down)
+    expected = firwin(20 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * r.up
+    np.testing.assert_array_equal(r.h, expected)
