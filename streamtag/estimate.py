@@ -107,24 +107,40 @@ class HopEstimate:
 def reported_values(spec: HeadSpec, values: np.ndarray) -> list[float]:
     """A head's outputs [K] as the record reports them: clipped to a regression head's range,
     6 significant digits."""
+    vals = np.asarray(values).tolist()
     if spec.kind == "regression" and spec.range is not None:
-        values = np.clip(values, *spec.range)
-    return [round6(v) for v in values]
+        lo, hi = spec.range
+        # Outputs strictly inside the range are what np.clip returns; only the others (at or
+        # past a bound, NaN) go through it, so every value is clipped exactly as it decides.
+        if not all(lo < v < hi for v in vals):
+            vals = np.clip(values, lo, hi).tolist()
+    return [round6(v) for v in vals]
+
+
+def _argmax(values: np.ndarray, vals: list[float]) -> int:
+    """``int(np.argmax(values))`` of outputs [K] given as the list ``vals``: the first of the
+    largest (the first NaN if any, through numpy). In Python on K numbers: numpy's argmax lets
+    the other threads (analyze's frontend) take the interpreter for each call."""
+    top = max(vals)
+    if top != top or any(v != v for v in vals):
+        return int(np.argmax(values))
+    return vals.index(top)
 
 
 def head_section(spec: HeadSpec, values: np.ndarray) -> dict:
     """One head's part of the estimate record from its activated outputs [K]."""
     if spec.kind == "multiclass":
-        top = int(np.argmax(values))
+        vals = np.asarray(values).tolist()
+        top = _argmax(values, vals)
         return {
             INSTRUMENT_TOP: spec.labels[top],
-            INSTRUMENT_CONFIDENCE: round6(values[top]),
+            INSTRUMENT_CONFIDENCE: round6(vals[top]),
             INSTRUMENT_PROBS: {label: round6(v)
-                               for label, v in zip(spec.labels, values, strict=True)},
+                               for label, v in zip(spec.labels, vals, strict=True)},
         }
     if spec.kind == "embedding":
         # to_record adds "xy" before it for the head that has a projection.
-        return {EMBEDDING_VECTOR: [round6(v) for v in values]}
+        return {EMBEDDING_VECTOR: [round6(v) for v in np.asarray(values).tolist()]}
     section: dict = dict(zip(spec.labels, reported_values(spec, values), strict=True))
     if spec.name == HEAD_EMOTION and {EMOTION_VALENCE, EMOTION_AROUSAL} <= section.keys():
         q = quadrant(section[EMOTION_VALENCE], section[EMOTION_AROUSAL])
