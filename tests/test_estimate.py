@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from streamtag.estimate import head_section, reported_values, round6
+from streamtag.estimate import head_section, reported_values, round6, round6_all
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD, HeadSpec
 
 ODD = [0.0, -0.0, 1.0, -1.0, 1.0000001, -1.0000001, 0.5, 2.0, -3.0, math.nan, math.inf,
@@ -59,3 +59,20 @@ def test_top_class_is_numpys_argmax(dtype: type) -> None:
         assert section["top"] == INSTRUMENT_HEAD.labels[top], values
         assert same([section["confidence"]], [round6(values[top])])
         assert same(list(section["probs"].values()), [round6(v) for v in values])
+
+
+def test_round6_all_is_round6_of_each() -> None:
+    """One format operation per head gives round6 of every value: random float32 bit
+    patterns (every exponent, subnormals, NaN payloads, infinities), float64 over 80 decades,
+    and the edges of rounding."""
+    rng = np.random.default_rng(2)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    wide = rng.standard_normal(50_000) * 10.0 ** rng.integers(-40, 40, 50_000)
+    edges = [0.0, -0.0, math.nan, math.inf, -math.inf, 1e308, 5e-324, -5e-324, 999999.5,
+             9999995.0, 0.0000099999995, 0.1, 1.0]
+    for values in (bits.view(np.float32).tolist(), wide.tolist(), edges):
+        for k in (1, 2, 7, 14):
+            for i in range(0, len(values) - k + 1, k):
+                chunk = values[i:i + k]
+                assert same(round6_all(chunk), [round6(v) for v in chunk]), chunk
+    assert round6_all([]) == []
