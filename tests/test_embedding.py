@@ -216,8 +216,9 @@ def test_novelty_of_is_half_one_minus_cosine() -> None:
 
 
 def reference_novelty(seq: np.ndarray, recent: int, memory: int, baseline: int) -> list[float]:
-    """Novelty as the module docstring defines it, with numpy's mean and median over the
-    whole history each hop: what ``NoveltyMeter`` must give to the bit."""
+    """Novelty as the module docstring defines it, with numpy's mean, norm, product and median
+    over the whole history each hop (as the meter computed it before it ran chunks): what
+    ``NoveltyMeter`` must give to the bit."""
     out: list[float] = []
     distances: list[float] = []
     for i in range(len(seq)):
@@ -225,7 +226,11 @@ def reference_novelty(seq: np.ndarray, recent: int, memory: int, baseline: int) 
         if len(held) < 2 * recent:
             out.append(0.0)
             continue
-        d = novelty_of(held[-recent:], held[:-recent])
+        r, m = held[-recent:].mean(axis=0), held[:-recent].mean(axis=0)
+        nr, nm = float(np.linalg.norm(r)), float(np.linalg.norm(m))
+        d = 0.0 if nr < 1e-12 or nm < 1e-12 else min(1.0, max(0.0, (1.0 - float(r @ m)
+                                                                    / (nr * nm)) / 2.0))
+        assert novelty_of(held[-recent:], held[:-recent]) == d
         if not baseline:
             out.append(d)
             continue
