@@ -113,12 +113,10 @@ class Projection:
         """Embeddings [n, D] → positions [n, 2], each row equal to the bit to ``project`` of
         that row alone (the engine's hops one by one live, a chunk at a time offline):
         ``project`` of a batch multiplies the matrices at once, whose sums may round
-        differently from one vector's."""
+        differently from one vector's; a stack of [1, D] rows is multiplied one row at a time,
+        by the same vector-matrix product as one vector (tested)."""
         diff = np.asarray(emb, np.float64) - self.center
-        axes = self.axes.T
-        xy = np.empty((diff.shape[0], 2))
-        for k, row in enumerate(diff):
-            xy[k] = row @ axes
+        xy = (diff[:, None, :] @ self.axes.T)[:, 0]
         return np.clip(xy / self.scale, -1.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:

@@ -273,12 +273,13 @@ def test_novelty_one_hop_at_a_time_or_in_runs_is_the_same_to_the_bit(seed: int) 
     assert first[-1] > 0 and meter.push_many(np.eye(4)[[1]]) != [0.0]  # the state is real
 
 
-def test_projection_of_rows_is_the_projection_of_each_row() -> None:
+@pytest.mark.parametrize("dims", [2, 8, 32, 257])
+def test_projection_of_rows_is_the_projection_of_each_row(dims: int) -> None:
     """The engine projects a chunk of hops' embeddings at once offline and one live: the same
     positions to the bit (a matrix product of the batch could round differently)."""
     rng = np.random.default_rng(4)
-    proj = fit_projection(unit(rng.standard_normal((50, 32))))
-    emb = unit(rng.standard_normal((300, 32))).astype(np.float32)
+    proj = fit_projection(unit(rng.standard_normal((50, dims))))
+    emb = unit(rng.standard_normal((300, dims))).astype(np.float32)
     emb[0] *= 40.0  # clipped
     rows = proj.project_rows(emb)
     assert rows.shape == (300, 2)
