@@ -32,9 +32,10 @@ refitted live, so a position means the same thing all evening. ``xy = clip((e �
 axesᵀ / scale, −1, 1)`` where ``scale`` is twice the standard deviation of each principal
 component over the fitting set: about 95 % of typical hops land inside [−1, 1] unclipped.
 
-Histories (:class:`HopHistory`): per stream, the non-silent hops' vectors, newest last, in ring
-buffers sized up front. Silent hops are skipped (they are not music, and a pause must not make the
-music that resumes look new or unknown).
+Histories: per stream, the non-silent hops' vectors, newest last (the reference query's in a
+ring buffer sized up front, :class:`HopHistory`; novelty's, the last hops its windows reach, in
+:class:`NoveltyMeter`, which takes a run of hops at once). Silent hops are skipped (they are not
+music, and a pause must not make the music that resumes look new or unknown).
 
 - Novelty (:class:`NoveltyMeter`) = d − (the median of d over the previous ``baseline_hops``
   hops), floored at 0, where d = (1 − cos(r, m)) / 2 ∈ [0, 1] between r, the mean *sound
