@@ -37,6 +37,9 @@ from streamtag.record import compact_record
 from streamtag.references import load_library
 from streamtag.workers import worker_context
 
+# What json.dumps(r, allow_nan=False) makes, without making an encoder per record.
+_JSON = json.JSONEncoder(allow_nan=False)
+
 
 def flatten_record(rec: dict, prefix: str = "") -> dict[str, object]:
     """Nested record → flat columns (``emotion.valence``, ``instrument.probs.violin``, …)."""
@@ -73,7 +76,7 @@ class RecordWriter:
 
     def write(self, records: Iterable[dict]) -> None:
         if self.fmt == "jsonl":
-            self.out.write("".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+            self.out.write("".join(_JSON.encode(r) + "\n" for r in records))
             return
         rows = [flatten_record(r) for r in records]
         if rows:

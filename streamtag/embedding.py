@@ -32,9 +32,10 @@ refitted live, so a position means the same thing all evening. ``xy = clip((e �
 axesᵀ / scale, −1, 1)`` where ``scale`` is twice the standard deviation of each principal
 component over the fitting set: about 95 % of typical hops land inside [−1, 1] unclipped.
 
-Histories (:class:`HopHistory`): per stream, the non-silent hops' vectors, newest last, in ring
-buffers sized up front. Silent hops are skipped (they are not music, and a pause must not make the
-music that resumes look new or unknown).
+Histories: per stream, the non-silent hops' vectors, newest last (the reference query's in a
+ring buffer sized up front, :class:`HopHistory`; novelty's, the last hops its windows reach, in
+:class:`NoveltyMeter`, which takes a run of hops at once). Silent hops are skipped (they are not
+music, and a pause must not make the music that resumes look new or unknown).
 
 - Novelty (:class:`NoveltyMeter`) = d − (the median of d over the previous ``baseline_hops``
   hops), floored at 0, where d = (1 − cos(r, m)) / 2 ∈ [0, 1] between r, the mean *sound
@@ -72,7 +73,8 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +109,16 @@ class Projection:
         """Embeddings [..., D] → positions [..., 2], each coordinate clipped to [−1, 1]."""
         xy = (np.asarray(emb, np.float64) - self.center) @ self.axes.T / self.scale
         return np.clip(xy, -1.0, 1.0)
+
+    def project_rows(self, emb: np.ndarray) -> np.ndarray:
+        """Embeddings [n, D] → positions [n, 2], each row equal to the bit to ``project`` of
+        that row alone (the engine's hops one by one live, a chunk at a time offline):
+        ``project`` of a batch multiplies the matrices at once, whose sums may round
+        differently from one vector's; a stack of [1, D] rows is multiplied one row at a time,
+        by the same vector-matrix product as one vector (tested)."""
+        diff = np.asarray(emb, np.float64) - self.center
+        xy = (diff[:, None, :] @ self.axes.T)[:, 0]
+        return np.clip(xy / self.scale, -1.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"center": [float(x) for x in self.center],
@@ -410,11 +422,44 @@ def novelty_of(recent: np.ndarray, memory: np.ndarray) -> float:
     if not len(recent) or not len(memory):
         return 0.0
     r, m = recent.mean(axis=0), memory.mean(axis=0)
-    nr, nm = float(np.linalg.norm(r)), float(np.linalg.norm(m))
+    return _novelty_of_dots(float(r.dot(r)), float(m.dot(m)), float(r.dot(m)))
+
+
+def _novelty_of_dots(rr: float, mm: float, rm: float) -> float:
+    """(1 − cos) / 2 ∈ [0, 1] between two mean vectors r and m given r·r, m·m and r·m (0 if
+    either is the zero vector). ``math.sqrt(r.dot(r))`` is ``np.linalg.norm(r)`` of a vector
+    to the bit, and ``np.vecdot`` of rows the same BLAS dot as ``r.dot(m)`` of each (both
+    tested), so a chunk's dots are taken at once."""
+    nr, nm = math.sqrt(rr), math.sqrt(mm)
     if nr < 1e-12 or nm < 1e-12:
         return 0.0
-    cos = float(r @ m) / (nr * nm)
+    cos = rm / (nr * nm)
     return min(1.0, max(0.0, (1.0 - cos) / 2.0))
+
+
+def _window_means(x: np.ndarray, end: int, count: int, length: int) -> np.ndarray:
+    """Means [count, D] of the windows of ``length`` rows of x [N, D] ending (inclusive) at
+    rows ``end``, ``end + 1``, … (``count`` of them), each equal to the bit to
+    ``x[e - length + 1 : e + 1].mean(axis=0)``: for D >= 2 numpy sums such a window row by
+    row, oldest first, and divides by the count, as here (one vector operation per row of the
+    window for all the windows at once). For D == 1 numpy sums pairwise instead; then it is
+    asked itself."""
+    start = end - length + 1
+    if x.shape[1] < 2:
+        return np.stack([x[e:e + length].mean(axis=0) for e in range(start, start + count)])
+    acc = x[start:start + count].copy()
+    for r in range(1, length):
+        acc += x[start + r:start + r + count]
+    return acc / length
+
+
+def _median(values: Iterable[float]) -> float:
+    """``float(np.median(values))`` to the bit for finite values: the middle one, or the
+    mean of the two middle ones (their sum halved, as numpy's mean of two), without
+    numpy's overhead on a handful of numbers."""
+    s = sorted(values)
+    k = len(s) // 2
+    return s[k] if len(s) % 2 else (s[k - 1] + s[k]) / 2
 
 
 #: Weight of the pitch-class blocks (the mean profile, the template matches) against the sound
@@ -487,32 +532,66 @@ class NoveltyMeter:
     dims: sound vector size D. recent_hops / memory_hops: novelty's two windows [hops].
     baseline_hops: with B > 0, the median of the distances of the B hops before (those whose
     memory was full) is taken off each hop's distance, floored at 0; 0 gives the distance.
+
+    ``push`` takes one hop (the daemon), ``push_many`` a run of hops (``analyze``, a chunk of
+    hops at a time): the same code, so the same numbers to the bit, whatever the run lengths.
     """
 
     def __init__(self, dims: int, recent_hops: int, memory_hops: int,
                  baseline_hops: int = 0) -> None:
+        self.dims = dims
         self.recent_hops, self.memory_hops = recent_hops, memory_hops
         self.baseline_hops = baseline_hops
-        self._history = HopHistory(dims, recent_hops + memory_hops)
-        self._distances = HopHistory(1, max(1, baseline_hops))
+        # A hop's windows reach back over the hops before it: R + M − 1 of them at most.
+        self._keep = recent_hops + memory_hops - 1
+        self.reset()
 
     def reset(self) -> None:
-        self._history.reset()
-        self._distances.reset()
+        # The newest ≤ R + M − 1 vectors [P, D], oldest first; the distances of the last
+        # baseline_hops hops (those with enough memory), oldest first.
+        self._tail = np.zeros((0, self.dims))
+        self._distances: deque[float] = deque(maxlen=max(1, self.baseline_hops))
 
     def push(self, v: np.ndarray) -> float:
         """Add one non-silent hop's sound vector [D]; return the novelty after it."""
-        self._history.push(v)
-        if len(self._history) < 2 * self.recent_hops:
-            return 0.0
-        both = self._history.last(self.recent_hops + self.memory_hops)
-        d = novelty_of(both[-self.recent_hops:], both[:-self.recent_hops])
-        if not self.baseline_hops:
-            return d
-        usual = float(np.median(self._distances.last(self.baseline_hops))) if len(
-            self._distances) else 0.0
-        self._distances.push(np.array([d]))
-        return max(0.0, d - usual)
+        return self.push_many(np.asarray(v)[None])[0]
+
+    def push_many(self, vs: np.ndarray) -> list[float]:
+        """Add consecutive non-silent hops' sound vectors [n, D], oldest first; return the
+        novelty after each, as n ``push`` calls would."""
+        r_hops, full = self.recent_hops, self.recent_hops + self.memory_hops
+        p = len(self._tail)
+        x = np.concatenate([self._tail, np.asarray(vs, np.float64)])  # [p + n, D]
+        n = len(x) - p
+        self._tail = x[max(0, len(x) - self._keep):].copy()
+        # Hop i is row p + i of x; the history then holds min(p + i + 1, R + M) hops, and
+        # novelty needs 2R of them.
+        first = max(0, 2 * r_hops - p - 1)
+        if first >= n or full < 2 * r_hops:
+            return [0.0] * n
+        # From hop `whole` on the history holds all R + M hops: their memories at once; the
+        # few before (after a reset), each with its own memory length, one by one.
+        whole = min(n, max(first, full - p - 1))
+        recent = _window_means(x, p + first, n - first, r_hops)
+        memory = np.empty_like(recent)
+        for i in range(first, whole):
+            memory[i - first] = _window_means(x, p + i - r_hops, 1, p + i + 1 - r_hops)[0]
+        if whole < n:
+            memory[whole - first:] = _window_means(x, p + whole - r_hops, n - whole,
+                                                   full - r_hops)
+        out = [0.0] * first
+        distances = self._distances
+        dots = zip(np.vecdot(recent, recent).tolist(), np.vecdot(memory, memory).tolist(),
+                   np.vecdot(recent, memory).tolist(), strict=True)
+        for rr, mm, rm in dots:
+            d = _novelty_of_dots(rr, mm, rm)
+            if not self.baseline_hops:
+                out.append(d)
+                continue
+            usual = _median(distances) if distances else 0.0
+            distances.append(d)
+            out.append(max(0.0, d - usual))
+        return out
 
 
 def unit_mean(emb: np.ndarray) -> np.ndarray:

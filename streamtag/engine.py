@@ -403,14 +403,10 @@ class Engine:
             feats = self.model.encode(windows)
             outputs, self.state = run_hops(self.model, feats[:, None], self.state,
                                            silent[:, None])
-        values = {k: v[:, 0].numpy() for k, v in outputs.items()}
-        encoded = feats.numpy()
-        t = self._hop_end_time(self.seq)
-        estimates = [
-            self._estimate(self.seq, t, b, {k: v[b] for k, v in values.items()},
-                           float(levels[b]), encoded[b], self._live_tempo(b))
-            for b in range(len(self.streams))
-        ]
+        values = {k: v.numpy() for k, v in outputs.items()}  # [B, 1, K]
+        estimates = self._estimates(self.seq, values, levels[:, None], feats.numpy()[:, None],
+                                    [[self._live_tempo(b)] for b in range(len(self.streams))]
+                                    if self._trackers else None)
         self.seq += 1
         return estimates
 
@@ -628,15 +624,8 @@ class Engine:
             feats = self.model.encode_sequence(windows)
             out, state = run_hops(self.model, feats, state, silent)
         values = {k: v.numpy() for k, v in out.items()}
-        encoded = feats.numpy() if self._emb_head is not None else None
-        estimates = []
-        for k in range(n):
-            t = self._hop_end_time(first + k)
-            for b in range(len(self.streams)):
-                estimates.append(self._estimate(
-                    first + k, t, b, {h: v[b, k] for h, v in values.items()},
-                    float(levels[b, k]), None if encoded is None else encoded[b, k],
-                    tempi[b][k] if self._trackers else None))
+        estimates = self._estimates(first, values, levels[:, :n], feats.numpy(),
+                                    [t[:n] for t in tempi] if self._trackers else None)
         return estimates, state
 
     def _frontend_hops(self, n_input: int) -> int:
@@ -673,50 +662,73 @@ class Engine:
     def _hop_end_time(self, k: int) -> float:
         return (k + 1) * self.hop_s - self.latency_s
 
-    def _estimate(self, seq: int, t: float, b: int, values: dict[str, np.ndarray],
-                  level_db: float, encoded: np.ndarray | None,
-                  tempo: TempoEstimate | None = None) -> HopEstimate:
-        """One stream's estimate of hop ``seq``; values: {head: activated outputs [K]};
-        encoded: the hop's window encoding [F] (``model.encode``; needed with an embedding
-        head, for novelty and references); tempo: with tempo tracking."""
-        silent = level_db < self.silence_db
-        xy = novelty = reference = None
-        if self._emb_head is not None:
-            assert encoded is not None
-            xy, novelty, reference = self._embedding_values(
-                b, silent, values[self._emb_head.name], encoded)
-        return HopEstimate(
-            seq=seq, t=t, stream=self.streams[b].name, wall=time.time(), level_db=level_db,
-            silent=silent, heads=values, xy=xy,
-            embedding_head=None if self._emb_head is None else self._emb_head.name,
-            novelty=novelty, reference=reference, tempo=tempo)
+    def _estimates(self, first: int, values: dict[str, np.ndarray], levels: np.ndarray,
+                   encoded: np.ndarray, tempi: list[list[TempoEstimate]] | None
+                   ) -> list[HopEstimate]:
+        """The estimates of n consecutive hops from hop ``first``, in hop order (the streams of
+        each hop together): the one way from model outputs to estimates, a hop at a time live
+        (n = 1), a chunk of hops at a time offline. values: {head: activated outputs
+        [B, n, K]}; levels [B, n] level_db; encoded [B, n, F] the hops' window encodings
+        (``model.encode``; with an embedding head, for novelty and references); tempi: per
+        stream the hops' n tempo estimates (None: tempo tracking off). Feeds the streams'
+        histories (call once per hop, in hop order)."""
+        n_streams, n = levels.shape
+        emb = self._emb_head.name if self._emb_head is not None else None
+        per_stream = []
+        for b in range(n_streams):
+            lv = levels[b].tolist()
+            silent = [x < self.silence_db for x in lv]
+            xy: list = [None] * n
+            novelty: list = [None] * n
+            reference: list = [None] * n
+            if emb is not None:
+                xy, novelty, reference = self._embedding_values(b, silent, values[emb][b],
+                                                                encoded[b])
+            per_stream.append((lv, silent, xy, novelty, reference))
+        estimates = []
+        for k in range(n):
+            t = self._hop_end_time(first + k)
+            for b, (lv, silent, xy, novelty, reference) in enumerate(per_stream):
+                estimates.append(HopEstimate(
+                    seq=first + k, t=t, stream=self.streams[b].name, wall=time.time(),
+                    level_db=lv[k], silent=silent[k],
+                    heads={h: v[b, k] for h, v in values.items()}, xy=xy[k], embedding_head=emb,
+                    novelty=novelty[k], reference=reference[k],
+                    tempo=None if tempi is None else tempi[b][k]))
+        return estimates
 
-    def _embedding_values(self, b: int, silent: bool, emb: np.ndarray, encoded: np.ndarray
-                          ) -> tuple[tuple[float, float] | None, float, dict | None]:
-        """A hop's embedding xy, novelty and reference section; feeds the stream's
-        histories (call once per hop and stream, in hop order)."""
-        xy = None
+    def _embedding_values(self, b: int, silent: list[bool], emb: np.ndarray,
+                          encoded: np.ndarray) -> tuple[list, list[float], list]:
+        """Stream ``b``'s embedding xy, novelty and reference section of n consecutive hops
+        (silent [n] their flags, emb [n, E] their embeddings, encoded [n, F] their window
+        encodings); feeds the stream's histories. Novelty of the chunk's non-silent hops in one
+        ``NoveltyMeter.push_many`` (equal to a push per hop)."""
+        n = len(silent)
+        xy: list = [None] * n
         if self.projection is not None:
-            x, y = self.projection.project(emb)
-            xy = (x, y)
+            xy = [(x, y) for x, y in self.projection.project_rows(emb).tolist()]
+        sounding = [k for k in range(n) if not silent[k]]
+        novelty = [0.0] * n
+        if sounding:
+            sound = encoded[sounding, :self.model.sound_features]
+            if self._sound is not None:
+                sound = self._sound.apply(sound)
+            for k, x in zip(sounding, self._novelty[b].push_many(sound), strict=True):
+                novelty[k] = x
+        reference: list = [None] * n
+        # Match vectors only when something reads them: the matcher, or reference_vectors.
+        collect = self._collect if b == 0 else None
+        if self.matcher is None and collect is None:
+            return xy, novelty, reference
         queries = self._queries[b]
-        if silent:
-            novelty = 0.0
-        else:
-            sound_dims = self.model.sound_features
-            # Match vectors only when something reads them: the matcher, or reference_vectors.
-            collect = self._collect if b == 0 else None
-            if self.matcher is not None or collect is not None:
-                match = match_vectors(encoded, sound_dims, self.arch.n_chroma, self._match)
+        for k in range(n):
+            if not silent[k]:
+                match = match_vectors(encoded[k], self.model.sound_features, self.arch.n_chroma,
+                                      self._match)
                 queries.push(match)
                 if collect is not None:
                     collect.append(match)
-            sound = encoded[:sound_dims]
-            if self._sound is not None:
-                sound = self._sound.apply(sound)
-            novelty = self._novelty[b].push(sound)
-        reference = None
-        if self.matcher is not None:
-            reference = self.matcher.match(
-                queries.last(self.matcher.window_hops) if len(queries) else None)
+            if self.matcher is not None:
+                reference[k] = self.matcher.match(
+                    queries.last(self.matcher.window_hops) if len(queries) else None)
         return xy, novelty, reference

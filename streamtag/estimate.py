@@ -61,6 +61,22 @@ def round6(x: float) -> float:
     return float(f"{x:.6g}")
 
 
+# "%.6g,%.6g,…" for K values, by K: one string operation formats a head's outputs.
+_ROUND6_FORMATS: dict[int, str] = {}
+
+
+def round6_all(values: list[float]) -> list[float]:
+    """``[round6(x) for x in values]`` (Python floats), to the bit, formatted in one
+    operation: ``"%.6g"`` is the same conversion as ``f"{x:.6g}"``, and its output never holds
+    a comma."""
+    fmt = _ROUND6_FORMATS.get(len(values))
+    if fmt is None:
+        fmt = _ROUND6_FORMATS.setdefault(len(values), ",".join(["%.6g"] * len(values)))
+    if not values:
+        return []
+    return list(map(float, (fmt % tuple(values)).split(",")))
+
+
 @dataclass(frozen=True)
 class TempoEstimate:
     """Tempo tracking after a hop's last frame: bpm [BPM] (0 until a tempo is found),
@@ -107,24 +123,40 @@ class HopEstimate:
 def reported_values(spec: HeadSpec, values: np.ndarray) -> list[float]:
     """A head's outputs [K] as the record reports them: clipped to a regression head's range,
     6 significant digits."""
+    vals = np.asarray(values).tolist()
     if spec.kind == "regression" and spec.range is not None:
-        values = np.clip(values, *spec.range)
-    return [round6(v) for v in values]
+        lo, hi = spec.range
+        # Outputs strictly inside the range are what np.clip returns; only the others (at or
+        # past a bound, NaN) go through it, so every value is clipped exactly as it decides.
+        if not all(lo < v < hi for v in vals):
+            vals = np.clip(values, lo, hi).tolist()
+    return round6_all(vals)
+
+
+def _argmax(values: np.ndarray, vals: list[float]) -> int:
+    """``int(np.argmax(values))`` of outputs [K] given as the list ``vals``: the first of the
+    largest (the first NaN if any, through numpy). In Python on K numbers: numpy's argmax lets
+    the other threads (analyze's frontend) take the interpreter for each call."""
+    top = max(vals)
+    if top != top or any(v != v for v in vals):
+        return int(np.argmax(values))
+    return vals.index(top)
 
 
 def head_section(spec: HeadSpec, values: np.ndarray) -> dict:
     """One head's part of the estimate record from its activated outputs [K]."""
     if spec.kind == "multiclass":
-        top = int(np.argmax(values))
+        vals = np.asarray(values).tolist()
+        top = _argmax(values, vals)
+        probs = round6_all(vals)
         return {
             INSTRUMENT_TOP: spec.labels[top],
-            INSTRUMENT_CONFIDENCE: round6(values[top]),
-            INSTRUMENT_PROBS: {label: round6(v)
-                               for label, v in zip(spec.labels, values, strict=True)},
+            INSTRUMENT_CONFIDENCE: probs[top],
+            INSTRUMENT_PROBS: dict(zip(spec.labels, probs, strict=True)),
         }
     if spec.kind == "embedding":
         # to_record adds "xy" before it for the head that has a projection.
-        return {EMBEDDING_VECTOR: [round6(v) for v in values]}
+        return {EMBEDDING_VECTOR: round6_all(np.asarray(values).tolist())}
     section: dict = dict(zip(spec.labels, reported_values(spec, values), strict=True))
     if spec.name == HEAD_EMOTION and {EMOTION_VALENCE, EMOTION_AROUSAL} <= section.keys():
         q = quadrant(section[EMOTION_VALENCE], section[EMOTION_AROUSAL])
@@ -156,7 +188,7 @@ def to_record(est: HopEstimate, heads: Sequence[HeadSpec], latency_ms: float,
         rec[spec.name] = head_section(spec, est.heads[spec.name])
     if est.xy is not None and est.embedding_head is not None:
         x, y = est.xy
-        rec[est.embedding_head] = {EMBEDDING_XY: [round6(x), round6(y)],
+        rec[est.embedding_head] = {EMBEDDING_XY: round6_all([x, y]),
                                    **rec[est.embedding_head]}
     if est.novelty is not None:
         rec[KEY_NOVELTY] = round6(est.novelty)

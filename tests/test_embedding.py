@@ -215,6 +215,79 @@ def test_novelty_of_is_half_one_minus_cosine() -> None:
     assert novelty_of(e[:0], e[:1]) == 0.0
 
 
+def reference_novelty(seq: np.ndarray, recent: int, memory: int, baseline: int) -> list[float]:
+    """Novelty as the module docstring defines it, with numpy's mean, norm, product and median
+    over the whole history each hop (as the meter computed it before it ran chunks): what
+    ``NoveltyMeter`` must give to the bit."""
+    out: list[float] = []
+    distances: list[float] = []
+    for i in range(len(seq)):
+        held = seq[max(0, i + 1 - recent - memory):i + 1].astype(np.float64)
+        if len(held) < 2 * recent:
+            out.append(0.0)
+            continue
+        r, m = held[-recent:].mean(axis=0), held[:-recent].mean(axis=0)
+        nr, nm = float(np.linalg.norm(r)), float(np.linalg.norm(m))
+        d = 0.0 if nr < 1e-12 or nm < 1e-12 else min(1.0, max(0.0, (1.0 - float(r @ m)
+                                                                    / (nr * nm)) / 2.0))
+        assert novelty_of(held[-recent:], held[:-recent]) == d
+        if not baseline:
+            out.append(d)
+            continue
+        usual = float(np.median(distances[-baseline:])) if distances else 0.0
+        distances.append(d)
+        out.append(max(0.0, d - usual))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_novelty_one_hop_at_a_time_or_in_runs_is_the_same_to_the_bit(seed: int) -> None:
+    """``push`` (the daemon) and ``push_many`` (analyze's chunks) of any run lengths give the
+    definition's numbers exactly; a run after reset starts over; without reset it differs."""
+    rng = np.random.default_rng(seed)
+    for trial in range(40):
+        dims = int(rng.choice([1, 2, 3, 16, 64, 257]))
+        recent, memory = int(rng.integers(1, 4)), int(rng.integers(1, 12))
+        baseline = int(rng.choice([0, 1, 2, 5, 6]))
+        seq = rng.standard_normal((int(rng.integers(1, 70)), dims))
+        seq = seq.astype(np.float32) if trial % 2 else seq
+        if trial % 3 == 0:
+            seq[len(seq) // 2:, 0] += 3.0  # a change of piece
+        if trial % 5 == 0:
+            seq[: len(seq) // 3] = 0.0  # zero vectors: nothing to compare
+        want = reference_novelty(seq, recent, memory, baseline)
+        one = NoveltyMeter(dims, recent, memory, baseline)
+        assert [one.push(v) for v in seq] == want
+        runs = NoveltyMeter(dims, recent, memory, baseline)
+        for _ in range(2):
+            got: list[float] = []
+            i = 0
+            while i < len(seq):
+                k = int(rng.integers(1, 12))
+                got += runs.push_many(seq[i:i + k])
+                i += k
+            assert got == want, (dims, recent, memory, baseline)
+            runs.reset()
+    meter = NoveltyMeter(4, 1, 3)
+    first = meter.push_many(np.eye(4)[[0, 0, 0, 1]])
+    assert first[-1] > 0 and meter.push_many(np.eye(4)[[1]]) != [0.0]  # the state is real
+
+
+@pytest.mark.parametrize("dims", [2, 8, 32, 257])
+def test_projection_of_rows_is_the_projection_of_each_row(dims: int) -> None:
+    """The engine projects a chunk of hops' embeddings at once offline and one live: the same
+    positions to the bit (a matrix product of the batch could round differently)."""
+    rng = np.random.default_rng(4)
+    proj = fit_projection(unit(rng.standard_normal((50, dims))))
+    emb = unit(rng.standard_normal((300, dims))).astype(np.float32)
+    emb[0] *= 40.0  # clipped
+    rows = proj.project_rows(emb)
+    assert rows.shape == (300, 2)
+    assert np.array_equal(rows, np.stack([proj.project(e) for e in emb]))
+    assert np.array_equal(proj.project_rows(emb[:1]), proj.project(emb[0])[None])
+    assert proj.project_rows(emb[:0]).shape == (0, 2)
+
+
 def test_history_keeps_only_its_capacity_and_resets() -> None:
     h = HopHistory(2, capacity=4)
     for i in range(10):
