@@ -109,6 +109,9 @@ ONSET_MEAN_S = 1.0
 NORM_S = 10.0
 #: An onset up to this fraction of a period before the predicted beat is taken as the beat.
 EARLY_FRACTION = 0.2
+#: Frames ``process`` works on at once (longer inputs go in pieces of this many): bounds its
+#: temporaries, the largest the autocorrelation's products [frames, n_lags] (≤ 1.7 MB).
+BLOCK_FRAMES = 1024
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,9 @@ class BeatTracker:
         self._norm_a = math.exp(-1.0 / (NORM_S * fps))
         # Lags 0 … n_lags-1 [frames]: the highest multiple of the slowest period, interpolated.
         self._n_lags = math.ceil(HARMONICS * self._max_period) + 2
+        # The decay per frame once per lag: numpy multiplies two arrays faster than an array by
+        # a Python float.
+        self._gammas = np.full(self._n_lags, self._gamma)
         n_tempi = math.ceil(math.log(p.max_bpm / p.min_bpm) / math.log(GRID_STEP)) + 1
         self.bpm_grid = p.min_bpm * GRID_STEP ** np.arange(n_tempi)
         self.bpm_grid[-1] = min(self.bpm_grid[-1], p.max_bpm)
@@ -200,8 +206,6 @@ class BeatTracker:
         self._near_lag = near / k[None, :, None]
         octaves = np.log2(self.bpm_grid / PRIOR_BPM) / PRIOR_OCTAVES
         self._prior = np.exp(-0.5 * octaves**2)
-        # Onset history, doubled so the newest n_lags values are always one contiguous slice.
-        self._hx = self._n_lags
         # Comb history: a period back plus the interpolation's neighbour, and the last period.
         self._hc = math.ceil(self._max_period) + 3
         # The onset bands as runs of bins: band k sums bins starts[k] … starts[k+1] - 1, the
@@ -241,12 +245,14 @@ class BeatTracker:
 
     def reset(self) -> None:
         """Forget all onsets: the next frame is frame 0."""
-        self._x = np.zeros(2 * self._hx)  # onset signal, written at i and i + hx
+        self._x = np.zeros(self._n_lags - 1)  # the newest values of the tempo signal, oldest first
         self._acf = np.zeros(self._n_lags)  # leaky autocorrelation at lags 0 … n_lags-1
         self._decay = 1.0  # decay owed to the autocorrelation by frames of silence
         self._raw = (0.0,) * len(SMOOTHING)  # the newest onset values, oldest first
         self._grid_index = 0
-        self._c = np.zeros(2 * self._hc)  # comb output, written at i and i + hc
+        # Comb output, newest first: frame t at hc - 1 - t % hc and again hc further on, so the
+        # newest n values are always one slice, the newest first (plain floats: read one by one).
+        self._c = [0.0] * (2 * self._hc)
         self._mean = 0.0
         self._level = 0.0  # the previous frame's loudness [dB]
         self._band_level: list[float] | None = None  # the previous frame's band levels [dB]
@@ -298,7 +304,7 @@ class BeatTracker:
         if levels.shape[0] != n:
             raise ValueError(f"level_db: expected {n} values, one per onset, got "
                              f"{levels.shape[0]}")
-        band_levels: list[list[float]] = []
+        band_levels = None
         if power is not None:
             power = np.asarray(power, dtype=np.float32)
             if power.shape != (n, self._n_freqs):
@@ -307,25 +313,21 @@ class BeatTracker:
             energy = np.add.reduceat(power[:, self._band_from:], self._band_starts, axis=1)
             # Levels [dB], each frame's alone (row by row, so the same in any blocks). fmax and
             # fmin take a hostile caller's NaN, negative or infinite power to -100 … 200 dB.
-            band_levels = np.fmin(10.0 * np.log10(np.fmax(energy, 0.0) + 1e-10),
-                                  200.0).tolist()
-        bpm, conf = np.empty(n), np.empty(n)
-        beats: list[float] = []
-        counts: list[int] = []
-        frames: list[int] = []
-        for i in range(n):
-            if power is None:
-                value = self._onset_value(float(onsets[i]), float(levels[i]))
-                beat = self._step(value, value)
+            band_levels = np.fmin(10.0 * np.log10(np.fmax(energy, 0.0) + 1e-10), 200.0)
+        parts = []
+        for s in range(0, n, BLOCK_FRAMES):
+            e = min(s + BLOCK_FRAMES, n)
+            if band_levels is None:
+                value = tempo_value = self._fast_values(onsets[s:e], levels[s:e])
             else:
-                beat = self._step(*self._band_values(band_levels[i]))
-            if beat is not None:
-                beats.append(beat)
-                counts.append(self.beats_out)
-                frames.append(self._t - 1)
-            bpm[i], conf[i] = self.bpm, self._confidence
-        return TempoFrames(bpm, conf, np.asarray(beats, np.float64),
-                           np.asarray(counts, np.int64), np.asarray(frames, np.int64))
+                value, tempo_value = self._band_values(band_levels[s:e])
+            parts.append(self._frames(value, tempo_value))
+        if len(parts) == 1:
+            return parts[0]
+        return TempoFrames(*(np.concatenate([getattr(p, k) for p in parts] or [np.empty(0, d)])
+                             for k, d in (("bpm", np.float64), ("confidence", np.float64),
+                                          ("beats", np.float64), ("counts", np.int64),
+                                          ("frames", np.int64))))
 
     def process_offline(self, onsets: np.ndarray, level_db: np.ndarray | None = None,
                         power: np.ndarray | None = None) -> TempoFrames:
@@ -337,109 +339,171 @@ class BeatTracker:
         self.reset()
         return out
 
-    # -- one frame ---------------------------------------------------------------------------
-    def _band_values(self, level: list[float]) -> tuple[float, float]:
-        """One frame's band levels [n_bands] [dB] → its onset values for the beat phase and
-        for the tempo: the mean rise of the band levels (floored under their peaks), of all
-        bands and of those up to ``TEMPO_MAX_HZ``, each over its recent mean. Plain floats:
-        eight numbers cost less in Python than in numpy calls."""
-        peak = self._band_peak
-        prev = self._band_level
-        rise = low = 0.0
-        for k, v in enumerate(level):
-            top = peak[k] - PEAK_DECAY_DB
-            if v > top:
-                top = v
-            peak[k] = top
-            if v < top - FLOOR_DB:
-                v = level[k] = top - FLOOR_DB
-            if prev is not None and v > prev[k]:
-                rise += v - prev[k]
-                if k < self._n_low:
-                    low += v - prev[k]
-        self._band_level = level
-        rise *= self._inv_bands
-        low *= self._inv_low
-        a = self._norm_a
-        self._norm_band = a * self._norm_band + rise
-        self._norm_low = a * self._norm_low + low
-        self._norm_weight = w = a * self._norm_weight + 1.0
-        return (rise * w / self._norm_band if rise > 0.0 else 0.0,
-                low * w / self._norm_low if low > 0.0 else 0.0)
+    # -- a block of frames -------------------------------------------------------------------
+    # The tracker is a recursion over frames, and its numbers are those of a frame-by-frame
+    # step: every value below comes from the same floating-point operations, in the same order,
+    # as if each frame were processed alone (so any blocks give the same results, to the bit).
+    # What does not depend on the recursion is computed for the whole block at once (numpy,
+    # elementwise: the same rounding as one by one); the recursions over plain floats; the
+    # autocorrelation's products for all frames at once, its leaky sum frame by frame. The
+    # stages depend on each other in one direction only: onset signals → autocorrelation →
+    # tempo → beat phase, so each runs over the whole block before the next.
 
-    def _onset_value(self, onset: float, level_db: float) -> float:
-        """One frame's onset strength and loudness [dB] → its onset value (without spectra)."""
-        t = self._t
-        # Finite and non-negative: the frontend guarantees it, a hostile caller might not.
-        onset = onset if 0.0 < onset < 1e30 else 0.0
-        level_db = level_db if -1e4 < level_db < 1e4 else self._level
-        rise = max(level_db - self._level, 0.0) if t else 0.0
-        self._level = level_db
+    def _band_values(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Band levels [m, n_bands] [dB] (float32) of m frames → their onset values [m] for the beat
+        phase and for the tempo: the mean rise of the band levels (floored under their peaks),
+        of all bands and of those up to ``TEMPO_MAX_HZ``, each over its recent mean."""
+        m = level.shape[0]
+        level = level.astype(np.float64)  # float32 levels; the arithmetic in float64
+        top = np.empty_like(level)
+        for k, p in enumerate(self._band_peak):
+            # The peak decays by PEAK_DECAY_DB a frame unless the level is above it.
+            top[:, k] = col = [p := v if v > (d := p - PEAK_DECAY_DB) else d
+                               for v in level[:, k].tolist()]
+            self._band_peak[k] = col[-1]
+        floor = top - FLOOR_DB
+        level = np.where(level < floor, floor, level)
+        # The first frame after a reset has no previous levels: no rise.
+        prev = level[:1] if self._band_level is None else np.asarray([self._band_level])
+        prev = np.concatenate([prev, level[:-1]])
+        up = np.where(level > prev, level - prev, 0.0)
+        # Summed band after band, as one frame's floats are (adding a 0.0 changes nothing).
+        rise = np.zeros(m)
+        low = rise
+        for k in range(up.shape[1]):
+            rise = rise + up[:, k]
+            if k + 1 == self._n_low:
+                low = rise
+        self._band_level = level[-1].tolist()
+        rise = rise * self._inv_bands
+        low = low * self._inv_low
+        a = self._norm_a
+        norm_band = _leaky(a, 1.0, self._norm_band, rise.tolist())
+        norm_low = _leaky(a, 1.0, self._norm_low, low.tolist())
+        weight = np.asarray(_leaky(a, 1.0, self._norm_weight, [1.0] * m))
+        self._norm_band, self._norm_low, self._norm_weight = (
+            norm_band[-1], norm_low[-1], float(weight[-1]))
+        return (np.divide(rise * weight, norm_band, out=np.zeros(m), where=rise > 0.0),
+                np.divide(low * weight, norm_low, out=np.zeros(m), where=low > 0.0))
+
+    def _fast_values(self, onset: np.ndarray, level_db: np.ndarray) -> np.ndarray:
+        """Onset strengths [m] and loudness [m] [dB] of m frames → their onset values [m]
+        (without spectra)."""
+        m = onset.shape[0]
+        # Finite and non-negative: the frontend guarantees it, a hostile caller might not. A
+        # loudness out of range holds the last one in range.
+        onset = np.where((onset > 0.0) & (onset < 1e30), onset, 0.0)
+        ok = (level_db > -1e4) & (level_db < 1e4)
+        held = np.maximum.accumulate(np.where(ok, np.arange(m), -1))
+        level_db = np.where(held >= 0, level_db[np.maximum(held, 0)], self._level)
+        prev = np.concatenate([[self._level], level_db[:-1]])
+        rise = np.maximum(level_db - prev, 0.0)
+        if self._t == 0:
+            rise[0] = 0.0
+        self._level = float(level_db[-1])
         # Each part relative to its own recent mean: neither dominates by its units.
         # Means of all frames so far while fewer than NORM_S seconds have passed (the leaky
         # sums divided by their total weight), so the first onsets are not magnified.
         a = self._norm_a
-        self._norm_onset = a * self._norm_onset + onset
-        self._norm_rise = a * self._norm_rise + rise
-        self._norm_weight = a * self._norm_weight + 1.0
-        return (onset * self._norm_weight / self._norm_onset if onset > 0.0 else 0.0) + (
-            rise * self._norm_weight / self._norm_rise if rise > 0.0 else 0.0)
+        norm_onset = _leaky(a, 1.0, self._norm_onset, onset.tolist())
+        norm_rise = _leaky(a, 1.0, self._norm_rise, rise.tolist())
+        weight = np.asarray(_leaky(a, 1.0, self._norm_weight, [1.0] * m))
+        self._norm_onset, self._norm_rise, self._norm_weight = (
+            norm_onset[-1], norm_rise[-1], float(weight[-1]))
+        return (np.divide(onset * weight, norm_onset, out=np.zeros(m), where=onset > 0.0)
+                + np.divide(rise * weight, norm_rise, out=np.zeros(m), where=rise > 0.0))
 
-    def _step(self, value: float, tempo_value: float) -> float | None:
-        """Advance by one frame of onset value (for the beat phase) and tempo onset value
-        (for the tempo; the same without spectra); return the position of a beat reported at
-        this frame, else None."""
-        t = self._t
+    def _frames(self, value: np.ndarray, tempo_value: np.ndarray) -> TempoFrames:
+        """Advance by m frames of onset values [m] (for the beat phase) and tempo onset values
+        [m] (for the tempo; the same without spectra); their tempo and beats."""
         a = self._mean_a
-        x = max(value - self._mean, 0.0)
-        self._mean = a * self._mean + (1.0 - a) * value
-        self._active = 0 if x > 0.0 else self._active + 1
-        xt = max(tempo_value - self._tempo_mean, 0.0)
-        self._tempo_mean = a * self._tempo_mean + (1.0 - a) * tempo_value
-        # Plain floats: five numbers cost less in Python than in two numpy calls.
-        r = self._raw
-        r0, r1, r2, r3 = r[1], r[2], r[3], r[4]
-        self._raw = r = (r0, r1, r2, r3, xt)
+        # Each onset value less its running mean (before the frame), half-wave rectified.
+        mean = _leaky(a, 1.0 - a, self._mean, value.tolist())
+        x = np.maximum(value - np.asarray([self._mean, *mean[:-1]]), 0.0)
+        self._mean = mean[-1]
+        mean = _leaky(a, 1.0 - a, self._tempo_mean, tempo_value.tolist())
+        xt = np.maximum(tempo_value - np.asarray([self._tempo_mean, *mean[:-1]]), 0.0)
+        self._tempo_mean = mean[-1]
+        # Smoothed: r[i + 4] is frame i's value, r[0 … 3] the four before the block.
+        r = np.concatenate([self._raw[1:], xt])
+        self._raw = tuple(r[-len(SMOOTHING):].tolist())
         w = SMOOTHING
-        xs = w[0] * (r0 + xt) + w[1] * (r1 + r3) + w[2] * r2
-        i = t % self._hx
-        self._x[i] = xs
-        self._x[i + self._hx] = xs
-        if xs > 0.0:  # in silence the autocorrelation only decays: one multiply, later
-            # Newest first: recent[j] = xs[t - j], j = 0 … n_lags-1.
-            recent = self._x[i + 1:i + self._hx + 1][::-1]
-            if self._decay != 1.0:
-                self._acf *= self._decay
-                self._decay = 1.0
-            self._acf *= self._gamma
-            self._acf += xs * recent
-        else:
-            self._decay *= self._gamma
-        if t % TEMPO_EVERY == TEMPO_EVERY - 1:
-            self._update_tempo()
-        beat = self._update_phase(t, x)
-        self._t = t + 1
-        return beat
+        m = len(xt)
+        xs = w[0] * (r[:m] + r[4:]) + w[1] * (r[1:m + 1] + r[3:m + 3]) + w[2] * r[2:m + 2]
+        updates = self._update_tempo(*self._autocorrelate(xs))
+        return self._update_phase(x, updates)
 
-    def _update_tempo(self) -> None:
-        energy = self._acf[0]
-        if energy <= 0.0:
-            return
-        score = self._weights @ self._acf  # [T]; a common decay factor cancels below
+    def _autocorrelate(self, xs: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Advance the leaky autocorrelation by m frames of the smoothed tempo signal [m].
+        Returns the tempo frames (indices in the block) at which it holds energy, and there
+        each candidate's score [F, T] and the autocorrelation [F, n_lags]."""
+        m, n_lags = len(xs), self._n_lags
+        # recent[b, j] = xs at frame b - j (j = 0 … n_lags-1), before the block from history.
+        history = np.concatenate([self._x, xs])
+        self._x = history[m:].copy()
+        on = np.flatnonzero(xs > 0.0)  # in silence the autocorrelation only decays
+        products = (np.lib.stride_tricks.sliding_window_view(history, n_lags)[on, ::-1]
+                    * xs[on, None])
+        first = (TEMPO_EVERY - 1 - self._t) % TEMPO_EVERY
+        tempo_frames = range(first, m, TEMPO_EVERY)
+        scores = np.zeros((len(tempo_frames), len(self._periods)))
+        acfs = np.empty((len(tempo_frames), n_lags))
+        frames: list[int] = []
+        acf, gamma, gammas, decay = self._acf, self._gamma, self._gammas, self._decay
+        on_list = on.tolist()
+        n_on = len(on_list)
+        k, last = 0, -1  # the next frame with onsets (index in on_list), the last one so far
+        for end in [*tempo_frames, m]:
+            while k < n_on and on_list[k] <= end:
+                b = on_list[k]
+                if b > last + 1:
+                    for _ in range(b - last - 1):  # one multiply per silent frame
+                        decay *= gamma
+                if decay != 1.0:  # the decay owed by silent frames, then this frame's
+                    np.multiply(acf, decay, out=acf)
+                    decay = 1.0
+                np.multiply(acf, gammas, out=acf)
+                np.add(acf, products[k], out=acf)
+                last = b
+                k += 1
+            if end < m and acf[0] > 0.0:
+                # A common decay factor (owed, not yet applied) cancels in what is read here.
+                np.matmul(self._weights, acf, out=scores[len(frames)])
+                acfs[len(frames)] = acf
+                frames.append(end)
+        for _ in range(m - 1 - last):
+            decay *= gamma
+        self._decay = decay
+        return frames, scores[:len(frames)], acfs[:len(frames)]
+
+    def _update_tempo(self, frames: list[int], score: np.ndarray, acf: np.ndarray
+                      ) -> list[tuple[int, float, float]]:
+        """The tempo at each of the frames [F] (block indices) whose candidates' scores [F, T]
+        and autocorrelations [F, n_lags] are given. Returns, where it was found, each new
+        (frame, period [frames], confidence)."""
+        if not frames:
+            return []
         weighted = score * self._prior
-        best = int(weighted.argmax())
-        if score[best] <= 0.0:
-            return  # nothing periodic (yet): keep what there is
-        best = self._fastest(score, best)
-        if self._period:
-            cur = self._grid_index
-            ratio = self._periods[best] / self._periods[cur]
-            if not (1.0 / FOLLOW_RATIO < ratio < FOLLOW_RATIO
-                    or weighted[best] > SWITCH_RATIO * weighted[cur]):
-                best = cur
-        self._grid_index = best
-        self._period = self._refine(best)
-        self._confidence = min(max(float(score[best]) / (HARMONICS * energy), 0.0), 1.0)
+        found: list[tuple[int, int]] = []  # (row, grid index)
+        for f, best in enumerate(weighted.argmax(axis=1).tolist()):
+            if score[f, best] <= 0.0:
+                continue  # nothing periodic (yet): keep what there is
+            best = self._fastest(score[f], best)
+            if self._period or found:
+                cur = self._grid_index
+                ratio = self._periods[best] / self._periods[cur]
+                if not (1.0 / FOLLOW_RATIO < ratio < FOLLOW_RATIO
+                        or weighted[f, best] > SWITCH_RATIO * weighted[f, cur]):
+                    best = cur
+            self._grid_index = best
+            found.append((f, best))
+        if not found:
+            return []
+        rows, bests = (np.asarray(v) for v in zip(*found, strict=True))
+        periods = self._refine(acf[rows], bests)
+        return [(frames[f], period,
+                 min(max(float(score[f, best]) / (HARMONICS * acf[f, 0]), 0.0), 1.0))
+                for (f, best), period in zip(found, periods, strict=True)]
 
     def _fastest(self, score: np.ndarray, best: int) -> int:
         """The fastest of ``best`` and its tempo × 2, × 3 (within the range) that scores at
@@ -452,63 +516,104 @@ class BeatTracker:
                 out = max(out, int(j))  # a higher index is a faster tempo
         return out
 
-    def _refine(self, best: int) -> float:
-        """Grid candidate ``best`` → its period [frames] refined to the mass centre of the
-        autocorrelation around its multiples (each divided by its multiple, weighted by mass):
-        sub-frame precise, where the grid's integer-lag interpolation is not."""
-        period = float(self._periods[best])
-        a = np.maximum(self._acf[self._near[best]], 0.0)  # [K, 3]
-        mass = float(a.sum())
-        if mass <= 0.0:
-            return period
-        refined = float(np.einsum("kj,kj->", a, self._near_lag[best])) / mass
-        # Stay within the candidate's neighbourhood and the tempo range.
-        lo = max(period / FOLLOW_RATIO, self._min_period)
-        return min(max(refined, lo), period * FOLLOW_RATIO, self._max_period)
+    def _refine(self, acf: np.ndarray, best: np.ndarray) -> list[float]:
+        """Grid candidates ``best`` [F] → their periods [frames] refined to the mass centre of
+        the autocorrelations [F, n_lags] around their multiples (each divided by its multiple,
+        weighted by mass): sub-frame precise, where the grid's integer-lag interpolation is
+        not. (Sums over each row's [K, 3] values: the same as over each alone.)"""
+        a = np.maximum(acf[np.arange(len(best))[:, None, None], self._near[best]], 0.0)
+        masses = a.sum(axis=(1, 2)).tolist()
+        centres = np.einsum("fkj,fkj->f", a, self._near_lag[best]).tolist()
+        out = []
+        for period, mass, centre in zip(self._periods[best].tolist(), masses, centres,
+                                        strict=True):
+            if mass <= 0.0:
+                out.append(period)
+                continue
+            # Stay within the candidate's neighbourhood and the tempo range.
+            lo = max(period / FOLLOW_RATIO, self._min_period)
+            out.append(min(max(centre / mass, lo), period * FOLLOW_RATIO, self._max_period))
+        return out
 
-    def _update_phase(self, t: float, x: float) -> float | None:
-        hc = self._hc
-        i = t % hc
-        period = self._period
-        if period:
-            # c[t - period], linearly interpolated; the history holds hc - 1 frames back.
-            back = period
-            j0 = math.floor(back)
-            frac = back - j0
-            older = self._c[(t - j0 - 1) % hc]
-            newer = self._c[(t - j0) % hc]
-            c = x + COMB_FEEDBACK * ((1.0 - frac) * newer + frac * older)
-        else:
-            c = x
-        self._c[i] = c
-        self._c[i + hc] = c
-        if not period:
-            return None
-        predicted = self._next
-        # The latest beat: the largest comb value of the last period (newest wins ties).
-        n = min(math.ceil(period), t + 1)
-        window = self._c[i + hc - n + 1:i + hc + 1]
-        j = n - 1 - int(window[::-1].argmax())  # index in window; window[-1] is frame t
-        peak = float(window[j])
-        if peak <= 0.0:
-            self._next = math.inf
-            return None
-        pos = float(t - (n - 1 - j))
-        if 0 < j < n - 1:
-            a, b, d = float(window[j - 1]), peak, float(window[j + 1])
-            curve = a - 2.0 * b + d
-            if curve < 0.0:
-                pos += min(max(0.5 * (a - d) / curve, -0.5), 0.5)
-        self._next = pos + period
-        if (self._confidence < MIN_CONFIDENCE or self._active > 2 * period
-                or t - self._last_beat < 0.5 * period):
-            return None
-        if predicted < t + 0.5 and predicted >= t - 0.5:
-            beat = predicted
-        elif j == n - 1 and x > 0.0 and predicted - t < EARLY_FRACTION * period:
-            beat = float(t)  # an onset shortly before the predicted beat
-        else:
-            return None
-        self._last_beat = beat
-        self.beats_out += 1
-        return beat
+    def _update_phase(self, x: np.ndarray, updates: list[tuple[int, float, float]]
+                      ) -> TempoFrames:
+        """Advance the beat phase by m frames of onset values [m], the tempo changing at the
+        frames given (block index, period, confidence); their tempo and beats."""
+        m = len(x)
+        active = self._active
+        # Frames since the onset signal was last above zero, after each frame.
+        last_on = np.maximum.accumulate(np.where(x > 0.0, np.arange(m), -1))
+        actives = np.where(last_on >= 0, np.arange(m) - last_on,
+                           active + 1 + np.arange(m)).tolist()
+        self._active = actives[-1]
+        periods, confidences = np.empty(m), np.empty(m)
+        c, hc = self._c, self._hc
+        t0 = self._t
+        period, confidence = self._period, self._confidence
+        predicted, last_beat, count = self._next, self._last_beat, self.beats_out
+        beats: list[float] = []
+        counts: list[int] = []
+        frames: list[int] = []
+        changes = iter([*updates, (m, 0.0, 0.0)])
+        change, new_period, new_confidence = next(changes)
+        start = 0
+        # c[t - period], linearly interpolated: frames j0 and j0 + 1 back.
+        j0, ceil_period = math.floor(period), math.ceil(period)
+        frac = period - j0
+        for b, xb in enumerate(x.tolist()):
+            if b == change:
+                periods[start:b], confidences[start:b] = period, confidence
+                period, confidence, start = new_period, new_confidence, b
+                change, new_period, new_confidence = next(changes)
+                j0, ceil_period = math.floor(period), math.ceil(period)
+                frac = period - j0
+            t = t0 + b
+            i = hc - 1 - t % hc  # where frame t goes; frame t - j is at i + j
+            if not period:
+                c[i] = c[i + hc] = xb
+                continue
+            cb = xb + COMB_FEEDBACK * ((1.0 - frac) * c[i + j0] + frac * c[i + j0 + 1])
+            c[i] = c[i + hc] = cb
+            # The latest beat: the largest comb value of the last period (newest wins ties).
+            n = min(ceil_period, t + 1)
+            window = c[i:i + n]  # newest first
+            peak = max(window)
+            if peak <= 0.0:
+                predicted = math.inf
+                continue
+            k = window.index(peak)  # frames back from t
+            pos = float(t - k)
+            if 0 < k < n - 1:
+                older, newer = window[k + 1], window[k - 1]
+                curve = older - 2.0 * peak + newer
+                if curve < 0.0:
+                    pos += min(max(0.5 * (older - newer) / curve, -0.5), 0.5)
+            expected, predicted = predicted, pos + period
+            if (confidence < MIN_CONFIDENCE or actives[b] > 2 * period
+                    or t - last_beat < 0.5 * period):
+                continue
+            if expected < t + 0.5 and expected >= t - 0.5:
+                beat = expected
+            elif k == 0 and xb > 0.0 and expected - t < EARLY_FRACTION * period:
+                beat = float(t)  # an onset shortly before the predicted beat
+            else:
+                continue
+            last_beat = beat
+            count += 1
+            beats.append(beat)
+            counts.append(count)
+            frames.append(t)
+        periods[start:], confidences[start:] = period, confidence
+        self._period, self._confidence = period, confidence
+        self._next, self._last_beat, self.beats_out = predicted, last_beat, count
+        self._t = t0 + m
+        bpm = np.divide(60.0 * self.params.frame_rate_hz, periods, out=np.zeros(m),
+                        where=periods != 0.0)
+        return TempoFrames(bpm, confidences, np.asarray(beats, np.float64),
+                           np.asarray(counts, np.int64), np.asarray(frames, np.int64))
+
+
+def _leaky(a: float, b: float, s: float, values: list[float]) -> list[float]:
+    """The leaky sum s ← a·s + b·v over values in turn, from s: each step's result (plain
+    floats, one frame's rounding each; b = 1 leaves v as it is)."""
+    return [s := a * s + b * v for v in values]
