@@ -250,9 +250,7 @@ class BeatTracker:
         self._decay = 1.0  # decay owed to the autocorrelation by frames of silence
         self._raw = (0.0,) * len(SMOOTHING)  # the newest onset values, oldest first
         self._grid_index = 0
-        # Comb output, newest first: frame t at hc - 1 - t % hc and again hc further on, so the
-        # newest n values are always one slice, the newest first (plain floats: read one by one).
-        self._c = [0.0] * (2 * self._hc)
+        self._c = [0.0] * self._hc  # the comb's output at the last hc frames, oldest first
         self._mean = 0.0
         self._level = 0.0  # the previous frame's loudness [dB]
         self._band_level: list[float] | None = None  # the previous frame's band levels [dB]
@@ -540,75 +538,80 @@ class BeatTracker:
         """Advance the beat phase by m frames of onset values [m], the tempo changing at the
         frames given (block index, period, confidence); their tempo and beats."""
         m = len(x)
-        active = self._active
-        # Frames since the onset signal was last above zero, after each frame.
-        last_on = np.maximum.accumulate(np.where(x > 0.0, np.arange(m), -1))
-        actives = np.where(last_on >= 0, np.arange(m) - last_on,
-                           active + 1 + np.arange(m)).tolist()
-        self._active = actives[-1]
+        t = self._t + np.arange(m)  # frame indices
+        # Each frame's tempo: the one after the tempo update at that frame, if any.
         periods, confidences = np.empty(m), np.empty(m)
-        c, hc = self._c, self._hc
-        t0 = self._t
-        period, confidence = self._period, self._confidence
-        predicted, last_beat, count = self._next, self._last_beat, self.beats_out
+        start, period, confidence = 0, self._period, self._confidence
+        for b, new_period, new_confidence in updates:
+            periods[start:b], confidences[start:b] = period, confidence
+            start, period, confidence = b, new_period, new_confidence
+        periods[start:], confidences[start:] = period, confidence
+        on = periods != 0.0  # frames with a tempo (all after the first frame with one)
+        # The comb filter: c[t] = x[t] + a·c[t - period], c[t - period] interpolated between
+        # the frames j0 and j0 + 1 back. history[H + b] is frame b's; before it, the last hc
+        # frames'. Without a tempo c[t] = x[t]: both taps weigh 0.0 (the comb is finite).
+        hc = self._hc
+        j0 = np.floor(periods)
+        frac = periods - j0
+        newer = (hc + np.arange(m) - np.where(on, j0, 1.0).astype(np.int64)).tolist()
+        w_newer = np.where(on, 1.0 - frac, 0.0).tolist()
+        w_older = np.where(on, frac, 0.0).tolist()
+        c = self._c.copy()
+        for xb, j, a, f in zip(x.tolist(), newer, w_newer, w_older, strict=True):
+            c.append(xb + COMB_FEEDBACK * (a * c[j] + f * c[j - 1]))
+        self._c = c[-hc:]
+        # The latest beat: the largest comb value of the last period (newest wins ties), k
+        # frames back from each frame, n the frames looked at.
+        n = np.where(on, np.minimum(np.ceil(periods), t + 1), 1.0).astype(np.int64)
+        width = int(n.max())
+        comb = np.asarray(c)
+        windows = np.lib.stride_tricks.sliding_window_view(comb, width)[hc - width + 1:, ::-1]
+        back = np.arange(width)
+        windows = np.where(back < n[:, None], windows, -np.inf)  # newest first
+        k = windows.argmax(axis=1)
+        rows = np.arange(m)
+        peak = windows[rows, k]
+        # Its position, to a fraction of a frame from the parabola through its neighbours.
+        pos = (t - k).astype(np.float64)
+        inner = (k > 0) & (k < n - 1)
+        older = windows[rows, np.minimum(k + 1, width - 1)]
+        newer = windows[rows, np.maximum(k - 1, 0)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            curve = older - 2.0 * peak + newer
+            bend = inner & (curve < 0.0)
+            shift = np.minimum(np.maximum(0.5 * (older - newer) / curve, -0.5), 0.5)
+        pos = np.where(bend, pos + shift, pos)
+        # The next beat is predicted one period after the latest; none while the comb is 0.
+        predicted = np.where(on, np.where(peak > 0.0, pos + periods, np.inf), self._next)
+        expected = np.concatenate([[self._next], predicted[:-1]])  # the previous frame's
+        # A beat is reported at the frame it is predicted in, or at an onset that comes
+        # shortly before it, when the tempo is confident and the onsets active.
+        last_on = np.maximum.accumulate(np.where(x > 0.0, rows, -1))
+        active = np.where(last_on >= 0, rows - last_on, self._active + 1 + rows)
+        candidate = (on & (peak > 0.0) & (confidences >= MIN_CONFIDENCE)
+                     & (active <= 2 * periods)
+                     & (((expected < t + 0.5) & (expected >= t - 0.5))
+                        | ((k == 0) & (x > 0.0) & (expected - t < EARLY_FRACTION * periods))))
+        # ... and not within half a period of the last beat: the one test that depends on the
+        # beats reported before, so frame by frame, over the candidates only.
+        last_beat, count = self._last_beat, self.beats_out
         beats: list[float] = []
         counts: list[int] = []
         frames: list[int] = []
-        changes = iter([*updates, (m, 0.0, 0.0)])
-        change, new_period, new_confidence = next(changes)
-        start = 0
-        # c[t - period], linearly interpolated: frames j0 and j0 + 1 back.
-        j0, ceil_period = math.floor(period), math.ceil(period)
-        frac = period - j0
-        for b, xb in enumerate(x.tolist()):
-            if b == change:
-                periods[start:b], confidences[start:b] = period, confidence
-                period, confidence, start = new_period, new_confidence, b
-                change, new_period, new_confidence = next(changes)
-                j0, ceil_period = math.floor(period), math.ceil(period)
-                frac = period - j0
-            t = t0 + b
-            i = hc - 1 - t % hc  # where frame t goes; frame t - j is at i + j
-            if not period:
-                c[i] = c[i + hc] = xb
+        for b in np.flatnonzero(candidate).tolist():
+            tb, p, e = int(t[b]), float(periods[b]), float(expected[b])
+            if tb - last_beat < 0.5 * p:
                 continue
-            cb = xb + COMB_FEEDBACK * ((1.0 - frac) * c[i + j0] + frac * c[i + j0 + 1])
-            c[i] = c[i + hc] = cb
-            # The latest beat: the largest comb value of the last period (newest wins ties).
-            n = min(ceil_period, t + 1)
-            window = c[i:i + n]  # newest first
-            peak = max(window)
-            if peak <= 0.0:
-                predicted = math.inf
-                continue
-            k = window.index(peak)  # frames back from t
-            pos = float(t - k)
-            if 0 < k < n - 1:
-                older, newer = window[k + 1], window[k - 1]
-                curve = older - 2.0 * peak + newer
-                if curve < 0.0:
-                    pos += min(max(0.5 * (older - newer) / curve, -0.5), 0.5)
-            expected, predicted = predicted, pos + period
-            if (confidence < MIN_CONFIDENCE or actives[b] > 2 * period
-                    or t - last_beat < 0.5 * period):
-                continue
-            if expected < t + 0.5 and expected >= t - 0.5:
-                beat = expected
-            elif k == 0 and xb > 0.0 and expected - t < EARLY_FRACTION * period:
-                beat = float(t)  # an onset shortly before the predicted beat
-            else:
-                continue
-            last_beat = beat
+            last_beat = e if e < tb + 0.5 and e >= tb - 0.5 else float(tb)
             count += 1
-            beats.append(beat)
+            beats.append(last_beat)
             counts.append(count)
-            frames.append(t)
-        periods[start:], confidences[start:] = period, confidence
+            frames.append(tb)
         self._period, self._confidence = period, confidence
-        self._next, self._last_beat, self.beats_out = predicted, last_beat, count
-        self._t = t0 + m
-        bpm = np.divide(60.0 * self.params.frame_rate_hz, periods, out=np.zeros(m),
-                        where=periods != 0.0)
+        self._next, self._last_beat, self.beats_out = float(predicted[-1]), last_beat, count
+        self._active = int(active[-1])
+        self._t += m
+        bpm = np.divide(60.0 * self.params.frame_rate_hz, periods, out=np.zeros(m), where=on)
         return TempoFrames(bpm, confidences, np.asarray(beats, np.float64),
                            np.asarray(counts, np.int64), np.asarray(frames, np.int64))
 
