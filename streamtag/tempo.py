@@ -112,6 +112,9 @@ EARLY_FRACTION = 0.2
 #: Frames ``process`` works on at once (longer inputs go in pieces of this many): bounds its
 #: temporaries, the largest the autocorrelation's products [frames, n_lags] (≤ 1.7 MB).
 BLOCK_FRAMES = 1024
+#: Fewer frames than this (live input: a frame or two per call) go one by one, over plain
+#: floats; more, stage by stage over the block (numpy). Both give the same numbers.
+FRAME_BY_FRAME = 16
 
 
 @dataclass(frozen=True)
@@ -245,7 +248,9 @@ class BeatTracker:
 
     def reset(self) -> None:
         """Forget all onsets: the next frame is frame 0."""
-        self._x = np.zeros(self._n_lags - 1)  # the newest values of the tempo signal, oldest first
+        # The smoothed tempo signal, frame t at t % n_lags and again n_lags further on, so the
+        # newest n_lags values are always one slice.
+        self._x = np.zeros(2 * self._n_lags)
         self._acf = np.zeros(self._n_lags)  # leaky autocorrelation at lags 0 … n_lags-1
         self._decay = 1.0  # decay owed to the autocorrelation by frames of silence
         self._raw = (0.0,) * len(SMOOTHING)  # the newest onset values, oldest first
@@ -315,11 +320,14 @@ class BeatTracker:
         parts = []
         for s in range(0, n, BLOCK_FRAMES):
             e = min(s + BLOCK_FRAMES, n)
-            if band_levels is None:
-                value = tempo_value = self._fast_values(onsets[s:e], levels[s:e])
+            if e - s < FRAME_BY_FRAME:
+                parts.append(self._frame_by_frame(onsets[s:e], levels[s:e], None
+                                                  if band_levels is None else band_levels[s:e]))
+            elif band_levels is None:
+                value = self._fast_values(onsets[s:e], levels[s:e])
+                parts.append(self._frames(value, value))
             else:
-                value, tempo_value = self._band_values(band_levels[s:e])
-            parts.append(self._frames(value, tempo_value))
+                parts.append(self._frames(*self._band_values(band_levels[s:e])))
         if len(parts) == 1:
             return parts[0]
         return TempoFrames(*(np.concatenate([getattr(p, k) for p in parts] or [np.empty(0, d)])
@@ -435,14 +443,17 @@ class BeatTracker:
         """Advance the leaky autocorrelation by m frames of the smoothed tempo signal [m].
         Returns the tempo frames (indices in the block) at which it holds energy, and there
         each candidate's score [F, T] and the autocorrelation [F, n_lags]."""
-        m, n_lags = len(xs), self._n_lags
-        # recent[b, j] = xs at frame b - j (j = 0 … n_lags-1), before the block from history.
-        history = np.concatenate([self._x, xs])
-        self._x = history[m:].copy()
+        m, n_lags, t = len(xs), self._n_lags, self._t
+        # recent[b, j] = xs at frame b - j (j = 0 … n_lags-1), before the block from history:
+        # the frames t - n_lags + 1 … t - 1 then the block's.
+        s = (t + 1) % n_lags
+        history = np.concatenate([self._x[s:s + n_lags - 1], xs])
+        end = (t + m - n_lags + 1 + np.arange(n_lags - 1)) % n_lags
+        self._x[end] = self._x[end + n_lags] = history[m:]
         on = np.flatnonzero(xs > 0.0)  # in silence the autocorrelation only decays
         products = (np.lib.stride_tricks.sliding_window_view(history, n_lags)[on, ::-1]
                     * xs[on, None])
-        first = (TEMPO_EVERY - 1 - self._t) % TEMPO_EVERY
+        first = (TEMPO_EVERY - 1 - t) % TEMPO_EVERY
         tempo_frames = range(first, m, TEMPO_EVERY)
         scores = np.zeros((len(tempo_frames), len(self._periods)))
         acfs = np.empty((len(tempo_frames), n_lags))
@@ -451,6 +462,7 @@ class BeatTracker:
         on_list = on.tolist()
         n_on = len(on_list)
         k, last = 0, -1  # the next frame with onsets (index in on_list), the last one so far
+        changed = True  # since the last scores: if not, they are the same numbers
         for end in [*tempo_frames, m]:
             while k < n_on and on_list[k] <= end:
                 b = on_list[k]
@@ -464,10 +476,16 @@ class BeatTracker:
                 np.add(acf, products[k], out=acf)
                 last = b
                 k += 1
+                changed = True
             if end < m and acf[0] > 0.0:
                 # A common decay factor (owed, not yet applied) cancels in what is read here.
-                np.matmul(self._weights, acf, out=scores[len(frames)])
-                acfs[len(frames)] = acf
+                f = len(frames)
+                if changed:
+                    np.matmul(self._weights, acf, out=scores[f])
+                    acfs[f] = acf
+                    changed = False
+                else:
+                    scores[f], acfs[f] = scores[f - 1], acfs[f - 1]
                 frames.append(end)
         for _ in range(m - 1 - last):
             decay *= gamma
@@ -614,6 +632,151 @@ class BeatTracker:
         bpm = np.divide(60.0 * self.params.frame_rate_hz, periods, out=np.zeros(m), where=on)
         return TempoFrames(bpm, confidences, np.asarray(beats, np.float64),
                            np.asarray(counts, np.int64), np.asarray(frames, np.int64))
+
+
+    # -- frame by frame ----------------------------------------------------------------------
+    # The same arithmetic as the block's stages, one frame at a time over plain floats: what a
+    # call with a frame or two costs (numpy's per-call cost would dominate).
+
+    def _frame_by_frame(self, onsets: np.ndarray, levels: np.ndarray,
+                        band_levels: np.ndarray | None) -> TempoFrames:
+        """``process`` for a few frames: onset strengths [m], loudness [m] [dB] and band
+        levels [m, n_bands] [dB] (None without spectra)."""
+        m = onsets.shape[0]
+        bpm, conf = np.empty(m), np.empty(m)
+        beats: list[float] = []
+        counts: list[int] = []
+        frames: list[int] = []
+        rows = None if band_levels is None else band_levels.tolist()
+        for i in range(m):
+            if rows is None:
+                value = self._fast_value(float(onsets[i]), float(levels[i]))
+                beat = self._step(value, value)
+            else:
+                beat = self._step(*self._band_value(rows[i]))
+            if beat is not None:
+                beats.append(beat)
+                counts.append(self.beats_out)
+                frames.append(self._t - 1)
+            bpm[i], conf[i] = self.bpm, self._confidence
+        return TempoFrames(bpm, conf, np.asarray(beats, np.float64),
+                           np.asarray(counts, np.int64), np.asarray(frames, np.int64))
+
+    def _band_value(self, level: list[float]) -> tuple[float, float]:
+        """One frame's band levels [n_bands] [dB] → its two onset values (``_band_values``)."""
+        peak = self._band_peak
+        prev = self._band_level
+        rise = low = 0.0
+        for k, v in enumerate(level):
+            top = peak[k] - PEAK_DECAY_DB
+            if v > top:
+                top = v
+            peak[k] = top
+            if v < top - FLOOR_DB:
+                v = level[k] = top - FLOOR_DB
+            if prev is not None and v > prev[k]:
+                rise += v - prev[k]
+                if k < self._n_low:
+                    low += v - prev[k]
+        self._band_level = level
+        rise *= self._inv_bands
+        low *= self._inv_low
+        a = self._norm_a
+        self._norm_band = a * self._norm_band + rise
+        self._norm_low = a * self._norm_low + low
+        self._norm_weight = w = a * self._norm_weight + 1.0
+        return (rise * w / self._norm_band if rise > 0.0 else 0.0,
+                low * w / self._norm_low if low > 0.0 else 0.0)
+
+    def _fast_value(self, onset: float, level_db: float) -> float:
+        """One frame's onset strength and loudness [dB] → its onset value (``_fast_values``)."""
+        onset = onset if 0.0 < onset < 1e30 else 0.0
+        level_db = level_db if -1e4 < level_db < 1e4 else self._level
+        rise = max(level_db - self._level, 0.0) if self._t else 0.0
+        self._level = level_db
+        a = self._norm_a
+        self._norm_onset = a * self._norm_onset + onset
+        self._norm_rise = a * self._norm_rise + rise
+        self._norm_weight = a * self._norm_weight + 1.0
+        return (onset * self._norm_weight / self._norm_onset if onset > 0.0 else 0.0) + (
+            rise * self._norm_weight / self._norm_rise if rise > 0.0 else 0.0)
+
+    def _step(self, value: float, tempo_value: float) -> float | None:
+        """Advance by one frame of onset value and tempo onset value (``_frames``); return
+        the position of a beat reported at this frame, else None."""
+        t = self._t
+        a = self._mean_a
+        x = max(value - self._mean, 0.0)
+        self._mean = a * self._mean + (1.0 - a) * value
+        self._active = 0 if x > 0.0 else self._active + 1
+        xt = max(tempo_value - self._tempo_mean, 0.0)
+        self._tempo_mean = a * self._tempo_mean + (1.0 - a) * tempo_value
+        r = self._raw
+        r0, r1, r2, r3 = r[1], r[2], r[3], r[4]
+        self._raw = (r0, r1, r2, r3, xt)
+        w = SMOOTHING
+        xs = w[0] * (r0 + xt) + w[1] * (r1 + r3) + w[2] * r2
+        n_lags = self._n_lags
+        i = t % n_lags
+        self._x[i] = self._x[i + n_lags] = xs
+        if xs > 0.0:
+            recent = self._x[i + 1:i + n_lags + 1][::-1]  # newest first
+            if self._decay != 1.0:
+                self._acf *= self._decay
+                self._decay = 1.0
+            self._acf *= self._gammas
+            self._acf += xs * recent
+        else:
+            self._decay *= self._gamma
+        if t % TEMPO_EVERY == TEMPO_EVERY - 1 and self._acf[0] > 0.0:
+            for _, period, confidence in self._update_tempo(
+                    [0], (self._weights @ self._acf)[None], self._acf[None]):
+                self._period, self._confidence = period, confidence
+        beat = self._phase_step(t, x)
+        self._t = t + 1
+        return beat
+
+    def _phase_step(self, t: int, x: float) -> float | None:
+        """The beat phase at frame t, onset value x (``_update_phase``): the beat reported
+        there, else None."""
+        c = self._c
+        period = self._period
+        if not period:
+            c.append(x)
+            del c[0]
+            return None
+        j0 = math.floor(period)
+        frac = period - j0
+        cb = x + COMB_FEEDBACK * ((1.0 - frac) * c[-j0] + frac * c[-j0 - 1])
+        c.append(cb)
+        del c[0]
+        expected = self._next
+        n = min(math.ceil(period), t + 1)
+        window = c[:-n - 1:-1]  # the last n frames, newest first
+        peak = max(window)
+        if peak <= 0.0:
+            self._next = math.inf
+            return None
+        k = window.index(peak)
+        pos = float(t - k)
+        if 0 < k < n - 1:
+            older, newer = window[k + 1], window[k - 1]
+            curve = older - 2.0 * peak + newer
+            if curve < 0.0:
+                pos += min(max(0.5 * (older - newer) / curve, -0.5), 0.5)
+        self._next = pos + period
+        if (self._confidence < MIN_CONFIDENCE or self._active > 2 * period
+                or t - self._last_beat < 0.5 * period):
+            return None
+        if expected < t + 0.5 and expected >= t - 0.5:
+            beat = expected
+        elif k == 0 and x > 0.0 and expected - t < EARLY_FRACTION * period:
+            beat = float(t)
+        else:
+            return None
+        self._last_beat = beat
+        self.beats_out += 1
+        return beat
 
 
 def _leaky(a: float, b: float, s: float, values: list[float]) -> list[float]:
