@@ -444,51 +444,51 @@ class BeatTracker:
         Returns the tempo frames (indices in the block) at which it holds energy, and there
         each candidate's score [F, T] and the autocorrelation [F, n_lags]."""
         m, n_lags, t = len(xs), self._n_lags, self._t
-        # recent[b, j] = xs at frame b - j (j = 0 … n_lags-1), before the block from history:
-        # the frames t - n_lags + 1 … t - 1 then the block's.
+        # The frames t - n_lags + 1 … t - 1 (from the history), then the block's.
         s = (t + 1) % n_lags
         history = np.concatenate([self._x[s:s + n_lags - 1], xs])
         end = (t + m - n_lags + 1 + np.arange(n_lags - 1)) % n_lags
         self._x[end] = self._x[end + n_lags] = history[m:]
-        on = np.flatnonzero(xs > 0.0)  # in silence the autocorrelation only decays
-        products = (np.lib.stride_tricks.sliding_window_view(history, n_lags)[on, ::-1]
-                    * xs[on, None])
+        # Each frame's products with the frames 0 … n_lags-1 before it, newest first: windows
+        # of the history reversed (frame b's starts at m - 1 - b). In silence the
+        # autocorrelation only decays: frames without onsets have none.
+        on = np.flatnonzero(xs > 0.0)
+        newest_first = np.lib.stride_tricks.sliding_window_view(history[::-1].copy(), n_lags)
+        products = newest_first[m - 1 - on] * xs[on, None]
         first = (TEMPO_EVERY - 1 - t) % TEMPO_EVERY
-        tempo_frames = range(first, m, TEMPO_EVERY)
-        scores = np.zeros((len(tempo_frames), len(self._periods)))
-        acfs = np.empty((len(tempo_frames), n_lags))
+        n_tempo = len(range(first, m, TEMPO_EVERY))
+        scores = np.zeros((n_tempo, len(self._periods)))
+        acfs = np.empty((n_tempo, n_lags))
         frames: list[int] = []
         acf, gamma, gammas, decay = self._acf, self._gamma, self._gammas, self._decay
-        on_list = on.tolist()
-        n_on = len(on_list)
-        k, last = 0, -1  # the next frame with onsets (index in on_list), the last one so far
+        weights = self._weights
+        tempo = first  # the next tempo frame
         changed = True  # since the last scores: if not, they are the same numbers
-        for end in [*tempo_frames, m]:
-            while k < n_on and on_list[k] <= end:
-                b = on_list[k]
-                if b > last + 1:
-                    for _ in range(b - last - 1):  # one multiply per silent frame
-                        decay *= gamma
-                if decay != 1.0:  # the decay owed by silent frames, then this frame's
-                    np.multiply(acf, decay, out=acf)
-                    decay = 1.0
-                np.multiply(acf, gammas, out=acf)
-                np.add(acf, products[k], out=acf)
-                last = b
-                k += 1
-                changed = True
-            if end < m and acf[0] > 0.0:
-                # A common decay factor (owed, not yet applied) cancels in what is read here.
-                f = len(frames)
-                if changed:
-                    np.matmul(self._weights, acf, out=scores[f])
-                    acfs[f] = acf
-                    changed = False
-                else:
-                    scores[f], acfs[f] = scores[f - 1], acfs[f - 1]
-                frames.append(end)
-        for _ in range(m - 1 - last):
-            decay *= gamma
+        last = -1  # the last frame with onsets
+        for b, row in zip([*on.tolist(), m], [*products, None], strict=True):
+            while tempo < b:  # tempo frames before this frame: the autocorrelation so far
+                if acf[0] > 0.0:
+                    # A common decay factor (owed, not applied yet) cancels in what is read.
+                    f = len(frames)
+                    if changed:
+                        np.matmul(weights, acf, out=scores[f])
+                        acfs[f] = acf
+                        changed = False
+                    else:
+                        scores[f], acfs[f] = scores[f - 1], acfs[f - 1]
+                    frames.append(tempo)
+                tempo += TEMPO_EVERY
+            for _ in range(b - last - 1):  # one multiply per silent frame
+                decay *= gamma
+            if row is None:
+                break
+            if decay != 1.0:  # the decay owed by silent frames, then this frame's
+                np.multiply(acf, decay, out=acf)
+                decay = 1.0
+            np.multiply(acf, gammas, out=acf)
+            np.add(acf, row, out=acf)
+            last = b
+            changed = True
         self._decay = decay
         return frames, scores[:len(frames)], acfs[:len(frames)]
 
