@@ -194,6 +194,7 @@ class BeatTracker:
         self.bpm_grid = p.min_bpm * GRID_STEP ** np.arange(n_tempi)
         self.bpm_grid[-1] = min(self.bpm_grid[-1], p.max_bpm)
         self._periods = 60.0 * fps / self.bpm_grid  # [T] frames
+        self._period_list = self._periods.tolist()
         self._weights = self._score_matrix()  # [T, n_lags]
         # Grid index of each candidate's tempo × r (-1 outside the range).
         self._faster = {}
@@ -500,14 +501,18 @@ class BeatTracker:
         if not frames:
             return []
         weighted = score * self._prior
+        rows = np.arange(len(frames))
+        best = weighted.argmax(axis=1)
+        top = score[rows, best].tolist()
+        fastest = self._fastest(score, best).tolist()
+        periods = self._period_list
         found: list[tuple[int, int]] = []  # (row, grid index)
-        for f, best in enumerate(weighted.argmax(axis=1).tolist()):
-            if score[f, best] <= 0.0:
+        for f, best in enumerate(fastest):
+            if top[f] <= 0.0:
                 continue  # nothing periodic (yet): keep what there is
-            best = self._fastest(score[f], best)
             if self._period or found:
                 cur = self._grid_index
-                ratio = self._periods[best] / self._periods[cur]
+                ratio = periods[best] / periods[cur]
                 if not (1.0 / FOLLOW_RATIO < ratio < FOLLOW_RATIO
                         or weighted[f, best] > SWITCH_RATIO * weighted[f, cur]):
                     best = cur
@@ -521,15 +526,18 @@ class BeatTracker:
                  min(max(float(score[f, best]) / (HARMONICS * acf[f, 0]), 0.0), 1.0))
                 for (f, best), period in zip(found, periods, strict=True)]
 
-    def _fastest(self, score: np.ndarray, best: int) -> int:
-        """The fastest of ``best`` and its tempo × 2, × 3 (within the range) that scores at
-        least ``FASTER_SHARE`` of it: clicks at 180 BPM are as periodic at 90 and 60, whose
-        harmonics the prior may favour; onsets between the beats are what tell them apart."""
+    def _fastest(self, score: np.ndarray, best: np.ndarray) -> np.ndarray:
+        """Per row of scores [F, T], the fastest of candidate ``best`` [F] and its tempo × 2,
+        × 3 (within the range) that scores at least ``FASTER_SHARE`` of it: clicks at 180 BPM
+        are as periodic at 90 and 60, whose harmonics the prior may favour; onsets between the
+        beats are what tell them apart."""
+        rows = np.arange(len(best))
+        share = FASTER_SHARE * score[rows, best]
         out = best
         for r in FASTER_RATIOS:
             j = self._faster[r][best]
-            if j >= 0 and score[j] >= FASTER_SHARE * score[best]:
-                out = max(out, int(j))  # a higher index is a faster tempo
+            # A higher index is a faster tempo. (j = -1: none; its score is not looked at.)
+            out = np.where((j >= 0) & (score[rows, j] >= share), np.maximum(out, j), out)
         return out
 
     def _refine(self, acf: np.ndarray, best: np.ndarray) -> list[float]:
