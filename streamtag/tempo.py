@@ -42,6 +42,11 @@ Latency: the tracker adds none (``LATENCY_FRAMES``). A beat's position is a frac
 index; frame ``k``'s stream time is the frontend's (end of frame ``k``, less the resampler's
 delay), and the engine converts with it. Streaming and offline are the same per-frame
 arithmetic, so ``process`` in any blocks equals ``process_offline`` exactly.
+
+Cost: a call with a few frames (live input) runs them one by one over plain floats; a longer
+one runs each stage over the whole block (numpy where the frames are independent, the
+recursions over plain floats), ~3x faster per frame. Both compute every number by the same
+floating-point operations in the same order, so they agree to the bit (tests/test_tempo.py).
 """
 
 from __future__ import annotations
