@@ -362,9 +362,9 @@ class BeatTracker:
     # tempo → beat phase, so each runs over the whole block before the next.
 
     def _band_values(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Band levels [m, n_bands] [dB] (float32) of m frames → their onset values [m] for the beat
-        phase and for the tempo: the mean rise of the band levels (floored under their peaks),
-        of all bands and of those up to ``TEMPO_MAX_HZ``, each over its recent mean."""
+        """Band levels [m, n_bands] [dB] (float32) of m frames → their onset values [m] for
+        the beat phase and for the tempo: the mean rise of the band levels (floored under their
+        peaks), of all bands and of those up to ``TEMPO_MAX_HZ``, each over its recent mean."""
         m = level.shape[0]
         level = level.astype(np.float64)  # float32 levels; the arithmetic in float64
         top = np.empty_like(level)
@@ -579,7 +579,7 @@ class BeatTracker:
         periods[start:], confidences[start:] = period, confidence
         on = periods != 0.0  # frames with a tempo (all after the first frame with one)
         # The comb filter: c[t] = x[t] + a·c[t - period], c[t - period] interpolated between
-        # the frames j0 and j0 + 1 back. history[H + b] is frame b's; before it, the last hc
+        # the frames j0 and j0 + 1 back. c[hc + b] is frame b's; before it, the last hc
         # frames'. Without a tempo c[t] = x[t]: both taps weigh 0.0 (the comb is finite).
         hc = self._hc
         j0 = np.floor(periods)
