@@ -741,13 +741,46 @@ class BeatTracker:
             self._acf += xs * recent
         else:
             self._decay *= self._gamma
-        if t % TEMPO_EVERY == TEMPO_EVERY - 1 and self._acf[0] > 0.0:
-            for _, period, confidence in self._update_tempo(
-                    [0], (self._weights @ self._acf)[None], self._acf[None]):
-                self._period, self._confidence = period, confidence
+        if t % TEMPO_EVERY == TEMPO_EVERY - 1:
+            self._tempo_step()
         beat = self._phase_step(t, x)
         self._t = t + 1
         return beat
+
+    def _tempo_step(self) -> None:
+        """The tempo update of one frame (``_update_tempo`` for one row, its numpy calls on
+        one frame's arrays: fewer calls)."""
+        energy = self._acf[0]
+        if energy <= 0.0:
+            return
+        score = self._weights @ self._acf  # [T]; a common decay factor cancels below
+        weighted = score * self._prior
+        best = int(weighted.argmax())
+        if score[best] <= 0.0:
+            return  # nothing periodic (yet): keep what there is
+        top = FASTER_SHARE * score[best]
+        out = best
+        for r in FASTER_RATIOS:
+            j = int(self._faster[r][best])
+            if j >= 0 and score[j] >= top:
+                out = max(out, j)
+        best = out
+        if self._period:
+            cur = self._grid_index
+            ratio = self._period_list[best] / self._period_list[cur]
+            if not (1.0 / FOLLOW_RATIO < ratio < FOLLOW_RATIO
+                    or weighted[best] > SWITCH_RATIO * weighted[cur]):
+                best = cur
+        self._grid_index = best
+        period = self._period_list[best]
+        a = np.maximum(self._acf[self._near[best]], 0.0)  # [K, 3]
+        mass = float(a.sum())
+        if mass > 0.0:
+            centre = float(np.einsum("kj,kj->", a, self._near_lag[best]))
+            lo = max(period / FOLLOW_RATIO, self._min_period)
+            period = min(max(centre / mass, lo), period * FOLLOW_RATIO, self._max_period)
+        self._period = period
+        self._confidence = min(max(float(score[best]) / (HARMONICS * energy), 0.0), 1.0)
 
     def _phase_step(self, t: int, x: float) -> float | None:
         """The beat phase at frame t, onset value x (``_update_phase``): the beat reported
