@@ -42,6 +42,11 @@ Latency: the tracker adds none (``LATENCY_FRAMES``). A beat's position is a frac
 index; frame ``k``'s stream time is the frontend's (end of frame ``k``, less the resampler's
 delay), and the engine converts with it. Streaming and offline are the same per-frame
 arithmetic, so ``process`` in any blocks equals ``process_offline`` exactly.
+
+Cost: a call with a few frames (live input) runs them one by one over plain floats; a longer
+one runs each stage over the whole block (numpy where the frames are independent, the
+recursions over plain floats), ~3x faster per frame. Both compute every number by the same
+floating-point operations in the same order, so they agree to the bit (tests/test_tempo.py).
 """
 
 from __future__ import annotations
@@ -109,6 +114,12 @@ ONSET_MEAN_S = 1.0
 NORM_S = 10.0
 #: An onset up to this fraction of a period before the predicted beat is taken as the beat.
 EARLY_FRACTION = 0.2
+#: Frames ``process`` works on at once (longer inputs go in pieces of this many): bounds its
+#: temporaries, the largest the autocorrelation's products [frames, n_lags] (≤ 1.7 MB).
+BLOCK_FRAMES = 1024
+#: Fewer frames than this (live input: a frame or two per call) go one by one, over plain
+#: floats; more, stage by stage over the block (numpy). Both give the same numbers.
+FRAME_BY_FRAME = 16
 
 
 @dataclass(frozen=True)
@@ -181,10 +192,14 @@ class BeatTracker:
         self._norm_a = math.exp(-1.0 / (NORM_S * fps))
         # Lags 0 … n_lags-1 [frames]: the highest multiple of the slowest period, interpolated.
         self._n_lags = math.ceil(HARMONICS * self._max_period) + 2
+        # The decay per frame once per lag: numpy multiplies two arrays faster than an array by
+        # a Python float.
+        self._gammas = np.full(self._n_lags, self._gamma)
         n_tempi = math.ceil(math.log(p.max_bpm / p.min_bpm) / math.log(GRID_STEP)) + 1
         self.bpm_grid = p.min_bpm * GRID_STEP ** np.arange(n_tempi)
         self.bpm_grid[-1] = min(self.bpm_grid[-1], p.max_bpm)
         self._periods = 60.0 * fps / self.bpm_grid  # [T] frames
+        self._period_list = self._periods.tolist()
         self._weights = self._score_matrix()  # [T, n_lags]
         # Grid index of each candidate's tempo × r (-1 outside the range).
         self._faster = {}
@@ -200,8 +215,6 @@ class BeatTracker:
         self._near_lag = near / k[None, :, None]
         octaves = np.log2(self.bpm_grid / PRIOR_BPM) / PRIOR_OCTAVES
         self._prior = np.exp(-0.5 * octaves**2)
-        # Onset history, doubled so the newest n_lags values are always one contiguous slice.
-        self._hx = self._n_lags
         # Comb history: a period back plus the interpolation's neighbour, and the last period.
         self._hc = math.ceil(self._max_period) + 3
         # The onset bands as runs of bins: band k sums bins starts[k] … starts[k+1] - 1, the
@@ -241,12 +254,14 @@ class BeatTracker:
 
     def reset(self) -> None:
         """Forget all onsets: the next frame is frame 0."""
-        self._x = np.zeros(2 * self._hx)  # onset signal, written at i and i + hx
+        # The smoothed tempo signal, frame t at t % n_lags and again n_lags further on, so the
+        # newest n_lags values are always one slice.
+        self._x = np.zeros(2 * self._n_lags)
         self._acf = np.zeros(self._n_lags)  # leaky autocorrelation at lags 0 … n_lags-1
         self._decay = 1.0  # decay owed to the autocorrelation by frames of silence
         self._raw = (0.0,) * len(SMOOTHING)  # the newest onset values, oldest first
         self._grid_index = 0
-        self._c = np.zeros(2 * self._hc)  # comb output, written at i and i + hc
+        self._c = [0.0] * self._hc  # the comb's output at the last hc frames, oldest first
         self._mean = 0.0
         self._level = 0.0  # the previous frame's loudness [dB]
         self._band_level: list[float] | None = None  # the previous frame's band levels [dB]
@@ -298,7 +313,7 @@ class BeatTracker:
         if levels.shape[0] != n:
             raise ValueError(f"level_db: expected {n} values, one per onset, got "
                              f"{levels.shape[0]}")
-        band_levels: list[list[float]] = []
+        band_levels = None
         if power is not None:
             power = np.asarray(power, dtype=np.float32)
             if power.shape != (n, self._n_freqs):
@@ -307,25 +322,24 @@ class BeatTracker:
             energy = np.add.reduceat(power[:, self._band_from:], self._band_starts, axis=1)
             # Levels [dB], each frame's alone (row by row, so the same in any blocks). fmax and
             # fmin take a hostile caller's NaN, negative or infinite power to -100 … 200 dB.
-            band_levels = np.fmin(10.0 * np.log10(np.fmax(energy, 0.0) + 1e-10),
-                                  200.0).tolist()
-        bpm, conf = np.empty(n), np.empty(n)
-        beats: list[float] = []
-        counts: list[int] = []
-        frames: list[int] = []
-        for i in range(n):
-            if power is None:
-                value = self._onset_value(float(onsets[i]), float(levels[i]))
-                beat = self._step(value, value)
+            band_levels = np.fmin(10.0 * np.log10(np.fmax(energy, 0.0) + 1e-10), 200.0)
+        parts = []
+        for s in range(0, n, BLOCK_FRAMES):
+            e = min(s + BLOCK_FRAMES, n)
+            if e - s < FRAME_BY_FRAME:
+                parts.append(self._frame_by_frame(onsets[s:e], levels[s:e], None
+                                                  if band_levels is None else band_levels[s:e]))
+            elif band_levels is None:
+                value = self._fast_values(onsets[s:e], levels[s:e])
+                parts.append(self._frames(value, value))
             else:
-                beat = self._step(*self._band_values(band_levels[i]))
-            if beat is not None:
-                beats.append(beat)
-                counts.append(self.beats_out)
-                frames.append(self._t - 1)
-            bpm[i], conf[i] = self.bpm, self._confidence
-        return TempoFrames(bpm, conf, np.asarray(beats, np.float64),
-                           np.asarray(counts, np.int64), np.asarray(frames, np.int64))
+                parts.append(self._frames(*self._band_values(band_levels[s:e])))
+        if len(parts) == 1:
+            return parts[0]
+        return TempoFrames(*(np.concatenate([getattr(p, k) for p in parts] or [np.empty(0, d)])
+                             for k, d in (("bpm", np.float64), ("confidence", np.float64),
+                                          ("beats", np.float64), ("counts", np.int64),
+                                          ("frames", np.int64))))
 
     def process_offline(self, onsets: np.ndarray, level_db: np.ndarray | None = None,
                         power: np.ndarray | None = None) -> TempoFrames:
@@ -337,12 +351,332 @@ class BeatTracker:
         self.reset()
         return out
 
-    # -- one frame ---------------------------------------------------------------------------
-    def _band_values(self, level: list[float]) -> tuple[float, float]:
-        """One frame's band levels [n_bands] [dB] → its onset values for the beat phase and
-        for the tempo: the mean rise of the band levels (floored under their peaks), of all
-        bands and of those up to ``TEMPO_MAX_HZ``, each over its recent mean. Plain floats:
-        eight numbers cost less in Python than in numpy calls."""
+    # -- a block of frames -------------------------------------------------------------------
+    # The tracker is a recursion over frames, and its numbers are those of a frame-by-frame
+    # step: every value below comes from the same floating-point operations, in the same order,
+    # as if each frame were processed alone (so any blocks give the same results, to the bit).
+    # What does not depend on the recursion is computed for the whole block at once (numpy,
+    # elementwise: the same rounding as one by one); the recursions over plain floats; the
+    # autocorrelation's products for all frames at once, its leaky sum frame by frame. The
+    # stages depend on each other in one direction only: onset signals → autocorrelation →
+    # tempo → beat phase, so each runs over the whole block before the next.
+
+    def _band_values(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Band levels [m, n_bands] [dB] (float32) of m frames → their onset values [m] for
+        the beat phase and for the tempo: the mean rise of the band levels (floored under their
+        peaks), of all bands and of those up to ``TEMPO_MAX_HZ``, each over its recent mean."""
+        m = level.shape[0]
+        level = level.astype(np.float64)  # float32 levels; the arithmetic in float64
+        top = np.empty_like(level)
+        for k, p in enumerate(self._band_peak):
+            # The peak decays by PEAK_DECAY_DB a frame unless the level is above it.
+            top[:, k] = col = [p := v if v > (d := p - PEAK_DECAY_DB) else d
+                               for v in level[:, k].tolist()]
+            self._band_peak[k] = col[-1]
+        floor = top - FLOOR_DB
+        level = np.where(level < floor, floor, level)
+        # The first frame after a reset has no previous levels: no rise.
+        prev = level[:1] if self._band_level is None else np.asarray([self._band_level])
+        prev = np.concatenate([prev, level[:-1]])
+        up = np.where(level > prev, level - prev, 0.0)
+        # Summed band after band, as one frame's floats are (adding a 0.0 changes nothing).
+        rise = np.zeros(m)
+        low = rise
+        for k in range(up.shape[1]):
+            rise = rise + up[:, k]
+            if k + 1 == self._n_low:
+                low = rise
+        self._band_level = level[-1].tolist()
+        rise = rise * self._inv_bands
+        low = low * self._inv_low
+        a = self._norm_a
+        norm_band = _leaky(a, 1.0, self._norm_band, rise.tolist())
+        norm_low = _leaky(a, 1.0, self._norm_low, low.tolist())
+        weight = np.asarray(_leaky(a, 1.0, self._norm_weight, [1.0] * m))
+        self._norm_band, self._norm_low, self._norm_weight = (
+            norm_band[-1], norm_low[-1], float(weight[-1]))
+        return (np.divide(rise * weight, norm_band, out=np.zeros(m), where=rise > 0.0),
+                np.divide(low * weight, norm_low, out=np.zeros(m), where=low > 0.0))
+
+    def _fast_values(self, onset: np.ndarray, level_db: np.ndarray) -> np.ndarray:
+        """Onset strengths [m] and loudness [m] [dB] of m frames → their onset values [m]
+        (without spectra)."""
+        m = onset.shape[0]
+        # Finite and non-negative: the frontend guarantees it, a hostile caller might not. A
+        # loudness out of range holds the last one in range.
+        onset = np.where((onset > 0.0) & (onset < 1e30), onset, 0.0)
+        ok = (level_db > -1e4) & (level_db < 1e4)
+        held = np.maximum.accumulate(np.where(ok, np.arange(m), -1))
+        level_db = np.where(held >= 0, level_db[np.maximum(held, 0)], self._level)
+        prev = np.concatenate([[self._level], level_db[:-1]])
+        rise = np.maximum(level_db - prev, 0.0)
+        if self._t == 0:
+            rise[0] = 0.0
+        self._level = float(level_db[-1])
+        # Each part relative to its own recent mean: neither dominates by its units.
+        # Means of all frames so far while fewer than NORM_S seconds have passed (the leaky
+        # sums divided by their total weight), so the first onsets are not magnified.
+        a = self._norm_a
+        norm_onset = _leaky(a, 1.0, self._norm_onset, onset.tolist())
+        norm_rise = _leaky(a, 1.0, self._norm_rise, rise.tolist())
+        weight = np.asarray(_leaky(a, 1.0, self._norm_weight, [1.0] * m))
+        self._norm_onset, self._norm_rise, self._norm_weight = (
+            norm_onset[-1], norm_rise[-1], float(weight[-1]))
+        return (np.divide(onset * weight, norm_onset, out=np.zeros(m), where=onset > 0.0)
+                + np.divide(rise * weight, norm_rise, out=np.zeros(m), where=rise > 0.0))
+
+    def _frames(self, value: np.ndarray, tempo_value: np.ndarray) -> TempoFrames:
+        """Advance by m frames of onset values [m] (for the beat phase) and tempo onset values
+        [m] (for the tempo; the same without spectra); their tempo and beats."""
+        a = self._mean_a
+        # Each onset value less its running mean (before the frame), half-wave rectified.
+        mean = _leaky(a, 1.0 - a, self._mean, value.tolist())
+        x = np.maximum(value - np.asarray([self._mean, *mean[:-1]]), 0.0)
+        self._mean = mean[-1]
+        mean = _leaky(a, 1.0 - a, self._tempo_mean, tempo_value.tolist())
+        xt = np.maximum(tempo_value - np.asarray([self._tempo_mean, *mean[:-1]]), 0.0)
+        self._tempo_mean = mean[-1]
+        # Smoothed: r[i + 4] is frame i's value, r[0 … 3] the four before the block.
+        r = np.concatenate([self._raw[1:], xt])
+        self._raw = tuple(r[-len(SMOOTHING):].tolist())
+        w = SMOOTHING
+        m = len(xt)
+        xs = w[0] * (r[:m] + r[4:]) + w[1] * (r[1:m + 1] + r[3:m + 3]) + w[2] * r[2:m + 2]
+        updates = self._update_tempo(*self._autocorrelate(xs))
+        return self._update_phase(x, updates)
+
+    def _autocorrelate(self, xs: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Advance the leaky autocorrelation by m frames of the smoothed tempo signal [m].
+        Returns the tempo frames (indices in the block) at which it holds energy, and there
+        each candidate's score [F, T] and the autocorrelation [F, n_lags]."""
+        m, n_lags, t = len(xs), self._n_lags, self._t
+        # The frames t - n_lags + 1 … t - 1 (from the history), then the block's.
+        s = (t + 1) % n_lags
+        history = np.concatenate([self._x[s:s + n_lags - 1], xs])
+        end = (t + m - n_lags + 1 + np.arange(n_lags - 1)) % n_lags
+        self._x[end] = self._x[end + n_lags] = history[m:]
+        # Each frame's products with the frames 0 … n_lags-1 before it, newest first: windows
+        # of the history reversed (frame b's starts at m - 1 - b). In silence the
+        # autocorrelation only decays: frames without onsets have none.
+        on = np.flatnonzero(xs > 0.0)
+        newest_first = np.lib.stride_tricks.sliding_window_view(history[::-1].copy(), n_lags)
+        products = newest_first[m - 1 - on] * xs[on, None]
+        first = (TEMPO_EVERY - 1 - t) % TEMPO_EVERY
+        n_tempo = len(range(first, m, TEMPO_EVERY))
+        scores = np.zeros((n_tempo, len(self._periods)))
+        acfs = np.empty((n_tempo, n_lags))
+        frames: list[int] = []
+        acf, gamma, gammas, decay = self._acf, self._gamma, self._gammas, self._decay
+        weights = self._weights
+        tempo = first  # the next tempo frame
+        changed = True  # since the last scores: if not, they are the same numbers
+        last = -1  # the last frame with onsets
+        for b, row in zip([*on.tolist(), m], [*products, None], strict=True):
+            while tempo < b:  # tempo frames before this frame: the autocorrelation so far
+                if acf[0] > 0.0:
+                    # A common decay factor (owed, not applied yet) cancels in what is read.
+                    f = len(frames)
+                    if changed:
+                        np.matmul(weights, acf, out=scores[f])
+                        acfs[f] = acf
+                        changed = False
+                    else:
+                        scores[f], acfs[f] = scores[f - 1], acfs[f - 1]
+                    frames.append(tempo)
+                tempo += TEMPO_EVERY
+            for _ in range(b - last - 1):  # one multiply per silent frame
+                decay *= gamma
+            if row is None:
+                break
+            if decay != 1.0:  # the decay owed by silent frames, then this frame's
+                np.multiply(acf, decay, out=acf)
+                decay = 1.0
+            np.multiply(acf, gammas, out=acf)
+            np.add(acf, row, out=acf)
+            last = b
+            changed = True
+        self._decay = decay
+        return frames, scores[:len(frames)], acfs[:len(frames)]
+
+    def _update_tempo(self, frames: list[int], score: np.ndarray, acf: np.ndarray
+                      ) -> list[tuple[int, float, float]]:
+        """The tempo at each of the frames [F] (block indices) whose candidates' scores [F, T]
+        and autocorrelations [F, n_lags] are given. Returns, where it was found, each new
+        (frame, period [frames], confidence)."""
+        if not frames:
+            return []
+        weighted = score * self._prior
+        rows = np.arange(len(frames))
+        best = weighted.argmax(axis=1)
+        top = score[rows, best].tolist()
+        fastest = self._fastest(score, best).tolist()
+        periods = self._period_list
+        found: list[tuple[int, int]] = []  # (row, grid index)
+        for f, best in enumerate(fastest):
+            if top[f] <= 0.0:
+                continue  # nothing periodic (yet): keep what there is
+            if self._period or found:
+                cur = self._grid_index
+                ratio = periods[best] / periods[cur]
+                if not (1.0 / FOLLOW_RATIO < ratio < FOLLOW_RATIO
+                        or weighted[f, best] > SWITCH_RATIO * weighted[f, cur]):
+                    best = cur
+            self._grid_index = best
+            found.append((f, best))
+        if not found:
+            return []
+        rows, bests = (np.asarray(v) for v in zip(*found, strict=True))
+        periods = self._refine(acf[rows], bests)
+        return [(frames[f], period,
+                 min(max(float(score[f, best]) / (HARMONICS * acf[f, 0]), 0.0), 1.0))
+                for (f, best), period in zip(found, periods, strict=True)]
+
+    def _fastest(self, score: np.ndarray, best: np.ndarray) -> np.ndarray:
+        """Per row of scores [F, T], the fastest of candidate ``best`` [F] and its tempo × 2,
+        × 3 (within the range) that scores at least ``FASTER_SHARE`` of it: clicks at 180 BPM
+        are as periodic at 90 and 60, whose harmonics the prior may favour; onsets between the
+        beats are what tell them apart."""
+        rows = np.arange(len(best))
+        share = FASTER_SHARE * score[rows, best]
+        out = best
+        for r in FASTER_RATIOS:
+            j = self._faster[r][best]
+            # A higher index is a faster tempo. (j = -1: none; its score is not looked at.)
+            out = np.where((j >= 0) & (score[rows, j] >= share), np.maximum(out, j), out)
+        return out
+
+    def _refine(self, acf: np.ndarray, best: np.ndarray) -> list[float]:
+        """Grid candidates ``best`` [F] → their periods [frames] refined to the mass centre of
+        the autocorrelations [F, n_lags] around their multiples (each divided by its multiple,
+        weighted by mass): sub-frame precise, where the grid's integer-lag interpolation is
+        not. (Sums over each row's [K, 3] values: the same as over each alone.)"""
+        a = np.maximum(acf[np.arange(len(best))[:, None, None], self._near[best]], 0.0)
+        masses = a.sum(axis=(1, 2)).tolist()
+        centres = np.einsum("fkj,fkj->f", a, self._near_lag[best]).tolist()
+        out = []
+        for period, mass, centre in zip(self._periods[best].tolist(), masses, centres,
+                                        strict=True):
+            if mass <= 0.0:
+                out.append(period)
+                continue
+            # Stay within the candidate's neighbourhood and the tempo range.
+            lo = max(period / FOLLOW_RATIO, self._min_period)
+            out.append(min(max(centre / mass, lo), period * FOLLOW_RATIO, self._max_period))
+        return out
+
+    def _update_phase(self, x: np.ndarray, updates: list[tuple[int, float, float]]
+                      ) -> TempoFrames:
+        """Advance the beat phase by m frames of onset values [m], the tempo changing at the
+        frames given (block index, period, confidence); their tempo and beats."""
+        m = len(x)
+        t = self._t + np.arange(m)  # frame indices
+        # Each frame's tempo: the one after the tempo update at that frame, if any.
+        periods, confidences = np.empty(m), np.empty(m)
+        start, period, confidence = 0, self._period, self._confidence
+        for b, new_period, new_confidence in updates:
+            periods[start:b], confidences[start:b] = period, confidence
+            start, period, confidence = b, new_period, new_confidence
+        periods[start:], confidences[start:] = period, confidence
+        on = periods != 0.0  # frames with a tempo (all after the first frame with one)
+        # The comb filter: c[t] = x[t] + a·c[t - period], c[t - period] interpolated between
+        # the frames j0 and j0 + 1 back. c[hc + b] is frame b's; before it, the last hc
+        # frames'. Without a tempo c[t] = x[t]: both taps weigh 0.0 (the comb is finite).
+        hc = self._hc
+        j0 = np.floor(periods)
+        frac = periods - j0
+        newer = (hc + np.arange(m) - np.where(on, j0, 1.0).astype(np.int64)).tolist()
+        w_newer = np.where(on, 1.0 - frac, 0.0).tolist()
+        w_older = np.where(on, frac, 0.0).tolist()
+        c = self._c.copy()
+        for xb, j, a, f in zip(x.tolist(), newer, w_newer, w_older, strict=True):
+            c.append(xb + COMB_FEEDBACK * (a * c[j] + f * c[j - 1]))
+        self._c = c[-hc:]
+        # The latest beat: the largest comb value of the last period (newest wins ties), k
+        # frames back from each frame, n the frames looked at.
+        n = np.where(on, np.minimum(np.ceil(periods), t + 1), 1.0).astype(np.int64)
+        width = int(n.max())
+        comb = np.asarray(c)
+        windows = np.lib.stride_tricks.sliding_window_view(comb, width)[hc - width + 1:, ::-1]
+        back = np.arange(width)
+        windows = np.where(back < n[:, None], windows, -np.inf)  # newest first
+        k = windows.argmax(axis=1)
+        rows = np.arange(m)
+        peak = windows[rows, k]
+        # Its position, to a fraction of a frame from the parabola through its neighbours.
+        pos = (t - k).astype(np.float64)
+        inner = (k > 0) & (k < n - 1)
+        older = windows[rows, np.minimum(k + 1, width - 1)]
+        newer = windows[rows, np.maximum(k - 1, 0)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            curve = older - 2.0 * peak + newer
+            bend = inner & (curve < 0.0)
+            shift = np.minimum(np.maximum(0.5 * (older - newer) / curve, -0.5), 0.5)
+        pos = np.where(bend, pos + shift, pos)
+        # The next beat is predicted one period after the latest; none while the comb is 0.
+        predicted = np.where(on, np.where(peak > 0.0, pos + periods, np.inf), self._next)
+        expected = np.concatenate([[self._next], predicted[:-1]])  # the previous frame's
+        # A beat is reported at the frame it is predicted in, or at an onset that comes
+        # shortly before it, when the tempo is confident and the onsets active.
+        last_on = np.maximum.accumulate(np.where(x > 0.0, rows, -1))
+        active = np.where(last_on >= 0, rows - last_on, self._active + 1 + rows)
+        candidate = (on & (peak > 0.0) & (confidences >= MIN_CONFIDENCE)
+                     & (active <= 2 * periods)
+                     & (((expected < t + 0.5) & (expected >= t - 0.5))
+                        | ((k == 0) & (x > 0.0) & (expected - t < EARLY_FRACTION * periods))))
+        # ... and not within half a period of the last beat: the one test that depends on the
+        # beats reported before, so frame by frame, over the candidates only.
+        last_beat, count = self._last_beat, self.beats_out
+        beats: list[float] = []
+        counts: list[int] = []
+        frames: list[int] = []
+        for b in np.flatnonzero(candidate).tolist():
+            tb, p, e = int(t[b]), float(periods[b]), float(expected[b])
+            if tb - last_beat < 0.5 * p:
+                continue
+            last_beat = e if e < tb + 0.5 and e >= tb - 0.5 else float(tb)
+            count += 1
+            beats.append(last_beat)
+            counts.append(count)
+            frames.append(tb)
+        self._period, self._confidence = period, confidence
+        self._next, self._last_beat, self.beats_out = float(predicted[-1]), last_beat, count
+        self._active = int(active[-1])
+        self._t += m
+        bpm = np.divide(60.0 * self.params.frame_rate_hz, periods, out=np.zeros(m), where=on)
+        return TempoFrames(bpm, confidences, np.asarray(beats, np.float64),
+                           np.asarray(counts, np.int64), np.asarray(frames, np.int64))
+
+
+    # -- frame by frame ----------------------------------------------------------------------
+    # The same arithmetic as the block's stages, one frame at a time over plain floats: what a
+    # call with a frame or two costs (numpy's per-call cost would dominate).
+
+    def _frame_by_frame(self, onsets: np.ndarray, levels: np.ndarray,
+                        band_levels: np.ndarray | None) -> TempoFrames:
+        """``process`` for a few frames: onset strengths [m], loudness [m] [dB] and band
+        levels [m, n_bands] [dB] (None without spectra)."""
+        m = onsets.shape[0]
+        bpm, conf = np.empty(m), np.empty(m)
+        beats: list[float] = []
+        counts: list[int] = []
+        frames: list[int] = []
+        rows = None if band_levels is None else band_levels.tolist()
+        for i in range(m):
+            if rows is None:
+                value = self._fast_value(float(onsets[i]), float(levels[i]))
+                beat = self._step(value, value)
+            else:
+                beat = self._step(*self._band_value(rows[i]))
+            if beat is not None:
+                beats.append(beat)
+                counts.append(self.beats_out)
+                frames.append(self._t - 1)
+            bpm[i], conf[i] = self.bpm, self._confidence
+        return TempoFrames(bpm, conf, np.asarray(beats, np.float64),
+                           np.asarray(counts, np.int64), np.asarray(frames, np.int64))
+
+    def _band_value(self, level: list[float]) -> tuple[float, float]:
+        """One frame's band levels [n_bands] [dB] → its two onset values (``_band_values``)."""
         peak = self._band_peak
         prev = self._band_level
         rise = low = 0.0
@@ -367,17 +701,12 @@ class BeatTracker:
         return (rise * w / self._norm_band if rise > 0.0 else 0.0,
                 low * w / self._norm_low if low > 0.0 else 0.0)
 
-    def _onset_value(self, onset: float, level_db: float) -> float:
-        """One frame's onset strength and loudness [dB] → its onset value (without spectra)."""
-        t = self._t
-        # Finite and non-negative: the frontend guarantees it, a hostile caller might not.
+    def _fast_value(self, onset: float, level_db: float) -> float:
+        """One frame's onset strength and loudness [dB] → its onset value (``_fast_values``)."""
         onset = onset if 0.0 < onset < 1e30 else 0.0
         level_db = level_db if -1e4 < level_db < 1e4 else self._level
-        rise = max(level_db - self._level, 0.0) if t else 0.0
+        rise = max(level_db - self._level, 0.0) if self._t else 0.0
         self._level = level_db
-        # Each part relative to its own recent mean: neither dominates by its units.
-        # Means of all frames so far while fewer than NORM_S seconds have passed (the leaky
-        # sums divided by their total weight), so the first onsets are not magnified.
         a = self._norm_a
         self._norm_onset = a * self._norm_onset + onset
         self._norm_rise = a * self._norm_rise + rise
@@ -386,9 +715,8 @@ class BeatTracker:
             rise * self._norm_weight / self._norm_rise if rise > 0.0 else 0.0)
 
     def _step(self, value: float, tempo_value: float) -> float | None:
-        """Advance by one frame of onset value (for the beat phase) and tempo onset value
-        (for the tempo; the same without spectra); return the position of a beat reported at
-        this frame, else None."""
+        """Advance by one frame of onset value and tempo onset value (``_frames``); return
+        the position of a beat reported at this frame, else None."""
         t = self._t
         a = self._mean_a
         x = max(value - self._mean, 0.0)
@@ -396,32 +724,32 @@ class BeatTracker:
         self._active = 0 if x > 0.0 else self._active + 1
         xt = max(tempo_value - self._tempo_mean, 0.0)
         self._tempo_mean = a * self._tempo_mean + (1.0 - a) * tempo_value
-        # Plain floats: five numbers cost less in Python than in two numpy calls.
         r = self._raw
         r0, r1, r2, r3 = r[1], r[2], r[3], r[4]
-        self._raw = r = (r0, r1, r2, r3, xt)
+        self._raw = (r0, r1, r2, r3, xt)
         w = SMOOTHING
         xs = w[0] * (r0 + xt) + w[1] * (r1 + r3) + w[2] * r2
-        i = t % self._hx
-        self._x[i] = xs
-        self._x[i + self._hx] = xs
-        if xs > 0.0:  # in silence the autocorrelation only decays: one multiply, later
-            # Newest first: recent[j] = xs[t - j], j = 0 … n_lags-1.
-            recent = self._x[i + 1:i + self._hx + 1][::-1]
+        n_lags = self._n_lags
+        i = t % n_lags
+        self._x[i] = self._x[i + n_lags] = xs
+        if xs > 0.0:
+            recent = self._x[i + 1:i + n_lags + 1][::-1]  # newest first
             if self._decay != 1.0:
                 self._acf *= self._decay
                 self._decay = 1.0
-            self._acf *= self._gamma
+            self._acf *= self._gammas
             self._acf += xs * recent
         else:
             self._decay *= self._gamma
         if t % TEMPO_EVERY == TEMPO_EVERY - 1:
-            self._update_tempo()
-        beat = self._update_phase(t, x)
+            self._tempo_step()
+        beat = self._phase_step(t, x)
         self._t = t + 1
         return beat
 
-    def _update_tempo(self) -> None:
+    def _tempo_step(self) -> None:
+        """The tempo update of one frame (``_update_tempo`` for one row, its numpy calls on
+        one frame's arrays: fewer calls)."""
         energy = self._acf[0]
         if energy <= 0.0:
             return
@@ -430,85 +758,74 @@ class BeatTracker:
         best = int(weighted.argmax())
         if score[best] <= 0.0:
             return  # nothing periodic (yet): keep what there is
-        best = self._fastest(score, best)
+        top = FASTER_SHARE * score[best]
+        out = best
+        for r in FASTER_RATIOS:
+            j = int(self._faster[r][best])
+            if j >= 0 and score[j] >= top:
+                out = max(out, j)
+        best = out
         if self._period:
             cur = self._grid_index
-            ratio = self._periods[best] / self._periods[cur]
+            ratio = self._period_list[best] / self._period_list[cur]
             if not (1.0 / FOLLOW_RATIO < ratio < FOLLOW_RATIO
                     or weighted[best] > SWITCH_RATIO * weighted[cur]):
                 best = cur
         self._grid_index = best
-        self._period = self._refine(best)
-        self._confidence = min(max(float(score[best]) / (HARMONICS * energy), 0.0), 1.0)
-
-    def _fastest(self, score: np.ndarray, best: int) -> int:
-        """The fastest of ``best`` and its tempo × 2, × 3 (within the range) that scores at
-        least ``FASTER_SHARE`` of it: clicks at 180 BPM are as periodic at 90 and 60, whose
-        harmonics the prior may favour; onsets between the beats are what tell them apart."""
-        out = best
-        for r in FASTER_RATIOS:
-            j = self._faster[r][best]
-            if j >= 0 and score[j] >= FASTER_SHARE * score[best]:
-                out = max(out, int(j))  # a higher index is a faster tempo
-        return out
-
-    def _refine(self, best: int) -> float:
-        """Grid candidate ``best`` → its period [frames] refined to the mass centre of the
-        autocorrelation around its multiples (each divided by its multiple, weighted by mass):
-        sub-frame precise, where the grid's integer-lag interpolation is not."""
-        period = float(self._periods[best])
+        period = self._period_list[best]
         a = np.maximum(self._acf[self._near[best]], 0.0)  # [K, 3]
         mass = float(a.sum())
-        if mass <= 0.0:
-            return period
-        refined = float(np.einsum("kj,kj->", a, self._near_lag[best])) / mass
-        # Stay within the candidate's neighbourhood and the tempo range.
-        lo = max(period / FOLLOW_RATIO, self._min_period)
-        return min(max(refined, lo), period * FOLLOW_RATIO, self._max_period)
+        if mass > 0.0:
+            centre = float(np.einsum("kj,kj->", a, self._near_lag[best]))
+            lo = max(period / FOLLOW_RATIO, self._min_period)
+            period = min(max(centre / mass, lo), period * FOLLOW_RATIO, self._max_period)
+        self._period = period
+        self._confidence = min(max(float(score[best]) / (HARMONICS * energy), 0.0), 1.0)
 
-    def _update_phase(self, t: float, x: float) -> float | None:
-        hc = self._hc
-        i = t % hc
+    def _phase_step(self, t: int, x: float) -> float | None:
+        """The beat phase at frame t, onset value x (``_update_phase``): the beat reported
+        there, else None."""
+        c = self._c
         period = self._period
-        if period:
-            # c[t - period], linearly interpolated; the history holds hc - 1 frames back.
-            back = period
-            j0 = math.floor(back)
-            frac = back - j0
-            older = self._c[(t - j0 - 1) % hc]
-            newer = self._c[(t - j0) % hc]
-            c = x + COMB_FEEDBACK * ((1.0 - frac) * newer + frac * older)
-        else:
-            c = x
-        self._c[i] = c
-        self._c[i + hc] = c
         if not period:
+            c.append(x)
+            del c[0]
             return None
-        predicted = self._next
-        # The latest beat: the largest comb value of the last period (newest wins ties).
+        j0 = math.floor(period)
+        frac = period - j0
+        cb = x + COMB_FEEDBACK * ((1.0 - frac) * c[-j0] + frac * c[-j0 - 1])
+        c.append(cb)
+        del c[0]
+        expected = self._next
         n = min(math.ceil(period), t + 1)
-        window = self._c[i + hc - n + 1:i + hc + 1]
-        j = n - 1 - int(window[::-1].argmax())  # index in window; window[-1] is frame t
-        peak = float(window[j])
+        window = c[:-n - 1:-1]  # the last n frames, newest first
+        peak = max(window)
         if peak <= 0.0:
             self._next = math.inf
             return None
-        pos = float(t - (n - 1 - j))
-        if 0 < j < n - 1:
-            a, b, d = float(window[j - 1]), peak, float(window[j + 1])
-            curve = a - 2.0 * b + d
+        k = window.index(peak)
+        pos = float(t - k)
+        if 0 < k < n - 1:
+            older, newer = window[k + 1], window[k - 1]
+            curve = older - 2.0 * peak + newer
             if curve < 0.0:
-                pos += min(max(0.5 * (a - d) / curve, -0.5), 0.5)
+                pos += min(max(0.5 * (older - newer) / curve, -0.5), 0.5)
         self._next = pos + period
         if (self._confidence < MIN_CONFIDENCE or self._active > 2 * period
                 or t - self._last_beat < 0.5 * period):
             return None
-        if predicted < t + 0.5 and predicted >= t - 0.5:
-            beat = predicted
-        elif j == n - 1 and x > 0.0 and predicted - t < EARLY_FRACTION * period:
-            beat = float(t)  # an onset shortly before the predicted beat
+        if expected < t + 0.5 and expected >= t - 0.5:
+            beat = expected
+        elif k == 0 and x > 0.0 and expected - t < EARLY_FRACTION * period:
+            beat = float(t)
         else:
             return None
         self._last_beat = beat
         self.beats_out += 1
         return beat
+
+
+def _leaky(a: float, b: float, s: float, values: list[float]) -> list[float]:
+    """The leaky sum s ← a·s + b·v over values in turn, from s: each step's result (plain
+    floats, one frame's rounding each; b = 1 leaves v as it is)."""
+    return [s := a * s + b * v for v in values]

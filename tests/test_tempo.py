@@ -14,6 +14,8 @@ from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend
 from streamtag.publish import wire
 from streamtag.publish.osc import encode_beat, encode_record
 from streamtag.tempo import (
+    BLOCK_FRAMES,
+    FRAME_BY_FRAME,
     ONSET_DELAY_FRAMES,
     ONSET_DELAY_FRAMES_FAST,
     BeatTracker,
@@ -95,6 +97,36 @@ def test_streaming_with_spectra_in_any_blocks_equals_offline_exactly(block: int)
     assert len(offline.beats) > 10
     parts = [tracker.process(*fast[i:i + block].T, power[i:i + block])
              for i in range(0, len(fast), block)]
+    assert_same(concat(parts), offline)
+
+
+@pytest.mark.parametrize("spectra", [True, False])
+def test_frame_by_frame_and_block_by_block_hand_over_exactly(spectra: bool) -> None:
+    """Calls of fewer than FRAME_BY_FRAME frames go frame by frame over plain floats, longer
+    ones stage by stage over the block (in pieces of BLOCK_FRAMES): the same numbers, to the
+    bit, whichever path each call takes and through a pause (the autocorrelation's decay owed
+    across calls) and bad values."""
+    x, _ = click_track(128.0, 30.0, 22050)
+    off, _ = click_track(128.0, 30.0, 22050, start_s=0.237 + 60 / 128 / 2, seed=1)
+    x = x + 0.3 * off
+    x[9 * 22050:13 * 22050] = 0.0
+    x = x + np.random.default_rng(3).normal(0, 0.002, x.shape).astype(np.float32)
+    fast, power = spectra_of(x)
+    fast = fast.astype(np.float64)
+    fast[::97] = np.nan
+    power = power.copy()
+    power[5::89] = np.nan
+    spectra_or_none = power if spectra else None
+    sizes = [1, FRAME_BY_FRAME - 1, FRAME_BY_FRAME, 3, BLOCK_FRAMES + 476, 40, 2, 200]
+    tracker = BeatTracker()
+    offline = tracker.process_offline(*fast.T, spectra_or_none)
+    assert len(offline.beats) > 20
+    parts, i, k = [], 0, 0
+    while i < len(fast):
+        j = i + sizes[k % len(sizes)]
+        parts.append(tracker.process(*fast[i:j].T, None if spectra_or_none is None
+                                     else spectra_or_none[i:j]))
+        i, k = j, k + 1
     assert_same(concat(parts), offline)
 
 
