@@ -616,8 +616,10 @@ class Engine:
         view = np.lib.stride_tricks.sliding_window_view(rows[:, : w - hop + n * hop], w,
                                                         axis=1)[:, ::hop]  # [B, n, M, W]
         # Laid out frame by frame ([B, n, W, M] in memory, M fastest), as the windows have
-        # always reached the model offline: the CNN's float32 sums depend on the layout.
-        frames = np.ascontiguousarray(view.transpose(0, 1, 3, 2), dtype=np.float32)
+        # always reached the model offline: the CNN's float32 sums depend on the layout. A
+        # copy even where the view is already laid out so (the seed preset): torch takes
+        # only writable arrays.
+        frames = np.array(view.transpose(0, 1, 3, 2), dtype=np.float32, order="C")
         windows = torch.from_numpy(frames).permute(0, 1, 3, 2)  # [B, n, M, W]
         silent = levels[:, :n] < self.silence_db  # [B, n]
         with torch.inference_mode():
