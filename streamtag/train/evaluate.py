@@ -593,7 +593,8 @@ def render_markdown(r: Report) -> str:
     lines += ["## Cost per hop", "",
               f"`model.step` on one window, state carried: mean {_f(c['mean_ms'], 2)} ms, "
               f"p99 {_f(c['p99_ms'], 2)} ms ({c['repeats']} hops, {c['threads']} torch "
-              f"thread(s)).", ""]
+              f"thread(s); the model as the engine runs it, batch norm folded into the "
+              f"convolutions: `StreamTagModel.for_inference`).", ""]
     if r.skipped:
         lines += [f"## Skipped ({len(r.skipped)})", ""] + [f"- {s}" for s in r.skipped[:20]]
         if len(r.skipped) > 20:
