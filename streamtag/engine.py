@@ -404,7 +404,8 @@ class Engine:
             outputs, self.state = run_hops(self.model, feats[:, None], self.state,
                                            silent[:, None])
         values = {k: v.numpy() for k, v in outputs.items()}  # [B, 1, K]
-        estimates = self._estimates(self.seq, values, levels[:, None], feats.numpy()[:, None],
+        estimates = self._estimates(self.seq, values, levels[:, None], silent[:, None],
+                                    feats.numpy()[:, None],
                                     [[self._live_tempo(b)] for b in range(len(self.streams))]
                                     if self._trackers else None)
         self.seq += 1
@@ -626,7 +627,7 @@ class Engine:
             feats = self.model.encode_sequence(windows)
             out, state = run_hops(self.model, feats, state, silent)
         values = {k: v.numpy() for k, v in out.items()}
-        estimates = self._estimates(first, values, levels[:, :n], feats.numpy(),
+        estimates = self._estimates(first, values, levels[:, :n], silent, feats.numpy(),
                                     [t[:n] for t in tempi] if self._trackers else None)
         return estimates, state
 
@@ -665,12 +666,13 @@ class Engine:
         return (k + 1) * self.hop_s - self.latency_s
 
     def _estimates(self, first: int, values: dict[str, np.ndarray], levels: np.ndarray,
-                   encoded: np.ndarray, tempi: list[list[TempoEstimate]] | None
-                   ) -> list[HopEstimate]:
+                   silent: np.ndarray, encoded: np.ndarray,
+                   tempi: list[list[TempoEstimate]] | None) -> list[HopEstimate]:
         """The estimates of n consecutive hops from hop ``first``, in hop order (the streams of
         each hop together): the one way from model outputs to estimates, a hop at a time live
         (n = 1), a chunk of hops at a time offline. values: {head: activated outputs
-        [B, n, K]}; levels [B, n] level_db; encoded [B, n, F] the hops' window encodings
+        [B, n, K]}; levels [B, n] level_db; silent [B, n] their flags (the hop stage's
+        rule, as the model was run with them); encoded [B, n, F] the hops' window encodings
         (``model.encode``; with an embedding head, for novelty and references); tempi: per
         stream the hops' n tempo estimates (None: tempo tracking off). Feeds the streams'
         histories (call once per hop, in hop order)."""
@@ -678,22 +680,21 @@ class Engine:
         emb = self._emb_head.name if self._emb_head is not None else None
         per_stream = []
         for b in range(n_streams):
-            lv = levels[b].tolist()
-            silent = [x < self.silence_db for x in lv]
+            quiet = silent[b].tolist()
             xy: list = [None] * n
             novelty: list = [None] * n
             reference: list = [None] * n
             if emb is not None:
-                xy, novelty, reference = self._embedding_values(b, silent, values[emb][b],
+                xy, novelty, reference = self._embedding_values(b, quiet, values[emb][b],
                                                                 encoded[b])
-            per_stream.append((lv, silent, xy, novelty, reference))
+            per_stream.append((levels[b].tolist(), quiet, xy, novelty, reference))
         estimates = []
         for k in range(n):
             t = self._hop_end_time(first + k)
-            for b, (lv, silent, xy, novelty, reference) in enumerate(per_stream):
+            for b, (lv, quiet, xy, novelty, reference) in enumerate(per_stream):
                 estimates.append(HopEstimate(
                     seq=first + k, t=t, stream=self.streams[b].name, wall=time.time(),
-                    level_db=lv[k], silent=silent[k],
+                    level_db=lv[k], silent=quiet[k],
                     heads={h: v[b, k] for h, v in values.items()}, xy=xy[k], embedding_head=emb,
                     novelty=novelty[k], reference=reference[k],
                     tempo=None if tempi is None else tempi[b][k]))
