@@ -387,16 +387,9 @@ class BeatTracker:
             if k + 1 == self._n_low:
                 low = rise
         self._band_level = level[-1].tolist()
-        rise = rise * self._inv_bands
-        low = low * self._inv_low
-        a = self._norm_a
-        norm_band = _leaky(a, 1.0, self._norm_band, rise.tolist())
-        norm_low = _leaky(a, 1.0, self._norm_low, low.tolist())
-        weight = np.asarray(_leaky(a, 1.0, self._norm_weight, [1.0] * m))
-        self._norm_band, self._norm_low, self._norm_weight = (
-            norm_band[-1], norm_low[-1], float(weight[-1]))
-        return (np.divide(rise * weight, norm_band, out=np.zeros(m), where=rise > 0.0),
-                np.divide(low * weight, norm_low, out=np.zeros(m), where=low > 0.0))
+        (rise, low), (self._norm_band, self._norm_low) = self._over_recent_means(
+            (rise * self._inv_bands, low * self._inv_low), (self._norm_band, self._norm_low))
+        return rise, low
 
     def _fast_values(self, onset: np.ndarray, level_db: np.ndarray) -> np.ndarray:
         """Onset strengths [m] and loudness [m] [dB] of m frames → their onset values [m]
@@ -414,16 +407,26 @@ class BeatTracker:
             rise[0] = 0.0
         self._level = float(level_db[-1])
         # Each part relative to its own recent mean: neither dominates by its units.
-        # Means of all frames so far while fewer than NORM_S seconds have passed (the leaky
-        # sums divided by their total weight), so the first onsets are not magnified.
-        a = self._norm_a
-        norm_onset = _leaky(a, 1.0, self._norm_onset, onset.tolist())
-        norm_rise = _leaky(a, 1.0, self._norm_rise, rise.tolist())
+        (onset, rise), (self._norm_onset, self._norm_rise) = self._over_recent_means(
+            (onset, rise), (self._norm_onset, self._norm_rise))
+        return onset + rise
+
+    def _over_recent_means(self, signals: tuple[np.ndarray, ...], sums: tuple[float, ...]
+                           ) -> tuple[list[np.ndarray], tuple[float, ...]]:
+        """Signals [m] (≥ 0) of m frames, each over its recent mean: the leaky sums ``sums``
+        (one per signal, carried from frame to frame) divided by the leaky total weight they
+        share (``_norm_weight``), so the mean is of all frames so far while fewer than NORM_S
+        seconds have passed and the first onsets are not magnified; 0 where a signal is 0.
+        Returns the signals so scaled and the sums after the last frame."""
+        a, m = self._norm_a, len(signals[0])
         weight = np.asarray(_leaky(a, 1.0, self._norm_weight, [1.0] * m))
-        self._norm_onset, self._norm_rise, self._norm_weight = (
-            norm_onset[-1], norm_rise[-1], float(weight[-1]))
-        return (np.divide(onset * weight, norm_onset, out=np.zeros(m), where=onset > 0.0)
-                + np.divide(rise * weight, norm_rise, out=np.zeros(m), where=rise > 0.0))
+        self._norm_weight = float(weight[-1])
+        out, after = [], []
+        for x, s in zip(signals, sums, strict=True):
+            norm = _leaky(a, 1.0, s, x.tolist())
+            out.append(np.divide(x * weight, norm, out=np.zeros(m), where=x > 0.0))
+            after.append(norm[-1])
+        return out, tuple(after)
 
     def _frames(self, value: np.ndarray, tempo_value: np.ndarray) -> TempoFrames:
         """Advance by m frames of onset values [m] (for the beat phase) and tempo onset values
@@ -645,7 +648,6 @@ class BeatTracker:
         bpm = np.divide(60.0 * self.params.frame_rate_hz, periods, out=np.zeros(m), where=on)
         return TempoFrames(bpm, confidences, np.asarray(beats, np.float64),
                            np.asarray(counts, np.int64), np.asarray(frames, np.int64))
-
 
     # -- frame by frame ----------------------------------------------------------------------
     # The same arithmetic as the block's stages, one frame at a time over plain floats: what a
