@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,15 @@ def _renders(split: str, sources: Sequence[Source], renders_per_piece: int,
     return max(1, min(renders_per_piece, len(sources)))
 
 
+def _piece_sources(n: int, renders: int, sources: Sequence[Source]
+                   ) -> Iterator[tuple[int, list[Source]]]:
+    """Pieces k = 0, 1, … with the sources of their renders: ``renders`` renders a piece (the
+    last piece fewer), the sources taken in turn across pieces, ``n`` renders in all."""
+    for k in range(math.ceil(n / renders)):
+        yield k, [sources[(k * renders + r) % len(sources)]
+                  for r in range(min(renders, n - k * renders))]
+
+
 class _Renderer:
     """Makes the jobs of one piece's renders.
 
@@ -180,18 +189,14 @@ def _plan_instrument(
         if not sources:
             continue
         renders = min(all_renders, len(sources)) if split != VALIDATION else all_renders
-        made = 0
-        for k in range(math.ceil(n / renders)):
+        for k, piece_sources in _piece_sources(n, renders, sources):
             material = material_cycle[k % len(material_cycle)]
             piece = music.compose_instrument_piece(
                 rng, spec, material=material, min_duration_s=_min_piece_s(clip_s)
             )
             group = f"ins-{_split_code(split)}-{_slug(spec.name)}-{k:05d}"
             renderer = _Renderer(rng, split, clip_s, shared)
-            for r in range(renders):
-                if made >= n:
-                    break
-                source = sources[(k * renders + r) % len(sources)]
+            for source in piece_sources:
                 labels = _empty_labels()
                 labels["instrument"] = spec.name
                 jobs.append(
@@ -205,7 +210,6 @@ def _plan_instrument(
                         labeller=lambda _window, labels=labels: labels,
                     )
                 )
-                made += 1
     return jobs
 
 
@@ -295,8 +299,7 @@ def _plan_emotion(
     jobs = []
     for q in sorted(emotion_cues.QUADRANT_LABELS):
         rng = clip_rng(seed, "emotion", split, q)
-        made = 0
-        for k in range(math.ceil(n / renders)):
+        for k, piece_sources in _piece_sources(n, renders, sources):
             cue = emotion_cues.sample_cues(rng, q)
             # Solo melodies and accompanied pieces alternate: valence must not lean on the
             # chords (the shipped model saw 30 % solo and rated every solo quadrant positive).
@@ -313,15 +316,11 @@ def _plan_emotion(
             )
             group = f"emo-{_split_code(split)}-q{q}-{k:05d}"
             renderer = _Renderer(rng, split, clip_s, shared)
-            for r in range(renders):
-                if made >= n:
-                    break
-                source = sources[(k * renders + r) % len(sources)]
+            for source in piece_sources:
                 jobs.append(
                     renderer.job(group=group, family="emotion", source=source, piece=piece,
                                  low=0, high=127, labeller=emotion_labels)
                 )
-                made += 1
     return jobs
 
 
