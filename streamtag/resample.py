@@ -169,8 +169,10 @@ class Resampler:
         m0, self._m_out = self._m_out, int(m_end)
         if m_end <= m0:
             return np.zeros((c, 0))
-        # The rows j0 .. j1 - 1 that hold outputs m0 .. m_end - 1. The history reaches back to
-        # row j0's first input less taps - 1: the inputs before m0's, n_in - ... > j0 · period_in.
+        # The rows j0 .. j1 - 1 that hold outputs m0 .. m_end - 1. Row j0 starts less than
+        # period_in inputs before the first input of this run (m0 < (j0 + 1) · period_out, and
+        # m0 · down / up >= the inputs before the run), and its first output meets taps - 1
+        # inputs before its start: the history (taps - 1 + period_in inputs) holds them all.
         j0, j1 = m0 // self.period_out, -(-m_end // self.period_out)
         rows = j1 - j0
         row0 = j0 * self.period_in - base  # buf index of row j0's first input
