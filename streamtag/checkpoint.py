@@ -57,6 +57,9 @@ class Checkpoint:
     path: Path | None = None
     #: Projection and known/unknown threshold of the ``embedding`` head (None: not stored).
     embedding: EmbeddingMeta | None = None
+    #: ``inference_model``'s arrangement, made on first use.
+    _inference: StreamTagModel | None = field(default=None, init=False, repr=False,
+                                              compare=False)
 
     @property
     def id(self) -> str:
@@ -69,11 +72,9 @@ class Checkpoint:
 
     def inference_model(self) -> StreamTagModel:
         """``model.for_inference()``, made once per checkpoint: what the engine runs."""
-        cached = self.__dict__.get("_inference")
-        if cached is None or cached[0] is not self.model:
-            cached = (self.model, self.model.for_inference())
-            self.__dict__["_inference"] = cached
-        return cached[1]
+        if self._inference is None:
+            self._inference = self.model.for_inference()
+        return self._inference
 
     @property
     def embedding_head(self) -> HeadSpec | None:
