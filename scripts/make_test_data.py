@@ -28,7 +28,7 @@ from streamtag.testing import (
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
 #: Novelty windows of the golden embedding records (fixed here, as the config defaults may move).
-GOLDEN_NOVELTY = NoveltyConfig(memory_s=30.0, recent_s=1.0, baseline_s=0.0)
+GOLDEN_NOVELTY = NoveltyConfig(memory_s=30.0, recent_s=1.0, baseline_s=0.0, restart=None)
 
 
 def main() -> None:

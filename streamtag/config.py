@@ -77,6 +77,11 @@ class NoveltyConfig:
     # caught within 1 s 0.900 without, 0.922 with 3 s (0.914 with 5 s, 0.908 with 10 s), at
     # 0.88-1.18 false alarms per minute; on the validation pieces 0.893 → 0.906 with 3 s.
     baseline_s: float = _rng(0.0, 600.0, 3.0)  # [s]; 0: off (the plain distance)
+    # A hop whose novelty is above this is a fresh start (streamtag.restarts): the LSTM state,
+    # the pitch-class memory and novelty's own memory start again there, so music after room
+    # noise or another piece is estimated as a fresh start on it is. None: off (only silent
+    # hops restart).
+    restart: float | None = _rng(0.0, 10.0, 0.2)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
     block [n, channels] ─ stream split (downmix per stream) → [n, B]
       → HopFrontend (streamtag.hops: frames, hop buffering, levels, silence) → HopFeatures
       → window slide (the last window_frames rows per stream) → [B, M, W]
-      → model (CNN encode, LSTM step with ``run_hops``'s silence rule) → head values
+      → sound features (CNN) → fresh starts (streamtag.restarts: silence, changes)
+      → model (pitch-class encoder, LSTM step with ``run_hops``'s rule) → head values
       → post-processing (novelty, reference, tempo) → HopEstimate per stream
       → ``streamtag.estimate.to_record`` → the documented record (done by the caller)
 
@@ -21,19 +22,20 @@ future. An estimate's ``t`` is the stream time [s] of the end of the audio its h
 corrected for the resampler's delay.
 
 With an ``embedding`` head, each stream also keeps histories of its non-silent hops (their sound
-vectors for ``novelty``, their match vectors for the ``reference`` query with a reference
-library; both derived from the model's window encoding, :mod:`streamtag.embedding`). Both are
-computed when estimates are made, in hop order, by the same code for ``process`` and
-``analyze``, so they are equal too.
+vectors for ``novelty``, since the last fresh start; their match vectors for the ``reference``
+query with a reference library; both derived from the model's window encoding,
+:mod:`streamtag.embedding`). Both are computed in hop order by the same code for ``process``
+and ``analyze``, so they are equal too.
 
-Entry after a pause: a silent hop (level below ``silence_db``) is a fresh start. It is stepped
-from the fresh LSTM state and leaves the fresh state behind (:func:`run_hops`, the one place
-this rule lives; both paths call it), and its frames are framed from a fresh pitch-class memory
-(the hop stage: ``MelFrontend.restart_pitch_memory`` before a live hop's rows; offline, the
-same restart applied to each frontend run's complete hops, ``restart_pitch_rows`` carrying the
-memory from run to run; pinned equal by the tests).
-Music after a pause of a hop or more therefore starts as a fresh start on it would, whatever
-the model heard before the pause and however long the pause was.
+Entry after a pause: a silent hop (level below ``silence_db``), and a hop where the sound
+changes (novelty above ``novelty.restart``), is a fresh start (:mod:`streamtag.restarts`): the
+LSTM state, the pitch-class memory and novelty's memory start again there, and at a change the
+frames before it (found within the hop, ``change_frame``) are made the silence before a stream.
+:func:`run_hops` holds the LSTM's rule, both paths call it; the pitch-class memory is restarted
+after the fact (``FreshStarts.restart_rows``), because where the sound changes is known only
+from the CNN's sound features (they read the mel bands alone, so they come first). So music
+after silence, room noise or another piece is estimated as a fresh start on it would be,
+whatever the model heard before.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from streamtag.hops import HopFeatures, HopFrontend
 from streamtag.model import ArchConfig, HeadSpec, LstmState, StreamTagModel
 from streamtag.record import FAST_NAMES
 from streamtag.references import ReferenceLibrary, ReferenceMatcher
+from streamtag.restarts import FreshStarts, change_frame
 from streamtag.tempo import ONSET_DELAY_FRAMES, BeatTracker, TempoFrames, TempoParams
 
 ONSET = FAST_NAMES.index("onset")
@@ -135,50 +138,55 @@ def hop_windows(mel: np.ndarray, arch: ArchConfig, silence: np.ndarray) -> np.nd
 
 
 def run_hops(
-    model: StreamTagModel, feats: torch.Tensor, state: LstmState | None, silent: np.ndarray
+    model: StreamTagModel, feats: torch.Tensor, state: LstmState | None, silent: np.ndarray,
+    restart: np.ndarray | None = None,
 ) -> tuple[dict[str, torch.Tensor], LstmState | None]:
     """The LSTM and heads over consecutive hops, with the engine's rule for the state.
 
     feats: ``model.encode`` outputs [B, S, F] of S consecutive hops of B streams. state: the
     state before the first of them (None: fresh). silent: [B, S] bool, the hops' ``silent``
-    flags. Returns ({head: [B, S, K]}, the state after the last hop; None when fresh).
+    flags. restart: [B, S] bool, the fresh starts (``streamtag.restarts``; None: the silent
+    hops). Returns ({head: [B, S, K]}, the state after the last hop; None when fresh).
 
-    The rule: a silent hop is stepped from the fresh state, and the state after it is the fresh
-    state. Without it the state carried what the model made of the silence (seconds of it drove
-    the bundled model's state to "trumpet" at 0.8-0.9, which took ~5 s of violin to undo), so
-    live estimates after a pause differed from ``analyze`` of the music alone. Runs of hops with
-    no silent stream go through the LSTM in one call; single hops take ``step_features``'s
-    one-step path (equal outputs, ~1e-6).
+    The rule: a fresh start is stepped from the fresh state, and the state after a silent hop
+    is the fresh state. Without it the state carried what the model made of the silence
+    (seconds of it drove the bundled model's state to "trumpet" at 0.8-0.9, which took ~5 s of
+    violin to undo), or of the piece before, so live estimates after a pause differed from
+    ``analyze`` of the music alone. Runs of hops with no fresh start in any stream go through
+    the LSTM in one call; single hops take ``step_features``'s one-step path (equal outputs,
+    ~1e-6).
     """
+    restart = silent if restart is None else restart
     s = silent.shape[1]
     outs: list[dict[str, torch.Tensor]] = []
     i = 0
     while i < s:
         j = i + 1
-        if not silent[:, i].any():
-            while j < s and not silent[:, j].any():
+        if not restart[:, i].any():
+            while j < s and not restart[:, j].any():
                 j += 1
-        quiet = silent[:, i]
-        # Silent streams' rows of the state: fresh before the hop and after it.
-        keep = None if not quiet.any() or quiet.all() else torch.from_numpy(~quiet)[None, :, None]
-        if quiet.all():
-            state = None
-        elif keep is not None and state is not None:
-            state = LstmState(state.h * keep, state.c * keep)
+        state = _fresh_rows(state, restart[:, i])
         if j - i == 1:
             out, state = model.step_features(feats[:, i], state)
             out = {k: v[:, None] for k, v in out.items()}
         else:
             out, state = model.sequence_features(feats[:, i:j], state)
-        if quiet.all():
-            state = None
-        elif keep is not None:
-            state = LstmState(state.h * keep, state.c * keep)
+        state = _fresh_rows(state, silent[:, i])
         outs.append(out)
         i = j
     if len(outs) == 1:
         return outs[0], state
     return {k: torch.cat([o[k] for o in outs], dim=1) for k in outs[0]}, state
+
+
+def _fresh_rows(state: LstmState | None, fresh: np.ndarray) -> LstmState | None:
+    """The state with the streams where ``fresh`` [B] is true set to the fresh state."""
+    if not fresh.any():
+        return state
+    if fresh.all() or state is None:
+        return None if fresh.all() else state
+    keep = torch.from_numpy(~fresh)[None, :, None]
+    return LstmState(state.h * keep, state.c * keep)
 
 
 class Engine:
@@ -237,11 +245,16 @@ class Engine:
         # Sized up front: each stream's last `window_frames` frames.
         self._window = np.empty((b, w, m), np.float32)
         self._collect: list[np.ndarray] | None = None  # match vectors, for reference_vectors
-        self._init_embedding(novelty or NoveltyConfig(), reference or ReferenceConfig(), library)
+        novelty = novelty or NoveltyConfig()
+        meters = self._init_embedding(novelty, reference or ReferenceConfig(), library)
+        self._fresh = FreshStarts(b, self.fe_config, self.arch.hop_frames, meters, self._sound,
+                                  novelty.restart)
         self.reset()
 
     def _init_embedding(self, novelty: NoveltyConfig, reference: ReferenceConfig,
-                        library: ReferenceLibrary | None) -> None:
+                        library: ReferenceLibrary | None) -> list[NoveltyMeter] | None:
+        """Set up the embedding head's projection, sound scale and reference matching; return
+        each stream's novelty meter (None without an embedding head)."""
         ck = self.checkpoint
         self._emb_head = ck.embedding_head
         meta = ck.embedding if self._emb_head is not None else None
@@ -250,22 +263,21 @@ class Engine:
         self._sound = meta.sound if meta is not None else None
         self.matcher: ReferenceMatcher | None = None
         self._queries: list[HopHistory] = []
-        self._novelty: list[NoveltyMeter] = []
         if self._emb_head is None:
             if library is not None:
                 raise LibraryError(f"checkpoint {ck.id} has no embedding head: a reference "
                                    "library needs a model with one")
-            return
+            return None
         window = hops_for(reference.window_s, self.hop_s)
         self._queries = [HopHistory(self.match_dims, window) for _ in self.streams]
-        self._novelty = [
+        meters = [
             NoveltyMeter(self.model.sound_features, hops_for(novelty.recent_s, self.hop_s),
                          hops_for(novelty.memory_s, self.hop_s),
                          hops_for(novelty.baseline_s, self.hop_s) if novelty.baseline_s else 0)
             for _ in self.streams
         ]
         if library is None:
-            return
+            return meters
         library.check_checkpoint(ck.weights_sha256, self.match_id)
         if library.dims != self.match_dims:
             raise LibraryError(f"reference library holds {library.dims}-dim vectors, checkpoint "
@@ -279,6 +291,7 @@ class Engine:
                 f"checkpoint {ck.id} has no calibrated known_distance: set "
                 "reference.known_distance in the config (a match distance, 0..2)")
         self.matcher = ReferenceMatcher(library, window, known)
+        return meters
 
     @property
     def match_dims(self) -> int:
@@ -323,7 +336,8 @@ class Engine:
         self._window[:] = self._silence
         self.state: LstmState | None = None
         self.seq = 0
-        for h in [*self._queries, *self._novelty, *self._trackers]:
+        self._fresh.reset()
+        for h in [*self._queries, *self._trackers]:
             h.reset()
 
     @property
@@ -396,15 +410,37 @@ class Engine:
         return downmix(block, ch if block.ndim == 2 else None)
 
     def _run_model(self, levels: np.ndarray, silent: np.ndarray) -> list[HopEstimate]:
-        """Run the model on the windows of the hop just completed; levels [B] its level_db,
-        silent [B] its flags. Returns its estimates, one per stream."""
-        windows = torch.from_numpy(self._window.transpose(0, 2, 1).copy())  # [B, M, W]
+        """Run the model on the windows of the hop just completed (its rows as the hop stage
+        framed them); levels [B] its level_db, silent [B] its flags. Returns its estimates,
+        one per stream."""
+        hop, w, m = self.arch.hop_frames, self.arch.window_frames, self.arch.n_mels
         with torch.inference_mode():
-            feats = self.model.encode(windows)
+            # The sound features read only mel bands: where the stream starts afresh is known
+            # before the pitch-class rows are restarted there.
+            sound = self.model.encode_sound(torch.from_numpy(self._window.transpose(0, 2, 1)
+                                                             .copy()))
+            offsets = np.zeros((len(self.streams), 1), np.int64)
+
+            def changed(b: int, _: int) -> None:
+                # A change: the frames before it become the silence before a stream's start.
+                s = change_frame(self._window[b, :-hop, :m], self._window[b, -hop:, :m])
+                offsets[b, 0] = s
+                self._window[b, : w - hop + s, :m] = self._silence[:m]
+                sound[b] = self.model.encode_sound(
+                    torch.from_numpy(self._window[b:b + 1].transpose(0, 2, 1).copy()))[0]
+
+            restart, novelty = self._decide(sound.numpy()[:, None], silent[:, None], changed)
+            for b in range(len(self.streams)):
+                self._window[b, -hop:] = self._fresh.restart_rows(b, self._window[b, -hop:],
+                                                                  restart[b], offsets[b])
+                if restart[b, 0] and not silent[b]:
+                    self._window[b, : w - hop + offsets[b, 0], m:] = self._silence[m:]
+            feats = self._encode_rest(sound, torch.from_numpy(self._window.transpose(0, 2, 1)
+                                                              .copy()))
             outputs, self.state = run_hops(self.model, feats[:, None], self.state,
-                                           silent[:, None])
+                                           silent[:, None], restart)
         values = {k: v.numpy() for k, v in outputs.items()}  # [B, 1, K]
-        estimates = self._estimates(self.seq, values, levels[:, None], silent[:, None],
+        estimates = self._estimates(self.seq, values, levels[:, None], silent[:, None], novelty,
                                     feats.numpy()[:, None],
                                     [[self._live_tempo(b)] for b in range(len(self.streams))]
                                     if self._trackers else None)
@@ -623,13 +659,68 @@ class Engine:
         frames = np.array(view.transpose(0, 1, 3, 2), dtype=np.float32, order="C")
         windows = torch.from_numpy(frames).permute(0, 1, 3, 2)  # [B, n, M, W]
         silent = levels[:, :n] < self.silence_db  # [B, n]
+        b, m, context = len(self.streams), a.n_mels, w - hop
+        offsets = np.zeros((b, n), np.int64)
         with torch.inference_mode():
-            feats = self.model.encode_sequence(windows)
-            out, state = run_hops(self.model, feats, state, silent)
+            sound = self.model.encode_sound(windows.reshape(b * n, *windows.shape[2:]))
+            sound = sound.reshape(b, n, -1)
+
+            def changed(i: int, k: int) -> None:
+                # A change: the frames before it become the silence before a stream's start
+                # (in the buffer: windows k and k + 1 hold them), so both windows again.
+                at = context + k * hop  # hop k's first frame in `rows`
+                s = change_frame(rows[i, at - context:at, :m], rows[i, at:at + hop, :m])
+                offsets[i, k] = s
+                rows[i, at - context:at + s, :m] = self._silence[:m]
+                for j in range(k, min(k + 2, n)):
+                    frames[i, j, :, :m] = view[i, j, :m].T
+                    sound[i, j] = self.model.encode_sound(windows[i, j:j + 1])[0]
+
+            restart, novelty = self._decide(sound.numpy(), silent, changed)
+            # The hops' rows restarted where the streams start afresh (in place: the last
+            # `context` frames are the next chunk's context), then their windows' pitch rows.
+            for i in range(b):
+                span = rows[i, context: context + n * hop]
+                span[:] = self._fresh.restart_rows(i, span, restart[i], offsets[i])
+            frames[..., m:] = view[..., m:, :].transpose(0, 1, 3, 2)
+            for i, k in np.argwhere(restart & ~silent).tolist():
+                # The pitch-class rows before the change too: in windows k and k + 1, and in
+                # the buffer (the next chunk's context), not in the windows before.
+                at, s = context + k * hop, offsets[i, k]
+                frames[i, k, : context + s, m:] = self._silence[m:]
+                if k + 1 < n:
+                    frames[i, k + 1, :s, m:] = self._silence[m:]
+                rows[i, at:at + s, m:] = self._silence[m:]
+            sound = sound.reshape(b * n, -1)
+            feats = self._encode_rest(sound, windows.reshape(b * n, *windows.shape[2:]))
+            feats = feats.reshape(b, n, -1)
+            out, state = run_hops(self.model, feats, state, silent, restart)
         values = {k: v.numpy() for k, v in out.items()}
-        estimates = self._estimates(first, values, levels[:, :n], silent, feats.numpy(),
+        estimates = self._estimates(first, values, levels[:, :n], silent, novelty,
+                                    feats.numpy(),
                                     [t[:n] for t in tempi] if self._trackers else None)
         return estimates, state
+
+    def _decide(self, sound: np.ndarray, silent: np.ndarray,
+                changed: Callable[[int, int], None]
+                ) -> tuple[np.ndarray, list[list[float]] | None]:
+        """Where the streams start afresh (``FreshStarts.decide``): sound [B, n, D] the n
+        hops' sound vectors, silent [B, n], changed(b, k) called at a change of stream b at
+        hop k (it frames the change and rewrites ``sound`` there) → (restart [B, n], per
+        stream the hops' novelty; None without an embedding head)."""
+        decided = [self._fresh.decide(b, sound[b], silent[b],
+                                      lambda k, b=b: changed(b, k))  # type: ignore[misc]
+                   for b in range(len(silent))]
+        restart = np.array([r for r, _ in decided]).reshape(silent.shape)
+        novelty = [v for _, v in decided]
+        return restart, None if novelty[0] is None else novelty  # type: ignore[return-value]
+
+    def _encode_rest(self, sound: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """``model.encode`` of windows [N, M, W] whose sound features [N, D] are known: those,
+        then the pitch-class encoder's of the (restarted) pitch-class rows."""
+        if self.model.pitch is None:
+            return sound
+        return torch.cat([sound, self.model.encode_pitch(windows)], dim=1)
 
     def _frontend_hops(self, n_input: int) -> int:
         """Complete hops in n_input samples at the input rate (what ``analyze`` reports)."""
@@ -666,14 +757,15 @@ class Engine:
         return (k + 1) * self.hop_s - self.latency_s
 
     def _estimates(self, first: int, values: dict[str, np.ndarray], levels: np.ndarray,
-                   silent: np.ndarray, encoded: np.ndarray,
+                   silent: np.ndarray, novelty: list[list[float]] | None, encoded: np.ndarray,
                    tempi: list[list[TempoEstimate]] | None) -> list[HopEstimate]:
         """The estimates of n consecutive hops from hop ``first``, in hop order (the streams of
         each hop together): the one way from model outputs to estimates, a hop at a time live
         (n = 1), a chunk of hops at a time offline. values: {head: activated outputs
         [B, n, K]}; levels [B, n] level_db; silent [B, n] their flags (the hop stage's
-        rule, as the model was run with them); encoded [B, n, F] the hops' window encodings
-        (``model.encode``; with an embedding head, for novelty and references); tempi: per
+        rule, as the model was run with them); novelty: per stream the hops' novelty
+        (``FreshStarts.decide``; None without an embedding head); encoded [B, n, F] the hops'
+        window encodings (``model.encode``; with an embedding head, for references); tempi: per
         stream the hops' n tempo estimates (None: tempo tracking off). Feeds the streams'
         histories (call once per hop, in hop order)."""
         n_streams, n = levels.shape
@@ -682,47 +774,37 @@ class Engine:
         for b in range(n_streams):
             quiet = silent[b].tolist()
             xy: list = [None] * n
-            novelty: list = [None] * n
             reference: list = [None] * n
             if emb is not None:
-                xy, novelty, reference = self._embedding_values(b, quiet, values[emb][b],
-                                                                encoded[b])
-            per_stream.append((levels[b].tolist(), quiet, xy, novelty, reference))
+                xy, reference = self._embedding_values(b, quiet, values[emb][b], encoded[b])
+            per_stream.append((levels[b].tolist(), quiet, xy,
+                               novelty[b] if novelty is not None else [None] * n, reference))
         estimates = []
         for k in range(n):
             t = self._hop_end_time(first + k)
-            for b, (lv, quiet, xy, novelty, reference) in enumerate(per_stream):
+            for b, (lv, quiet, xy, nov, reference) in enumerate(per_stream):
                 estimates.append(HopEstimate(
                     seq=first + k, t=t, stream=self.streams[b].name, wall=time.time(),
                     level_db=lv[k], silent=quiet[k],
                     heads={h: v[b, k] for h, v in values.items()}, xy=xy[k], embedding_head=emb,
-                    novelty=novelty[k], reference=reference[k],
+                    novelty=nov[k], reference=reference[k],
                     tempo=None if tempi is None else tempi[b][k]))
         return estimates
 
     def _embedding_values(self, b: int, silent: list[bool], emb: np.ndarray,
-                          encoded: np.ndarray) -> tuple[list, list[float], list]:
-        """Stream ``b``'s embedding xy, novelty and reference section of n consecutive hops
-        (silent [n] their flags, emb [n, E] their embeddings, encoded [n, F] their window
-        encodings); feeds the stream's histories. Novelty of the chunk's non-silent hops in one
-        ``NoveltyMeter.push_many`` (equal to a push per hop)."""
+                          encoded: np.ndarray) -> tuple[list, list]:
+        """Stream ``b``'s embedding xy and reference section of n consecutive hops (silent [n]
+        their flags, emb [n, E] their embeddings, encoded [n, F] their window encodings);
+        feeds the stream's reference query."""
         n = len(silent)
         xy: list = [None] * n
         if self.projection is not None:
             xy = [(x, y) for x, y in self.projection.project_rows(emb).tolist()]
-        sounding = [k for k in range(n) if not silent[k]]
-        novelty = [0.0] * n
-        if sounding:
-            sound = encoded[sounding, :self.model.sound_features]
-            if self._sound is not None:
-                sound = self._sound.apply(sound)
-            for k, x in zip(sounding, self._novelty[b].push_many(sound), strict=True):
-                novelty[k] = x
         reference: list = [None] * n
         # Match vectors only when something reads them: the matcher, or reference_vectors.
         collect = self._collect if b == 0 else None
         if self.matcher is None and collect is None:
-            return xy, novelty, reference
+            return xy, reference
         queries = self._queries[b]
         for k in range(n):
             if not silent[k]:
@@ -734,4 +816,4 @@ class Engine:
             if self.matcher is not None:
                 reference[k] = self.matcher.match(
                     queries.last(self.matcher.window_hops) if len(queries) else None)
-        return xy, novelty, reference
+        return xy, reference

@@ -5,8 +5,11 @@ engine what it needs per hop, computed here and nowhere else:
 
 - the hop's feature rows [C, hop_frames, n_features] (mel bands and pitch-class rows),
 - its level [dBFS] per channel (mean square of the hop's samples) and its ``silent`` flag
-  (level below ``silence_db``),
-- a silent hop framed as a fresh start: the pitch-class memory restarted before its rows.
+  (level below ``silence_db``).
+
+The pitch-class rows are framed with one continuous memory per channel: where the engine
+starts a stream afresh (a silent hop, a change of sound) it restarts that memory itself
+(``streamtag.restarts``), because only the engine knows where the sound changes.
 
 Besides the hops, every call returns the fast-lane values of the frames it completed (the
 daemon's OSC fast lane and the tempo tracker read them frame by frame).
@@ -15,8 +18,7 @@ Two twins, one result (the madmom protocol): ``process(block)`` for live audio i
 sizes (frames arrive with their power spectra; the rows of a hop are computed once, when its
 last frame arrives, so a live frame costs only its FFT and the fast lane), and
 ``process_offline_blocks(blocks)`` for a file read block by block (the frontend's offline runs
-compute rows for whole runs; the restarts of silent hops are applied afterwards with
-``restart_pitch_rows``, exact to float32 rounding). Both hand out the same hops.
+compute rows for whole runs). Both hand out the same hops.
 
 Declared delay: the stage adds none beyond the frontend's. A hop is complete the moment its
 last frame is; ``latency_samples`` is the resampler's delay [model-rate samples] (0 without
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamtag.frontend import FrontendConfig, MelFrontend, PitchCarry, restart_pitch_rows
+from streamtag.frontend import FrontendConfig, MelFrontend
 from streamtag.record import LEVEL_FLOOR_DB
 
 
@@ -153,9 +155,6 @@ class HopFrontend:
             i += take
             if self._filled == hop:
                 lv = [level_db(e) for e in self._energy]
-                silent = np.array([x < self.silence_db for x in lv])  # [C]
-                # A silent hop is framed as a fresh start (see engine.run_hops).
-                self.frontend.restart_pitch_memory(silent)
                 rows.append(self.frontend.rows(self._power))  # [C, hop, M]
                 levels.append(lv)
                 ends.append(i)
@@ -186,7 +185,6 @@ class HopFrontend:
         # Per channel: the frames of the hop not yet complete (rows as framed), their energy.
         partial = np.zeros((c, 0, m), np.float32)
         energy = np.zeros((c, 0))
-        carries: list[PitchCarry | None] = [None] * c
         frames_seen = hops_seen = 0
         runs = self.frontend.process_offline_blocks(blocks)
         try:
@@ -198,7 +196,7 @@ class HopFrontend:
                 # Frames of this run up to each completed hop's end.
                 held = partial.shape[1] - n_run  # frames carried in from earlier runs
                 ends = [(k + 1) * hop - held for k in range(n)]
-                rows, levels = self._complete_hops(partial, energy, n, carries)
+                rows, levels = self._complete_hops(partial, energy, n)
                 partial, energy = partial[:, n * hop:], energy[:, n * hop:]
                 yield HopFeatures(np.stack([f.fast for f in run]), frames_seen, rows, levels,
                                   levels < self.silence_db, ends, hops_seen,
@@ -209,21 +207,13 @@ class HopFrontend:
             runs.close()
             self.reset()
 
-    def _complete_hops(self, partial: np.ndarray, energy: np.ndarray, n: int,
-                       carries: list[PitchCarry | None]) -> tuple[np.ndarray, np.ndarray]:
+    def _complete_hops(self, partial: np.ndarray, energy: np.ndarray, n: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """The n complete hops at the start of partial [C, ≥ n·hop, M] (energy [C, ≥ n·hop]):
-        their rows [C, n, hop, M], pitch-class rows restarted where a hop is silent, and their
-        levels [C, n]. carries: each channel's ``restart_pitch_rows`` carry, updated."""
+        their rows [C, n, hop, M] and their levels [C, n]."""
         hop, c, m = self.hop_frames, self.channels, self.config.n_features
         if not n:
             return np.zeros((c, 0, hop, m), np.float32), np.zeros((c, 0))
         levels = np.array([[level_db(e) for e in energy[b, : n * hop].reshape(n, hop)]
                            for b in range(c)]).reshape(c, n)
-        rows = np.empty((c, n, hop, m), np.float32)
-        for b in range(c):
-            restarts = np.zeros(n * hop, bool)
-            restarts[::hop] = levels[b] < self.silence_db
-            restarted, carries[b] = restart_pitch_rows(partial[b, : n * hop], restarts,
-                                                       self.config, carries[b])
-            rows[b] = restarted.reshape(n, hop, m)
-        return rows, levels
+        return partial[:, : n * hop].reshape(c, n, hop, m).copy(), levels

@@ -339,14 +339,28 @@ class StreamTagModel(nn.Module):
 
     # -- pieces ----------------------------------------------------------------------------
     def encode(self, windows: torch.Tensor) -> torch.Tensor:
-        """[N, n_features, T] windows → [N, F] features (each window independently)."""
-        x = (windows - self.input_mean[:, None]) / self.input_std[:, None]
-        m = self.arch.n_mels
-        y = self.trunk(x[:, :m].unsqueeze(1).contiguous(memory_format=torch.channels_last))
-        y = y.flatten(1)
+        """[N, n_features, T] windows → [N, F] features (each window independently): the
+        sound features (``encode_sound``), then the pitch-class encoder's (``encode_pitch``)."""
+        y = self.encode_sound(windows)
         if self.pitch is None:
             return y
-        return torch.cat([y, self.pitch(x[:, m:])], dim=1)
+        return torch.cat([y, self.encode_pitch(windows)], dim=1)
+
+    def encode_sound(self, windows: torch.Tensor) -> torch.Tensor:
+        """[N, n_features, T] windows → [N, sound_features]: the CNN's summary of each window's
+        mel bands (its pitch-class rows are not read)."""
+        m = self.arch.n_mels
+        x = (windows[:, :m] - self.input_mean[:m, None]) / self.input_std[:m, None]
+        return self.trunk(x.unsqueeze(1).contiguous(memory_format=torch.channels_last)).flatten(1)
+
+    def encode_pitch(self, windows: torch.Tensor) -> torch.Tensor:
+        """[N, n_features, T] windows → [N, encoded_features − sound_features]: the
+        pitch-class encoder's features of each window's pitch-class rows (its mel bands are
+        not read). Needs ``arch.n_chroma``."""
+        if self.pitch is None:
+            raise ValueError("this model has no pitch-class rows (arch.n_chroma is 0)")
+        m = self.arch.n_mels
+        return self.pitch((windows[:, m:] - self.input_mean[m:, None]) / self.input_std[m:, None])
 
     def decode(self, hidden: torch.Tensor, activate: bool = True) -> dict[str, torch.Tensor]:
         """[..., H] LSTM outputs → {head: [..., K]} (activated, or raw logits for training)."""

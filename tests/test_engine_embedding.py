@@ -75,15 +75,18 @@ def test_streaming_equals_offline_with_novelty_and_reference(tiny_embedding: Che
     assert_records_equal(stream_records(engine, x, [4096]), offline)
 
 
-@pytest.mark.parametrize("scaled", [False, True])
-def test_engine_feeds_novelty_the_non_silent_hops(tiny_embedding: Checkpoint, tmp_path: Path,
-                                                  scaled: bool) -> None:
+@pytest.mark.parametrize(("scaled", "restart"), [(False, None), (True, None), (False, 0.05)])
+def test_engine_feeds_novelty_the_sound_since_the_last_fresh_start(
+    tiny_embedding: Checkpoint, tmp_path: Path, scaled: bool, restart: float | None
+) -> None:
     """Novelty compares the sound vectors (the CNN's window summary, before the LSTM) of the
-    non-silent hops, standardised by the checkpoint's sound scale if it has one: recomputed here
-    from what ``encode`` returned for each hop."""
+    hops since the last fresh start (streamtag.restarts), standardised by the checkpoint's sound
+    scale if it has one: recomputed here from what ``encode_sound`` returned for each hop. A
+    silent hop empties novelty's memory; with ``restart`` set, a hop whose novelty is above it
+    becomes the first of a new memory."""
     recent, memory = 2, 6  # hops (1 s and 3 s)
     x = np.concatenate([make_signal(3.0, 22050, seed=3), np.zeros(22050, np.float32),
-                        sine(4.0, 330.0)])
+                        sine(4.0, 330.0), make_signal(3.0, 22050, seed=4)])
     ck, scale = tiny_embedding, None
     if scaled:
         rng = np.random.default_rng(0)
@@ -95,51 +98,59 @@ def test_engine_feeds_novelty_the_non_silent_hops(tiny_embedding: Checkpoint, tm
         ck = load_checkpoint(path)
         assert ck.embedding is not None and ck.embedding.sound is not None
         np.testing.assert_allclose(ck.embedding.sound.scale, scale.scale, rtol=1e-6)
-    engine = Engine(ck, novelty=NoveltyConfig(memory_s=3.0, recent_s=1.0))
+    engine = Engine(ck, novelty=NoveltyConfig(memory_s=3.0, recent_s=1.0, restart=restart))
     model = engine.model
     encoded: list[np.ndarray] = []
-    encode = model.encode
+    encode = model.encode_sound
 
     def spy(windows: torch.Tensor) -> torch.Tensor:
         y = encode(windows)
         encoded.append(y.numpy().copy())
         return y
 
-    model.encode = spy  # type: ignore[method-assign]
+    model.encode_sound = spy  # type: ignore[method-assign]
     try:
         recs = engine.analyze(x)
     finally:
-        del model.encode
-    sound = np.concatenate(encoded)[:, :model.sound_features]
+        del model.encode_sound
+    # One batch for the whole file (one chunk), then, at each change, the changed hop and the
+    # next again: the frames before the change made silence (streamtag.restarts.change_frame).
+    sound, reencoded = encoded[0].copy(), [e[0] for e in encoded[1:]]
     assert sound.shape == (len(recs), model.sound_features) and model.sound_features > 0
-    if scale is not None:
-        sound = (sound - scale.center) / scale.scale
     silent = [r["silent"] for r in recs]
     assert silent[6:8] == [True, True] and sum(silent) == 2
-    sounding = sound[~np.asarray(silent)]
     baseline = 6  # hops of the default baseline_s (3 s): their median distance is taken off
-    k = 0
-    distances: list[float] = []  # of the hops whose memory was full
-    for r in recs:
-        if r["silent"]:
+    heard: list[np.ndarray] = []  # sound vectors since the last fresh start
+    distances: list[float] = []  # of the hops since then whose memory was full
+    first = True  # the next sounding hop follows a fresh start: its window holds what was before
+    restarts = 0
+    for j, r in enumerate(recs):
+        v = sound[j] if scale is None else (sound[j] - scale.center) / scale.scale
+        if r["silent"] or first:
             assert r["novelty"] == 0.0
+            if r["silent"]:
+                heard, distances = [], []
+            first = r["silent"]
             continue
-        k += 1  # hops heard so far, this one included
+        heard.append(v)
+        k = len(heard)
         expected = 0.0
         if k >= 2 * recent:
-            d = novelty_of(sounding[k - recent:k],
-                           sounding[max(0, k - recent - memory):k - recent])
+            d = novelty_of(np.array(heard[k - recent:k]),
+                           np.array(heard[max(0, k - recent - memory):k - recent]))
             usual = float(np.median(distances[-baseline:])) if distances else 0.0
             distances.append(d)
             expected = max(0.0, d - usual)
         assert r["novelty"] == pytest.approx(expected, abs=1e-5), r["seq"]
+        if restart is not None and expected > restart:
+            heard, distances = [], []
+            if j + 1 < len(recs):
+                sound[j + 1] = reencoded[2 * restarts + 1]
+            restarts += 1
+    assert restarts == (len(reencoded) + 1) // 2
     assert max(r["novelty"] for r in recs) > 0.0
-    # Not the embedding's novelty: the two differ where the music changes.
-    emb = vectors([r for r in recs if not r["silent"]])
-    assert any(abs(novelty_of(emb[j - recent:j], emb[max(0, j - recent - memory):j - recent])
-                   - novelty_of(sounding[j - recent:j],
-                                sounding[max(0, j - recent - memory):j - recent])) > 1e-3
-               for j in range(2 * recent, len(sounding)))
+    # The last part (noise after the tone) is a change: with a restart threshold it restarts.
+    assert (restarts > 0) == (restart is not None)
 
 
 def test_reference_query_is_the_last_window_of_hops(tiny_embedding: Checkpoint) -> None:
@@ -226,7 +237,8 @@ def test_golden_records_with_tags_embedding_novelty_and_reference(data_dir: Path
     ck = load_checkpoint(data_dir / "tiny-embedding.safetensors")
     lib = load_library(data_dir / "tiny-embedding-references.safetensors")
     # The windows the golden records were made with (pinned: the defaults are tunable).
-    records = Engine(ck, novelty=NoveltyConfig(memory_s=30.0, recent_s=1.0, baseline_s=0.0),
+    records = Engine(ck, novelty=NoveltyConfig(memory_s=30.0, recent_s=1.0, baseline_s=0.0,
+                                               restart=None),
                      reference=ReferenceConfig(window_s=1.0), library=lib).analyze(x)
     golden = [json.loads(line) for line in (data_dir / "golden_records_embedding.jsonl").open()]
     assert_records_equal(records, golden)

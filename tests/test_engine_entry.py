@@ -82,30 +82,15 @@ def entry(bundled: Checkpoint, pieces: dict[str, np.ndarray], kind: str,
     return agreement(live, engine.analyze(music), pre.size / rate)
 
 
-# Silence: the engine holds the state fresh while silent (streamtag.engine.run_hops). Noise and
-# another piece are not silent: the state they leave is the bundled model's to shake off. Model
-# 7ceabb6616c4, trained with random pre-rolls (configs/train/field.yaml), names the instrument as
-# a fresh start does after every pre-roll here (0.95-1.00 of hops; its predecessor said trumpet
-# on every compared hop after 1 and 4 s of the trumpet piece), but its valence still carries the
-# pre-roll: median |Δvalence| on this render 0.10-0.12 after noise, 0.12-0.24 after the other
-# piece (the card's 36-render table: 0.04-0.11 after noise, 0.15-0.40 after another piece).
-# These cases fail today and are marked so, strictly where far from the target: when a model
-# passes them, the mark must go.
-NEEDS_RETRAIN = pytest.mark.xfail(
-    strict=True, reason="the bundled model's valence keeps what it made of a pre-roll that is "
-    "not silent (issue 19)")
-AT_THE_EDGE = pytest.mark.xfail(
-    strict=False, reason="room noise: median |Δvalence| at the target's edge on this render "
-    "(0.100-0.103 with model 7ceabb6616c4; issue 19)")
-
-
+# Silence: a silent hop is a fresh start. Noise and another piece: the hop where the sound
+# changes is (its novelty above novelty.restart; streamtag.restarts), with the frames before
+# the change within it made silence. Before that rule, model 7ceabb6616c4 (trained with random
+# pre-rolls) named the instrument as a fresh start did, but its valence kept the pre-roll:
+# median |Δvalence| on this render 0.10-0.12 after noise, 0.12-0.24 after the other piece.
 @pytest.mark.parametrize(("kind", "seconds"), [
     ("silence", 1), ("silence", 4), ("silence", 30),
     ("other, silence", 1), ("other, silence", 4), ("other, silence", 30),
-    pytest.param("noise", 1, marks=AT_THE_EDGE), pytest.param("noise", 4, marks=AT_THE_EDGE),
-    pytest.param("noise", 30, marks=NEEDS_RETRAIN),
-    pytest.param("other", 1, marks=NEEDS_RETRAIN), pytest.param("other", 4, marks=NEEDS_RETRAIN),
-    pytest.param("other", 30, marks=NEEDS_RETRAIN),
+    ("noise", 1), ("noise", 4), ("noise", 30), ("other", 1), ("other", 4), ("other", 30),
 ])
 def test_music_after_a_preroll_is_estimated_as_a_fresh_start(
     bundled: Checkpoint, pieces: dict[str, np.ndarray], kind: str, seconds: int
