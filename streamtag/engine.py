@@ -22,20 +22,20 @@ future. An estimate's ``t`` is the stream time [s] of the end of the audio its h
 corrected for the resampler's delay.
 
 With an ``embedding`` head, each stream also keeps histories of its non-silent hops (their sound
-vectors for ``novelty``, since the last fresh start; their match vectors for the ``reference``
-query with a reference library; both derived from the model's window encoding,
-:mod:`streamtag.embedding`). Both are computed in hop order by the same code for ``process``
-and ``analyze``, so they are equal too.
+vectors for ``novelty``; their match vectors for the ``reference`` query with a reference
+library; both derived from the model's window encoding, :mod:`streamtag.embedding`). Both are
+computed in hop order by the same code for ``process`` and ``analyze``, so they are equal too.
 
 Entry after a pause: a silent hop (level below ``silence_db``), and a hop where the sound
 changes (novelty above ``novelty.restart``), is a fresh start (:mod:`streamtag.restarts`): the
-LSTM state, the pitch-class memory and novelty's memory start again there, and at a change the
-frames before it (found within the hop, ``change_frame``) are made the silence before a stream.
-:func:`run_hops` holds the LSTM's rule, both paths call it; the pitch-class memory is restarted
-after the fact (``FreshStarts.restart_rows``), because where the sound changes is known only
-from the CNN's sound features (they read the mel bands alone, so they come first). So music
-after silence, room noise or another piece is estimated as a fresh start on it would be,
-whatever the model heard before.
+LSTM state, the pitch-class memory and the rule's own novelty memory start again there (the
+published novelty runs on), and at a change the frames before it (found within the hop,
+``change_frame``) are made the silence before a stream. :func:`run_hops` holds the LSTM's
+rule, both paths call it; the pitch-class memory is restarted after the fact
+(``FreshStarts.restart_rows``), because where the sound changes is known only from the CNN's
+sound features (they read the mel bands alone, so they come first). So music after silence,
+room noise or another piece is estimated as a fresh start on it would be, whatever the model
+heard before.
 """
 
 from __future__ import annotations
@@ -253,8 +253,9 @@ class Engine:
 
     def _init_embedding(self, novelty: NoveltyConfig, reference: ReferenceConfig,
                         library: ReferenceLibrary | None) -> list[NoveltyMeter] | None:
-        """Set up the embedding head's projection, sound scale and reference matching; return
-        each stream's novelty meter (None without an embedding head)."""
+        """Set up the embedding head's projection, sound scale, novelty and reference matching;
+        return each stream's novelty meter for the fresh-start rule (None without an embedding
+        head; the published novelty has meters of its own, ``_novelty``)."""
         ck = self.checkpoint
         self._emb_head = ck.embedding_head
         meta = ck.embedding if self._emb_head is not None else None
@@ -263,6 +264,7 @@ class Engine:
         self._sound = meta.sound if meta is not None else None
         self.matcher: ReferenceMatcher | None = None
         self._queries: list[HopHistory] = []
+        self._novelty: list[NoveltyMeter] = []
         if self._emb_head is None:
             if library is not None:
                 raise LibraryError(f"checkpoint {ck.id} has no embedding head: a reference "
@@ -270,12 +272,17 @@ class Engine:
             return None
         window = hops_for(reference.window_s, self.hop_s)
         self._queries = [HopHistory(self.match_dims, window) for _ in self.streams]
-        meters = [
-            NoveltyMeter(self.model.sound_features, hops_for(novelty.recent_s, self.hop_s),
-                         hops_for(novelty.memory_s, self.hop_s),
-                         hops_for(novelty.baseline_s, self.hop_s) if novelty.baseline_s else 0)
-            for _ in self.streams
-        ]
+
+        def meter() -> NoveltyMeter:
+            return NoveltyMeter(
+                self.model.sound_features, hops_for(novelty.recent_s, self.hop_s),
+                hops_for(novelty.memory_s, self.hop_s),
+                hops_for(novelty.baseline_s, self.hop_s) if novelty.baseline_s else 0)
+
+        # Two meters per stream: the published novelty runs on through fresh starts (a change
+        # of piece shows in it, whatever restarted); the rule's starts again at each.
+        self._novelty = [meter() for _ in self.streams]
+        meters = [meter() for _ in self.streams]
         if library is None:
             return meters
         library.check_checkpoint(ck.weights_sha256, self.match_id)
@@ -337,7 +344,7 @@ class Engine:
         self.state: LstmState | None = None
         self.seq = 0
         self._fresh.reset()
-        for h in [*self._queries, *self._trackers]:
+        for h in [*self._queries, *self._novelty, *self._trackers]:
             h.reset()
 
     @property
@@ -429,7 +436,8 @@ class Engine:
                 sound[b] = self.model.encode_sound(
                     torch.from_numpy(self._window[b:b + 1].transpose(0, 2, 1).copy()))[0]
 
-            restart, novelty = self._decide(sound.numpy()[:, None], silent[:, None], changed)
+            raw = sound.numpy().copy()  # for the published novelty: before this hop's change
+            restart = self._decide(sound.numpy()[:, None], silent[:, None], changed)
             for b in range(len(self.streams)):
                 self._window[b, -hop:] = self._fresh.restart_rows(b, self._window[b, -hop:],
                                                                   restart[b], offsets[b])
@@ -440,7 +448,8 @@ class Engine:
             outputs, self.state = run_hops(self.model, feats[:, None], self.state,
                                            silent[:, None], restart)
         values = {k: v.numpy() for k, v in outputs.items()}  # [B, 1, K]
-        estimates = self._estimates(self.seq, values, levels[:, None], silent[:, None], novelty,
+        estimates = self._estimates(self.seq, values, levels[:, None], silent[:, None],
+                                    raw[:, None],
                                     feats.numpy()[:, None],
                                     [[self._live_tempo(b)] for b in range(len(self.streams))]
                                     if self._trackers else None)
@@ -675,8 +684,13 @@ class Engine:
                 for j in range(k, min(k + 2, n)):
                     frames[i, j, :, :m] = view[i, j, :m].T
                     sound[i, j] = self.model.encode_sound(windows[i, j:j + 1])[0]
+                if k + 1 < n:  # as live: hop k + 1's window holds what the change reframed
+                    raw[i, k + 1] = sound[i, k + 1].numpy()
 
-            restart, novelty = self._decide(sound.numpy(), silent, changed)
+            # The published novelty's sound vectors: each hop's window before its own change
+            # reframed it (live, the window is reframed after its sound is taken).
+            raw = sound.numpy().copy()
+            restart = self._decide(sound.numpy(), silent, changed)
             # The hops' rows restarted where the streams start afresh (in place: the last
             # `context` frames are the next chunk's context), then their windows' pitch rows.
             for i in range(b):
@@ -696,24 +710,19 @@ class Engine:
             feats = feats.reshape(b, n, -1)
             out, state = run_hops(self.model, feats, state, silent, restart)
         values = {k: v.numpy() for k, v in out.items()}
-        estimates = self._estimates(first, values, levels[:, :n], silent, novelty,
+        estimates = self._estimates(first, values, levels[:, :n], silent, raw,
                                     feats.numpy(),
                                     [t[:n] for t in tempi] if self._trackers else None)
         return estimates, state
 
     def _decide(self, sound: np.ndarray, silent: np.ndarray,
-                changed: Callable[[int, int], None]
-                ) -> tuple[np.ndarray, list[list[float]] | None]:
+                changed: Callable[[int, int], None]) -> np.ndarray:
         """Where the streams start afresh (``FreshStarts.decide``): sound [B, n, D] the n
         hops' sound vectors, silent [B, n], changed(b, k) called at a change of stream b at
-        hop k (it frames the change and rewrites ``sound`` there) → (restart [B, n], per
-        stream the hops' novelty; None without an embedding head)."""
-        decided = [self._fresh.decide(b, sound[b], silent[b],
-                                      lambda k, b=b: changed(b, k))  # type: ignore[misc]
-                   for b in range(len(silent))]
-        restart = np.array([r for r, _ in decided]).reshape(silent.shape)
-        novelty = [v for _, v in decided]
-        return restart, None if novelty[0] is None else novelty  # type: ignore[return-value]
+        hop k (it frames the change and rewrites ``sound`` there) → restart [B, n]."""
+        return np.array([self._fresh.decide(b, sound[b], silent[b],
+                                            lambda k, b=b: changed(b, k))[0]  # type: ignore[misc]
+                         for b in range(len(silent))]).reshape(silent.shape)
 
     def _encode_rest(self, sound: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
         """``model.encode`` of windows [N, M, W] whose sound features [N, D] are known: those,
@@ -757,15 +766,16 @@ class Engine:
         return (k + 1) * self.hop_s - self.latency_s
 
     def _estimates(self, first: int, values: dict[str, np.ndarray], levels: np.ndarray,
-                   silent: np.ndarray, novelty: list[list[float]] | None, encoded: np.ndarray,
+                   silent: np.ndarray, sound: np.ndarray, encoded: np.ndarray,
                    tempi: list[list[TempoEstimate]] | None) -> list[HopEstimate]:
         """The estimates of n consecutive hops from hop ``first``, in hop order (the streams of
         each hop together): the one way from model outputs to estimates, a hop at a time live
         (n = 1), a chunk of hops at a time offline. values: {head: activated outputs
         [B, n, K]}; levels [B, n] level_db; silent [B, n] their flags (the hop stage's
-        rule, as the model was run with them); novelty: per stream the hops' novelty
-        (``FreshStarts.decide``; None without an embedding head); encoded [B, n, F] the hops'
-        window encodings (``model.encode``; with an embedding head, for references); tempi: per
+        rule, as the model was run with them); sound [B, n, D] the hops' sound vectors
+        (``model.encode_sound``, before a change at the hop itself reframed its window; with an
+        embedding head, for novelty); encoded [B, n, F] the hops' window encodings as the
+        model got them (``model.encode``; with an embedding head, for references); tempi: per
         stream the hops' n tempo estimates (None: tempo tracking off). Feeds the streams'
         histories (call once per hop, in hop order)."""
         n_streams, n = levels.shape
@@ -774,11 +784,12 @@ class Engine:
         for b in range(n_streams):
             quiet = silent[b].tolist()
             xy: list = [None] * n
+            novelty: list = [None] * n
             reference: list = [None] * n
             if emb is not None:
-                xy, reference = self._embedding_values(b, quiet, values[emb][b], encoded[b])
-            per_stream.append((levels[b].tolist(), quiet, xy,
-                               novelty[b] if novelty is not None else [None] * n, reference))
+                xy, novelty, reference = self._embedding_values(b, quiet, values[emb][b],
+                                                                sound[b], encoded[b])
+            per_stream.append((levels[b].tolist(), quiet, xy, novelty, reference))
         estimates = []
         for k in range(n):
             t = self._hop_end_time(first + k)
@@ -791,20 +802,29 @@ class Engine:
                     tempo=None if tempi is None else tempi[b][k]))
         return estimates
 
-    def _embedding_values(self, b: int, silent: list[bool], emb: np.ndarray,
-                          encoded: np.ndarray) -> tuple[list, list]:
-        """Stream ``b``'s embedding xy and reference section of n consecutive hops (silent [n]
-        their flags, emb [n, E] their embeddings, encoded [n, F] their window encodings);
-        feeds the stream's reference query."""
+    def _embedding_values(self, b: int, silent: list[bool], emb: np.ndarray, sound: np.ndarray,
+                          encoded: np.ndarray) -> tuple[list, list[float], list]:
+        """Stream ``b``'s embedding xy, novelty and reference section of n consecutive hops
+        (silent [n] their flags, emb [n, E] their embeddings, sound [n, D] their sound vectors,
+        encoded [n, F] their window encodings); feeds the stream's histories. Novelty of the
+        chunk's non-silent hops in one ``NoveltyMeter.push_many`` (equal to a push per hop)."""
         n = len(silent)
         xy: list = [None] * n
         if self.projection is not None:
             xy = [(x, y) for x, y in self.projection.project_rows(emb).tolist()]
+        sounding = [k for k in range(n) if not silent[k]]
+        novelty = [0.0] * n
+        if sounding:
+            heard = sound[sounding]
+            if self._sound is not None:
+                heard = self._sound.apply(heard)
+            for k, x in zip(sounding, self._novelty[b].push_many(heard), strict=True):
+                novelty[k] = x
         reference: list = [None] * n
         # Match vectors only when something reads them: the matcher, or reference_vectors.
         collect = self._collect if b == 0 else None
         if self.matcher is None and collect is None:
-            return xy, reference
+            return xy, novelty, reference
         queries = self._queries[b]
         for k in range(n):
             if not silent[k]:
@@ -816,4 +836,4 @@ class Engine:
             if self.matcher is not None:
                 reference[k] = self.matcher.match(
                     queries.last(self.matcher.window_hops) if len(queries) else None)
-        return xy, reference
+        return xy, novelty, reference

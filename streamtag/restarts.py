@@ -16,7 +16,8 @@ At a fresh start every memory that carries the sound before it starts again:
 - the pitch-class memory: the rows from the start of the new sound on are framed as if the
   memory had been restarted there (``frontend.restart_pitch_rows``, exact to float32 rounding;
   the hop stage frames one continuous memory and this module moves it);
-- novelty's memory: it starts with the hop after (a silent hop leaves it empty);
+- the rule's own novelty memory (``meters``; the engine's published novelty has meters of its
+  own and runs on): it starts with the hop after (a silent hop leaves it empty);
 - at a change, the window: the frames before the new sound (``change_frame`` finds where in the
   hop it begins) are made the silence a stream starts from, in the two windows that hold them.
 
@@ -95,8 +96,8 @@ class FreshStarts:
 
         A hop's window also holds the hop before it, so the first hop after a fresh start (a
         stream's first, one after silence, a change) is framed with what came before the music
-        or with silence: it is not pushed into novelty's memory (its novelty is 0), which starts
-        with the next hop. Pushed, it made the next hop look new and restart again (15 of 46
+        or with silence: it is not pushed into the meter's memory (its novelty is 0), which starts
+        with the next hop. Pushed, it made the next hop look new and restart again (15 of 62
         restarts on 39 validation renders of 30 s came one hop after another)."""
         restart = np.asarray(silent, bool).copy()
         if self.meters is None:
