@@ -415,7 +415,10 @@ def _entry_comparison(new: dict[str, Any], old: dict[str, Any] | None) -> list[s
              f"{e['phase_hops']:g} hop off the hop grid; each hop from {e['settle_s']:g} s into "
              "the clip is compared with `analyze` of the clip alone (`streamtag evaluate "
              "--entry`; `streamtag/train/evaluate_entry.py`). Target: top instrument agrees on "
-             "≥ 0.95 of hops, median |Δvalence| ≤ 0.1, in every case.", "",
+             "≥ 0.95 of hops, median |Δvalence| ≤ 0.1, in every case. Both models go through "
+             "today's engine, which starts afresh at silent hops and where the sound changes "
+             "(`novelty.restart`; `streamtag/restarts.py`); the same table before the rule is "
+             "in the README (\"How it works\", entry after a pause).", "",
              f"| pre-roll | seconds | agrees ({old_id}) | agrees ({new['checkpoint_id']}) "
              f"| worst clip | median |Δvalence| ({old_id}) | median |Δvalence| "
              f"({new['checkpoint_id']}) |",

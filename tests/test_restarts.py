@@ -13,7 +13,7 @@ from test_engine import stream_records
 from streamtag.checkpoint import Checkpoint
 from streamtag.config import NoveltyConfig
 from streamtag.embedding import NoveltyMeter
-from streamtag.engine import Engine, run_hops
+from streamtag.engine import Engine, StreamSpec, run_hops
 from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend
 from streamtag.restarts import FreshStarts, change_frame
 from streamtag.testing import make_signal
@@ -169,3 +169,22 @@ def test_a_change_at_a_chunk_boundary_is_the_same_offline_and_live(
             break
     assert 255 in changed, changed
     assert_records_equal(stream_records(engine, x, [4096]), offline)
+
+
+def test_a_change_restarts_only_its_own_stream(tiny_embedding: Checkpoint) -> None:
+    """Two streams in one engine: a change on the left restarts the left stream's memories
+    alone; the right stream's records are those of an engine that hears only the right."""
+    cfg = NoveltyConfig(restart=0.05, recent_s=0.5, memory_s=2.0)
+    left = np.concatenate([tone(3.0, 330.0), make_signal(3.0, RATE, seed=3)])
+    right = tone(6.0, 440.0, level=0.2)
+    both = Engine(tiny_embedding, novelty=cfg,
+                  streams=[StreamSpec("left", (0,)), StreamSpec("right", (1,))])
+    records, changed = changes_in(both, np.stack([left, right], axis=1))
+    assert changed  # flags of both streams, hop by hop: some change was caught
+    alone = Engine(tiny_embedding, novelty=cfg, streams=[StreamSpec("right", (0,))])
+    assert_records_equal([r for r in records if r["stream"] == "right"],
+                         alone.analyze(right[:, None]))
+    left_alone, left_changed = changes_in(Engine(tiny_embedding, novelty=cfg), left)
+    assert left_changed
+    assert_records_equal([{**r, "stream": "main"} for r in records if r["stream"] == "left"],
+                         left_alone)
