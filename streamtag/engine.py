@@ -681,9 +681,9 @@ class Engine:
                 s = change_frame(rows[i, at - context:at, :m], rows[i, at:at + hop, :m])
                 offsets[i, k] = s
                 rows[i, at - context:at + s, :m] = self._silence[:m]
-                for j in range(k, min(k + 2, n)):
-                    frames[i, j, :, :m] = view[i, j, :m].T
-                    sound[i, j] = self.model.encode_sound(windows[i, j:j + 1])[0]
+                last = min(k + 2, n)
+                frames[i, k:last, :, :m] = view[i, k:last, :m].transpose(0, 2, 1)
+                sound[i, k:last] = self.model.encode_sound(windows[i, k:last])
                 if k + 1 < n:  # as live: hop k + 1's window holds what the change reframed
                     raw[i, k + 1] = sound[i, k + 1].numpy()
 

@@ -90,9 +90,9 @@ class FreshStarts:
         """Stream ``b``'s next n hops: sound [n, D] their sound vectors (``encode_sound``),
         silent [n] their flags → (restart [n] bool: the fresh starts, novelty [n]: each hop's
         novelty, 0 for a silent one; None without meters). changed(k): called at a change at
-        hop k, before the hops after it are decided; it may rewrite ``sound`` from row k on in
-        place (the frames before the change made silence; ``change_frame``). Call once per hop,
-        in order.
+        hop k, before the hops after it are decided; it may rewrite rows k and k + 1 of
+        ``sound`` in place (the frames before the change made silence; ``change_frame``). Call
+        once per hop, in order.
 
         A hop's window also holds the hop before it, so the first hop after a fresh start (a
         stream's first, one after silence, a change) is framed with what came before the music
@@ -130,10 +130,12 @@ class FreshStarts:
             restart[i + hit] = True
             meter.reset()
             i += hit + 1
-            if changed is not None:
+            if changed is not None and i < n:
+                changed(i - 1)  # it may reframe the next hop's window: its vector again
+                vs[i] = (self.sound.apply(sound[i]) if self.sound is not None
+                         else np.asarray(sound[i], np.float64))
+            elif changed is not None:
                 changed(i - 1)
-                vs[i:] = (self.sound.apply(sound[i:]) if self.sound is not None
-                          else np.asarray(sound[i:], np.float64))
         return restart, novelty
 
     def restart_rows(self, b: int, rows: np.ndarray, restart: np.ndarray,
