@@ -130,12 +130,11 @@ class FreshStarts:
             restart[i + hit] = True
             meter.reset()
             i += hit + 1
-            if changed is not None and i < n:
-                changed(i - 1)  # it may reframe the next hop's window: its vector again
-                vs[i] = (self.sound.apply(sound[i]) if self.sound is not None
-                         else np.asarray(sound[i], np.float64))
-            elif changed is not None:
+            if changed is not None:
                 changed(i - 1)
+                if i < n:  # the next hop's window may have been reframed: its vector again
+                    vs[i] = (self.sound.apply(sound[i]) if self.sound is not None
+                             else np.asarray(sound[i], np.float64))
         return restart, novelty
 
     def restart_rows(self, b: int, rows: np.ndarray, restart: np.ndarray,
