@@ -1,10 +1,11 @@
-"""Entry after a pause: music that starts after silence, noise or another piece, at any phase of
-the hop grid, is estimated as a fresh start on it would be (issue 19, item 1).
+"""Entry after a pause: music that starts after silence, room noise, applause or another piece, at
+any phase of the hop grid, is estimated as a fresh start on it would be (issue 19, item 1).
 
 The engine is fed N s of a pre-roll and then a piece, in blocks as the daemon feeds it; from one
 second into the piece on, its hops must agree with ``analyze`` of the piece alone. The piece
-starts 0.37 hop after a hop boundary, so no hop of the live stream lines up with one of the
-piece: each live hop is compared with the piece's hop whose end is nearest (0.185 s apart).
+starts 0.37 hop after a hop boundary (other phases: the last test), so no hop of the live stream
+lines up with one of the piece: each live hop is compared with the piece's hop whose end is
+nearest (0.185 s apart).
 
 The music is real enough for the bundled model: a violin piece (the instrument of the
 independent evaluation) rendered with FluidSynth through TimGM6mb, the SoundFont the model never
@@ -20,6 +21,7 @@ import pytest
 
 from streamtag.checkpoint import Checkpoint
 from streamtag.engine import Engine
+from streamtag.train.evaluate_entry import applause
 
 PHASE_HOPS = 0.37  # where in a hop the piece starts
 SETTLE_S = 1.0  # the first second of the piece is not compared
@@ -42,6 +44,8 @@ def preroll(kind: str, seconds: float, rate_hz: int, pieces: dict[str, np.ndarra
         return np.zeros(round(seconds * rate_hz), np.float32)
     if kind == "noise":
         return pink_noise(seconds, rate_hz, NOISE_DB)
+    if kind == "applause":
+        return applause(seconds, rate_hz)
     other = pieces["trumpet"]
     if kind == "other, silence":  # a piece, then a pause of `seconds` before the music
         return np.concatenate([other, preroll("silence", seconds, rate_hz, pieces)])
@@ -73,11 +77,11 @@ def agreement(live: list[dict], fresh: list[dict], start_s: float) -> tuple[floa
 
 
 def entry(bundled: Checkpoint, pieces: dict[str, np.ndarray], kind: str,
-          seconds: float) -> tuple[float, float, int]:
+          seconds: float, phase_hops: float = PHASE_HOPS) -> tuple[float, float, int]:
     engine = Engine(bundled)
     music = pieces["violin"]
     rate = engine.input_rate_hz
-    pre = preroll(kind, seconds + PHASE_HOPS * engine.hop_s, rate, pieces)
+    pre = preroll(kind, seconds + phase_hops * engine.hop_s, rate, pieces)
     live = run_live(engine, np.concatenate([pre, music]))
     return agreement(live, engine.analyze(music), pre.size / rate)
 
@@ -90,12 +94,24 @@ def entry(bundled: Checkpoint, pieces: dict[str, np.ndarray], kind: str,
 @pytest.mark.parametrize(("kind", "seconds"), [
     ("silence", 1), ("silence", 4), ("silence", 30),
     ("other, silence", 1), ("other, silence", 4), ("other, silence", 30),
-    ("noise", 1), ("noise", 4), ("noise", 30), ("other", 1), ("other", 4), ("other", 30),
+    ("noise", 1), ("noise", 4), ("noise", 30), ("applause", 1), ("applause", 4), ("applause", 30),
+    ("other", 1), ("other", 4), ("other", 30),
 ])
 def test_music_after_a_preroll_is_estimated_as_a_fresh_start(
     bundled: Checkpoint, pieces: dict[str, np.ndarray], kind: str, seconds: int
 ) -> None:
     same, dv, n = entry(bundled, pieces, kind, seconds)
+    assert n >= 12
+    assert same >= 0.95, f"top instrument agrees on {same:.2f} of {n} hops"
+    assert dv <= 0.1, f"median |Δvalence| {dv:.3f}"
+
+
+@pytest.mark.parametrize("phase", [0.05, 0.6, 0.9])
+@pytest.mark.parametrize("kind", ["noise", "other"])
+def test_entry_at_other_phases_of_the_hop_grid(
+    bundled: Checkpoint, pieces: dict[str, np.ndarray], kind: str, phase: float
+) -> None:
+    same, dv, n = entry(bundled, pieces, kind, 4, phase)
     assert n >= 12
     assert same >= 0.95, f"top instrument agrees on {same:.2f} of {n} hops"
     assert dv <= 0.1, f"median |Δvalence| {dv:.3f}"

@@ -9,8 +9,9 @@ hops whose top instrument agrees (mean over clips, and the worst clip) and the m
 |Δvalence| over all compared hops. Target: agreement ≥ 0.95 and median |Δvalence| ≤ 0.1.
 
 Pre-rolls: ``silence`` (digital zeros), ``noise`` (pink, ``NOISE_DB`` RMS: a room, above the
-silence gate), ``other`` (another clip of the set, looped), ``other, silence`` (another clip
-once, then silence). The "live" run is ``Engine.analyze`` of the whole stream, equal to
+silence gate), ``applause`` (claps at random times, ``APPLAUSE_DB`` RMS; ``applause``),
+``other`` (another clip of the set, looped), ``other, silence`` (another clip once, then
+silence). The "live" run is ``Engine.analyze`` of the whole stream, equal to
 ``process`` fed it in any blocks (the cornerstone test).
 """
 
@@ -28,9 +29,31 @@ from streamtag.engine import Engine
 from streamtag.train.corpus.augment import coloured_noise
 from streamtag.train.datasets.base import Clip
 
-ENTRY_KINDS: tuple[str, ...] = ("silence", "noise", "other", "other, silence")
+ENTRY_KINDS: tuple[str, ...] = ("silence", "noise", "applause", "other", "other, silence")
 ENTRY_SECONDS: tuple[float, ...] = (1.0, 4.0, 30.0)
 NOISE_DB = -45.0  # room noise [dBFS RMS]: above the default silence gate (-60), below music
+APPLAUSE_DB = -30.0  # applause [dBFS RMS]: as loud as quiet music
+CLAPS_PER_S = 40.0  # a small audience
+
+
+def applause(seconds: float, rate_hz: int, level_db: float = APPLAUSE_DB,
+             seed: int = 0) -> np.ndarray:
+    """Applause [n] float32 at ``level_db`` dBFS RMS: claps at random times (``CLAPS_PER_S``
+    on average), each a burst of white noise with a random colour (one first difference or
+    none: a cupped or a flat clap) decaying in 5-15 ms, at a random level over 12 dB."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * rate_hz)
+    x = np.zeros(n + rate_hz // 10)
+    for start in rng.integers(0, max(1, n), rng.poisson(CLAPS_PER_S * seconds)):
+        length = rate_hz // 20
+        burst = rng.standard_normal(length)
+        if rng.random() < 0.5:
+            burst = np.diff(burst, prepend=0.0)
+        decay = np.exp(-np.arange(length) / (rate_hz * rng.uniform(0.005, 0.015)))
+        x[start:start + length] += burst * decay * 10 ** (rng.uniform(-12.0, 0.0) / 20)
+    x = x[:n]
+    rms = float(np.sqrt(np.mean(x**2))) if n else 0.0
+    return (x / rms * 10 ** (level_db / 20) if rms > 0 else x).astype(np.float32)
 
 
 def preroll_audio(kind: str, seconds: float, rate_hz: int, other: np.ndarray | None,
@@ -42,6 +65,8 @@ def preroll_audio(kind: str, seconds: float, rate_hz: int, other: np.ndarray | N
     if kind == "noise":
         x = coloured_noise(np.random.default_rng(seed), n, "pink")
         return (x * 10 ** (NOISE_DB / 20)).astype(np.float32)
+    if kind == "applause":
+        return applause(seconds, rate_hz, seed=seed)
     if other is None or not other.size:
         raise ValueError(f"pre-roll {kind!r} needs another piece")
     if kind == "other":

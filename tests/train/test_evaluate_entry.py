@@ -10,7 +10,7 @@ import soundfile as sf
 from streamtag.checkpoint import Checkpoint
 from streamtag.train.datasets.base import Clip
 from streamtag.train.evaluate import Report, render_markdown
-from streamtag.train.evaluate_entry import NOISE_DB, evaluate_entry, preroll_audio
+from streamtag.train.evaluate_entry import APPLAUSE_DB, NOISE_DB, evaluate_entry, preroll_audio
 
 
 def test_prerolls_are_what_they_say() -> None:
@@ -23,6 +23,16 @@ def test_prerolls_are_what_they_say() -> None:
     assert np.array_equal(preroll_audio("other", 0.1, rate, other), np.ones(2205, np.float32))
     both = preroll_audio("other, silence", 0.1, rate, other)
     assert both.size == 1000 + 2205 and not both[1000:].any()
+    claps = preroll_audio("applause", 3.0, rate, None, seed=4)
+    assert claps.size == 3 * rate
+    x = claps.astype(np.float64)
+    assert 10 * np.log10(np.mean(x**2)) == pytest_approx(APPLAUSE_DB)
+    # Claps, not steady noise: the loudest 10 ms are far above the level (crest), and the
+    # level of 50 ms stretches moves by more than a steady noise's would.
+    assert np.abs(x).max() / np.sqrt(np.mean(x**2)) > 8  # pink noise: ~4.6
+    blocks = 10 * np.log10(np.mean(x[: 60 * 1102].reshape(60, 1102) ** 2, axis=1) + 1e-12)
+    assert blocks.std() > 4.0  # pink noise: ~1.8 dB
+    assert np.array_equal(claps, preroll_audio("applause", 3.0, rate, None, seed=4))
 
 
 def pytest_approx(x: float) -> object:
