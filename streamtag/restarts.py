@@ -28,11 +28,12 @@ long, it still held the other piece's notes) and 0.05 both. With the frames befo
 kept in the first window, |Δvalence| on the test render (tests/test_engine_entry.py) was
 0.08-0.09 after room noise and 0.10-0.18 after another piece; made silence, 0.05 and
 0.05-0.08, as after a pause (0.05).
-On 36 validation renders (each class and quadrant, TimGM6mb) played 0.37 hop off the
-grid after a pre-roll, against ``analyze`` of the render alone, from 1 s in: after room noise
+On 36 validation renders (each class and quadrant, TimGM6mb) played 0.37 hop off the grid
+after a pre-roll, against ``analyze`` of the render alone, from 1 s in: after room noise
 (-45 dBFS, 1-30 s) the top instrument agrees on 0.96-0.97 of hops, median |Δvalence| 0.05 (the
-rule off: 0.04-0.11); after applause 0.96, 0.05-0.06 (off: 0.95-0.96, 0.07-0.11); after another piece 0.93 / 0.96 / 0.96 after 1 / 4 / 30 s, |Δvalence|
-0.06-0.08 (off: 0.92 / 0.86 / 0.81, 0.15-0.40); after silence unchanged, 0.97 and 0.04.
+rule off: 0.04-0.11); after applause 0.96, 0.05-0.06 (off: 0.95-0.96, 0.07-0.11); after another
+piece 0.93 / 0.96 / 0.96 after 1 / 4 / 30 s, |Δvalence| 0.06-0.08 (off: 0.92 / 0.86 / 0.81,
+0.15-0.40); after silence unchanged, 0.97 and 0.04.
 
 The price is a fresh start where the music itself changes enough: with ``restart`` 0.2 (chosen
 on training renders: 0.25 missed more changes of piece, 0.15 restarted twice as often), 2.1
