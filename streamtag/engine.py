@@ -181,10 +181,10 @@ def run_hops(
 
 def _fresh_rows(state: LstmState | None, fresh: np.ndarray) -> LstmState | None:
     """The state with the streams where ``fresh`` [B] is true set to the fresh state."""
-    if not fresh.any():
+    if fresh.all():
+        return None
+    if not fresh.any() or state is None:
         return state
-    if fresh.all() or state is None:
-        return None if fresh.all() else state
     keep = torch.from_numpy(~fresh)[None, :, None]
     return LstmState(state.h * keep, state.c * keep)
 
@@ -443,8 +443,8 @@ class Engine:
                                                                   restart[b], offsets[b])
                 if restart[b, 0] and not silent[b]:
                     self._window[b, : w - hop + offsets[b, 0], m:] = self._silence[m:]
-            feats = self._encode_rest(sound, torch.from_numpy(self._window.transpose(0, 2, 1)
-                                                              .copy()))
+            feats = self.model.encode(torch.from_numpy(self._window.transpose(0, 2, 1).copy()),
+                                      sound)
             outputs, self.state = run_hops(self.model, feats[:, None], self.state,
                                            silent[:, None], restart)
         values = {k: v.numpy() for k, v in outputs.items()}  # [B, 1, K]
@@ -673,6 +673,9 @@ class Engine:
         with torch.inference_mode():
             sound = self.model.encode_sound(windows.reshape(b * n, *windows.shape[2:]))
             sound = sound.reshape(b, n, -1)
+            # The published novelty's sound vectors: each hop's window before its own change
+            # reframed it (live, the window is reframed after its sound is taken).
+            raw = sound.numpy().copy()
 
             def changed(i: int, k: int) -> None:
                 # A change: the frames before it become the silence before a stream's start
@@ -687,9 +690,6 @@ class Engine:
                 if k + 1 < n:  # as live: hop k + 1's window holds what the change reframed
                     raw[i, k + 1] = sound[i, k + 1].numpy()
 
-            # The published novelty's sound vectors: each hop's window before its own change
-            # reframed it (live, the window is reframed after its sound is taken).
-            raw = sound.numpy().copy()
             restart = self._decide(sound.numpy(), silent, changed)
             # The hops' rows restarted where the streams start afresh (in place: the last
             # `context` frames are the next chunk's context), then their windows' pitch rows.
@@ -706,7 +706,7 @@ class Engine:
                     frames[i, k + 1, :s, m:] = self._silence[m:]
                 rows[i, at:at + s, m:] = self._silence[m:]
             sound = sound.reshape(b * n, -1)
-            feats = self._encode_rest(sound, windows.reshape(b * n, *windows.shape[2:]))
+            feats = self.model.encode(windows.reshape(b * n, *windows.shape[2:]), sound)
             feats = feats.reshape(b, n, -1)
             out, state = run_hops(self.model, feats, state, silent, restart)
         values = {k: v.numpy() for k, v in out.items()}
@@ -723,13 +723,6 @@ class Engine:
         return np.array([self._fresh.decide(b, sound[b], silent[b],
                                             lambda k, b=b: changed(b, k))[0]  # type: ignore[misc]
                          for b in range(len(silent))]).reshape(silent.shape)
-
-    def _encode_rest(self, sound: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-        """``model.encode`` of windows [N, M, W] whose sound features [N, D] are known: those,
-        then the pitch-class encoder's of the (restarted) pitch-class rows."""
-        if self.model.pitch is None:
-            return sound
-        return torch.cat([sound, self.model.encode_pitch(windows)], dim=1)
 
     def _frontend_hops(self, n_input: int) -> int:
         """Complete hops in n_input samples at the input rate (what ``analyze`` reports)."""

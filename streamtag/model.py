@@ -338,10 +338,11 @@ class StreamTagModel(nn.Module):
         return m
 
     # -- pieces ----------------------------------------------------------------------------
-    def encode(self, windows: torch.Tensor) -> torch.Tensor:
+    def encode(self, windows: torch.Tensor, sound: torch.Tensor | None = None) -> torch.Tensor:
         """[N, n_features, T] windows → [N, F] features (each window independently): the
-        sound features (``encode_sound``), then the pitch-class encoder's (``encode_pitch``)."""
-        y = self.encode_sound(windows)
+        sound features (``encode_sound``; ``sound`` [N, sound_features] when already
+        computed), then the pitch-class encoder's (``encode_pitch``)."""
+        y = self.encode_sound(windows) if sound is None else sound
         if self.pitch is None:
             return y
         return torch.cat([y, self.encode_pitch(windows)], dim=1)
