@@ -56,9 +56,16 @@ def test_out_of_range_port_in_a_list_names_the_index() -> None:
                                         "range": [0, 10], "curve": "exp"}]}}},
      "outputs.osc.mappings[0].range: curve 'exp' needs both ends > 0"),
     ({"streams": [{"name": "a"}, {"name": "a"}]}, "streams[1].name: 'a' is used by more"),
+    ({"novelty": {"restart": -1}}, "novelty.restart: expected 0..10, got -1.0"),
+    ({"novelty": {"restart": "often"}}, "novelty.restart: expected a number, got 'often'"),
 ])
 def test_wrong_values_are_named(data: dict, expected: str) -> None:
     assert any(p.startswith(expected) for p in problems_of(data)), problems_of(data)
+
+
+def test_the_fresh_start_rule_can_be_turned_off() -> None:
+    assert config_from_dict({"novelty": {"restart": None}}).novelty.restart is None
+    assert config_from_dict({}).novelty.restart == 0.2
 
 
 def test_every_problem_is_reported_at_once() -> None:
