@@ -115,11 +115,14 @@
     return [ctx, r.width, r.height];
   }
 
-  // A square [-1, 1]² plane with a trail; returns the current point in CSS px of the canvas.
+  // A square [-1, 1]² plane with a trail, centred in its canvas (which is wider than tall once
+  // the column outgrows the canvas's max-height); returns the current point in CSS px of the
+  // canvas.
   function plane(canvas, points, opts) {
     const [ctx, w, h] = fit(canvas);
     const pad = 18, size = Math.min(w, h) - 2 * pad;
-    const X = (x) => pad + (x + 1) / 2 * size, Y = (y) => pad + (1 - (y + 1) / 2) * size;
+    const left = (w - size) / 2, top = (h - size) / 2;
+    const X = (x) => left + (x + 1) / 2 * size, Y = (y) => top + (1 - (y + 1) / 2) * size;
     ctx.clearRect(0, 0, w, h);
     if (opts.quadrants) {
       // [left valence, top arousal, colour] of quadrants 1 happy, 2 tense, 3 sad, 4 calm
