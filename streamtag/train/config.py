@@ -124,6 +124,9 @@ class TrainSection:
     # Each instrument class (and the emotion and other clips) is spread evenly over the
     # epoch's batches: each step sees them in their overall shares, not as chance has it.
     balanced_batches: bool = False
+    # Validate and save the exponential moving average of the weights (this decay per
+    # optimiser step; streamtag.train.average) instead of the last step's; None: off.
+    ema_decay: float | None = _rng(0.0, 0.99999, None)
 
 
 @dataclass(frozen=True)

@@ -64,10 +64,12 @@ def diff_keys(a: Any, b: Any, path: str = "") -> list[str]:
 
 
 def write_resume(path: Path, epoch: int, config: dict[str, Any], model: torch.nn.Module,
-                 optimizer: torch.optim.Optimizer, scheduler: Any, best: dict[str, Any]) -> None:
+                 optimizer: torch.optim.Optimizer, scheduler: Any, best: dict[str, Any],
+                 average: dict[str, Any] | None = None) -> None:
     """Write the resume file for the end of ``epoch`` (atomically: a crash keeps the last one).
 
     best: ``best_score``, ``best_epoch``, ``best_monitor`` and ``seconds`` of the run so far.
+    average: the weight average's ``state_dict`` (``train.ema_decay``), or None.
     """
     state = {
         "format": RESUME_FORMAT, "version": RESUME_VERSION, "epoch": epoch,
@@ -78,6 +80,7 @@ def write_resume(path: Path, epoch: int, config: dict[str, Any], model: torch.nn
         "best_score": best["best_score"], "best_epoch": best["best_epoch"],
         "best_monitor": best["best_monitor"], "seconds": best["seconds"],
         "rng": rng_state(),
+        "average": average,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -58,13 +58,15 @@ def train_batch(
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     grad_clip_norm: float | None = None,
     label_count: Callable[[float], float] = lambda n: n,
+    on_step: Callable[[], None] | None = None,
 ) -> list[SegmentResult]:
     """Train on one batch of recordings, segment by segment (truncated BPTT).
 
     The state starts fresh (zeros) for these recordings, is carried from each segment into the
     next, and detached in between so gradients stop at segment boundaries. step: the
     ``SequenceStep`` (or its DDP wrapper). label_count: turns this process's count of labels
-    in a segment into the count over all processes (identity when alone).
+    in a segment into the count over all processes (identity when alone). on_step: called
+    after each optimiser step (the weight average's update).
     """
     state = model.initial_state(batch.windows.shape[0])  # reset between recordings
     results = []
@@ -92,6 +94,8 @@ def train_batch(
         if grad_clip_norm:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
         optimizer.step()
+        if on_step is not None:
+            on_step()
         state = LstmState(h_.detach(), c_.detach())
         results.append(SegmentResult(
             float(loss.detach()),

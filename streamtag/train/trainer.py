@@ -15,7 +15,9 @@ The run is composed of parts that each live in their own module:
 - ``validation``: loss, metrics and score on the cached validation windows;
 - ``resume``: the resume file and the random state (seeds per epoch and rank, so a resumed
   run replays the same randomness);
-- ``distributed``: the process group under ``torchrun``.
+- ``distributed``: the process group under ``torchrun``;
+- ``average``: the running average of the weights (``train.ema_decay``), which is then what
+  is validated and saved.
 
 Optimisation: Adam + ReduceLROnPlateau.
 
@@ -52,8 +54,9 @@ from streamtag import __version__, logs
 from streamtag.checkpoint import save_checkpoint
 from streamtag.errors import ConfigError, DatasetError
 from streamtag.frontend import FRONTEND_PRESETS, FrontendConfig
-from streamtag.model import build_model
+from streamtag.model import StreamTagModel, build_model
 from streamtag.progress import progress_bar, wanted
+from streamtag.train.average import WeightAverage
 from streamtag.train.batches import batch_group, batch_stratum, collate, epoch_batches
 from streamtag.train.config import (
     BEST_NAME,
@@ -210,6 +213,9 @@ class Trainer:
                 progress=lambda xs: self._bar(xs, desc="pre-rolls", unit="clip"))
             log.info("pre-rolls: %d of %d training recordings have a pre-rolled copy",
                      len(self.variants), len(self.train_set))
+        # After the input statistics are set: the average starts from these weights.
+        self.average = (WeightAverage(self.model, cfg.train.ema_decay)
+                        if cfg.train.ema_decay is not None else None)
         self.step_module: nn.Module = SequenceStep(self.model)
         if self.dist.world > 1:
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module)
@@ -259,13 +265,16 @@ class Trainer:
         write_resume(self._resume_path(), epoch, finite(self.cfg.to_dict()), self.model,
                      self.optimizer, self.scheduler,
                      {"best_score": self.best_score, "best_epoch": self.best_epoch,
-                      "best_monitor": self.best_monitor, "seconds": self.seconds})
+                      "best_monitor": self.best_monitor, "seconds": self.seconds},
+                     self.average.state_dict() if self.average is not None else None)
 
     def _load_resume(self) -> int:
         state = read_resume(self._resume_path(), finite(self.cfg.to_dict()), self.run_dir)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
         self.best_monitor, self.seconds = state["best_monitor"], state["seconds"]
         set_rng_state(state["rng"])
@@ -325,7 +334,9 @@ class Trainer:
             results = train_batch(self.step_module, self.model, self.optimizer, batch,
                                   self.heads, cfg.train.segment_hops, augment=augment,
                                   grad_clip_norm=cfg.train.grad_clip_norm,
-                                  label_count=self._label_count)
+                                  label_count=self._label_count,
+                                  on_step=(None if self.average is None
+                                           else lambda: self.average.update(self.model)))
             for r in results:
                 if r.stepped:
                     losses.append(r.loss)
@@ -348,9 +359,16 @@ class Trainer:
             "segments": int(s[1]),
         }
 
+    @property
+    def served_model(self) -> StreamTagModel:
+        """The weights validated and saved: the running average with ``train.ema_decay``,
+        else the last step's."""
+        return self.average.model if self.average is not None else self.model
+
     def validate(self) -> tuple[dict[str, Any], dict[str, HeadData]]:
-        """Validation loss, per-head metrics and score (``validation.validate``)."""
-        return validate(self.model, self.val_set, self.heads, self.hop_s)
+        """Validation loss, per-head metrics and score (``validation.validate``) of
+        ``served_model``."""
+        return validate(self.served_model, self.val_set, self.heads, self.hop_s)
 
     # -- outputs --------------------------------------------------------------------------------
     def _provenance(self, epochs: int) -> dict[str, Any]:
@@ -372,7 +390,7 @@ class Trainer:
         metrics = {"epoch": epoch, "validation": {k: val.get(k) for k in (
             "loss", "score", "scores", "metrics")}}
         # Written atomically (``tensorfile``): a crash mid-write keeps the previous best.
-        save_checkpoint(self.run_dir / BEST_NAME, self.model, self.frontend,
+        save_checkpoint(self.run_dir / BEST_NAME, self.served_model, self.frontend,
                         self._provenance(epoch), finite(metrics))
 
     def _write_plots(self, val_data: dict[str, HeadData] | None,

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from torch import nn
 
 from streamtag.checkpoint import load_checkpoint
 from streamtag.config import parse_dataclass
@@ -24,6 +25,7 @@ from streamtag.errors import ConfigError
 from streamtag.frontend import DEFAULT_FRONTEND, MelFrontend
 from streamtag.model import EMOTION_HEAD, INSTRUMENT_HEAD, TIMBRE_HEAD, HeadSpec, build_model
 from streamtag.testing import TINY_OVERRIDES
+from streamtag.train.average import WeightAverage
 from streamtag.train.batches import collate
 from streamtag.train.cli import main as train_main
 from streamtag.train.config import TrainConfig, load_train_config, train_config_from_dict
@@ -387,6 +389,55 @@ def test_resume_continues_exactly(make_config, tmp_path: Path) -> None:
         load_checkpoint(split / "best.safetensors").id
     hist = json.loads((split / "metrics.json").read_text())
     assert [h["epoch"] for h in hist] == [1, 2]
+
+
+def test_weight_average_follows_the_model_at_its_rate() -> None:
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    avg = WeightAverage(model, decay=0.5)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.train()(torch.randn(4, 3))  # moves the running statistics, counts one batch
+    avg.update(model)
+    d = avg.rate(1)
+    assert d == pytest.approx(2 / 11)  # early updates follow fast (decay 0.5 not reached)
+    now = model.state_dict()
+    for k, v in avg.model.state_dict().items():
+        if v.dtype.is_floating_point:
+            assert torch.allclose(v, d * start[k] + (1 - d) * now[k]), k
+        else:  # num_batches_tracked is copied, not averaged
+            assert torch.equal(v, now[k]), k
+    assert avg.rate(1000) == 0.5
+    assert not any(p.requires_grad for p in avg.model.parameters())
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_weight_average_is_what_the_run_validates_saves_and_resumes(
+        make_config, tmp_path: Path) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(make_config("train.ema_decay=0.9"), straight)
+    train(make_config("train.ema_decay=0.9", "train.epochs=1"), split)
+    # After one epoch (the best so far), the checkpoint holds the average, which is not the
+    # last step's weights.
+    one = torch.load(split / "last.train.pt", weights_only=True)
+    saved = load_checkpoint(split / "best.safetensors").model.state_dict()
+    names = [k for k in one["model"] if k.endswith("weight") and one["model"][k].ndim == 2]
+    assert names
+    for name in names:
+        assert torch.allclose(saved[name], one["average"]["model"][name]), name
+    assert not all(torch.allclose(saved[k], one["model"][k]) for k in names)
+    train(make_config("train.ema_decay=0.9"), split, resume=True)
+    a = torch.load(straight / "last.train.pt", weights_only=True)
+    b = torch.load(split / "last.train.pt", weights_only=True)
+    assert a["average"]["updates"] == b["average"]["updates"] > 0
+    for k in a["average"]["model"]:
+        assert torch.equal(a["average"]["model"][k], b["average"]["model"][k]), k
+    assert load_checkpoint(straight / "best.safetensors").id == \
+        load_checkpoint(split / "best.safetensors").id
+    with pytest.raises(ConfigError, match=r"train.ema_decay"):
+        train(make_config("train.ema_decay=0.5"), split, resume=True)
 
 
 def test_resume_refuses_a_changed_model(make_config, tmp_path: Path) -> None:
