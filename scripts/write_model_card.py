@@ -82,9 +82,12 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         f"The built-in corpus (`streamtag corpus build --size default`): "
         f"{corpus['n_per_class']} training and {corpus['val_per_class']} validation clips per "
         f"class, {corpus['clip_s']:g} s each at {corpus['sample_rate_hz']} Hz, rendered with "
-        "FluidSynth" + (" and the Synthesis ToolKit's physical models (`stk`: clarinet, "
-                        "saxophone, bowed string, brass, flute, voice formants where its "
-                        "instrument has one)" if "stk" in corpus["soundfonts"] else "")
+        "FluidSynth" + (", the Synthesis ToolKit's physical models (`stk`: clarinet, "
+                        "saxophone, brass and flute)" if "stk" in corpus["soundfonts"] else "")
+        + (" and recorded notes of real instruments (`tonejs`: the tonejs-instruments "
+           "packages from VSCO 2 and Karoryfer, for seven of the eight classes, on pieces of "
+           "their own; `streamtag/train/corpus/tonejs.py`)"
+           if "tonejs" in corpus["soundfonts"] else "")
         + f". Training sample sets: {', '.join(train_fonts)}; validation (never seen in "
         f"training): {', '.join(val_fonts)}. "
         + _augmentation(corpus, cfg) + "Drums: Hydrogen kits "

@@ -101,11 +101,12 @@ def plan_folds() -> list[tuple[str, ...]]:
 
 
 def _with_extra_sets(fonts: list[Any]) -> list[Any]:
-    try:
-        from streamtag.train.corpus.stk import find_stk_sets
-    except ImportError:
-        return fonts
-    return fonts + find_stk_sets()
+    """The SoundFonts plus the sets that are not SoundFonts (STK's models, the recorded set),
+    where installed."""
+    from streamtag.train.corpus.stk import find_stk_sets
+    from streamtag.train.corpus.tonejs import find_tonejs_sets
+
+    return fonts + find_stk_sets() + find_tonejs_sets()
 
 
 def build_fold_corpus(out: Path, fold: Sequence[str], options: LooOptions) -> Path:

@@ -30,6 +30,7 @@ from streamtag.errors import ConfigError
 from streamtag.progress import progress_bar, wanted
 from streamtag.train.corpus import augment as aug
 from streamtag.train.corpus import stk as stk_set
+from streamtag.train.corpus import tonejs as tonejs_set
 from streamtag.train.corpus.manifest import (
     AUDIO_FORMATS,
     FAMILIES,
@@ -69,7 +70,10 @@ def _resolve_soundfonts(
         stk = stk_set.find_stk_sets()
         if not stk:
             missing.append(Missing(name=stk_set.STK_NAME, install=stk_set.STK_INSTALL))
-        return found + stk, missing
+        recorded = tonejs_set.find_tonejs_sets()
+        if not recorded:
+            missing.append(Missing(name=tonejs_set.TONEJS_NAME, install=tonejs_set.TONEJS_INSTALL))
+        return found + stk + recorded, missing
     found = []
     for item in soundfonts:
         if isinstance(item, SoundFont):
@@ -82,6 +86,15 @@ def _resolve_soundfonts(
                     f"the STK set is not installed: run `{stk_set.STK_INSTALL}`"
                 )
             found += stk
+        elif str(item) == tonejs_set.TONEJS_NAME:
+            recorded = tonejs_set.find_tonejs_sets()
+            if not recorded:
+                raise SoundFontError(
+                    "the recorded set is not installed (packages "
+                    f"{', '.join(tonejs_set.TONEJS_PACKAGES)} under {tonejs_set.samples_root()}):"
+                    f" run `{tonejs_set.TONEJS_INSTALL}`"
+                )
+            found += recorded
         else:
             found.append(require_soundfont(str(item)))
     return found, []
@@ -220,7 +233,7 @@ def build_corpus(
     kits, refused = _resolve_drumkits(drumkits)
     if holdout:
         fonts, kits = holdout_splits(fonts, kits, holdout)
-    if any(f.name != stk_set.STK_NAME for f in fonts):
+    if any(f.name not in (stk_set.STK_NAME, tonejs_set.TONEJS_NAME) for f in fonts):
         fluidsynth_path()
     jobs = plan_corpus(
         n_per_class=n_per_class,

@@ -34,6 +34,7 @@ import numpy as np
 from streamtag.train.corpus import augment as aug
 from streamtag.train.corpus import emotion_cues, music
 from streamtag.train.corpus import stk as stk_set
+from streamtag.train.corpus import tonejs as tonejs_set
 from streamtag.train.corpus.manifest import FAMILIES, HOP_S, LABEL_KEYS, TEXTURES
 from streamtag.train.corpus.soundfonts import TRAIN, VALIDATION, DrumKit, SoundFont
 
@@ -45,6 +46,10 @@ BATCH_PIECES = 64
 """Pieces per FluidSynth run: amortises loading a SoundFont."""
 BATCH_PIECES_SF3 = 512
 """Pieces per FluidSynth run for ``.sf3`` files, whose Vorbis samples are decoded per run."""
+RECORDED_SHARE = 0.25
+"""Training pieces per class the recorded set (``tonejs``) plays, as a share of
+``n_per_class``: pieces of their own, planned apart from the other sets' (so adding the set
+leaves every other clip as it was)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class Source:
     """Where a clip's audio comes from: a SoundFont or a Hydrogen kit."""
 
     name: str
-    kind: str  # "soundfont" | "drumkit" | "stk"
+    kind: str  # "soundfont" | "drumkit" | "stk" | "tonejs"
     path: str
     split: str
 
@@ -175,17 +180,29 @@ class _Renderer:
                          suffix=f"-{repeat}" if repeat else "")
 
 
+def plays(source: Source, instrument: str) -> bool:
+    """Whether a source can play an instrument class (STK's models and the recorded set
+    cover some classes only)."""
+    if source.kind == "stk":
+        return instrument in stk_set.STK_CLASSES
+    if source.kind == "tonejs":
+        return instrument in tonejs_set.TONEJS_CLASSES
+    return True
+
+
 def _plan_instrument(
     split: str, sources: Sequence[Source], n: int, renders: int, seed: int, clip_s: float,
-    shared: bool = False,
+    shared: bool = False, stream: str = "",
 ) -> list[ClipJob]:
+    """stream: names a plan of its own (its random numbers and groups), so one set's pieces
+    can be added without moving any other's."""
     jobs = []
     material_cycle = ("phrase", "scale", "phrase", "arpeggio")
     all_sources, all_renders = sources, renders
     for spec in music.INSTRUMENTS:
-        rng = clip_rng(seed, "instrument", split, spec.name)
-        # STK's physical models play five of the classes; the others skip that set.
-        sources = [s for s in all_sources if s.kind != "stk" or spec.name in stk_set.STK_CLASSES]
+        keys = ("instrument", split, spec.name) + ((stream,) if stream else ())
+        rng = clip_rng(seed, *keys)
+        sources = [s for s in all_sources if plays(s, spec.name)]
         if not sources:
             continue
         renders = min(all_renders, len(sources)) if split != VALIDATION else all_renders
@@ -194,7 +211,7 @@ def _plan_instrument(
             piece = music.compose_instrument_piece(
                 rng, spec, material=material, min_duration_s=_min_piece_s(clip_s)
             )
-            group = f"ins-{_split_code(split)}-{_slug(spec.name)}-{k:05d}"
+            group = f"ins-{_split_code(split)}-{_slug(spec.name)}-{stream}{k:05d}"
             renderer = _Renderer(rng, split, clip_s, shared)
             for source in piece_sources:
                 labels = _empty_labels()
@@ -432,12 +449,11 @@ def plan_corpus(
     """
     jobs: list[ClipJob] = []
     for split, n in ((TRAIN, n_per_class), (VALIDATION, val_per_class)):
-        fonts = [
-            Source(sf_.name, "stk" if sf_.name == stk_set.STK_NAME else "soundfont",
-                   str(sf_.path), sf_.split)
-            for sf_ in soundfonts
-            if sf_.split == split
-        ]
+        every = [Source(sf_.name, _SET_KINDS.get(sf_.name, "soundfont"), str(sf_.path),
+                        sf_.split)
+                 for sf_ in soundfonts if sf_.split == split]
+        recorded = [f for f in every if f.kind == "tonejs"]
+        fonts = [f for f in every if f.kind != "tonejs"]
         # STK plays single instrument lines: no emotion pieces (chords, horn, piano), no drums.
         general = [f for f in fonts if f.kind != "stk"]
         kits = [
@@ -450,6 +466,12 @@ def plan_corpus(
         if fonts and "instrument" in families:
             r = _renders(split, fonts, renders_per_piece, val_renders_per_piece)
             jobs += _plan_instrument(split, fonts, n, r, seed, clip_s, shared_window)
+        if recorded and "instrument" in families:
+            # Recorded instruments: pieces of their own, each played once in training.
+            n_rec = n if split == VALIDATION else max(1, round(n * RECORDED_SHARE))
+            r = _renders(split, recorded, 1, val_renders_per_piece)
+            jobs += _plan_instrument(split, recorded, n_rec, r, seed, clip_s, shared_window,
+                                     stream=tonejs_set.TONEJS_NAME)
         if general and "emotion" in families:
             r = _renders(split, general, renders_per_piece, val_renders_per_piece)
             jobs += _plan_emotion(split, general, n, r, seed, clip_s, shared_window)
@@ -457,6 +479,10 @@ def plan_corpus(
             r = _renders(split, [*general, *kits], renders_per_piece, val_renders_per_piece)
             jobs += _plan_drums(split, general, kits, n, r, seed, clip_s, shared_window)
     return jobs
+
+
+_SET_KINDS = {stk_set.STK_NAME: "stk", tonejs_set.TONEJS_NAME: "tonejs"}
+"""Sample sets that are not SoundFonts: name → ``Source.kind``."""
 
 
 def plan_tasks(

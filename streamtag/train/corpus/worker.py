@@ -17,6 +17,7 @@ import soundfile as sf
 
 from streamtag.train.corpus import augment as aug
 from streamtag.train.corpus import stk as stk_set
+from streamtag.train.corpus import tonejs as tonejs_set
 from streamtag.train.corpus.manifest import TIMBRE_SOURCE
 from streamtag.train.corpus.plan import ClipJob, Task, clip_rng
 from streamtag.train.corpus.render import (
@@ -33,6 +34,7 @@ SILENCE_DB = -70.0
 
 
 _KIT_CACHE: dict[tuple[str, int], Any] = {}
+_SAMPLED_CACHE: dict[tuple[str, str, int], Any] = {}  # recorded instruments, per process
 _DESCRIBE: list[Any] = []  # [callable or None, reason]
 
 
@@ -152,6 +154,19 @@ def run_task(task: Task) -> TaskResult:
             sample_rate_hz=task.sample_rate_hz,
         )
         result.stats.add(stats)
+    elif source.kind == "tonejs":
+        audios = []
+        for job in task.jobs:
+            name = str(job.labels["instrument"])
+            key = (source.path, name, task.sample_rate_hz)
+            if key not in _SAMPLED_CACHE:
+                _SAMPLED_CACHE[key] = tonejs_set.load_instrument(
+                    tonejs_set.package_folder(Path(source.path), name), task.sample_rate_hz)
+            audio, stats = tonejs_set.render_tonejs_piece(
+                job.piece, _SAMPLED_CACHE[key], clip_rng(job.seed, "tonejs"),
+                distorted=name in tonejs_set.DISTORTED)
+            audios.append(audio)
+            result.stats.add(stats)
     elif source.kind == "soundfont":
         audios, stats = render_soundfont_batch(
             [job.piece for job in task.jobs],
