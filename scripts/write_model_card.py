@@ -1,12 +1,13 @@
 """Write the model card of a training run (markdown on stdout) and copy its figures.
 
 Run: python scripts/write_model_card.py RUN_DIR [--previous EVAL_DIR] [--loo LOO_MD]
-        [--entry EVAL_DIR] > streamtag/assets/MODEL_CARD.md
+        [--entry EVAL_DIR] [--recorded EVAL_DIR ...] > streamtag/assets/MODEL_CARD.md
 --previous: a ``streamtag evaluate`` report folder of the model this one replaces, scored on the
 same validation clips (the card then compares the two, head by head and per texture); --loo:
 the leave-one-sample-set-out tables (``python -m streamtag.train.loo``'s ``loo.md``); --entry:
 a ``streamtag evaluate --entry`` report folder of this model (entry after a pause, beside the
-previous model's from --previous).
+previous model's from --previous); --recorded: ``streamtag evaluate`` report folders of models
+on the recorded set's held-out pieces (``corpus build --holdout tonejs``), one column each.
 The numbers come from the run's own files: metrics.json (per epoch), report/report.json and
 report.md (the final evaluation through the engine on the held-out SoundFont), the corpus's
 corpus.json and the checkpoint's metadata. Figures are copied to streamtag/assets/card/.
@@ -41,7 +42,7 @@ TARGETS = [
 
 
 def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
-         entry: Path | None = None) -> str:
+         entry: Path | None = None, recorded: list[Path] | None = None) -> str:
     report = json.loads((run_dir / "report" / "report.json").read_text())
     report_md = (run_dir / "report" / "report.md").read_text()
     epochs = json.loads((run_dir / "metrics.json").read_text())
@@ -184,6 +185,8 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
                             json.loads((previous / "report.json").read_text())
                             if previous is not None else None)
           if entry is not None else []),
+        *(_recorded([json.loads((d / "report.json").read_text()) for d in recorded],
+                    ck.id, "tonejs" in corpus["soundfonts"]) if recorded else []),
         *(["## Leave one sample set out", "",
            "Each row is a model trained without that SoundFont (and one Hydrogen kit group) and "
            "scored on it through the engine (`bash scripts/leave_one_out.sh`; "
@@ -434,6 +437,33 @@ def _entry_comparison(new: dict[str, Any], old: dict[str, Any] | None) -> list[s
     return [*lines, ""]
 
 
+def _recorded(reports: list[dict[str, Any]], this_id: str, trained_on: bool) -> list[str]:
+    """Instrument accuracy per class on the recorded set's held-out pieces, one column per
+    model (``streamtag evaluate`` reports on ``corpus build --holdout tonejs``)."""
+    rows = [_metric_rows(r) for r in reports]
+    names = [n for n in rows[0] if n.startswith("  ") and n.endswith("after 1 s")]
+    heard = {r["checkpoint_id"]: r["checkpoint_id"] == this_id and trained_on for r in reports}
+    lines = ["## Recorded instruments", "",
+             "Real recordings (the tonejs-instruments packages: VSCO 2 and Karoryfer samples; "
+             "`streamtag/train/corpus/tonejs.py`) of seven of the eight classes, on pieces "
+             "composed for this test (`streamtag corpus build --holdout tonejs --families "
+             "instrument`), each played twice in another room: top instrument per hop after "
+             "the first second, through the engine. "
+             + ("This model trained on other pieces played on the same recordings, so its "
+                "column is not a test on unheard instruments; the other columns are."
+                if trained_on else "No model here heard these recordings in training."), "",
+             "| class | " + " | ".join(
+                 f"{r['checkpoint_id']}" + (" (trained on them)" if heard[r["checkpoint_id"]]
+                                            else "") for r in reports) + " |",
+             "| --- |" + " --- |" * len(reports)]
+    for name in ["instrument per hop after 1 s", *names]:
+        if all(row.get(name) is None for row in rows):
+            continue
+        lines.append(f"| {name.strip()} | " + " | ".join(_fmt(row.get(name)) for row in rows)
+                     + " |")
+    return [*lines, ""]
+
+
 def _baselines() -> list[str]:
     """The baseline table's lines (without its title), or a line saying it is missing."""
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "baselines.md"
@@ -456,8 +486,11 @@ if __name__ == "__main__":
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--previous", type=Path, help="evaluate report folder of the old model")
     parser.add_argument("--loo", type=Path, help="leave-one-sample-set-out tables (loo.md)")
+    parser.add_argument("--recorded", type=Path, nargs="+",
+                        help="`streamtag evaluate` report folders of models (this one and "
+                             "others) on the recorded set's held-out pieces")
     parser.add_argument("--entry", type=Path,
                         help="`streamtag evaluate --entry` report folder of this model (the "
                              "--previous folder then needs --entry too, for the comparison)")
     args = parser.parse_args()
-    print(main(args.run_dir, args.previous, args.loo, args.entry))
+    print(main(args.run_dir, args.previous, args.loo, args.entry, args.recorded))
