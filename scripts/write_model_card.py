@@ -376,6 +376,10 @@ def _metric_rows(report: dict[str, Any]) -> dict[str, float | None]:
         out["quadrants per clip"] = emo["per_clip"].get("quadrant_accuracy")
         out["valence r after 3 s"] = late.get("outputs", {}).get("valence", {}).get("pearson_r")
         out["arousal r after 3 s"] = late.get("outputs", {}).get("arousal", {}).get("pearson_r")
+        clip_out = emo["per_clip"].get("outputs", {})
+        for name in ("valence", "arousal"):
+            if clip_out.get(name, {}).get("ordering") is not None:
+                out[f"{name} ordering per clip"] = clip_out[name]["ordering"]
         for texture, t in (emo.get("textures") or {}).items():
             out[f"  {texture}: quadrants after 3 s"] = t.get("quadrants_after_3s")
             out[f"  {texture}: valence r after 3 s"] = t.get("valence_r_after_3s")

@@ -14,8 +14,9 @@ Metrics (``head_metrics``):
   whose end time exceeds 1 s, once the model has heard a full second) and per clip (the mean of
   the hops' probabilities, then argmax);
 - regression: RMSE, MAE, Pearson r and CCC per output, per hop and per clip (clip = mean over
-  its labelled hops); emotion heads add Thayer quadrant accuracy; timbre heads report MAE per
-  descriptor first;
+  its labelled hops); emotion heads add Thayer quadrant accuracy and, per clip, ``ordering``
+  (of two clips whose labels differ by ≥ 0.5, how often the higher one scores higher); timbre
+  heads report MAE per descriptor first;
 - multilabel: per tag average precision, F1 at 0.5 and positives (over the hops or clips
   that label the tag), their means, and element-wise accuracy at 0.5;
 - embedding: nearest-class-centroid accuracy of clip embeddings, leave-one-out.
@@ -94,6 +95,23 @@ def pearson_r(x: np.ndarray, y: np.ndarray) -> float | None:
     dx, dy = x - x.mean(), y - y.mean()
     den = math.sqrt(float(np.sum(dx * dx)) * float(np.sum(dy * dy)))
     return float(np.sum(dx * dy) / den) if den > 0 else None
+
+
+ORDER_GAP = 0.5
+"""``ordering`` compares clips whose labels differ by at least this much (on the [-1, 1]
+scale): a clearly happier or calmer clip, as a listener would rank them."""
+
+
+def ordering(pred: np.ndarray, true: np.ndarray, gap: float = ORDER_GAP) -> float | None:
+    """P(of two clips whose labels differ by ≥ ``gap``, the higher-labelled one scores higher):
+    the share of such pairs the outputs put in the labels' order (ties count half); None when
+    no pair differs that much."""
+    p, t = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    i, j = np.nonzero(t[:, None] - t[None, :] >= gap)  # t[i] clearly above t[j]
+    if not len(i):
+        return None
+    d = p[i] - p[j]
+    return float((np.sum(d > 0) + 0.5 * np.sum(d == 0)) / len(i))
 
 
 def ccc(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -228,13 +246,17 @@ def _tags(head: HeadTarget, pred: np.ndarray, true: np.ndarray,
 
 
 def _regression(head: HeadTarget, pred: np.ndarray, true: np.ndarray,
-                mask: np.ndarray) -> dict[str, Any]:
+                mask: np.ndarray, order: bool = False) -> dict[str, Any]:
+    """order: also measure ``ordering`` per output (for clips: pairs of hops would weigh long
+    clips more and compare hops of one clip with each other)."""
     out: dict[str, Any] = {"outputs": {}}
     for j, name in enumerate(head.spec.labels):
         sel = mask[:, j] > 0
         p, t = pred[sel, j], true[sel, j]
         out["outputs"][name] = {"n": int(sel.sum()), "rmse": rmse(p, t), "mae": mae(p, t),
                                 "pearson_r": pearson_r(p, t), "ccc": ccc(p, t)}
+        if order:
+            out["outputs"][name]["ordering"] = ordering(p, t)
     maes = [o["mae"] for o in out["outputs"].values() if o["mae"] is not None]
     out["mean_mae"] = float(np.mean(maes)) if maes else None
     cccs = [o["ccc"] for o in out["outputs"].values() if o["ccc"] is not None]
@@ -307,7 +329,8 @@ def head_metrics(data: HeadData, hop_s: float) -> dict[str, Any]:
     elif spec.kind == "regression":
         out["per_hop"] = _regression(data.head, pred_h, true_h, mask_h)
         out["per_hop_after_3s"] = _regression(data.head, *_hops(data, hop_s, SETTLED_S))
-        out["per_clip"] = _regression(data.head, pred_c, true_c, mask_c)
+        out["per_clip"] = _regression(data.head, pred_c, true_c, mask_c,
+                                      order=data.head.target == "emotion")
         if data.head.target == "emotion":
             out["textures"] = texture_metrics(data, hop_s)
     elif spec.kind == "multilabel":
@@ -549,6 +572,12 @@ def render_markdown(r: Report) -> str:
                               f"hop, {_f(m['per_clip']['quadrant_accuracy'])} per clip"
                               + (f", {_f(late['quadrant_accuracy'])} per hop after "
                                  f"{SETTLED_S:g} s." if late else ".")]
+            orders = {k: o.get("ordering") for k, o in m["per_clip"]["outputs"].items()
+                      if o.get("ordering") is not None}
+            if orders:
+                lines += ["", f"Ordering per clip (of two clips whose labels differ by ≥ "
+                              f"{ORDER_GAP:g}, the share the outputs put in the labels' order): "
+                              + ", ".join(f"{k} {_f(v)}" for k, v in orders.items()) + "."]
             if m.get("textures"):
                 lines += ["", f"Per texture (after {SETTLED_S:g} s; mean predicted valence of "
                               "each true quadrant, centred = + + for 1 and 4, − − for 2 and 3):",

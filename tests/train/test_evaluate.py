@@ -23,6 +23,7 @@ from streamtag.train.evaluate import (
     head_metrics,
     head_score,
     measure_step_cost,
+    ordering,
     overall_score,
     pearson_r,
     quadrant_accuracy,
@@ -152,6 +153,22 @@ def test_regression_metrics_per_output_with_masks_and_quadrants() -> None:
     assert pm["per_hop"]["mean_mae"] == 0 and pm["per_clip"]["mean_mae"] == 0
     assert all(o["ccc"] == pytest.approx(1) for o in pm["per_hop"]["outputs"].values())
     assert head_score(pm, "l1") == 1.0
+
+
+def test_ordering_counts_clearly_ranked_pairs_the_outputs_keep_in_order() -> None:
+    true = np.array([-0.8, -0.5, 0.4, 0.7])
+    # Pairs at least 0.5 apart: (-0.8, 0.4), (-0.8, 0.7), (-0.5, 0.4), (-0.5, 0.7): 4 pairs;
+    # (-0.8, -0.5) and (0.4, 0.7) are too close to rank.
+    assert ordering(true, true) == 1.0
+    assert ordering(-true, true) == 0.0
+    assert ordering(np.array([0.0, 0.5, 0.1, 0.6]), true) == pytest.approx(3 / 4)
+    assert ordering(np.zeros(4), true) == 0.5  # ties count half
+    assert ordering(true, np.array([0.1, 0.2, 0.3, 0.4])) is None
+    data = HeadData(EMOTION)
+    for v in true:  # one clip per label, outputs in order for valence, reversed for arousal
+        data.add(np.array([[v, -v]] * 3), np.array([[v, v]] * 3), np.ones((3, 2)))
+    per_clip = head_metrics(data, hop_s=0.5)["per_clip"]["outputs"]
+    assert per_clip["valence"]["ordering"] == 1.0 and per_clip["arousal"]["ordering"] == 0.0
 
 
 def test_multilabel_and_embedding_heads_are_scored() -> None:
