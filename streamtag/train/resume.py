@@ -20,7 +20,8 @@ from streamtag.errors import ConfigError, TrainingError
 RESUME_FORMAT = "streamtag-train-resume"
 RESUME_VERSION = 1
 #: Config sections a resumed run may change (the rest must match the run being resumed).
-RESUMABLE_CHANGES = ("train.epochs", "train.threads", "output.", "data.cache_dir")
+RESUMABLE_CHANGES = ("train.epochs", "train.threads", "output.", "data.cache_dir",
+                     "optimizer.lr")
 
 
 def seed_everything(*keys: int) -> None:
@@ -105,6 +106,6 @@ def read_resume(path: Path, config: dict[str, Any], run_dir: Path) -> dict[str, 
                if not any(k == r or k.startswith(r) for r in RESUMABLE_CHANGES)]
     if changed:
         raise ConfigError([f"{k}: differs from the run being resumed in {run_dir} "
-                           "(only train.epochs, train.threads, output.* and "
-                           "data.cache_dir may change)" for k in changed])
+                           "(only train.epochs, train.threads, output.*, data.cache_dir and "
+                           "optimizer.lr may change)" for k in changed])
     return state

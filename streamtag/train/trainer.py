@@ -273,6 +273,14 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        lr = self.cfg.optimizer.lr
+        if lr != state["config"]["optimizer"]["lr"]:
+            # A resumed run may go on at another learning rate (a fine-tuning phase): the
+            # optimiser's moments are kept, its step size is the config's from here on.
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            log.info("resumed at learning rate %g (the run trained at %g until epoch %d)", lr,
+                     state["config"]["optimizer"]["lr"], state["epoch"])
         if self.average is not None:
             self.average.load_state_dict(state["average"])
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]

@@ -440,6 +440,16 @@ def test_weight_average_is_what_the_run_validates_saves_and_resumes(
         train(make_config("train.ema_decay=0.5"), split, resume=True)
 
 
+def test_resume_may_go_on_at_another_learning_rate(make_config, tmp_path: Path) -> None:
+    train(make_config("train.epochs=1"), tmp_path)
+    train(make_config("train.epochs=2", "optimizer.lr=0.0001"), tmp_path, resume=True)
+    state = torch.load(tmp_path / "last.train.pt", weights_only=True)
+    assert state["epoch"] == 2
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0001)
+    hist = json.loads((tmp_path / "metrics.json").read_text())
+    assert [h["lr"] for h in hist] == [pytest.approx(0.003), pytest.approx(0.0001)]
+
+
 def test_resume_refuses_a_changed_model(make_config, tmp_path: Path) -> None:
     train(make_config("train.epochs=1"), tmp_path)
     with pytest.raises(ConfigError, match=r"model.overrides.lstm_hidden"):
