@@ -15,22 +15,19 @@
 #   whole chain in minutes; it overwrites the shipped model and card like a real run.)
 # Every step keeps what it finished: rerun the same command after an interruption.
 #
-# Time on 2 idle cores, estimated (this machine was shared by 8 jobs, load 10-17, so wall times
-# measured here were 3-5x slow; CPU times and side-by-side ratios were used instead):
-#   corpus  ~11 min: the small corpus of this recipe took 162 CPU-s (user+sys, children
-#           included) against ~120 for the shipped recipe's (README), x1.35 (augmentation
-#           15 -> 29 ms of CPU per clip, plus an ffmpeg round trip on 15 % of the clips;
-#           STK renders at ~500x real time); the shipped default corpus took ~8 min.
-#   features ~6 min once (cached): as before (~5 min, mostly per-hop timbre labels) plus the
-#           pre-rolled copies (313 of 1040 small-corpus clips in 8 s; frontend 3 ms CPU per s).
-#   training ~36 min: 40 epochs of ~54 s (the shipped recipe: 50 s; on the small corpus, side
-#           by side, field.yaml took 72.5 s per epoch against 69.8 s for default.yaml, +4 %;
-#           the pre-rolled copies add 7.6 % hops by count).
-#   final report ~2 min, the old model's evaluation ~1-2 min.
-# Main model: ~57 min (budget 90). The folds (6 x small corpus with field.yaml, 8 epochs:
-# ~1.5 min corpus, ~1 min features, ~3 min training, ~0.5 min scoring each) add ~36 min: run
-# them in the same session only with the main model finished (LOO=0 first, then this script
-# again, which skips everything done and runs the folds).
+# Time on 2 cores, measured for the shipped model (2f40dc62554c, 2026-12-07, machine otherwise
+# idle):
+#   corpus  ~8 min, plus 1.7 min for the recorded set's 560 clips (it renders ~290x real time
+#           per CPU; augmentation and the per-hop timbre labels cost more than the rendering).
+#   features ~6 min once (cached; 1 min for the recorded set's clips).
+#   training 67 min: 40 epochs of 90-105 s (5240 clips, 4720 of them training, 1402 of those
+#           with a pre-rolled copy; the recorded set adds 13 % of the clips).
+#   final report ~1 min; each `streamtag evaluate --entry` ~4 min; the recorded set's held-out
+#           pieces: ~1 min to build, ~1 min per model to score.
+# Main model: ~95 min. The folds (7 x small corpus with field.yaml, 8 epochs: ~1.5 min corpus,
+# ~1 min features, ~3 min training, ~0.5 min scoring each) add ~45 min: run them with the main
+# model finished (LOO=0 first, then this script again, which skips everything done and runs
+# the folds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The project venv (bash scripts/setup --train) when there is one: streamtag, torchrun, python3.
@@ -57,6 +54,10 @@ if [ -f "$work/run/last.train.pt" ]; then resume=(--resume); fi
 torchrun --standalone --nproc_per_node 2 -m streamtag.train.cli train \
     --config configs/train/field.yaml --corpus "$work/corpus" --out "$work/run" \
     --epochs "$epochs" --cache-dir "$work/cache" "${resume[@]}"
+# The shipped run (2f40dc62554c) then went on 6 epochs at lr 0.00025 (`--resume --epochs 46
+# --set optimizer.lr=0.00025`): with the weight average the validation loss keeps falling, so
+# ReduceLROnPlateau never lowered the rate by itself, but none of those epochs beat epoch 40,
+# the checkpoint shipped; this script stops at 40.
 
 if [ ! -f "$work/eval-previous/report.json" ]; then
     stamp "evaluating the model it replaces on the same clips"

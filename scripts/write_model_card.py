@@ -42,7 +42,8 @@ TARGETS = [
 
 
 def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
-         entry: Path | None = None, recorded: list[Path] | None = None) -> str:
+         entry: Path | None = None, recorded: list[Path] | None = None,
+         loo_note: str | None = None, also: list[Path] | None = None) -> str:
     report = json.loads((run_dir / "report" / "report.json").read_text())
     report_md = (run_dir / "report" / "report.md").read_text()
     epochs = json.loads((run_dir / "metrics.json").read_text())
@@ -130,9 +131,11 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         "",
         "## Recipe",
         "",
-        f"Adam (lr {cfg['optimizer']['lr']}), ReduceLROnPlateau (factor "
+        f"Adam (learning rate {_lr_phases(epochs)}), ReduceLROnPlateau (factor "
         f"{cfg['scheduler']['factor']}, patience {cfg['scheduler']['patience']}), "
-        f"{len(epochs)} epochs ({cfg['train']['batch_clips']} recordings × "
+        + (f"the running average of the weights validated and saved (decay "
+           f"{cfg['train']['ema_decay']} per step), " if cfg["train"].get("ema_decay") else "")
+        + f"{len(epochs)} epochs ({cfg['train']['batch_clips']} recordings × "
         f"{cfg['train']['segment_hops']} hops per step, LSTM state carried within a recording), "
         "SpecAugment, losses: "
         + ", ".join(f"{h['name']} {h['loss']}" for h in cfg["heads"])
@@ -178,7 +181,8 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         "",
         *_limits(report),
         "",
-        *(_comparison(report, json.loads((previous / "report.json").read_text()))
+        *(_comparison(report, json.loads((previous / "report.json").read_text()),
+                      [json.loads((d / "report.json").read_text()) for d in also or []])
           if previous is not None else [PREVIOUS]),
         "",
         *(_entry_comparison(json.loads((entry / "report.json").read_text()),
@@ -190,7 +194,8 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         *(["## Leave one sample set out", "",
            "Each row is a model trained without that SoundFont (and one Hydrogen kit group) and "
            "scored on it through the engine (`bash scripts/leave_one_out.sh`; "
-           "`streamtag/train/loo.py`).", "", loo.read_text().strip(), ""]
+           "`streamtag/train/loo.py`)." + (f" {loo_note}" if loo_note else ""), "",
+           loo.read_text().strip(), ""]
           if loo is not None and loo.is_file() else []),
         "## Baselines on the same corpus",
         "",
@@ -208,6 +213,19 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         "",
     ]
     return "\n".join(lines)
+
+
+def _lr_phases(epochs: list[dict[str, Any]]) -> str:
+    """The learning rate each run of epochs trained at, from metrics.json ("0.001 in epochs
+    1-40, 0.00025 in 41-46")."""
+    phases: list[list[Any]] = []
+    for e in epochs:
+        if phases and phases[-1][0] == e["lr"]:
+            phases[-1][2] = e["epoch"]
+        else:
+            phases.append([e["lr"], e["epoch"], e["epoch"]])
+    return ", ".join(f"{lr:g} in epoch{'s' if a != b else ''} {a}" + (f"-{b}" if a != b else "")
+                     for lr, a, b in phases)
 
 
 def _augmentation(corpus: dict[str, Any], cfg: dict[str, Any]) -> str:
@@ -397,17 +415,22 @@ def _metric_rows(report: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def _comparison(report: dict[str, Any], previous: dict[str, Any]) -> list[str]:
-    """This model against the one it replaces, both scored on the same validation clips."""
-    new, old = _metric_rows(report), _metric_rows(previous)
-    lines = [f"Against the model it replaces ({previous['checkpoint_id']}), both scored by the "
-             "same `streamtag evaluate` through the engine on this corpus's validation clips "
-             "(the held-out SoundFont; per-hop cost measured in each evaluation, on whatever "
-             "load the machine had):", "",
-             f"| measure | {previous['checkpoint_id']} | {report['checkpoint_id']} |",
-             "| --- | --- | --- |"]
+def _comparison(report: dict[str, Any], previous: dict[str, Any],
+                also: list[dict[str, Any]] | None = None) -> list[str]:
+    """This model against the one it replaces (and ``also``: other models' reports), all
+    scored on the same validation clips."""
+    others = [previous, *(also or [])]
+    new, olds = _metric_rows(report), [_metric_rows(r) for r in others]
+    ids = [r["checkpoint_id"] for r in others]
+    lines = [f"Against the model{'s' if also else ''} it is compared with ({', '.join(ids)}), "
+             "all scored by the same `streamtag evaluate` through the engine on this corpus's "
+             "validation clips (the held-out SoundFont; per-hop cost measured in each "
+             "evaluation, on whatever load the machine had):", "",
+             "| measure | " + " | ".join(ids) + f" | {report['checkpoint_id']} |",
+             "| --- |" + " --- |" * (len(ids) + 1)]
     for name in new:
-        lines.append(f"| {name} | {_fmt(old.get(name))} | {_fmt(new[name])} |")
+        lines.append(f"| {name} | " + " | ".join(_fmt(o.get(name)) for o in olds)
+                     + f" | {_fmt(new[name])} |")
     return lines
 
 
@@ -490,6 +513,10 @@ if __name__ == "__main__":
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--previous", type=Path, help="evaluate report folder of the old model")
     parser.add_argument("--loo", type=Path, help="leave-one-sample-set-out tables (loo.md)")
+    parser.add_argument("--also", type=Path, nargs="+",
+                        help="more `streamtag evaluate` report folders (same clips) as columns "
+                             "of the comparison")
+    parser.add_argument("--loo-note", help="a sentence on the folds (which recipe they ran)")
     parser.add_argument("--recorded", type=Path, nargs="+",
                         help="`streamtag evaluate` report folders of models (this one and "
                              "others) on the recorded set's held-out pieces")
@@ -497,4 +524,5 @@ if __name__ == "__main__":
                         help="`streamtag evaluate --entry` report folder of this model (the "
                              "--previous folder then needs --entry too, for the comparison)")
     args = parser.parse_args()
-    print(main(args.run_dir, args.previous, args.loo, args.entry, args.recorded))
+    print(main(args.run_dir, args.previous, args.loo, args.entry, args.recorded, args.loo_note,
+               args.also))
