@@ -153,7 +153,7 @@ def test_bad_pre_roll_settings_are_config_errors_naming_the_key(make_config):
     assert isinstance(PreRoll("noise", 1.0, -40.0).key(), str)
 
 
-def test_field_recipe_is_the_default_recipe_with_pre_rolls_and_balanced_batches():
+def test_field_recipe_is_the_default_recipe_with_pre_rolls_balanced_batches_and_averaging():
     import yaml
 
     from streamtag.train.config import load_train_config
@@ -166,6 +166,6 @@ def test_field_recipe_is_the_default_recipe_with_pre_rolls_and_balanced_batches(
                if isinstance(default[section], dict)
                and field[section][key] != default[section][key]}
     assert differs == {("train", "epochs"), ("train", "balanced_batches"),
-                       ("augment", "pre_roll_p")}
+                       ("train", "ema_decay"), ("augment", "pre_roll_p")}
     assert field["heads"] == default["heads"]
     assert yaml.safe_load((repo / "field.yaml").read_text())["augment"]["pre_roll_p"] == 0.3
