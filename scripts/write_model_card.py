@@ -43,7 +43,8 @@ TARGETS = [
 
 def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
          entry: Path | None = None, recorded: list[Path] | None = None,
-         loo_note: str | None = None, also: list[Path] | None = None) -> str:
+         loo_note: str | None = None, also: list[Path] | None = None,
+         long: list[Path] | None = None) -> str:
     report = json.loads((run_dir / "report" / "report.json").read_text())
     report_md = (run_dir / "report" / "report.md").read_text()
     epochs = json.loads((run_dir / "metrics.json").read_text())
@@ -189,6 +190,8 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
                             json.loads((previous / "report.json").read_text())
                             if previous is not None else None)
           if entry is not None else []),
+        *(_long_pieces([json.loads((d / "report.json").read_text()) for d in long])
+          if long else []),
         *(_recorded([json.loads((d / "report.json").read_text()) for d in recorded],
                     ck.id, "tonejs" in corpus["soundfonts"]) if recorded else []),
         *(["## Leave one sample set out", "",
@@ -464,6 +467,25 @@ def _entry_comparison(new: dict[str, Any], old: dict[str, Any] | None) -> list[s
     return [*lines, ""]
 
 
+def _long_pieces(reports: list[dict[str, Any]]) -> list[str]:
+    """The models side by side on 30 s validation pieces (``streamtag evaluate`` reports on a
+    ``corpus build --clip-s 30`` of the validation SoundFont), one column each."""
+    rows = [_metric_rows(r) for r in reports]
+    skip = ("piece retrieval", "model.step")
+    names = [n for n in rows[0] if not n.startswith(skip)]
+    clips = reports[0].get("clips")
+    lines = ["## Longer pieces", "",
+             f"The same held-out SoundFont, {clips} pieces of 30 s (`streamtag corpus build "
+             "--clip-s 30 --n-per-class 0 --val-per-class 20 --seed 7 --soundfonts timgm6mb`), "
+             "through the engine as served: a performance lasts longer than the 6 s "
+             "validation clips, whose hops after 3 s are their last six.", "",
+             "| measure | " + " | ".join(r["checkpoint_id"] for r in reports) + " |",
+             "| --- |" + " --- |" * len(reports)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(name)) for row in rows) + " |")
+    return [*lines, ""]
+
+
 def _recorded(reports: list[dict[str, Any]], this_id: str, trained_on: bool) -> list[str]:
     """Instrument accuracy per class on the recorded set's held-out pieces, one column per
     model (``streamtag evaluate`` reports on ``corpus build --holdout tonejs``)."""
@@ -516,6 +538,8 @@ if __name__ == "__main__":
     parser.add_argument("--also", type=Path, nargs="+",
                         help="more `streamtag evaluate` report folders (same clips) as columns "
                              "of the comparison")
+    parser.add_argument("--long", type=Path, nargs="+",
+                        help="`streamtag evaluate` report folders of models on 30 s pieces")
     parser.add_argument("--loo-note", help="a sentence on the folds (which recipe they ran)")
     parser.add_argument("--recorded", type=Path, nargs="+",
                         help="`streamtag evaluate` report folders of models (this one and "
@@ -525,4 +549,4 @@ if __name__ == "__main__":
                              "--previous folder then needs --entry too, for the comparison)")
     args = parser.parse_args()
     print(main(args.run_dir, args.previous, args.loo, args.entry, args.recorded, args.loo_note,
-               args.also))
+               args.also, args.long))
