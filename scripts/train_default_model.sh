@@ -88,6 +88,19 @@ if python3 -c 'import sys; from streamtag.train.corpus.tonejs import find_tonejs
     recorded_args=(--recorded "$work/recorded-previous" "$work/recorded-new")
 fi
 
+# Longer pieces: 30 s renders of the validation SoundFont, both models through the engine.
+if [ ! -f "$work/long30/manifest.jsonl" ]; then
+    stamp "30 s validation pieces"
+    streamtag corpus build --out "$work/long30" --clip-s 30 --n-per-class 0 --val-per-class 20 \
+        --seed 7 --soundfonts timgm6mb --overwrite --no-progress
+fi
+for m in previous:"$work/previous.safetensors" new:"$work/run/best.safetensors"; do
+    if [ ! -f "$work/long30-${m%%:*}/report.json" ]; then
+        streamtag evaluate --checkpoint "${m#*:}" --corpus "$work/long30" \
+            --out "$work/long30-${m%%:*}" --cache-dir "$work/cache" --progress off
+    fi
+done
+
 loo_args=()
 if [ "${LOO:-1}" != "0" ]; then
     stamp "leave-one-sample-set-out folds"
@@ -99,5 +112,6 @@ if [ -f "$work/loo/loo.md" ]; then loo_args=(--loo "$work/loo/loo.md"); fi
 cp "$work/run/best.safetensors" streamtag/assets/default.safetensors
 python3 scripts/write_model_card.py "$work/run" --previous "$work/eval-previous" \
     "${loo_args[@]}" "${recorded_args[@]}" --entry "$work/eval-new" \
+    --long "$work/long30-previous" "$work/long30-new" \
     > streamtag/assets/MODEL_CARD.md
 stamp "default model: streamtag/assets/default.safetensors; card: streamtag/assets/MODEL_CARD.md"
