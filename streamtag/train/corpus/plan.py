@@ -449,8 +449,9 @@ def plan_corpus(
     """
     jobs: list[ClipJob] = []
     for split, n in ((TRAIN, n_per_class), (VALIDATION, val_per_class)):
-        every = [Source(sf_.name, _SET_KINDS.get(sf_.name, "soundfont"), str(sf_.path),
-                        sf_.split)
+        extra = {e.name for e in EXTRA_SETS}  # their kind is their name
+        every = [Source(sf_.name, sf_.name if sf_.name in extra else "soundfont",
+                        str(sf_.path), sf_.split)
                  for sf_ in soundfonts if sf_.split == split]
         recorded = [f for f in every if f.kind == "tonejs"]
         fonts = [f for f in every if f.kind != "tonejs"]
@@ -481,8 +482,27 @@ def plan_corpus(
     return jobs
 
 
-_SET_KINDS = {stk_set.STK_NAME: "stk", tonejs_set.TONEJS_NAME: "tonejs"}
-"""Sample sets that are not SoundFonts: name → ``Source.kind``."""
+@dataclass(frozen=True)
+class ExtraSet:
+    """A sample set that is not a SoundFont file: its name (also its ``Source.kind``), how to
+    find it (``[]`` when absent), the install hint, and what a request for it says when it
+    is absent."""
+
+    name: str
+    find: Callable[[], list[SoundFont]]
+    install: str
+    absent: Callable[[], str]
+
+
+EXTRA_SETS: tuple[ExtraSet, ...] = (
+    ExtraSet(stk_set.STK_NAME, stk_set.find_stk_sets, stk_set.STK_INSTALL,
+             lambda: f"the STK set is not installed: run `{stk_set.STK_INSTALL}`"),
+    ExtraSet(tonejs_set.TONEJS_NAME, tonejs_set.find_tonejs_sets, tonejs_set.TONEJS_INSTALL,
+             lambda: "the recorded set is not installed (packages "
+                     f"{', '.join(tonejs_set.TONEJS_PACKAGES)} under "
+                     f"{tonejs_set.samples_root()}): run `{tonejs_set.TONEJS_INSTALL}`"),
+)
+"""The sets besides the SoundFonts and kits: STK's physical models, the recorded instruments."""
 
 
 def plan_tasks(
