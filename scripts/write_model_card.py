@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -423,17 +424,28 @@ def _comparison(report: dict[str, Any], previous: dict[str, Any],
     """This model against the one it replaces (and ``also``: other models' reports), all
     scored on the same validation clips."""
     others = [previous, *(also or [])]
-    new, olds = _metric_rows(report), [_metric_rows(r) for r in others]
     ids = [r["checkpoint_id"] for r in others]
-    lines = [f"Against the model{'s' if also else ''} it is compared with ({', '.join(ids)}), "
-             "all scored by the same `streamtag evaluate` through the engine on this corpus's "
-             "validation clips (the held-out SoundFont; per-hop cost measured in each "
-             "evaluation, on whatever load the machine had):", "",
-             "| measure | " + " | ".join(ids) + f" | {report['checkpoint_id']} |",
-             "| --- |" + " --- |" * (len(ids) + 1)]
-    for name in new:
-        lines.append(f"| {name} | " + " | ".join(_fmt(o.get(name)) for o in olds)
-                     + f" | {_fmt(new[name])} |")
+    return [f"Against the model{'s' if also else ''} it is compared with ({', '.join(ids)}), "
+            "all scored by the same `streamtag evaluate` through the engine on this corpus's "
+            "validation clips (the held-out SoundFont; per-hop cost measured in each "
+            "evaluation, on whatever load the machine had):", "",
+            *_columns([*others, report], "measure", list(_metric_rows(report)))]
+
+
+def _columns(reports: list[dict[str, Any]], first: str, names: list[str], *,
+             headers: list[str] | None = None, drop_empty: bool = False,
+             label: Callable[[str], str] = str) -> list[str]:
+    """A table with one column per report (``headers``, default its checkpoint id) and one
+    row per ``_metric_rows`` name (``names``, in order, shown as ``label(name)``;
+    ``drop_empty``: leave out a row no report measured)."""
+    rows = [_metric_rows(r) for r in reports]
+    heads = headers or [r["checkpoint_id"] for r in reports]
+    lines = [f"| {first} | " + " | ".join(heads) + " |", "| --- |" + " --- |" * len(reports)]
+    for name in names:
+        if drop_empty and all(row.get(name) is None for row in rows):
+            continue
+        lines.append(f"| {label(name)} | " + " | ".join(_fmt(row.get(name)) for row in rows)
+                     + " |")
     return lines
 
 
@@ -470,29 +482,24 @@ def _entry_comparison(new: dict[str, Any], old: dict[str, Any] | None) -> list[s
 def _long_pieces(reports: list[dict[str, Any]]) -> list[str]:
     """The models side by side on 30 s validation pieces (``streamtag evaluate`` reports on a
     ``corpus build --clip-s 30`` of the validation SoundFont), one column each."""
-    rows = [_metric_rows(r) for r in reports]
     skip = ("piece retrieval", "model.step")
-    names = [n for n in rows[0] if not n.startswith(skip)]
+    names = [n for n in _metric_rows(reports[0]) if not n.startswith(skip)]
     clips = reports[0].get("clips")
-    lines = ["## Longer pieces", "",
+    return ["## Longer pieces", "",
              f"The same held-out SoundFont, {clips} pieces of 30 s (`streamtag corpus build "
              "--clip-s 30 --n-per-class 0 --val-per-class 20 --seed 7 --soundfonts timgm6mb`), "
              "through the engine as served: a performance lasts longer than the 6 s "
              "validation clips, whose hops after 3 s are their last six.", "",
-             "| measure | " + " | ".join(r["checkpoint_id"] for r in reports) + " |",
-             "| --- |" + " --- |" * len(reports)]
-    for name in names:
-        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(name)) for row in rows) + " |")
-    return [*lines, ""]
+             *_columns(reports, "measure", names), ""]
 
 
 def _recorded(reports: list[dict[str, Any]], this_id: str, trained_on: bool) -> list[str]:
     """Instrument accuracy per class on the recorded set's held-out pieces, one column per
     model (``streamtag evaluate`` reports on ``corpus build --holdout tonejs``)."""
-    rows = [_metric_rows(r) for r in reports]
-    names = [n for n in rows[0] if n.startswith("  ") and n.endswith("after 1 s")]
-    heard = {r["checkpoint_id"]: r["checkpoint_id"] == this_id and trained_on for r in reports}
-    lines = ["## Recorded instruments", "",
+    names = [n for n in _metric_rows(reports[0]) if n.startswith("  ") and n.endswith("after 1 s")]
+    heads = [r["checkpoint_id"] + (" (trained on them)" if r["checkpoint_id"] == this_id
+                                   and trained_on else "") for r in reports]
+    return ["## Recorded instruments", "",
              "Real recordings (the tonejs-instruments packages: VSCO 2 and Karoryfer samples; "
              "`streamtag/train/corpus/tonejs.py`) of seven of the eight classes, on pieces "
              "composed for this test (`streamtag corpus build --holdout tonejs --families "
@@ -501,16 +508,8 @@ def _recorded(reports: list[dict[str, Any]], this_id: str, trained_on: bool) -> 
              + ("This model trained on other pieces played on the same recordings, so its "
                 "column is not a test on unheard instruments; the other columns are."
                 if trained_on else "No model here heard these recordings in training."), "",
-             "| class | " + " | ".join(
-                 f"{r['checkpoint_id']}" + (" (trained on them)" if heard[r["checkpoint_id"]]
-                                            else "") for r in reports) + " |",
-             "| --- |" + " --- |" * len(reports)]
-    for name in ["instrument per hop after 1 s", *names]:
-        if all(row.get(name) is None for row in rows):
-            continue
-        lines.append(f"| {name.strip()} | " + " | ".join(_fmt(row.get(name)) for row in rows)
-                     + " |")
-    return [*lines, ""]
+             *_columns(reports, "class", ["instrument per hop after 1 s", *names],
+                       headers=heads, drop_empty=True, label=str.strip), ""]
 
 
 def _baselines() -> list[str]:
