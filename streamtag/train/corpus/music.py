@@ -183,6 +183,16 @@ def degree_pitch(tonic: int, scale: Sequence[int], degree: int) -> int:
     return tonic + 12 * octave + scale[index]
 
 
+def into_range(pitch: int, low: int, high: int) -> int:
+    """A pitch moved by octaves until it lies in [low, high] (as near as whole octaves get;
+    a range narrower than an octave may leave it outside)."""
+    while pitch > high and pitch - 12 >= low:
+        pitch -= 12
+    while pitch < low and pitch + 12 <= high:
+        pitch += 12
+    return pitch
+
+
 def degree_bounds(tonic: int, scale: Sequence[int], low: int, high: int) -> tuple[int, int]:
     """Lowest and highest scale degree whose pitch lies in [low, high] [MIDI]."""
     n = len(scale)

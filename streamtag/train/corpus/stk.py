@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from streamtag.train.corpus.music import Piece
+from streamtag.train.corpus.music import Piece, into_range
 from streamtag.train.corpus.render import GAP_S, TAIL_S, RenderStats, cut_pieces
 from streamtag.train.corpus.soundfonts import TRAIN, CorpusError, SoundFont, check_allowed
 
@@ -129,11 +129,7 @@ def skini_score(
             velocity = int(np.clip(note.velocity, 1, 127))
             cents, slope = STK_TUNING_CENTS[instrument]
             low, high = STK_RANGES.get(instrument, (0, 127))
-            written = note.pitch
-            while written > high and written - 12 >= low:
-                written -= 12
-            while written < low and written + 12 <= high:
-                written += 12
+            written = into_range(note.pitch, low, high)
             pitch = written - (cents + slope * (written - 60)) / 100.0
             events.append((on, 2, f"NoteOn 1 {pitch:.2f} {velocity}"))
             events.append((max(off, on + 0.01), 1, f"NoteOff 1 {pitch:.2f} 64"))

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, sosfilt
 
-from streamtag.train.corpus.music import Piece
+from streamtag.train.corpus.music import Piece, into_range
 from streamtag.train.corpus.render import TAIL_S, RenderStats, _load_sample
 from streamtag.train.corpus.soundfonts import TRAIN, CorpusError, SoundFont, check_allowed
 
@@ -148,15 +148,6 @@ def package_folder(modules: Path, instrument_class: str) -> Path:
     return modules / f"tonejs-instrument-{TONEJS_CLASSES[instrument_class]}-mp3"
 
 
-def _into_range(pitch: int, low: int, high: int) -> int:
-    """Move a pitch by octaves until it lies in [low, high] (as near as it gets)."""
-    while pitch > high and pitch - 12 >= low:
-        pitch -= 12
-    while pitch < low and pitch + 12 <= high:
-        pitch += 12
-    return pitch
-
-
 def play_note(inst: SampledInstrument, pitch: float, dur_s: float) -> np.ndarray:
     """One note [samples]: the nearest recording read at the rate that makes it ``pitch``,
     cut at ``dur_s`` + ``RELEASE_S`` with a raised-cosine release (or where it ends)."""
@@ -212,7 +203,7 @@ def render_tonejs_piece(
             i0 = round(note.start_s * rate)
             if i0 >= n:
                 continue
-            sound = play_note(inst, _into_range(note.pitch, low, high), note.dur_s)
+            sound = play_note(inst, into_range(note.pitch, low, high), note.dur_s)
             sound = sound[: n - i0]
             out[i0: i0 + sound.shape[0]] += (note.velocity / 127.0) ** 2 * sound
     if distorted:
