@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -259,6 +260,10 @@ def _type_name(tp: Any) -> str:
             str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+#: A number with an exponent, as people write it (``1e-9``, ``3E+2``, ``.5e1``).
+_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def _short(value: Any, limit: int = 80) -> str:
     """``repr`` cut to ``limit`` characters: a message names a value, it does not echo a file."""
     text = repr(value)
@@ -303,6 +308,9 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            # YAML 1.1 reads 1e-9 (no dot in the mantissa) as a string: a number was meant.
+            value = float(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             try:
                 out = float(value)

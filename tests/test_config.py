@@ -63,6 +63,14 @@ def test_wrong_values_are_named(data: dict, expected: str) -> None:
     assert any(p.startswith(expected) for p in problems_of(data)), problems_of(data)
 
 
+def test_a_number_written_with_an_exponent_is_a_number() -> None:
+    # YAML 1.1 reads 2e-1 (no dot) as the string '2e-1'; the user meant 0.2.
+    data = yaml.safe_load("novelty: {restart: 2e-1}")
+    assert data["novelty"]["restart"] == "2e-1"
+    assert config_from_dict(data).novelty.restart == pytest.approx(0.2)
+    assert problems_of({"novelty": {"restart": "2e-1x"}})
+
+
 def test_the_fresh_start_rule_can_be_turned_off() -> None:
     assert config_from_dict({"novelty": {"restart": None}}).novelty.restart is None
     assert config_from_dict({}).novelty.restart == 0.2

@@ -127,6 +127,9 @@ class TrainSection:
     # Validate and save the exponential moving average of the weights (this decay per
     # optimiser step; streamtag.train.average) instead of the last step's; None: off.
     ema_decay: float | None = _rng(0.0, 0.99999, None)
+    # Start from this checkpoint's weights (fine-tuning a model on new material) instead of
+    # random ones: same preset, architecture, heads and frontend; a fresh optimiser. None: off.
+    init: str | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,9 @@ def check_train_config(cfg: TrainConfig, check_paths: bool = True) -> list[str]:
         if not (corpus / "manifest.jsonl").is_file():
             problems.append(f"data.corpus: no manifest.jsonl in {corpus} (build one with "
                             "`streamtag corpus build --out DIR`)")
+    if check_paths and cfg.train.init is not None \
+            and not Path(cfg.train.init).expanduser().is_file():
+        problems.append(f"train.init: no checkpoint file {cfg.train.init}")
     for i, ds in enumerate(d.datasets):
         if not ds.root:
             problems.append(f"data.datasets[{i}].root: required")

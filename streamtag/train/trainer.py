@@ -19,7 +19,8 @@ The run is composed of parts that each live in their own module:
 - ``average``: the running average of the weights (``train.ema_decay``), which is then what
   is validated and saved.
 
-Optimisation: Adam + ReduceLROnPlateau.
+Optimisation: Adam + ReduceLROnPlateau, from random weights or, with ``train.init``, from a
+checkpoint's (fine-tuning; its id is recorded in the new checkpoint's ``provenance.init``).
 
 Outputs in RUN_DIR: ``best.safetensors`` (the best epoch by validation score, written with
 ``save_checkpoint``), ``last.train.pt`` (resume state: tensors and plain containers only,
@@ -35,6 +36,7 @@ writes and logs at info level, and broadcasts what the others need (the schedule
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -51,8 +53,8 @@ from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
 from streamtag import __version__, logs
-from streamtag.checkpoint import save_checkpoint
-from streamtag.errors import ConfigError, DatasetError
+from streamtag.checkpoint import load_checkpoint, save_checkpoint
+from streamtag.errors import CheckpointError, ConfigError, DatasetError
 from streamtag.frontend import FRONTEND_PRESETS, FrontendConfig
 from streamtag.model import StreamTagModel, build_model
 from streamtag.progress import progress_bar, wanted
@@ -213,6 +215,8 @@ class Trainer:
                 progress=lambda xs: self._bar(xs, desc="pre-rolls", unit="clip"))
             log.info("pre-rolls: %d of %d training recordings have a pre-rolled copy",
                      len(self.variants), len(self.train_set))
+        if cfg.train.init is not None:
+            self._init_from(Path(cfg.train.init).expanduser())
         # After the input statistics are set: the average starts from these weights.
         self.average = (WeightAverage(self.model, cfg.train.ema_decay)
                         if cfg.train.ema_decay is not None else None)
@@ -229,6 +233,30 @@ class Trainer:
         log.info("data: %d training clips (%d hops), %d validation clips (%d hops); %s",
                  len(self.train_set), sum(f.n_hops for f in self.train_set), len(self.val_set),
                  sum(f.n_hops for f in self.val_set), self.data_hashes)
+
+    def _init_from(self, path: Path) -> None:
+        """Start from a checkpoint's weights (``train.init``), its input statistics included:
+        its weights were learned on inputs scaled by them. The checkpoint must describe the
+        model this config builds; ConfigError names what differs."""
+        try:
+            ck = load_checkpoint(path)
+        except CheckpointError as e:
+            raise ConfigError(f"train.init: {e}") from e
+        mine = {"architecture": self.model.arch.to_dict(),
+                "heads": [h.to_dict() for h in self.model.heads],
+                "frontend": dataclasses.asdict(self.frontend)}
+        theirs = {"architecture": ck.model.arch.to_dict(),
+                  "heads": [h.to_dict() for h in ck.model.heads],
+                  "frontend": dataclasses.asdict(ck.frontend)}
+        for what in mine:
+            if mine[what] != theirs[what]:
+                raise ConfigError(
+                    f"train.init: {path} has another {what} than this config builds (model "
+                    f"{ck.id}: {theirs[what]}; the config: {mine[what]})")
+        with torch.no_grad():
+            self.model.load_state_dict(ck.model.state_dict(), strict=True)
+        self.init_id = ck.id
+        log.info("starting from the weights of model %s (%s)", ck.id, path)
 
     def _warm_cache(self, clips: Sequence[Any]) -> None:
         """Compute missing features (and per-hop timbre labels), each process a share, before
@@ -392,6 +420,7 @@ class Trainer:
             "head_targets": {h.name: h.target.target for h in self.heads},
             "losses": {h.name: h.loss for h in self.heads},
             "validation_method": "forward_sequence on cached windows",
+            "init": getattr(self, "init_id", None),
         })
 
     def _write_best(self, epoch: int, val: dict[str, Any]) -> None:

@@ -748,3 +748,39 @@ def test_clip_embeddings_cut_recordings_into_parts_like_run_time_queries():
     torch.testing.assert_close(vec[2], emb[1, 4])
     one, _ = clip_embeddings(emb, labels, mask, parts=1)
     torch.testing.assert_close(one[0], F_normalize(emb[0, 1:].mean(0)))
+
+
+def test_init_starts_from_a_checkpoints_weights(make_config, trained_run: Path,
+                                                 tmp_path: Path) -> None:
+    start = load_checkpoint(trained_run / "best.safetensors")
+    # At a learning rate too small to move them, the saved weights are the ones started from.
+    train(make_config("train.epochs=1", "optimizer.lr=1e-9",
+                      f"train.init={trained_run / 'best.safetensors'}"), tmp_path / "tuned")
+    tuned = load_checkpoint(tmp_path / "tuned" / "best.safetensors")
+    assert tuned.provenance["init"] == start.id
+    # (Batch norm's running statistics move whatever the learning rate: not compared.)
+    names = [k for k, _ in start.model.named_parameters()] + ["input_mean", "input_std"]
+    now = tuned.model.state_dict()
+    for k in names:
+        assert torch.allclose(now[k], start.model.state_dict()[k], atol=1e-6), k
+    # Without it, the same run starts from random weights, far from those.
+    train(make_config("train.epochs=1", "optimizer.lr=1e-9"), tmp_path / "fresh")
+    fresh = load_checkpoint(tmp_path / "fresh" / "best.safetensors")
+    assert fresh.provenance["init"] is None
+    w = next(k for k, v in fresh.model.named_parameters() if v.ndim == 2)
+    assert not torch.allclose(fresh.model.state_dict()[w], start.model.state_dict()[w],
+                              atol=1e-3)
+
+
+def test_init_refuses_a_checkpoint_of_another_model(make_config, trained_run: Path,
+                                                    tmp_path: Path) -> None:
+    best = trained_run / "best.safetensors"
+    with pytest.raises(ConfigError, match=r"train.init: .* another architecture"):
+        train(make_config("train.epochs=1", "model.overrides.lstm_hidden=8",
+                          f"train.init={best}"), tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"train.init: no checkpoint file"):
+        make_config(f"train.init={tmp_path / 'missing.safetensors'}")
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match=r"train.init: "):
+        train(make_config("train.epochs=1", f"train.init={broken}"), tmp_path / "b")
