@@ -86,8 +86,8 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         f"The built-in corpus (`streamtag corpus build --size default`): "
         f"{corpus['n_per_class']} training and {corpus['val_per_class']} validation clips per "
         f"class, {corpus['clip_s']:g} s each at {corpus['sample_rate_hz']} Hz, rendered with "
-        "FluidSynth" + (", the Synthesis ToolKit's physical models (`stk`: clarinet, "
-                        "saxophone, brass and flute)" if "stk" in corpus["soundfonts"] else "")
+        "FluidSynth" + (", the Synthesis ToolKit's physical models (`stk`: "
+                        + _stk_classes(corpus_dir) + ")" if "stk" in corpus["soundfonts"] else "")
         + (" and recorded notes of real instruments (`tonejs`: the tonejs-instruments "
            "packages from VSCO 2 and Karoryfer, for seven of the eight classes, on pieces of "
            "their own; `streamtag/train/corpus/tonejs.py`)"
@@ -102,7 +102,9 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         "",
         "- **instrument**: the 8 Medley-solos-DB classes played by General MIDI programs "
         "across each instrument's range (scales, arpeggios, phrases); the `female singer` "
-        "class is GM choir/voice patches, not a real singer.",
+        "class is GM choir/voice patches"
+        + (" and STK's formant voice" if "female singer" in _stk_classes(corpus_dir) else "")
+        + ", not a real singer.",
         "- **emotion**: melodies rendered with controlled cues (mode, tempo, register, "
         "dynamics, articulation, timbre), labelled by the cue model in "
         "`streamtag/train/corpus/emotion_cues.py` (directions after Eerola, Friberg & Bresin "
@@ -141,7 +143,10 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         f"{cfg['train']['segment_hops']} hops per step, LSTM state carried within a recording), "
         "SpecAugment, losses: "
         + ", ".join(f"{h['name']} {h['loss']}" for h in cfg["heads"])
-        + f". Two processes (torchrun, gloo). Best epoch by validation score: {best['epoch']}.",
+        + f". Two processes (torchrun, gloo). Best epoch by validation score: {best['epoch']}."
+        + (f" The run started from the weights of model {ck.provenance['init']} "
+           "(`train.init`): its epochs fine-tune that model." if ck.provenance.get("init")
+           else ""),
         "",
         "![training curves](card/loss.png)",
         "",
@@ -217,6 +222,18 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         "",
     ]
     return "\n".join(lines)
+
+
+def _stk_classes(corpus_dir: Path) -> str:
+    """The classes the corpus played on STK, from its manifest ("clarinet, flute and …")."""
+    classes: set[str] = set()
+    with (corpus_dir / "manifest.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("soundfont") == "stk" and row["labels"].get("instrument"):
+                classes.add(row["labels"]["instrument"])
+    names = sorted(classes)
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def _lr_phases(epochs: list[dict[str, Any]]) -> str:
