@@ -11,7 +11,8 @@
 # leaves STK out and corpus.json says so).
 # Usage: bash scripts/train_default_model.sh [WORK_DIR]
 #   EPOCHS=40 (training epochs), SIZE=default (corpus size), LOO=1 (0: skip the folds),
-#   LOO_EPOCHS=8, LOO_SIZE=small. (SIZE=tiny EPOCHS=1 LOO_SIZE=tiny LOO_EPOCHS=1 tries the
+#   LOO_EPOCHS=8, LOO_SIZE=small, INIT=checkpoint (start from its weights: fine-tuning, see
+#   the card's Recipe for how the shipped model was made), LR=learning rate (the config's). (SIZE=tiny EPOCHS=1 LOO_SIZE=tiny LOO_EPOCHS=1 tries the
 #   whole chain in minutes; it overwrites the shipped model and card like a real run.)
 # Every step keeps what it finished: rerun the same command after an interruption.
 #
@@ -49,11 +50,13 @@ if [ ! -f "$work/corpus/manifest.jsonl" ]; then
 fi
 
 stamp "training ($epochs epochs)"
-resume=()
-if [ -f "$work/run/last.train.pt" ]; then resume=(--resume); fi
+args=()
+if [ -f "$work/run/last.train.pt" ]; then args=(--resume); fi
+if [ -n "${INIT:-}" ]; then args+=(--set "train.init=$INIT"); fi
+if [ -n "${LR:-}" ]; then args+=(--set "optimizer.lr=$LR"); fi
 torchrun --standalone --nproc_per_node 2 -m streamtag.train.cli train \
     --config configs/train/field.yaml --corpus "$work/corpus" --out "$work/run" \
-    --epochs "$epochs" --cache-dir "$work/cache" "${resume[@]}"
+    --epochs "$epochs" --cache-dir "$work/cache" "${args[@]}"
 # The shipped run (2f40dc62554c) then went on 6 epochs at lr 0.00025 (`--resume --epochs 46
 # --set optimizer.lr=0.00025`): with the weight average the validation loss keeps falling, so
 # ReduceLROnPlateau never lowered the rate by itself, but none of those epochs beat epoch 40,
