@@ -45,7 +45,7 @@ TARGETS = [
 def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
          entry: Path | None = None, recorded: list[Path] | None = None,
          loo_note: str | None = None, also: list[Path] | None = None,
-         long: list[Path] | None = None) -> str:
+         long: list[Path] | None = None, recipe_note: str | None = None) -> str:
     report = json.loads((run_dir / "report" / "report.json").read_text())
     report_md = (run_dir / "report" / "report.md").read_text()
     epochs = json.loads((run_dir / "metrics.json").read_text())
@@ -146,7 +146,7 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         + f". Two processes (torchrun, gloo). Best epoch by validation score: {best['epoch']}."
         + (f" The run started from the weights of model {ck.provenance['init']} "
            "(`train.init`): its epochs fine-tune that model." if ck.provenance.get("init")
-           else ""),
+           else "") + (f" {recipe_note}" if recipe_note else ""),
         "",
         "![training curves](card/loss.png)",
         "",
@@ -557,6 +557,8 @@ if __name__ == "__main__":
     parser.add_argument("--long", type=Path, nargs="+",
                         help="`streamtag evaluate` report folders of models on 30 s pieces")
     parser.add_argument("--loo-note", help="a sentence on the folds (which recipe they ran)")
+    parser.add_argument("--recipe-note", help="sentences after the recipe (e.g. how the model "
+                                              "a fine-tuning run started from was made)")
     parser.add_argument("--recorded", type=Path, nargs="+",
                         help="`streamtag evaluate` report folders of models (this one and "
                              "others) on the recorded set's held-out pieces")
@@ -565,4 +567,4 @@ if __name__ == "__main__":
                              "--previous folder then needs --entry too, for the comparison)")
     args = parser.parse_args()
     print(main(args.run_dir, args.previous, args.loo, args.entry, args.recorded, args.loo_note,
-               args.also, args.long))
+               args.also, args.long, args.recipe_note))
