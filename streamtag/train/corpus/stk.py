@@ -2,19 +2,16 @@
 
 A SoundFont plays recordings of one instrument; STK's waveguide models (Cook & Scavone; Debian
 ``stk``) compute a clarinet, a saxophone, a bowed string, a brass instrument and a flute from
-a physical model, a timbre no SoundFont shares, and its formant voice (``VoicForm``: a glottal
-wave through four resonances measured on a singer) sings the one class the recorded set lacks.
-Its demo program renders a SKINI score offline to a WAV file (``stk-demo Clarinet -s 22050 -ow
-out.wav -if score.ski``, no sound card), so the corpus can use it like FluidSynth: pieces are
-written one after another into one score, with ``GAP_S`` of silence between them, rendered in
-one run and cut back at their known starts.
+a physical model, a timbre no SoundFont shares. Its demo program renders a SKINI score offline
+to a WAV file (``stk-demo Clarinet -s 22050 -ow out.wav -if score.ski``, no sound card), so the
+corpus can use it like FluidSynth: pieces are written one after another into one score, with
+``GAP_S`` of silence between them, rendered in one run and cut back at their known starts.
 
 Classes it plays (``STK_CLASSES``): clarinet (``Clarinet``), tenor saxophone (``Saxofony``),
-trumpet (``Brass``), flute (``Flute``) and female singer (``VoicForm``), each tuned to the
-written pitch within ±20 cents (``STK_TUNING_CENTS``, ``STK_RANGES``; measured with YIN). Each
-piece gets its own player: breath or bow pressure, reed stiffness or lip tension, noise and
-vibrato are drawn per piece (``STK_CONTROLS``), as different players of one instrument differ,
-and the voice sings a vowel of its own on every note (``STK_NOTE_CONTROLS``). Only the labelled
+trumpet (``Brass``) and flute (``Flute``), each tuned to the written pitch within ±20 cents
+(``STK_TUNING_CENTS``, ``STK_RANGES``; measured with YIN). Each piece gets its own
+player: breath or bow pressure, reed stiffness or lip tension, noise and vibrato are drawn per
+piece (``STK_CONTROLS``), as different players of one instrument differ. Only the labelled
 melody (``parts[0]``) is played; the set takes no part in the emotion and drum families.
 
 STK ships its own raw waves (``/usr/share/stk/rawwaves``: excitation tables, no recordings of
@@ -48,7 +45,6 @@ STK_CLASSES: dict[str, str] = {
     "tenor saxophone": "Saxofony",
     "trumpet": "Brass",
     "flute": "Flute",
-    "female singer": "VoicForm",
 }
 """Instrument class → STK instrument of ``stk-demo``. ``Bowed`` is left out: its pitch wanders
 by up to ±120 cents and jumps octaves with the bow settings (measured with YIN), which would
@@ -77,9 +73,6 @@ STK_CONTROLS: dict[str, tuple[tuple[int, int, int], ...]] = {
     "Saxofony": ((128, 110, 127), (4, 5, 15), (29, 30, 60), (1, 0, 40)),
     "Brass": ((11, 30, 70), (1, 0, 30), (128, 80, 120)),
     "Flute": ((4, 5, 50), (11, 30, 70), (1, 0, 30), (128, 80, 110)),
-    # VoicForm: vibrato rate 11 (x 12 Hz / 128: 5-6.5 Hz, a singer's) and depth 1 (small:
-    # 128 is a 20 % swing), voicing 128.
-    "VoicForm": ((11, 53, 69), (1, 4, 14), (128, 90, 120)),
 }
 """Per STK instrument: the controls drawn per piece (reed stiffness / bow pressure / lip
 tension, noise or position, vibrato rate and depth, breath pressure)."""
@@ -89,22 +82,10 @@ STK_TUNING_CENTS: dict[str, tuple[float, float]] = {
     "Saxofony": (-20.0, -1.3),
     "Brass": (25.0, 0.0),
     "Flute": (35.0, 1.3),
-    "VoicForm": (0.0, 0.0),
 }
 """How far each model sounds from the written pitch: ``(cents at MIDI 60, cents per
 semitone above it)``, measured with YIN on held notes at the default controls; the score
 writes each note that much lower (SKINI takes fractional note numbers)."""
-
-
-STK_NOTE_CONTROLS: dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]] = {
-    "VoicForm": (4, (64, 96), (1, 2, 3, 5, 6)),
-}
-"""Per STK instrument, a control sent before every note: ``(number, bases, offsets)``, the
-base drawn once per piece and the offset per note. VoicForm's control 4 picks a phoneme
-(value mod 32) and scales STK's measured formants by 1.1 (64-95) or 1.2 (96-127), a shorter
-vocal tract than the 0.9 / 1.0 below 64: each piece is one singer, each note a vowel. The
-vowels are ihh, ehh, aaa, aww and ohh, within 6 dB of each other (eee and ooo sing up to
-20 dB quieter at the top of the range, measured)."""
 
 
 def stk_path() -> str | None:
@@ -139,14 +120,9 @@ def skini_score(
         for number, low, high in STK_CONTROLS[instrument]:
             value = int(rng.integers(low, high + 1))
             events.append((t0 - 0.5, 0, f"ControlChange 1 {number} {value}"))
-        per_note = STK_NOTE_CONTROLS.get(instrument)
-        base = int(rng.choice(per_note[1])) if per_note else 0
         notes = sorted(piece.parts[0].notes, key=lambda n: n.start_s)
         for i, note in enumerate(notes):
             on = t0 + note.start_s
-            if per_note:
-                value = base + int(rng.choice(per_note[2]))
-                events.append((on, 0, f"ControlChange 1 {per_note[0]} {value}"))
             off = on + note.dur_s
             if i + 1 < len(notes):
                 off = min(off, t0 + notes[i + 1].start_s - 0.001)
