@@ -1,8 +1,9 @@
 """Streaming polyphase resampling whose output equals the offline resampler's.
 
 The filter is the one ``scipy.signal.resample_poly`` designs (Kaiser-windowed sinc, half length
-``10 * max(up, down)`` taps in the upsampled domain; ``design_filter`` computes scipy's numbers
-without importing scipy.signal, which costs ~0.9 s at start-up), applied causally: output sample
+``10 * max(up, down)`` taps in the upsampled domain; ``design_filter`` computes scipy's numbers,
+bit for bit up to scipy 1.16 and to the last bit since, without importing scipy.signal, which
+costs ~0.9 s at start-up), applied causally: output sample
 ``m`` is ``sum_j h[p mod up + j*up] * x[p // up - j]`` with ``p = m * down``, exactly what
 ``scipy.signal.upfirdn(h, x, up, down)`` computes. Fed any block sizes, the streaming output
 equals ``upfirdn`` over the whole signal (the same products, summed in one fixed order whatever
@@ -46,8 +47,9 @@ SMALL_ROWS = 4
 
 def kaiser_beta_firwin(n_taps: int, cutoff: float, beta: float) -> np.ndarray:
     """``scipy.signal.firwin(n_taps, cutoff, window=("kaiser", beta))`` [n_taps], the same
-    floating-point operations (a test checks equality): a windowed sinc low-pass, cutoff as a
-    fraction of Nyquist, scaled to unity gain at DC."""
+    floating-point operations (a test checks it; scipy ≥ 1.17's window takes its Bessel
+    function from scipy.special, which differs from numpy's in the last bit): a windowed sinc
+    low-pass, cutoff as a fraction of Nyquist, scaled to unity gain at DC."""
     alpha = 0.5 * (n_taps - 1)
     m = np.arange(0, n_taps) - alpha
     # firwin sums right · sinc(right · m) − left · sinc(left · m) over its bands: here one band,
