@@ -11,9 +11,9 @@
 # leaves STK out and corpus.json says so).
 # Usage: bash scripts/train_default_model.sh [WORK_DIR]
 #   EPOCHS=40 (training epochs), SIZE=default (corpus size), LOO=1 (0: skip the folds),
-#   LOO_EPOCHS=8, LOO_SIZE=small, INIT=checkpoint (start from its weights: fine-tuning, see
-#   the card's Recipe for how the shipped model was made), LR=learning rate (the config's). (SIZE=tiny EPOCHS=1 LOO_SIZE=tiny LOO_EPOCHS=1 tries the
-#   whole chain in minutes; it overwrites the shipped model and card like a real run.)
+#   LOO_EPOCHS=8, LOO_SIZE=small, INIT=checkpoint (start from its weights: fine-tuning),
+#   LR=learning rate (default: the config's). (SIZE=tiny EPOCHS=1 LOO_SIZE=tiny LOO_EPOCHS=1
+#   tries the whole chain in minutes; it overwrites the shipped model and card like a real run.)
 # Every step keeps what it finished: rerun the same command after an interruption.
 #
 # Time on 2 cores, measured for the shipped model (2f40dc62554c, 2026-12-07, machine otherwise

@@ -102,9 +102,7 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         "",
         "- **instrument**: the 8 Medley-solos-DB classes played by General MIDI programs "
         "across each instrument's range (scales, arpeggios, phrases); the `female singer` "
-        "class is GM choir/voice patches"
-        + (" and STK's formant voice" if "female singer" in _stk_classes(corpus_dir) else "")
-        + ", not a real singer.",
+        "class is GM choir/voice patches, not a real singer.",
         "- **emotion**: melodies rendered with controlled cues (mode, tempo, register, "
         "dynamics, articulation, timbre), labelled by the cue model in "
         "`streamtag/train/corpus/emotion_cues.py` (directions after Eerola, Friberg & Bresin "

@@ -129,9 +129,7 @@ def save_checkpoint(
     meta = {
         "format": FORMAT,
         "version": VERSION,
-        "arch": model.arch.to_dict(),
-        "frontend": asdict(frontend),
-        "heads": [h.to_dict() for h in model.heads],
+        **model_description(model, frontend),
         "normalization": {"kind": "per_band", "n_mels": model.arch.n_mels,
                           "n_chroma": model.arch.n_chroma},
         "weights_sha256": digest,
@@ -142,6 +140,13 @@ def save_checkpoint(
         meta["embedding"] = emb_meta
     path = Path(str(path).replace("{hash}", digest[:12]))
     return write_tensor_file(path, state, meta, "pt")
+
+
+def model_description(model: StreamTagModel, frontend: FrontendConfig) -> dict[str, Any]:
+    """What a checkpoint records of the model it holds: ``arch``, ``frontend`` and ``heads``
+    (plain containers; two models with equal descriptions take each other's weights)."""
+    return {"arch": model.arch.to_dict(), "frontend": asdict(frontend),
+            "heads": [h.to_dict() for h in model.heads]}
 
 
 def _embedding_dict(heads: list[HeadSpec], embedding: EmbeddingMeta | None,

@@ -36,7 +36,6 @@ writes and logs at info level, and broadcasts what the others need (the schedule
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import subprocess
@@ -53,7 +52,7 @@ from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
 from streamtag import __version__, logs
-from streamtag.checkpoint import load_checkpoint, save_checkpoint
+from streamtag.checkpoint import load_checkpoint, model_description, save_checkpoint
 from streamtag.errors import CheckpointError, ConfigError, DatasetError
 from streamtag.frontend import FRONTEND_PRESETS, FrontendConfig
 from streamtag.model import StreamTagModel, build_model
@@ -215,6 +214,7 @@ class Trainer:
                 progress=lambda xs: self._bar(xs, desc="pre-rolls", unit="clip"))
             log.info("pre-rolls: %d of %d training recordings have a pre-rolled copy",
                      len(self.variants), len(self.train_set))
+        self.init_id: str | None = None  # the model this run started from (train.init)
         if cfg.train.init is not None:
             self._init_from(Path(cfg.train.init).expanduser())
         # After the input statistics are set: the average starts from these weights.
@@ -242,17 +242,13 @@ class Trainer:
             ck = load_checkpoint(path)
         except CheckpointError as e:
             raise ConfigError(f"train.init: {e}") from e
-        mine = {"architecture": self.model.arch.to_dict(),
-                "heads": [h.to_dict() for h in self.model.heads],
-                "frontend": dataclasses.asdict(self.frontend)}
-        theirs = {"architecture": ck.model.arch.to_dict(),
-                  "heads": [h.to_dict() for h in ck.model.heads],
-                  "frontend": dataclasses.asdict(ck.frontend)}
-        for what in mine:
-            if mine[what] != theirs[what]:
+        mine = model_description(self.model, self.frontend)
+        theirs = model_description(ck.model, ck.frontend)
+        for key, what in (("arch", "architecture"), ("heads", "heads"), ("frontend", "frontend")):
+            if mine[key] != theirs[key]:
                 raise ConfigError(
                     f"train.init: {path} has another {what} than this config builds (model "
-                    f"{ck.id}: {theirs[what]}; the config: {mine[what]})")
+                    f"{ck.id}: {theirs[key]}; the config: {mine[key]})")
         with torch.no_grad():
             self.model.load_state_dict(ck.model.state_dict(), strict=True)
         self.init_id = ck.id
@@ -420,7 +416,7 @@ class Trainer:
             "head_targets": {h.name: h.target.target for h in self.heads},
             "losses": {h.name: h.loss for h in self.heads},
             "validation_method": "forward_sequence on cached windows",
-            "init": getattr(self, "init_id", None),
+            "init": self.init_id,
         })
 
     def _write_best(self, epoch: int, val: dict[str, Any]) -> None:
