@@ -29,8 +29,9 @@ computed in hop order by the same code for ``process`` and ``analyze``, so they 
 Entry after a pause: a silent hop (level below ``silence_db``), and a hop where the sound
 changes (novelty above ``novelty.restart``), is a fresh start (:mod:`streamtag.restarts`): the
 LSTM state, the pitch-class memory and the rule's own novelty memory start again there (the
-published novelty runs on), and at a change the frames before it (found within the hop,
-``change_frame``) are made the silence before a stream. :func:`run_hops` holds the LSTM's
+published novelty runs on), and at a change the frames before it (found within the hop, or
+the hop before when novelty caught it a hop late: ``change_frame``) are made the silence
+before a stream. :func:`run_hops` holds the LSTM's
 rule, both paths call it; the pitch-class memory is restarted after the fact
 (``FreshStarts.restart_rows``), because where the sound changes is known only from the CNN's
 sound features (they read the mel bands alone, so they come first). So music after silence,
@@ -40,6 +41,7 @@ heard before.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -59,7 +61,7 @@ from streamtag.hops import HopFeatures, HopFrontend
 from streamtag.model import ArchConfig, HeadSpec, LstmState, StreamTagModel
 from streamtag.record import FAST_NAMES
 from streamtag.references import ReferenceLibrary, ReferenceMatcher
-from streamtag.restarts import FreshStarts, change_frame
+from streamtag.restarts import BEFORE_FRAMES, LOOKBACK_HOPS, FreshStarts, change_frame
 from streamtag.tempo import ONSET_DELAY_FRAMES, BeatTracker, TempoFrames, TempoParams
 
 ONSET = FAST_NAMES.index("onset")
@@ -242,8 +244,12 @@ class Engine:
         # Declared delays: the hop stage's (the resampler's), the model none.
         self.latency_s = self._hops.latency_samples / self.fe_config.sample_rate_hz
         b, w, m = len(self.streams), self.arch.window_frames, self.arch.n_features
-        # Sized up front: each stream's last `window_frames` frames.
+        # Sized up front: each stream's last `window_frames` frames, and the mel bands of the
+        # BEFORE_FRAMES before them (what ``change_frame`` compares a change with).
         self._window = np.empty((b, w, m), np.float32)
+        self._past = np.empty((b, BEFORE_FRAMES, self.arch.n_mels), np.float32)
+        # Frames before a hop where a change caught at it may have begun (the hop before).
+        self._lookback = min(LOOKBACK_HOPS * self.arch.hop_frames, w - self.arch.hop_frames)
         self._collect: list[np.ndarray] | None = None  # match vectors, for reference_vectors
         novelty = novelty or NoveltyConfig()
         meters = self._init_embedding(novelty, reference or ReferenceConfig(), library)
@@ -341,6 +347,7 @@ class Engine:
         """Forget all audio and the LSTM state: the next sample is stream time 0."""
         self._hops.reset()
         self._window[:] = self._silence
+        self._past[:] = self._silence[: self.arch.n_mels]
         self.state: LstmState | None = None
         self.seq = 0
         self._fresh.reset()
@@ -395,8 +402,12 @@ class Engine:
         return out
 
     def _slide(self, rows: np.ndarray) -> None:
-        """Append a hop's feature rows [B, hop, M] to the windows, dropping the oldest."""
-        w, hop = self.arch.window_frames, rows.shape[1]
+        """Append a hop's feature rows [B, hop, M] to the windows, dropping the oldest (their
+        mel bands go on in ``_past``)."""
+        w, hop, m = self.arch.window_frames, rows.shape[1], self.arch.n_mels
+        dropped = np.concatenate([self._past, self._window[:, :hop, :m],
+                                  rows[:, :max(0, hop - w), :m]], axis=1)
+        self._past[:] = dropped[:, -BEFORE_FRAMES:]
         if hop >= w:
             self._window[:] = rows[:, hop - w:]
             return
@@ -428,9 +439,13 @@ class Engine:
                                                              .copy()))
             offsets = np.zeros((len(self.streams), 1), np.int64)
 
-            def changed(b: int, _: int) -> None:
+            def changed(b: int, _: int, late: bool) -> None:
                 # A change: the frames before it become the silence before a stream's start.
-                s = change_frame(self._window[b, :-hop, :m], self._window[b, -hop:, :m])
+                # Caught late, it may have begun in the hop before (a negative offset).
+                look = self._lookback if late else 0
+                start = w - hop - look
+                before = np.concatenate([self._past[b], self._window[b, :start, :m]])
+                s = change_frame(before, self._window[b, start:, :m]) - look
                 offsets[b, 0] = s
                 self._window[b, : w - hop + s, :m] = self._silence[:m]
                 sound[b] = self.model.encode_sound(
@@ -439,8 +454,11 @@ class Engine:
             raw = sound.numpy().copy()  # for the published novelty: before this hop's change
             restart = self._decide(sound.numpy()[:, None], silent[:, None], changed)
             for b in range(len(self.streams)):
-                self._window[b, -hop:] = self._fresh.restart_rows(b, self._window[b, -hop:],
-                                                                  restart[b], offsets[b])
+                earlier, self._window[b, -hop:] = self._fresh.restart_rows(
+                    b, self._window[b, -hop:], restart[b], offsets[b])
+                if restart[b, 0] and offsets[b, 0] < 0:  # the hop before, framed again
+                    k0 = min(hop, w - hop)
+                    self._window[b, w - hop - k0:w - hop, m:] = earlier[hop - k0:, m:]
                 if restart[b, 0] and not silent[b]:
                     self._window[b, : w - hop + offsets[b, 0], m:] = self._silence[m:]
             feats = self.model.encode(torch.from_numpy(self._window.transpose(0, 2, 1).copy()),
@@ -546,11 +564,12 @@ class Engine:
         # chunk); the LSTM state carries across chunks.
         chunk = max(1, min(256, 2**24 // (n_streams * a.window_frames * a.n_features
                                           * a.channels[0])))
-        context = w - hop  # frames of the previous hops each window also holds
-        # Per stream: the last `context` frames before the hops not yet run (silence before the
-        # start), then the frames of the complete hops not yet run, their levels [dB] and
+        # Per stream: the last `lead` frames before the hops not yet run (silence before the
+        # start: the windows' context and the BEFORE_FRAMES before it, which ``change_frame``
+        # reads), then the frames of the complete hops not yet run, their levels [dB] and
         # tempo estimates.
-        rows = np.broadcast_to(self._silence, (n_streams, context, a.n_features)).copy()
+        lead = w - hop + BEFORE_FRAMES
+        rows = np.broadcast_to(self._silence, (n_streams, lead, a.n_features)).copy()
         levels = np.zeros((n_streams, 0))
         tempi: list[list[TempoEstimate]] = [[] for _ in range(n_streams)]
         state: LstmState | None = None
@@ -568,7 +587,7 @@ class Engine:
                     rows = np.concatenate(
                         [rows, hf.rows.reshape(n_streams, hf.n_hops * hop, a.n_features)], axis=1)
                     levels = np.concatenate([levels, hf.level_db], axis=1)
-                while rows.shape[1] - context >= chunk * hop:
+                while rows.shape[1] - lead >= chunk * hop:
                     estimates, state = self._analyze_chunk(rows, levels, tempi, chunk,
                                                            hop_index, state)
                     rows, levels = rows[:, chunk * hop:], levels[:, chunk:]
@@ -653,14 +672,15 @@ class Engine:
     def _analyze_chunk(self, rows: np.ndarray, levels: np.ndarray,
                        tempi: list[list[TempoEstimate]], n: int, first: int,
                        state: LstmState | None) -> tuple[list[HopEstimate], LstmState | None]:
-        """Estimates of the n hops from hop ``first``: rows [B, context + ≥ n·hop, M] (the
-        context frames before the hops, then theirs), levels [B, ≥ n] their level_db, tempi
-        per stream their tempo estimates (empty lists with tempo off)."""
+        """Estimates of the n hops from hop ``first``: rows [B, lead + ≥ n·hop, M] (the
+        lead = context + BEFORE_FRAMES frames before the hops, then theirs), levels [B, ≥ n]
+        their level_db, tempi per stream their tempo estimates (empty lists with tempo off)."""
         a = self.arch
         hop, w = a.hop_frames, a.window_frames
+        lead = w - hop + BEFORE_FRAMES
         # Window k: the w frames ending with hop k's last, as the streaming engine holds them.
-        view = np.lib.stride_tricks.sliding_window_view(rows[:, : w - hop + n * hop], w,
-                                                        axis=1)[:, ::hop]  # [B, n, M, W]
+        view = np.lib.stride_tricks.sliding_window_view(
+            rows[:, BEFORE_FRAMES: lead + n * hop], w, axis=1)[:, ::hop]  # [B, n, M, W]
         # Laid out frame by frame ([B, n, W, M] in memory, M fastest), as the windows have
         # always reached the model offline: the CNN's float32 sums depend on the layout. A
         # copy even where the view is already laid out so (the seed preset): torch takes
@@ -677,11 +697,14 @@ class Engine:
             # reframed it (live, the window is reframed after its sound is taken).
             raw = sound.numpy().copy()
 
-            def changed(i: int, k: int) -> None:
+            def changed(i: int, k: int, late: bool) -> None:
                 # A change: the frames before it become the silence before a stream's start
-                # (in the buffer: windows k and k + 1 hold them), so both windows again.
-                at = context + k * hop  # hop k's first frame in `rows`
-                s = change_frame(rows[i, at - context:at, :m], rows[i, at:at + hop, :m])
+                # (in the buffer: windows k and k + 1 hold them), so both windows again. It
+                # may have begun in the hop before (a negative offset).
+                at = lead + k * hop  # hop k's first frame in `rows`
+                look = self._lookback if late else 0
+                s = change_frame(rows[i, at - look - BEFORE_FRAMES:at - look, :m],
+                                 rows[i, at - look:at + hop, :m]) - look
                 offsets[i, k] = s
                 rows[i, at - context:at + s, :m] = self._silence[:m]
                 last = min(k + 2, n)
@@ -692,17 +715,27 @@ class Engine:
 
             restart = self._decide(sound.numpy(), silent, changed)
             # The hops' rows restarted where the streams start afresh (in place: the last
-            # `context` frames are the next chunk's context), then their windows' pitch rows.
+            # frames are the next chunk's lead), then their windows' pitch rows. A change that
+            # began in the hop before frames that hop again for the windows from its own on:
+            # the run is split there, as live (one hop at a time) the windows before saw it.
+            late = restart & ~silent & (offsets < 0)
             for i in range(b):
-                span = rows[i, context: context + n * hop]
-                span[:] = self._fresh.restart_rows(i, span, restart[i], offsets[i])
-            frames[..., m:] = view[..., m:, :].transpose(0, 1, 3, 2)
+                cuts = sorted({0, n, *np.nonzero(late[i])[0].tolist()})
+                for start, end in itertools.pairwise(cuts):
+                    at = lead + start * hop
+                    span = rows[i, at:lead + end * hop]
+                    earlier, span[:] = self._fresh.restart_rows(i, span, restart[i, start:end],
+                                                                offsets[i, start:end])
+                    if late[i, start]:
+                        k0 = min(hop, context)
+                        rows[i, at - k0:at, m:] = earlier[hop - k0:, m:]
+                    frames[i, start:end, :, m:] = view[i, start:end, m:].transpose(0, 2, 1)
             for i, k in np.argwhere(restart & ~silent).tolist():
                 # The pitch-class rows before the change too: in windows k and k + 1, and in
-                # the buffer (the next chunk's context), not in the windows before.
-                at, s = context + k * hop, offsets[i, k]
+                # the buffer (the next chunk's lead), not in the windows before.
+                at, s = lead + k * hop, offsets[i, k]
                 frames[i, k, : context + s, m:] = self._silence[m:]
-                if k + 1 < n:
+                if k + 1 < n and s > 0:
                     frames[i, k + 1, :s, m:] = self._silence[m:]
                 rows[i, at:at + s, m:] = self._silence[m:]
             sound = sound.reshape(b * n, -1)
@@ -716,12 +749,13 @@ class Engine:
         return estimates, state
 
     def _decide(self, sound: np.ndarray, silent: np.ndarray,
-                changed: Callable[[int, int], None]) -> np.ndarray:
+                changed: Callable[[int, int, bool], None]) -> np.ndarray:
         """Where the streams start afresh (``FreshStarts.decide``): sound [B, n, D] the n
-        hops' sound vectors, silent [B, n], changed(b, k) called at a change of stream b at
-        hop k (it frames the change and rewrites ``sound`` there) → restart [B, n]."""
+        hops' sound vectors, silent [B, n], changed(b, k, late) called at a change of stream b
+        at hop k (it frames the change and rewrites ``sound`` there; late: it may have begun
+        in the hop before) → restart [B, n]."""
         return np.array([self._fresh.decide(b, sound[b], silent[b],
-                                            lambda k, b=b: changed(b, k))[0]  # type: ignore[misc]
+                                            lambda k, late, b=b: changed(b, k, late))[0]  # type: ignore[misc]
                          for b in range(len(silent))]).reshape(silent.shape)
 
     def _frontend_hops(self, n_input: int) -> int:

@@ -20,6 +20,11 @@ At a fresh start every memory that carries the sound before it starts again:
   own and runs on): it starts with the hop after (a silent hop leaves it empty);
 - at a change, the window: the frames before the new sound (``change_frame`` finds where in the
   hop it begins) are made the silence a stream starts from, in the two windows that hold them.
+  Caught a hop late (the hop before already had novelty above ``LATE_NOVELTY`` of the
+  threshold), the change is looked for in the hop before too: then the frames before it there
+  become silence, and that hop's pitch-class rows are framed again for the windows from the
+  late hop on (``restart_rows`` keeps the hop before for this; the windows before saw it
+  unchanged, live and offline).
 
 Why each: on 16 cases (8 pairs of validation renders, the other piece 4 or 30 s long) with
 the restart placed by hand at the true start, the median per case of median |Δvalence| was
@@ -34,6 +39,19 @@ after a pre-roll, against ``analyze`` of the render alone, from 1 s in: after ro
 rule off: 0.04-0.11); after applause 0.96, 0.05-0.06 (off: 0.95-0.96, 0.07-0.11); after another
 piece 0.93 / 0.96 / 0.96 after 1 / 4 / 30 s, |Δvalence| 0.06-0.08 (off: 0.92 / 0.86 / 0.81,
 0.15-0.40); after silence unchanged, 0.97 and 0.04.
+
+Caught late: on the test render after 4 and 30 s of applause and after 30 s of another piece,
+the first hop of music (63 % of it) had novelty 0.15-0.18, under 0.2, and the rule fired a hop
+later. Searched within that hop alone, the change was put at its frame 22, so 0.76 s of music
+became silence (|Δvalence| 0.076 for model 2f40dc62554c, 0.105 for a fine-tuned one). Searched
+in the hop before too, it is found at -16 / -14 (the true start: -15.75), and |Δvalence| is
+0.048-0.052. Searched there at every change, the other piece was split at its own notes (after
+1 s of it: -9 instead of 9, |Δvalence| 0.050 → 0.096), hence the gate on the hop before's
+novelty (0.15-0.18 before the late catches, 0.000-0.005 before the ones on time). On the 36
+validation renders (2f40dc62554c) the look-back took median |Δvalence| after noise, applause and
+another piece from 0.048-0.080 to 0.045-0.068, and agreement after 4 / 30 s of applause from
+0.953 to 0.969 / 0.972 and after 4 s of another piece from 0.953 to 0.967 (after 1 and 30 s of
+it: 0.922 → 0.919, 0.942 → 0.933).
 
 The price is a fresh start where the music itself changes enough: with ``restart`` 0.2 (chosen
 on training renders: 0.25 missed more changes of piece, 0.15 restarted twice as often), 2.1
@@ -74,26 +92,34 @@ class FreshStarts:
         self.meters = meters
         self.sound = sound
         self.threshold = threshold
+        # Per stream, the pitch-class memory before its last hop (what ``restart_pitch_rows``
+        # carries), and that hop's rows as framed (one continuous memory) with its restart
+        # flags: a change found in that hop (a negative offset) frames it again.
         self._carries: list[PitchCarry | None] = [None] * n_streams
+        self._last: list[tuple[np.ndarray, np.ndarray] | None] = [None] * n_streams
         self._first = [True] * n_streams  # the next sounding hop follows a fresh start
+        self._last_novelty = [0.0] * n_streams  # the novelty of each stream's last hop
         self.reset()
 
     def reset(self) -> None:
         """Forget everything: the next hop is the first of each stream."""
         self._carries = [None] * len(self._carries)
+        self._last = [None] * len(self._last)
         self._first = [True] * len(self._first)
+        self._last_novelty = [0.0] * len(self._last_novelty)
         for m in self.meters or []:
             m.reset()
 
     def decide(self, b: int, sound: np.ndarray, silent: np.ndarray,
-               changed: Callable[[int], None] | None = None
+               changed: Callable[[int, bool], None] | None = None
                ) -> tuple[np.ndarray, list[float] | None]:
         """Stream ``b``'s next n hops: sound [n, D] their sound vectors (``encode_sound``),
         silent [n] their flags → (restart [n] bool: the fresh starts, novelty [n]: each hop's
-        novelty, 0 for a silent one; None without meters). changed(k): called at a change at
-        hop k, before the hops after it are decided; it may rewrite rows k and k + 1 of
-        ``sound`` in place (the frames before the change made silence; ``change_frame``). Call
-        once per hop, in order.
+        novelty, 0 for a silent one; None without meters). changed(k, late): called at a change
+        at hop k, before the hops after it are decided; it may rewrite rows k and k + 1 of
+        ``sound`` in place (the frames before the change made silence; ``change_frame``). late:
+        the hop before had novelty above ``LATE_NOVELTY`` times the threshold, so the change
+        may have begun there (caught a hop late). Call once per hop, in order.
 
         A hop's window also holds the hop before it, so the first hop after a fresh start (a
         stream's first, one after silence, a change) is framed with what came before the music
@@ -132,47 +158,81 @@ class FreshStarts:
             meter.reset()
             i += hit + 1
             if changed is not None:
-                changed(i - 1)
+                before = novelty[i - 2] if i > 1 else self._last_novelty[b]
+                changed(i - 1, self.threshold is not None
+                        and before > LATE_NOVELTY * self.threshold)
                 if i < n:  # the next hop's window may have been reframed: its vector again
                     vs[i] = (self.sound.apply(sound[i]) if self.sound is not None
                              else np.asarray(sound[i], np.float64))
+        if n:
+            self._last_novelty[b] = novelty[-1]
         return restart, novelty
 
     def restart_rows(self, b: int, rows: np.ndarray, restart: np.ndarray,
-                     offsets: np.ndarray | None = None) -> np.ndarray:
+                     offsets: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
         """Stream ``b``'s rows [n·hop_frames, n_features] of its next n hops, framed with a
-        continuous pitch-class memory → the rows with the memory restarted where ``restart``
+        continuous pitch-class memory → (the hop before them, [hop_frames, n_features], None
+        for a stream's first; the n hops' rows), with the memory restarted where ``restart``
         [n] is true (and still moved by restarts of earlier calls): before the hop's frame
-        ``offsets`` [n] (default 0, its first). Call once per hop, in order, after
-        ``decide``."""
-        flags = np.zeros(rows.shape[0], bool)
-        at = np.arange(len(restart)) * self.hop_frames
-        if offsets is not None:
-            at = at + offsets
-        flags[at[np.asarray(restart, bool)]] = True
-        out, self._carries[b] = restart_pitch_rows(rows, flags, self.frontend, self._carries[b])
-        return out
+        ``offsets`` [n] (default 0, its first). A negative offset, down to -hop_frames, is a
+        change that began in the hop before (``change_frame`` found it there: the rule caught
+        it a hop late); that hop's rows come back framed again, for the windows from this hop
+        on (the windows before saw it as it was). Call once per hop, in order, after
+        ``decide``; a call's hops after its first have offsets ≥ 0 (split a run at the others:
+        the hops before saw no restart there)."""
+        hop, n = self.hop_frames, len(restart)
+        restart = np.asarray(restart, bool)
+        at = np.arange(n) * hop + (np.zeros(n, np.int64) if offsets is None else offsets)
+        last = self._last[b]
+        head = last[0] if last is not None else rows[:0]
+        flags = np.zeros(len(head) + rows.shape[0], bool)
+        if last is not None:
+            flags[:hop] = last[1]
+        if np.any(at[restart] < -len(head)) or np.any(at[1:][restart[1:]] < 0):
+            raise ValueError("a restart before the hop before the call's first")
+        flags[len(head) + at[restart]] = True
+        whole = np.concatenate([head, rows])
+        # Run by run equals whole (``restart_pitch_rows``): the carry before the last hop is
+        # kept, so the next call can frame that hop again.
+        front, carry = restart_pitch_rows(whole[:-hop], flags[:-hop], self.frontend,
+                                          self._carries[b])
+        back, _ = restart_pitch_rows(whole[-hop:], flags[-hop:], self.frontend, carry)
+        self._carries[b] = carry
+        self._last[b] = (whole[-hop:].copy(), flags[-hop:].copy())
+        out = np.concatenate([front, back])
+        return (out[:hop] if last is not None else None), out[len(head):]
 
 
-#: Frames of the old sound ``change_frame`` compares with: the last 160 ms before the hop.
+#: Frames of the old sound ``change_frame`` compares with: the last 160 ms before where it
+#: searches.
 BEFORE_FRAMES = 8
+#: How far back from the hop the rule caught a change at ``change_frame`` searches [hops; at
+#: most the window's context]: the hop before too, as novelty may cross the threshold a hop
+#: late (a long pre-roll raises its baseline).
+LOOKBACK_HOPS = 1
+#: A change is looked for in the hop before only where that hop's novelty was above this
+#: fraction of the threshold: the new sound already filled part of its window. Elsewhere the
+#: hop before is the old sound, and a search there split it at its own notes.
+LATE_NOVELTY = 0.5
 
 
 def change_frame(before: np.ndarray, frames: np.ndarray) -> int:
-    """Where in a hop the sound changed: before [F, P] the frames before it (mel bands; the last
-    ``BEFORE_FRAMES`` are read), frames [H, P] the hop's → s in 0..H-1, the first frame of the
-    new sound.
+    """Where the sound changed: before [F, P] the frames before the search (mel bands; the last
+    ``BEFORE_FRAMES`` are read), frames [H, P] the frames searched (a hop's, or the hop
+    before's and its own: a change caught late) → s in 0..H-1, the first frame of the new
+    sound.
 
     The split of those frames into two sounds, each near its own mean, that fits best (least
-    squares), among the splits inside the hop: one pass of cumulative sums. A fresh start at s
-    treats the frames before it as the silence before a stream (``engine``), so the music keeps
-    all of its frames and its window none of what came before. Only the last frames of the old
-    sound count: with the whole hop before, a note of the old piece that began late in it and
-    went on into the hop was split from its own start, and went with the new sound.
+    squares), among the splits inside the frames searched: one pass of cumulative sums. A
+    fresh start at s treats the frames before it as the silence before a stream (``engine``),
+    so the music keeps all of its frames and its window none of what came before. Only the last
+    frames of the old sound count: with the whole hop before, a note of the old piece that
+    began late in it and went on into the hop was split from its own start, and went with the
+    new sound.
     """
     before = before[-BEFORE_FRAMES:]
     f = len(before)
-    if not f:  # windows of one hop (the seed preset): nothing before to tell from
+    if not f:  # nothing before to tell from
         return 0
     x = np.concatenate([before, frames]).astype(np.float64)  # [F + H, P]
     n = len(x)

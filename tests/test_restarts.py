@@ -97,10 +97,44 @@ def test_restart_rows_with_offsets_equals_restarting_the_memory_there() -> None:
     n_hops = len(whole) // hop
     got = np.concatenate([
         fs.restart_rows(0, whole[k * hop:(k + 1) * hop], np.array([k == at[0]]),
-                        np.array([at[1] if k == at[0] else 0]))
+                        np.array([at[1] if k == at[0] else 0]))[1]
         for k in range(n_hops)])
     assert np.abs(got - want[: n_hops * hop]).max() < 1e-4
     assert not np.allclose(got[first + 1:, -12:], whole[first + 1: n_hops * hop, -12:], atol=1e-3)
+
+
+def test_a_restart_in_the_hop_before_frames_that_hop_again() -> None:
+    """A change caught a hop late (a negative offset) restarts the memory in the hop before:
+    that hop comes back framed again (for the windows from the late hop on), and both equal the
+    frontend's memory restarted at that frame; the hop as its own call gave it is unmoved."""
+    x = np.concatenate([tone(3.0, 440.0), tone(3.0, 311.0)])
+    whole = MelFrontend(DEFAULT_FRONTEND, fast_lane=False).process_offline(x).features
+    hop, late, offset = 25, 4, -16  # caught at hop 4, begun at frame 9 of hop 3
+    first = late * hop + offset
+    live = MelFrontend(DEFAULT_FRONTEND, fast_lane=False)
+    samples = DEFAULT_FRONTEND.hop_length
+    head = live.process(x[: first * samples]).features
+    live.restart_pitch_memory(np.array([True]))
+    want = np.concatenate([head, live.process(x[first * samples:]).features])
+    fs = fresh_starts(None)
+    n_hops = len(whole) // hop
+    got = []
+    for k in range(n_hops):
+        earlier, rows = fs.restart_rows(0, whole[k * hop:(k + 1) * hop], np.array([k == late]),
+                                        np.array([offset if k == late else 0]))
+        assert (earlier is None) == (k == 0)
+        if k == late:
+            assert earlier is not None
+            np.testing.assert_array_equal(got[-1], whole[(k - 1) * hop:k * hop])
+            got[-1] = earlier
+        got.append(rows)
+    joined = np.concatenate(got)
+    assert np.abs(joined - want[: n_hops * hop]).max() < 1e-4
+    assert not np.allclose(joined[first + 1:, -12:], whole[first + 1: n_hops * hop, -12:],
+                           atol=1e-3)
+    # Only the hop before: a restart further back is refused.
+    with pytest.raises(ValueError, match="hop before"):
+        fs.restart_rows(0, whole[:hop], np.array([True]), np.array([-hop - 1]))
 
 
 def test_run_hops_restarts_the_state_before_a_fresh_start_and_carries_it_after(
@@ -168,6 +202,63 @@ def test_a_change_at_a_chunk_boundary_is_the_same_offline_and_live(
         if 255 in changed:
             break
     assert 255 in changed, changed
+    assert_records_equal(stream_records(engine, x, [4096]), offline)
+
+
+def late_changes(engine: Engine) -> list[tuple[int, int]]:
+    """Spy on the engine's pitch-class restarts: the list filled with (hop, offset) of each
+    change found in the hop before the one the rule caught it at (a negative offset)."""
+    found: list[tuple[int, int]] = []
+    restart_rows = engine._fresh.restart_rows
+    hops = [0]
+
+    def spy(b: int, rows: np.ndarray, restart: np.ndarray, offsets=None):  # type: ignore[no-untyped-def]
+        for k, (r, o) in enumerate(zip(restart, offsets, strict=True)):
+            if r and o < 0:
+                found.append((hops[0] + k, int(o)))
+        hops[0] += len(restart)
+        return restart_rows(b, rows, restart, offsets)
+
+    engine._fresh.restart_rows = spy  # type: ignore[method-assign]
+    engine.reset = lambda reset=engine.reset: (hops.__setitem__(0, 0), reset())[1]  # type: ignore[method-assign]
+    return found
+
+
+@pytest.mark.parametrize("sizes", [[1], [333, 4096], [10**9]], ids=["1", "odd-mix", "whole"])
+def test_a_change_caught_a_hop_late_is_the_same_offline_and_live(tiny_embedding: Checkpoint,
+                                                                sizes: list[int]) -> None:
+    """Novelty can cross the threshold a hop after the sound changed: ``change_frame`` then
+    finds the change in the hop before (a negative offset), whose frames before it become
+    silence and whose pitch-class rows are framed again, in the windows from the late hop on.
+    Live and offline agree."""
+    engine = Engine(tiny_embedding, novelty=NoveltyConfig(restart=0.05, recent_s=0.5,
+                                                          memory_s=2.0))
+    x = np.concatenate([tone(3.0 + 0.27 * engine.hop_s, 330.0), make_signal(3.0, RATE, seed=3)])
+    late = late_changes(engine)
+    offline = engine.analyze(x)
+    assert late and all(-engine.arch.hop_frames <= o < 0 for _, o in late), late
+    before = list(late)
+    late.clear()
+    assert_records_equal(stream_records(engine, x, sizes), offline)
+    assert late == before
+
+
+def test_a_late_change_at_a_chunk_boundary_is_the_same_offline_and_live(
+    tiny_embedding: Checkpoint
+) -> None:
+    """A change caught late on the first hop of an ``analyze`` chunk frames again the last hop
+    of the chunk before (kept as the next chunk's context); live agrees."""
+    engine = Engine(tiny_embedding, novelty=NoveltyConfig(restart=0.05, recent_s=0.5,
+                                                          memory_s=2.0))
+    late = late_changes(engine)
+    hop_s = engine.hop_s
+    for lead in range(250, 256):
+        x = np.concatenate([tone((lead + 0.27) * hop_s, 330.0), make_signal(3.0, RATE, seed=3)])
+        late.clear()
+        offline = engine.analyze(x)
+        if any(k == 256 for k, _ in late):
+            break
+    assert any(k == 256 for k, _ in late), late
     assert_records_equal(stream_records(engine, x, [4096]), offline)
 
 
