@@ -532,25 +532,29 @@ class NoveltyMeter:
     dims: sound vector size D. recent_hops / memory_hops: novelty's two windows [hops].
     baseline_hops: with B > 0, the median of the distances of the B hops before (those whose
     memory was full) is taken off each hop's distance, floored at 0; 0 gives the distance.
+    baseline_lag: hops just before a hop that its baseline leaves out (the B before them are
+    taken). A hop's window holds the hop before it too, so a change raises two hops' distances:
+    with lag 0 the first of them is subtracted from the second (the fresh-start rule uses 1).
 
     ``push`` takes one hop (the daemon), ``push_many`` a run of hops (``analyze``, a chunk of
     hops at a time): the same code, so the same numbers to the bit, whatever the run lengths.
     """
 
     def __init__(self, dims: int, recent_hops: int, memory_hops: int,
-                 baseline_hops: int = 0) -> None:
+                 baseline_hops: int = 0, baseline_lag: int = 0) -> None:
         self.dims = dims
         self.recent_hops, self.memory_hops = recent_hops, memory_hops
-        self.baseline_hops = baseline_hops
+        self.baseline_hops, self.baseline_lag = baseline_hops, baseline_lag
         # A hop's windows reach back over the hops before it: R + M − 1 of them at most.
         self._keep = recent_hops + memory_hops - 1
         self.reset()
 
     def reset(self) -> None:
         # The newest ≤ R + M − 1 vectors [P, D], oldest first; the distances of the last
-        # baseline_hops hops (those with enough memory), oldest first.
+        # baseline_hops + baseline_lag hops (those with enough memory), oldest first.
         self._tail = np.zeros((0, self.dims))
-        self._distances: deque[float] = deque(maxlen=max(1, self.baseline_hops))
+        self._distances: deque[float] = deque(
+            maxlen=max(1, self.baseline_hops + self.baseline_lag))
 
     def push(self, v: np.ndarray) -> float:
         """Add one non-silent hop's sound vector [D]; return the novelty after it."""
@@ -588,7 +592,9 @@ class NoveltyMeter:
             if not self.baseline_hops:
                 out.append(d)
                 continue
-            usual = _median(distances) if distances else 0.0
+            usual = 0.0
+            if len(distances) > self.baseline_lag:
+                usual = _median(list(distances)[:len(distances) - self.baseline_lag])
             distances.append(d)
             out.append(max(0.0, d - usual))
         return out

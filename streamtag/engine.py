@@ -61,7 +61,13 @@ from streamtag.hops import HopFeatures, HopFrontend
 from streamtag.model import ArchConfig, HeadSpec, LstmState, StreamTagModel
 from streamtag.record import FAST_NAMES
 from streamtag.references import ReferenceLibrary, ReferenceMatcher
-from streamtag.restarts import BEFORE_FRAMES, LOOKBACK_HOPS, FreshStarts, change_frame
+from streamtag.restarts import (
+    BASELINE_LAG,
+    BEFORE_FRAMES,
+    LOOKBACK_HOPS,
+    FreshStarts,
+    change_frame,
+)
 from streamtag.tempo import ONSET_DELAY_FRAMES, BeatTracker, TempoFrames, TempoParams
 
 ONSET = FAST_NAMES.index("onset")
@@ -279,16 +285,17 @@ class Engine:
         window = hops_for(reference.window_s, self.hop_s)
         self._queries = [HopHistory(self.match_dims, window) for _ in self.streams]
 
-        def meter() -> NoveltyMeter:
+        def meter(lag: int = 0) -> NoveltyMeter:
             return NoveltyMeter(
                 self.model.sound_features, hops_for(novelty.recent_s, self.hop_s),
                 hops_for(novelty.memory_s, self.hop_s),
-                hops_for(novelty.baseline_s, self.hop_s) if novelty.baseline_s else 0)
+                hops_for(novelty.baseline_s, self.hop_s) if novelty.baseline_s else 0, lag)
 
         # Two meters per stream: the published novelty runs on through fresh starts (a change
-        # of piece shows in it, whatever restarted); the rule's starts again at each.
+        # of piece shows in it, whatever restarted); the rule's starts again at each, and its
+        # baseline leaves out the hop before (``restarts.BASELINE_LAG``).
         self._novelty = [meter() for _ in self.streams]
-        meters = [meter() for _ in self.streams]
+        meters = [meter(BASELINE_LAG) for _ in self.streams]
         if library is None:
             return meters
         library.check_checkpoint(ck.weights_sha256, self.match_id)

@@ -200,6 +200,23 @@ def test_novelty_rises_at_a_splice_and_stays_low_within_a_piece() -> None:
     assert nov[-1] < 0.5 * after.max()
 
 
+def test_a_baseline_lag_keeps_a_change_out_of_its_own_baseline() -> None:
+    """A change shows in two hops' distances (each window holds the hop before): with lag 0 the
+    first is the second's baseline and takes it under the threshold; lag 1 leaves it out."""
+    e = np.eye(3)
+    # Two hops of the old sound, a hop half new, then the new sound.
+    seq = np.stack([e[0], e[0], unit(e[0] + e[1]), e[1]])
+    plain = NoveltyMeter(3, 1, 4)
+    d = [plain.push(v) for v in seq]
+    assert d[2] > 0.0 and d[3] > d[2]
+    lag0 = NoveltyMeter(3, 1, 4, baseline_hops=6)
+    lag1 = NoveltyMeter(3, 1, 4, baseline_hops=6, baseline_lag=1)
+    got0, got1 = [lag0.push(v) for v in seq], [lag1.push(v) for v in seq]
+    assert d[1] == 0.0  # the old sound against itself
+    assert got0[3] == pytest.approx(d[3] - (d[1] + d[2]) / 2)  # the median of d1 and d2
+    assert got1[3] == d[3]  # the median of d1 alone
+
+
 def test_novelty_is_zero_until_there_is_memory_to_compare_with() -> None:
     rng = np.random.default_rng(1)
     seq = piece(rng, unit(rng.standard_normal(8)), 10)
@@ -215,7 +232,8 @@ def test_novelty_of_is_half_one_minus_cosine() -> None:
     assert novelty_of(e[:0], e[:1]) == 0.0
 
 
-def reference_novelty(seq: np.ndarray, recent: int, memory: int, baseline: int) -> list[float]:
+def reference_novelty(seq: np.ndarray, recent: int, memory: int, baseline: int,
+                      lag: int = 0) -> list[float]:
     """Novelty as the module docstring defines it, with numpy's mean, norm, product and median
     over the whole history each hop (as the meter computed it before it ran chunks): what
     ``NoveltyMeter`` must give to the bit."""
@@ -234,7 +252,8 @@ def reference_novelty(seq: np.ndarray, recent: int, memory: int, baseline: int) 
         if not baseline:
             out.append(d)
             continue
-        usual = float(np.median(distances[-baseline:])) if distances else 0.0
+        earlier = distances[:len(distances) - lag]
+        usual = float(np.median(earlier[-baseline:])) if earlier else 0.0
         distances.append(d)
         out.append(max(0.0, d - usual))
     return out
@@ -249,16 +268,17 @@ def test_novelty_one_hop_at_a_time_or_in_runs_is_the_same_to_the_bit(seed: int) 
         dims = int(rng.choice([1, 2, 3, 16, 64, 257]))
         recent, memory = int(rng.integers(1, 4)), int(rng.integers(1, 12))
         baseline = int(rng.choice([0, 1, 2, 5, 6]))
+        lag = int(rng.choice([0, 1, 2])) if baseline else 0
         seq = rng.standard_normal((int(rng.integers(1, 70)), dims))
         seq = seq.astype(np.float32) if trial % 2 else seq
         if trial % 3 == 0:
             seq[len(seq) // 2:, 0] += 3.0  # a change of piece
         if trial % 5 == 0:
             seq[: len(seq) // 3] = 0.0  # zero vectors: nothing to compare
-        want = reference_novelty(seq, recent, memory, baseline)
-        one = NoveltyMeter(dims, recent, memory, baseline)
+        want = reference_novelty(seq, recent, memory, baseline, lag)
+        one = NoveltyMeter(dims, recent, memory, baseline, lag)
         assert [one.push(v) for v in seq] == want
-        runs = NoveltyMeter(dims, recent, memory, baseline)
+        runs = NoveltyMeter(dims, recent, memory, baseline, lag)
         for _ in range(2):
             got: list[float] = []
             i = 0
