@@ -80,19 +80,25 @@ def test_decide_is_the_same_hop_by_hop_and_in_runs() -> None:
     assert none.decide(0, sound, silent)[1] is None
 
 
-def test_restart_rows_with_offsets_equals_restarting_the_memory_there() -> None:
-    """A restart at a frame inside a hop (``offsets``), applied after the fact and a hop at a
-    time, equals the frontend's memory restarted before that frame."""
+def rows_restarted_at(first: int) -> tuple[np.ndarray, np.ndarray]:
+    """A tone and then another: the frontend's rows [N, M] with one continuous pitch-class
+    memory, and the reference, the frontend fed up to frame ``first``, its memory restarted,
+    fed the rest."""
     x = np.concatenate([tone(3.0, 440.0), tone(3.0, 311.0)])
     whole = MelFrontend(DEFAULT_FRONTEND, fast_lane=False).process_offline(x).features
-    hop, at = 25, (3, 9)  # hop 3, frame 9
-    first = at[0] * hop + at[1]
-    # The reference: the frontend fed up to the restart frame, restarted, fed the rest.
     live = MelFrontend(DEFAULT_FRONTEND, fast_lane=False)
     samples = DEFAULT_FRONTEND.hop_length
     head = live.process(x[: first * samples]).features
     live.restart_pitch_memory(np.array([True]))
-    want = np.concatenate([head, live.process(x[first * samples:]).features])
+    return whole, np.concatenate([head, live.process(x[first * samples:]).features])
+
+
+def test_restart_rows_with_offsets_equals_restarting_the_memory_there() -> None:
+    """A restart at a frame inside a hop (``offsets``), applied after the fact and a hop at a
+    time, equals the frontend's memory restarted before that frame."""
+    hop, at = 25, (3, 9)  # hop 3, frame 9
+    first = at[0] * hop + at[1]
+    whole, want = rows_restarted_at(first)
     fs = fresh_starts(None)
     n_hops = len(whole) // hop
     got = np.concatenate([
@@ -107,15 +113,9 @@ def test_a_restart_in_the_hop_before_frames_that_hop_again() -> None:
     """A change caught a hop late (a negative offset) restarts the memory in the hop before:
     that hop comes back framed again (for the windows from the late hop on), and both equal the
     frontend's memory restarted at that frame; the hop as its own call gave it is unmoved."""
-    x = np.concatenate([tone(3.0, 440.0), tone(3.0, 311.0)])
-    whole = MelFrontend(DEFAULT_FRONTEND, fast_lane=False).process_offline(x).features
     hop, late, offset = 25, 4, -16  # caught at hop 4, begun at frame 9 of hop 3
     first = late * hop + offset
-    live = MelFrontend(DEFAULT_FRONTEND, fast_lane=False)
-    samples = DEFAULT_FRONTEND.hop_length
-    head = live.process(x[: first * samples]).features
-    live.restart_pitch_memory(np.array([True]))
-    want = np.concatenate([head, live.process(x[first * samples:]).features])
+    whole, want = rows_restarted_at(first)
     fs = fresh_starts(None)
     n_hops = len(whole) // hop
     got = []
