@@ -104,10 +104,11 @@ class FreshStarts:
         self.meters = meters
         self.sound = sound
         self.threshold = threshold
-        # Per stream, the pitch-class memory before its last hop (what ``restart_pitch_rows``
-        # carries), and that hop's rows as framed (one continuous memory) with its restart
-        # flags: a change found in that hop (a negative offset) frames it again.
-        self._carries: list[PitchCarry | None] = [None] * n_streams
+        # Per stream, the pitch-class memory (what ``restart_pitch_rows`` carries) before and
+        # after its last hop, and that hop's rows as framed (one continuous memory) with its
+        # restart flags: a change found in that hop (a negative offset) frames it again.
+        self._carries: list[tuple[PitchCarry | None, PitchCarry | None]] = \
+            [(None, None)] * n_streams
         self._last: list[tuple[np.ndarray, np.ndarray] | None] = [None] * n_streams
         self._first = [True] * n_streams  # the next sounding hop follows a fresh start
         self._last_novelty = [0.0] * n_streams  # the novelty of each stream's last hop
@@ -115,7 +116,7 @@ class FreshStarts:
 
     def reset(self) -> None:
         """Forget everything: the next hop is the first of each stream."""
-        self._carries = [None] * len(self._carries)
+        self._carries = [(None, None)] * len(self._carries)
         self._last = [None] * len(self._last)
         self._first = [True] * len(self._first)
         self._last_novelty = [0.0] * len(self._last_novelty)
@@ -183,36 +184,39 @@ class FreshStarts:
     def restart_rows(self, b: int, rows: np.ndarray, restart: np.ndarray,
                      offsets: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
         """Stream ``b``'s rows [n·hop_frames, n_features] of its next n hops, framed with a
-        continuous pitch-class memory → (the hop before them, [hop_frames, n_features], None
-        for a stream's first; the n hops' rows), with the memory restarted where ``restart``
+        continuous pitch-class memory → (the hop before them framed again, [hop_frames,
+        n_features], or None; the n hops' rows), with the memory restarted where ``restart``
         [n] is true (and still moved by restarts of earlier calls): before the hop's frame
-        ``offsets`` [n] (default 0, its first). A negative offset, down to -hop_frames, is a
-        change that began in the hop before (``change_frame`` found it there: the rule caught
-        it a hop late); that hop's rows come back framed again, for the windows from this hop
-        on (the windows before saw it as it was). Call once per hop, in order, after
-        ``decide``; a call's hops after its first have offsets ≥ 0 (split a run at the others:
-        the hops before saw no restart there)."""
+        ``offsets`` [n] (default 0, its first). A negative offset of the first hop, down to
+        -hop_frames, is a change that began in the hop before (``change_frame`` found it there:
+        the rule caught it a hop late); that hop's rows come back framed again, for the windows
+        from this hop on (the windows before saw it as it was); otherwise None. Call once per
+        hop, in order, after ``decide``; split a run before each hop with a negative offset."""
         hop, n = self.hop_frames, len(restart)
         restart = np.asarray(restart, bool)
         at = np.arange(n) * hop + (np.zeros(n, np.int64) if offsets is None else offsets)
         last = self._last[b]
-        head = last[0] if last is not None else rows[:0]
-        flags = np.zeros(len(head) + rows.shape[0], bool)
-        if last is not None:
-            flags[:hop] = last[1]
-        if np.any(at[restart] < -len(head)) or np.any(at[1:][restart[1:]] < 0):
+        late = bool(restart[0] and at[0] < 0)
+        if np.any(at[1:][restart[1:]] < 0) or (late and (last is None or at[0] < -hop)):
             raise ValueError("a restart before the hop before the call's first")
-        flags[len(head) + at[restart]] = True
-        whole = np.concatenate([head, rows])
-        # Run by run equals whole (``restart_pitch_rows``): the carry before the last hop is
-        # kept, so the next call can frame that hop again.
-        front, carry = restart_pitch_rows(whole[:-hop], flags[:-hop], self.frontend,
-                                          self._carries[b])
-        back, _ = restart_pitch_rows(whole[-hop:], flags[-hop:], self.frontend, carry)
-        self._carries[b] = carry
+        # Run by run equals whole (``restart_pitch_rows``). The memory before and after the
+        # last hop is kept: a late change frames that hop again from the memory before it.
+        if late and last is not None:
+            whole = np.concatenate([last[0], rows])
+            flags = np.concatenate([last[1], np.zeros(len(rows), bool)])
+            flags[hop + at[restart]] = True
+            carry, lead = self._carries[b][0], hop
+        else:
+            whole, flags = rows, np.zeros(len(rows), bool)
+            flags[at[restart]] = True
+            carry, lead = self._carries[b][1], 0
+        front, carry = (restart_pitch_rows(whole[:-hop], flags[:-hop], self.frontend, carry)
+                        if len(whole) > hop else (whole[:0], carry))
+        back, end = restart_pitch_rows(whole[-hop:], flags[-hop:], self.frontend, carry)
+        self._carries[b] = (carry, end)
         self._last[b] = (whole[-hop:].copy(), flags[-hop:].copy())
         out = np.concatenate([front, back])
-        return (out[:hop] if last is not None else None), out[len(head):]
+        return (out[:hop] if lead else None), out[lead:]
 
 
 #: Hops just before a hop that the rule's novelty baseline leaves out (``NoveltyMeter``'s
