@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_restarts import changes_in
 
 from streamtag.checkpoint import Checkpoint
 from streamtag.engine import Engine
@@ -115,3 +116,19 @@ def test_entry_at_other_phases_of_the_hop_grid(
     assert n >= 12
     assert same >= 0.95, f"top instrument agrees on {same:.2f} of {n} hops"
     assert dv <= 0.1, f"median |Δvalence| {dv:.3f}"
+
+
+@pytest.mark.parametrize(("other", "music"), [("trumpet", "clarinet"), ("clarinet", "violin"),
+                                              ("piano", "flute")])
+def test_a_change_after_one_second_of_another_piece_is_caught(
+    bundled: Checkpoint, pieces: dict[str, np.ndarray], other: str, music: str
+) -> None:
+    """After only 1 s of another piece the rule's novelty memory holds a hop or two. The change
+    raises the distance of two hops, and the first must not be the second's baseline
+    (``restarts.BASELINE_LAG``): with it there, none of these changes was caught at all."""
+    engine = Engine(bundled)
+    rate = engine.input_rate_hz
+    pre = np.tile(pieces[other], 2)[: round((1.0 + PHASE_HOPS * engine.hop_s) * rate)]
+    _, changed = changes_in(engine, np.concatenate([pre, pieces[music]]))
+    start = int(pre.size / rate / engine.hop_s)  # the hop the music starts in
+    assert any(start <= k <= start + 1 for k in changed), changed
