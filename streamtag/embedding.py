@@ -594,7 +594,7 @@ class NoveltyMeter:
                 continue
             usual = 0.0
             if len(distances) > self.baseline_lag:
-                usual = _median(list(distances)[:len(distances) - self.baseline_lag])
+                usual = _median(itertools.islice(distances, len(distances) - self.baseline_lag))
             distances.append(d)
             out.append(max(0.0, d - usual))
         return out
