@@ -419,6 +419,9 @@ def _metric_rows(report: dict[str, Any]) -> dict[str, float | None]:
                 out[f"{name} ordering per clip"] = clip_out[name]["ordering"]
         for texture, t in (emo.get("textures") or {}).items():
             out[f"  {texture}: quadrants after 3 s"] = t.get("quadrants_after_3s")
+            if t.get("quadrants_clear_after_3s") is not None:
+                out[f"  {texture}: quadrants after 3 s, clear clips"] = t[
+                    "quadrants_clear_after_3s"]
             out[f"  {texture}: valence r after 3 s"] = t.get("valence_r_after_3s")
     tim = h.get("timbre")
     if tim:

@@ -123,6 +123,20 @@ def test_emotion_is_broken_down_by_texture() -> None:
     assert tx["accompanied"]["mean_valence_by_true_quadrant"]["3"] == pytest.approx(-0.5)
 
 
+def test_quadrants_on_clear_clips_leave_out_clips_on_an_axis() -> None:
+    data = HeadData(EMOTION)
+    hops = 8
+    clear = np.tile([0.6, 0.4], (hops, 1))
+    border = np.tile([0.6, 0.1], (hops, 1))  # arousal 0.1 from zero: not a clear clip
+    data.add(clear.copy(), clear, np.ones((hops, 2)), "solo")
+    data.add(-border, border, np.ones((hops, 2)), "solo")  # its quadrant is wrong
+    data.add(np.tile([-0.6, 0.4], (hops, 1)), -clear, np.ones((hops, 2)), "solo")  # wrong too
+    solo = head_metrics(data, hop_s=0.5)["textures"]["solo"]
+    assert solo["quadrants_after_3s"] == pytest.approx(1 / 3)
+    assert solo["clear_clips"] == 2
+    assert solo["quadrants_clear_after_3s"] == pytest.approx(1 / 2)
+
+
 def test_per_clip_is_the_mean_of_the_hops_not_a_vote() -> None:
     data = HeadData(INSTRUMENT)
     probs = np.zeros((3, 8))
