@@ -12,7 +12,9 @@
 # Usage: bash scripts/train_default_model.sh [WORK_DIR]
 #   EPOCHS=40 (training epochs), SIZE=default (corpus size), LOO=1 (0: skip the folds),
 #   LOO_EPOCHS=8, LOO_SIZE=small, INIT=checkpoint (start from its weights: fine-tuning),
-#   LR=learning rate (default: the config's). (SIZE=tiny EPOCHS=1 LOO_SIZE=tiny LOO_EPOCHS=1
+#   LR=learning rate (default: the config's), EXTRA_EMOTION=1 (also train on an emotion-only
+#   corpus of the same size built with seed 1: other pieces, same recipe; data.extra_corpora).
+#   (SIZE=tiny EPOCHS=1 LOO_SIZE=tiny LOO_EPOCHS=1
 #   tries the whole chain in minutes; it overwrites the shipped model and card like a real run.)
 # Every step keeps what it finished: rerun the same command after an interruption.
 #
@@ -49,9 +51,18 @@ if [ ! -f "$work/corpus/manifest.jsonl" ]; then
     streamtag corpus build --out "$work/corpus" --size "$size" --seed 0 --overwrite --no-progress
 fi
 
-stamp "training ($epochs epochs)"
 args=()
-if [ -f "$work/run/last.train.pt" ]; then args=(--resume); fi
+if [ "${EXTRA_EMOTION:-0}" = "1" ]; then
+    if [ ! -f "$work/corpus-emotion-seed1/manifest.jsonl" ]; then
+        stamp "emotion-only corpus, seed 1"
+        streamtag corpus build --out "$work/corpus-emotion-seed1" --size "$size" --seed 1 \
+            --families emotion --val-per-class 0 --overwrite --no-progress
+    fi
+    args+=(--set "data.extra_corpora=[$work/corpus-emotion-seed1]")
+fi
+
+stamp "training ($epochs epochs)"
+if [ -f "$work/run/last.train.pt" ]; then args+=(--resume); fi
 if [ -n "${INIT:-}" ]; then args+=(--set "train.init=$INIT"); fi
 if [ -n "${LR:-}" ]; then args+=(--set "optimizer.lr=$LR"); fi
 torchrun --standalone --nproc_per_node 2 -m streamtag.train.cli train \

@@ -6,8 +6,8 @@ defaults (a test pins that they agree). Loading goes through
 key path), then ``check_train_config`` adds the rules that span fields (head kinds against
 losses, data sources that must exist, architecture overrides that must build), again by key path.
 
-Relative paths in a config (``data.corpus``, ``data.datasets[i].root``, ``data.cache_dir``) are
-relative to the current directory, like paths given on the command line.
+Relative paths in a config (``data.corpus``, ``data.extra_corpora``, ``data.datasets[i].root``,
+``data.cache_dir``) are relative to the current directory, like paths given on the command line.
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ class DatasetSource:
 @dataclass(frozen=True)
 class DataConfig:
     corpus: str | None = None  # built-in corpus folder (holds manifest.jsonl); None: none
+    # More corpus folders whose clips train with the corpus's, each keeping its splits (e.g. an
+    # emotion-only set built with another seed: `corpus build --families emotion`).
+    extra_corpora: list[str] = field(default_factory=list)
     datasets: list[DatasetSource] = field(default_factory=list)
     # Sources without a validation split get whole groups (pieces, songs) moved there.
     validation_fraction: float = _rng(0.0, 0.9, 0.1)
@@ -239,13 +242,15 @@ def check_train_config(cfg: TrainConfig, check_paths: bool = True) -> list[str]:
     """Every cross-field problem of ``cfg``, each naming its key path (empty: fine)."""
     problems: list[str] = []
     d = cfg.data
-    if d.corpus is None and not d.datasets:
+    if d.corpus is None and not d.extra_corpora and not d.datasets:
         problems.append("data: no training source: set data.corpus (a corpus folder) or "
                         "data.datasets (a list of {kind, root})")
-    if check_paths and d.corpus is not None:
-        corpus = Path(d.corpus).expanduser()
+    folders = [("data.corpus", d.corpus)] if d.corpus is not None else []
+    folders += [(f"data.extra_corpora[{i}]", c) for i, c in enumerate(d.extra_corpora)]
+    for key, folder in folders if check_paths else []:
+        corpus = Path(folder).expanduser()
         if not (corpus / "manifest.jsonl").is_file():
-            problems.append(f"data.corpus: no manifest.jsonl in {corpus} (build one with "
+            problems.append(f"{key}: no manifest.jsonl in {corpus} (build one with "
                             "`streamtag corpus build --out DIR`)")
     if check_paths and cfg.train.init is not None \
             and not Path(cfg.train.init).expanduser().is_file():

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,24 +103,38 @@ def _texture_from_tags(tags: Sequence[str] | None, known: Sequence[str] | None) 
 
 
 def source_clips(
-    corpus: str | None, datasets: Sequence[object], validation_fraction: float
+    corpus: str | None, datasets: Sequence[object], validation_fraction: float,
+    extra_corpora: Sequence[str] = (),
 ) -> tuple[list[Clip], dict[str, str]]:
     """Every clip of the configured sources, and a fingerprint of each source.
 
+    corpus, extra_corpora: built-in corpus folders; their clips train together, each keeping
+    its own splits (an extra corpus may hold training clips only). Groups of every corpus after
+    the first are prefixed with ``+K/`` (K = its place), so pieces of different corpora never
+    pass for one piece (batches and the piece embedding key on groups) even where two builds
+    named them alike.
     datasets: ``DatasetSource``-like objects (kind, root, csv_name). A source with no
-    validation clip gets whole groups moved there (``validation_fraction``), so pieces never
-    straddle splits. Fingerprints: the corpus manifest's SHA-256, a dataset's label digest.
+    validation clip gets whole groups moved there (``validation_fraction``; the corpora count
+    as one source), so pieces never straddle splits. Fingerprints: each corpus manifest's
+    SHA-256 (``corpus_manifest_sha256``, then ``corpus_manifest_sha256+K``), a dataset's label
+    digest.
     """
     clips: list[Clip] = []
     hashes: dict[str, str] = {}
-    if corpus is not None:
-        got, skipped = corpus_clips(corpus)
+    corpora = ([corpus] if corpus is not None else []) + list(extra_corpora)
+    from_corpora: list[Clip] = []
+    for k, folder in enumerate(corpora):
+        got, skipped = corpus_clips(folder)
         if skipped:
-            log.warning("corpus %s: %d manifest line(s) skipped, e.g. %s", corpus,
+            log.warning("corpus %s: %d manifest line(s) skipped, e.g. %s", folder,
                         len(skipped), skipped[0])
-        clips += _ensure_validation(got, validation_fraction)
-        hashes["corpus_manifest_sha256"] = file_sha256(
-            Path(corpus).expanduser() / "manifest.jsonl")
+        if k:
+            got = [replace(c, group=f"+{k}/{c.group}") for c in got]
+        from_corpora += got
+        hashes["corpus_manifest_sha256" + (f"+{k}" if k else "")] = file_sha256(
+            Path(folder).expanduser() / "manifest.jsonl")
+    if from_corpora:
+        clips += _ensure_validation(from_corpora, validation_fraction)
     for ds in datasets:
         options = {"csv_name": ds.csv_name} if getattr(ds, "csv_name", None) else {}
         got, report = load_dataset(ds.kind, Path(ds.root).expanduser(), **options)

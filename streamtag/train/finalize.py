@@ -122,7 +122,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     cfg = load_train_config(args.run_dir / "config.yaml")
     best = args.run_dir / BEST_NAME
     ck = load_checkpoint(best)
-    clips, _ = source_clips(cfg.data.corpus, cfg.data.datasets, cfg.data.validation_fraction)
+    clips, _ = source_clips(cfg.data.corpus, cfg.data.datasets, cfg.data.validation_fraction,
+                            cfg.data.extra_corpora)
     cache = FeatureCache(args.cache_dir or cfg.data.cache_dir, ck.frontend)
     hop_s = hop_seconds(ck)
     feats, _ = load_features([c for c in clips if c.split == "train"], cache, ck.model.arch,

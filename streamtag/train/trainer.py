@@ -167,7 +167,8 @@ class Trainer:
             for h, spec in zip(cfg.heads, self.model.heads, strict=True)
         ]
         clips, self.data_hashes = source_clips(cfg.data.corpus, cfg.data.datasets,
-                                               cfg.data.validation_fraction)
+                                               cfg.data.validation_fraction,
+                                               cfg.data.extra_corpora)
         clips = limit_clips(clips, cfg.data.max_clips, cfg.train.seed)
         self.cache = FeatureCache(cfg.data.cache_dir, self.frontend)
         self._warm_cache([c for c in clips if c.split in ("train", "validation")])
@@ -186,7 +187,8 @@ class Trainer:
             log.warning("… %d clips skipped in all", len(skipped) + len(skipped_val))
         if not self.train_set:
             raise DatasetError("no usable training clip: every training clip was skipped or "
-                               "the sources hold none (check data.corpus / data.datasets)")
+                               "the sources hold none (check data.corpus / "
+                               "data.extra_corpora / data.datasets)")
         if not self.val_set:
             log.warning("no validation clip: the best epoch is chosen by training loss")
         for h, h_cfg in zip(self.heads, cfg.heads, strict=True):

@@ -82,6 +82,13 @@ def tone_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def extra_tone_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second build of the tone corpus (seed 1, training clips only) whose groups are named
+    as the first one's: an extra corpus (``data.extra_corpora``)."""
+    return make_tone_corpus(tmp_path_factory.mktemp("extra-tones"), n_train=2, n_val=0, seed=1)
+
+
+@pytest.fixture(scope="session")
 def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("feature-cache")
 

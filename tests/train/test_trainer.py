@@ -30,7 +30,13 @@ from streamtag.train.batches import collate
 from streamtag.train.cli import main as train_main
 from streamtag.train.config import TrainConfig, load_train_config, train_config_from_dict
 from streamtag.train.datasets import Clip
-from streamtag.train.features import FeatureCache, HeadTarget, corpus_clips, encode_labels
+from streamtag.train.features import (
+    FeatureCache,
+    HeadTarget,
+    corpus_clips,
+    encode_labels,
+    source_clips,
+)
 from streamtag.train.losses import (
     TrainHead,
     batch_hard_pairs,
@@ -344,6 +350,34 @@ def test_corpus_manifest_lines_become_clips(tone_corpus: Path) -> None:
     c = clips[0]
     assert c.dataset == "corpus" and c.path.is_file() and c.instrument in ("clarinet", "flute")
     assert c.timbre is not None and c.valence is not None
+
+
+def test_an_extra_corpus_trains_beside_the_corpus_and_keeps_its_pieces_apart(
+        tone_corpus: Path, extra_tone_corpus: Path, tmp_path: Path) -> None:
+    # A second build (other seed, training clips only) names its groups as the first does.
+    extra = extra_tone_corpus
+    alone, _ = source_clips(str(tone_corpus), [], 0.1)
+    both, hashes = source_clips(str(tone_corpus), [], 0.1, [str(extra)])
+    added = both[len(alone):]
+    assert both[:len(alone)] == alone and len(added) == 4
+    assert {c.split for c in added} == {"train"}  # no groups moved: the corpus has validation
+    assert [c.split for c in both if c.split == "validation"] == \
+        [c.split for c in alone if c.split == "validation"]
+    names = {c.group for c in alone}
+    assert all(c.group.startswith("+1/") and c.group[3:] in names for c in added)
+    assert set(hashes) == {"corpus_manifest_sha256", "corpus_manifest_sha256+1"}
+    with pytest.raises(ConfigError, match=r"data.extra_corpora\[0\]: no manifest.jsonl"):
+        train_config_from_dict({"data": {"corpus": str(tone_corpus),
+                                         "extra_corpora": [str(tmp_path / "none")]}})
+
+
+def test_a_run_trains_on_its_extra_corpus(make_config, extra_tone_corpus: Path,
+                                          tmp_path: Path) -> None:
+    cfg = make_config(f"data.extra_corpora=['{extra_tone_corpus}']", "train.epochs=1")
+    ck = load_checkpoint(train(cfg, tmp_path / "run").best_checkpoint)
+    assert ck.provenance["clips"]["train"] == 8 + 4
+    assert ck.provenance["clips"]["validation"] == 4
+    assert "corpus_manifest_sha256+1" in ck.provenance["data"]
 
 
 # -- training runs --------------------------------------------------------------------------------
