@@ -42,6 +42,34 @@ TARGETS = [
 ]
 
 
+def _per_texture(textures: dict[str, Any], key: str, clear_key: str | None,
+                 what: str = "") -> str:
+    """The per-texture part of a target's cell, e.g. `` (accompanied 0.80, solo 0.72; on clear
+    clips ... 0.88 / 0.82)``, from a report's per-texture emotion metrics; empty without."""
+    if not textures:
+        return ""
+    text = what + ", ".join(f"{t} {_fmt(m.get(key))}" for t, m in textures.items())
+    clear = [_fmt(m.get(clear_key)) for m in textures.values()
+             if clear_key and m.get(clear_key) is not None]
+    if clear and len(clear) == len(textures):
+        text += f"; on clear clips (labels ≥ 0.25 from both axes) {' / '.join(clear)}"
+    return f" ({text})"
+
+
+def _extra_corpora(cfg: dict[str, Any]) -> str:
+    """A sentence on each corpus trained on beside the main one (``data.extra_corpora``), from
+    its corpus.json; empty when there is none."""
+    parts = []
+    for folder in cfg["data"].get("extra_corpora") or []:
+        c = json.loads((Path(folder) / "corpus.json").read_text())
+        parts.append(f"{', '.join(c['families'])} clips of another build (seed {c['seed']}: "
+                     f"other pieces, the same recipe), {c['n_per_class']} training clips per "
+                     f"class (`streamtag corpus build --families {','.join(c['families'])} "
+                     f"--seed {c['seed']} --n-per-class {c['n_per_class']} --val-per-class "
+                     f"{c['val_per_class']}`)")
+    return (" Also trained on (`data.extra_corpora`): " + "; ".join(parts) + ".") if parts else ""
+
+
 def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
          entry: Path | None = None, recorded: list[Path] | None = None,
          loo_note: str | None = None, also: list[Path] | None = None,
@@ -98,7 +126,8 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         f"({sum(v['split'] == 'train' for v in kits.values())} for training, "
         f"{', '.join(k for k, v in kits.items() if v['split'] == 'validation')} held out). "
         "The Debian freepats set and the Hydrogen kits Millo-Drums_v.1, The Black Pearl 1.0 and "
-        "circAfrique v4 are reserved for independent evaluation and were not used in any way.",
+        "circAfrique v4 are reserved for independent evaluation and were not used in any way."
+        + _extra_corpora(cfg),
         "",
         "- **instrument**: the 8 Medley-solos-DB classes played by General MIDI programs "
         "across each instrument's range (scales, arpeggios, phrases); the `female singer` "
@@ -165,10 +194,13 @@ def main(run_dir: Path, previous: Path | None = None, loo: Path | None = None,
         _fmt(inst.get("after_1s_accuracy")),
         f"{_fmt(emo.get('quadrant_accuracy'))} per hop"
         + (f"; {_fmt(emo['late_quadrant_accuracy'])} after 3 s"
-           if emo.get("late_quadrant_accuracy") is not None else ""),
+           if emo.get("late_quadrant_accuracy") is not None else "")
+        + _per_texture(emo.get("textures") or {}, "quadrants_after_3s",
+                       "quadrants_clear_after_3s"),
         f"{_fmt(emo.get('valence_r'))} / {_fmt(emo.get('arousal_r'))} per hop"
         + (f"; {_fmt(emo['late_valence_r'])} / {_fmt(emo['late_arousal_r'])} after 3 s"
-           if emo.get("late_valence_r") is not None else ""),
+           if emo.get("late_valence_r") is not None else "")
+        + _per_texture(emo.get("textures") or {}, "valence_r_after_3s", None, "valence: "),
         f"worst {_fmt(tim.get('max_mae'))}, mean {_fmt(tim.get('mean_mae'))}",
         f"{report['cost']['p99_ms']:.2f} ms (mean {report['cost']['mean_ms']:.2f} ms, "
         f"{report['cost'].get('threads', '?')} torch thread(s))",
@@ -282,7 +314,8 @@ def _report_heads(run_dir: Path) -> dict[str, dict]:
                          "arousal_r": o["arousal"]["pearson_r"],
                          "late_quadrant_accuracy": late.get("quadrant_accuracy"),
                          "late_valence_r": (lo.get("valence") or {}).get("pearson_r"),
-                         "late_arousal_r": (lo.get("arousal") or {}).get("pearson_r")}
+                         "late_arousal_r": (lo.get("arousal") or {}).get("pearson_r"),
+                         "textures": m.get("textures") or {}}
         elif m.get("kind") == "regression":
             maes = [v["mae"] for v in m["per_hop"]["outputs"].values()]
             out[name] = {"max_mae": max(maes), "mean_mae": sum(maes) / len(maes)}
