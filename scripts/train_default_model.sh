@@ -76,9 +76,10 @@ torchrun --standalone --nproc_per_node 2 -m streamtag.train.cli train \
 #   INIT=2f40dc62554c.safetensors LR=5e-4 EPOCHS=10 EXTRA_EMOTION=1 LOO=0 \
 #       bash scripts/train_default_model.sh work-ft
 # (10 epochs of ~110 s on 2 idle cores; best epoch 7; 2f40dc62554c from git history:
-# `git show 4794fbf:streamtag/assets/default.safetensors > 2f40dc62554c.safetensors`). Its run read the same clips merged into
-# one manifest; this route orders them otherwise and gave db8a40b644ed (instrument after 1 s
-# 0.952 against 0.953, on 30 s pieces 0.925 against 0.942: what two runs differ by).
+# `git show 4794fbf:streamtag/assets/default.safetensors > 2f40dc62554c.safetensors`).
+# Its run read the same clips merged into one manifest; this route orders them otherwise and
+# gave db8a40b644ed (instrument after 1 s 0.952 against 0.953, on 30 s pieces 0.925 against
+# 0.942: what two runs differ by).
 
 if [ ! -f "$work/eval-previous/report.json" ]; then
     stamp "evaluating the model it replaces on the same clips"

@@ -27,6 +27,7 @@ import yaml
 from streamtag.checkpoint import load_checkpoint
 from streamtag.model import count_parameters
 from streamtag.train.corpus.tags import TAG_DEFINITIONS
+from streamtag.train.evaluate import CLEAR
 
 ASSETS = Path(__file__).resolve().parent.parent / "streamtag" / "assets"
 
@@ -52,7 +53,7 @@ def _per_texture(textures: dict[str, Any], key: str, clear_key: str | None,
     clear = [_fmt(m.get(clear_key)) for m in textures.values()
              if clear_key and m.get(clear_key) is not None]
     if clear and len(clear) == len(textures):
-        text += f"; on clear clips (labels ≥ 0.25 from both axes) {' / '.join(clear)}"
+        text += f"; on clear clips (labels ≥ {CLEAR:g} from both axes) {' / '.join(clear)}"
     return f" ({text})"
 
 

@@ -247,11 +247,12 @@ def check_train_config(cfg: TrainConfig, check_paths: bool = True) -> list[str]:
                         "data.datasets (a list of {kind, root})")
     folders = [("data.corpus", d.corpus)] if d.corpus is not None else []
     folders += [(f"data.extra_corpora[{i}]", c) for i, c in enumerate(d.extra_corpora)]
-    for key, folder in folders if check_paths else []:
-        corpus = Path(folder).expanduser()
-        if not (corpus / "manifest.jsonl").is_file():
-            problems.append(f"{key}: no manifest.jsonl in {corpus} (build one with "
-                            "`streamtag corpus build --out DIR`)")
+    if check_paths:
+        for key, folder in folders:
+            corpus = Path(folder).expanduser()
+            if not (corpus / "manifest.jsonl").is_file():
+                problems.append(f"{key}: no manifest.jsonl in {corpus} (build one with "
+                                "`streamtag corpus build --out DIR`)")
     if check_paths and cfg.train.init is not None \
             and not Path(cfg.train.init).expanduser().is_file():
         problems.append(f"train.init: no checkpoint file {cfg.train.init}")

@@ -372,6 +372,7 @@ def texture_metrics(data: HeadData, hop_s: float) -> dict[str, dict[str, Any]]:
         by_q = {str(q): float(pred[both][q_true == q, iv].mean()) for q in sorted(set(q_true))}
         # Clear clips by their clip-level labels (the mean over labelled hops; an emotion
         # label is constant over a corpus clip).
+        # clip_level keeps the clips with a labelled hop, in order: `labelled` maps its rows back.
         _, true_c, mask_c = sub.clip_level()
         clear_c = ((mask_c[:, iv] > 0) & (mask_c[:, ia] > 0) & (np.abs(true_c[:, iv]) >= CLEAR)
                    & (np.abs(true_c[:, ia]) >= CLEAR))
@@ -379,7 +380,7 @@ def texture_metrics(data: HeadData, hop_s: float) -> dict[str, dict[str, Any]]:
         clear = sub.select([labelled[k] for k in np.flatnonzero(clear_c)])
         pred_x, true_x, mask_x = _hops(clear, hop_s, SETTLED_S)
         out[texture] = {
-            "clips": int(sum(1 for m in sub.masks if np.asarray(m).any())),
+            "clips": len(labelled),
             "quadrants_after_3s": late.get("quadrant_accuracy"),
             "quadrants_per_clip": clip.get("quadrant_accuracy"),
             "valence_r_after_3s": late["outputs"]["valence"]["pearson_r"],
